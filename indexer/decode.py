@@ -1,0 +1,125 @@
+"""Decoding: pick decoders for a file (plugins), stream it, validate it, downmix to mono and resample to 48 kHz.
+
+This module never imports torch: it runs inside decode worker processes.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from plugins.contract import AudioSource, DecodeError, Decoder
+
+TARGET_RATE = 48_000
+HEAD_BYTES = 64
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Headers outside these bounds are refused before anything they would size is allocated."""
+
+    min_sample_rate: int = 4_000
+    max_sample_rate: int = 768_000
+    max_channels: int = 64
+    max_duration_s: float = 48 * 3600.0
+
+
+@dataclass
+class OpenedAudio:
+    """A file opened by the first decoder that accepted it."""
+
+    decoder: str
+    source: AudioSource
+
+
+def decoder_order(path: Path, decoders: Mapping[str, Decoder]) -> list[Decoder]:
+    """Decoders to try for ``path``: magic-byte matches, then specific by extension, then generic ones."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
+    ext = path.suffix.lower().lstrip(".")
+    by_magic = [d for d in decoders.values() if d.magic and d.matches_magic(head)]
+    specific = [d for d in decoders.values() if not d.generic and ext in d.extensions and d not in by_magic]
+    generic_ext = [d for d in decoders.values() if d.generic and ext in d.extensions and d not in by_magic]
+    generic_rest = [d for d in decoders.values() if d.generic and d not in generic_ext and d not in by_magic]
+    return by_magic + specific + generic_ext + generic_rest
+
+
+def open_audio(path: Path, decoders: Mapping[str, Decoder], settings: Mapping[str, Any], limits: DecodeLimits) -> OpenedAudio:
+    """Open ``path`` with the first decoder that accepts it; one error lists what each decoder said."""
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    reasons: list[str] = []
+    for decoder in decoder_order(path, decoders):
+        try:
+            source = decoder.open(path, settings)
+            check_header(source, limits)
+            return OpenedAudio(decoder.name, source)
+        except DecodeError as exc:
+            reasons.append(f"{decoder.name}: {exc}")
+        except Exception as exc:  # a plugin's bug is this file's failure, not the run's
+            reasons.append(f"{decoder.name}: {type(exc).__name__}: {exc}")
+    if not reasons:
+        raise DecodeError("no decoder handles this file")
+    raise DecodeError("; ".join(r.replace("\n", " ") for r in reasons))
+
+
+def check_header(source: AudioSource, limits: DecodeLimits) -> None:
+    """Refuse absurd sample rates, channel counts and durations (before any allocation they size)."""
+    if not limits.min_sample_rate <= source.sample_rate <= limits.max_sample_rate:
+        _close_quietly(source)
+        raise DecodeError(
+            f"sample rate {source.sample_rate} Hz outside {limits.min_sample_rate}..{limits.max_sample_rate} Hz"
+        )
+    if not 1 <= source.channels <= limits.max_channels:
+        _close_quietly(source)
+        raise DecodeError(f"{source.channels} channels (expected 1..{limits.max_channels})")
+    if source.duration_s is not None and source.duration_s > limits.max_duration_s:
+        _close_quietly(source)
+        raise DecodeError(f"duration {source.duration_s:.0f} s exceeds the limit of {limits.max_duration_s:.0f} s")
+
+
+def _close_quietly(source: AudioSource) -> None:
+    try:
+        source.close()
+    except Exception:
+        pass
+
+
+def mono_48k_blocks(opened: OpenedAudio, limits: DecodeLimits) -> Iterator[np.ndarray]:
+    """Stream ``opened`` as mono float32 blocks at 48 kHz (channel mean, soxr HQ), checking every sample is finite."""
+    source = opened.source
+    resampler = None
+    if source.sample_rate != TARGET_RATE:
+        resampler = soxr.ResampleStream(source.sample_rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
+    max_frames = int(limits.max_duration_s * source.sample_rate)
+    seen = 0
+    try:
+        for block in source.blocks():
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim == 1:
+                block = block[:, None]
+            if block.shape[1] != source.channels:
+                raise DecodeError(f"decoder gave {block.shape[1]} channels, header said {source.channels}")
+            seen += len(block)
+            if seen > max_frames:
+                raise DecodeError(f"longer than the limit of {limits.max_duration_s:.0f} s")
+            mono = block.mean(axis=1, dtype=np.float32) if source.channels > 1 else block[:, 0]
+            if not np.isfinite(mono).all():
+                raise DecodeError("non-finite samples (NaN or Inf) in the audio")
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=False)
+            if len(mono):
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            if len(tail):
+                yield tail
+    finally:
+        _close_quietly(source)

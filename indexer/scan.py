@@ -1,0 +1,70 @@
+"""Archive scan: walk the given roots for audio files by extension, following no symlink out of them."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.errors import BadInput
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    """A candidate file as found on disk. ``path`` keeps the form the root was given in."""
+
+    path: str
+    root: str
+    size: int
+    mtime: float
+
+
+@dataclass
+class ScanResult:
+    files: list[ScannedFile]
+    skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable
+
+
+def _inside(real: str, roots: list[str]) -> bool:
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanResult:
+    """Every audio file under ``paths`` (files given directly are taken whatever their extension)."""
+    exts = {e.lower().lstrip(".") for e in extensions}
+    roots = [str(p) for p in paths]
+    missing = [r for r in roots if not os.path.exists(r)]
+    if missing:
+        raise BadInput(f"no such file or directory: {', '.join(missing)}")
+    real_roots = [os.path.realpath(r) for r in roots]
+    found: dict[str, ScannedFile] = {}
+    skipped: list[tuple[str, str]] = []
+
+    def consider(path: str, root: str, explicit: bool) -> None:
+        if not explicit and os.path.splitext(path)[1].lower().lstrip(".") not in exts:
+            skipped.append((path, "extension not indexed"))
+            return
+        real = os.path.realpath(path)
+        if os.path.islink(path) and not _inside(real, real_roots):
+            skipped.append((path, "symlink out of the indexed roots"))
+            return
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            skipped.append((path, f"cannot stat: {exc.strerror}"))
+            return
+        if not os.path.isfile(path):
+            return
+        found.setdefault(path, ScannedFile(path, root, st.st_size, st.st_mtime))
+
+    for root in roots:
+        if os.path.isfile(root):
+            consider(root, os.path.dirname(root) or ".", explicit=True)
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                consider(os.path.join(dirpath, name), root, explicit=False)
+    return ScanResult(sorted(found.values(), key=lambda f: f.path), skipped)

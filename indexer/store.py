@@ -1,0 +1,314 @@
+"""The index store: DuckDB is the system of record for files, windows, embeddings, runs and index metadata."""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from indexer.errors import IndexCorrupt, IndexMissing, ModelMismatch
+from indexer.model import ModelIdentity
+
+DB_NAME = "soundsift.duckdb"
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS files (
+    id BIGINT, path VARCHAR NOT NULL, root VARCHAR, size BIGINT, mtime DOUBLE, hash VARCHAR,
+    duration DOUBLE, sample_rate INTEGER, channels INTEGER, codec VARCHAR, decoder VARCHAR,
+    status VARCHAR NOT NULL, error VARCHAR, run_id BIGINT, updated_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, command VARCHAR,
+    summary JSON
+);
+"""
+WINDOWS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS windows (
+    id BIGINT NOT NULL, file_id BIGINT NOT NULL, start DOUBLE NOT NULL, "end" DOUBLE NOT NULL,
+    tags JSON, embedding FLOAT[{dim}] NOT NULL
+);
+"""
+
+
+@dataclass
+class FileRecord:
+    """One file row: what the scan saw and what decoding found."""
+
+    id: int
+    path: str
+    root: str
+    size: int
+    mtime: float
+    hash: str | None
+    status: str  # indexed | failed
+    error: str | None = None
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    codec: str | None = None
+    decoder: str | None = None
+
+
+@dataclass
+class WindowBatch:
+    """Windows of committed files, ready to insert: parallel arrays plus their unit vectors."""
+
+    ids: np.ndarray  # int64
+    file_ids: np.ndarray  # int64
+    starts: np.ndarray  # float64 seconds
+    ends: np.ndarray  # float64 seconds
+    tags: list[str]  # JSON per window
+    vectors: np.ndarray  # float32 (n, dim), finite, unit length
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class WindowChunk:
+    """A chunk of stored windows read back for scoring."""
+
+    ids: np.ndarray
+    file_ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    vectors: np.ndarray
+
+
+class IndexStore:
+    """A DuckDB index file. One connection per process; threads read through their own cursors."""
+
+    def __init__(self, index_dir: Path, con: duckdb.DuckDBPyConnection):
+        self.index_dir = index_dir
+        self._con = con
+        self._write_lock = threading.Lock()
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, index_dir: Path, identity: ModelIdentity | None, create: bool) -> "IndexStore":
+        """Open (or create) the store; ``identity`` must match what wrote it (ModelMismatch names both)."""
+        path = index_dir / DB_NAME
+        if not path.exists() and not create:
+            raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            raise IndexCorrupt(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+        except duckdb.Error as exc:
+            raise IndexCorrupt(
+                f"the index database {path} does not open ({str(exc).splitlines()[0]}); it was left untouched. "
+                f"Move it aside and re-index from the archive (`soundsift index PATH --index {index_dir}`)."
+            ) from None
+        store = cls(index_dir, con)
+        con.execute(SCHEMA)
+        stored = store.identity_meta()
+        if stored is None:
+            if identity is None:
+                raise IndexMissing(f"the index at {index_dir} is empty: run `soundsift index` first")
+            store._initialise(identity)
+        elif identity is not None:
+            store.check_identity(identity)
+        return store
+
+    def _initialise(self, identity: ModelIdentity) -> None:
+        with self.transaction() as con:
+            con.execute(WINDOWS_SCHEMA.format(dim=identity.embedding_dim))
+            values = {
+                "schema_version": SCHEMA_VERSION,
+                "model_id": identity.model_id,
+                "model_revision": identity.revision,
+                "model_fingerprint": identity.fingerprint,
+                "embedding_dim": str(identity.embedding_dim),
+                "feature_config": json.dumps(identity.feature_config, sort_keys=True),
+                "commit_seq": "0",
+            }
+            con.executemany("INSERT INTO meta VALUES (?, ?)", list(values.items()))
+
+    def identity_meta(self) -> dict[str, str] | None:
+        rows = dict(self.cursor().execute("SELECT key, value FROM meta").fetchall())
+        return rows or None
+
+    def check_identity(self, identity: ModelIdentity) -> None:
+        """Raise ModelMismatch unless the index was written with this model and these feature settings."""
+        meta = self.identity_meta() or {}
+        stored_desc = f"{meta.get('model_id')}@{meta.get('model_revision')} ({(meta.get('model_fingerprint') or '')[:12]})"
+        if meta.get("model_fingerprint") != identity.fingerprint:
+            raise ModelMismatch(
+                f"the index at {self.index_dir} was built with {stored_desc}, not {identity.describe()}; "
+                "use the same --model, or index into another --index directory"
+            )
+        stored_features = json.loads(meta.get("feature_config", "{}"))
+        if stored_features != identity.feature_config:
+            diff = {k: (stored_features.get(k), v) for k, v in identity.feature_config.items() if stored_features.get(k) != v}
+            raise ModelMismatch(
+                f"the index at {self.index_dir} was built with other feature settings (stored vs now: {diff}); "
+                "use the same --window/--hop, or index into another --index directory"
+            )
+
+    @property
+    def embedding_dim(self) -> int:
+        return int((self.identity_meta() or {}).get("embedding_dim", 0))
+
+    # -- connections -------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh cursor: DuckDB cursors are not shared across threads, and one with a pending result blocks others."""
+        return self._con.cursor()
+
+    def transaction(self):
+        store = self
+
+        class _Txn:
+            def __enter__(self_inner):
+                store._write_lock.acquire()
+                self_inner.cur = store._con.cursor()
+                self_inner.cur.execute("BEGIN TRANSACTION")
+                return self_inner.cur
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                try:
+                    self_inner.cur.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                finally:
+                    self_inner.cur.close()
+                    store._write_lock.release()
+                return False
+
+        return _Txn()
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- reads -------------------------------------------------------------------------------
+    def commit_seq(self) -> int:
+        row = self.cursor().execute("SELECT value FROM meta WHERE key = 'commit_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def max_ids(self) -> tuple[int, int, int]:
+        cur = self.cursor()
+        f = cur.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()[0]
+        w = cur.execute("SELECT coalesce(max(id), 0) FROM windows").fetchone()[0]
+        r = cur.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0]
+        return int(f), int(w), int(r)
+
+    def files_by_path(self) -> dict[str, tuple]:
+        """path -> (id, size, mtime, hash, status) for every known file."""
+        rows = self.cursor().execute("SELECT path, id, size, mtime, hash, status FROM files").fetchall()
+        return {r[0]: r[1:] for r in rows}
+
+    def iter_vectors(self, chunk: int, where: str = "", params: dict | None = None) -> Iterator[WindowChunk]:
+        """Stored windows with their vectors, ``chunk`` at a time, in id order (memory stays flat)."""
+        sql = (
+            'SELECT w.id, w.file_id, w.start, w."end", w.embedding FROM windows w JOIN files f ON f.id = w.file_id '
+            f"{('WHERE ' + where) if where else ''} ORDER BY w.id"
+        )
+        dim = self.embedding_dim
+        cur = self.cursor()  # held by this generator for as long as the reader lives
+        reader = cur.sql(sql, params=params or {}).to_arrow_reader(chunk)
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            yield WindowChunk(
+                ids=batch.column(0).to_numpy(),
+                file_ids=batch.column(1).to_numpy(),
+                starts=batch.column(2).to_numpy(),
+                ends=batch.column(3).to_numpy(),
+                vectors=batch.column(4).flatten().to_numpy().reshape(-1, dim),
+            )
+
+    def window_rows(self, ids: Sequence[int]) -> dict[int, tuple]:
+        """window id -> (path, start, end, file_id) for the given ids."""
+        if not len(ids):
+            return {}
+        table = pa.table({"wid": pa.array([int(i) for i in ids], pa.int64())})
+        cur = self.cursor()
+        cur.register("wanted_ids", table)
+        try:
+            rows = cur.execute(
+                'SELECT w.id, f.path, w.start, w."end", w.file_id FROM wanted_ids q '
+                "JOIN windows w ON w.id = q.wid JOIN files f ON f.id = w.file_id"
+            ).fetchall()
+        finally:
+            cur.unregister("wanted_ids")
+        return {r[0]: r[1:] for r in rows}
+
+    def window_count(self) -> int:
+        return int(self.cursor().execute("SELECT count(*) FROM windows").fetchone()[0])
+
+    # -- writes ------------------------------------------------------------------------------
+    def commit_files(self, files: list[FileRecord], windows: WindowBatch | None, run_id: int) -> tuple[int, np.ndarray]:
+        """Insert or replace ``files`` and their windows in one transaction.
+
+        Returns the new commit number and the ids of the windows the replaced rows had (for FAISS).
+        """
+        with self.transaction() as cur:
+            paths = pa.table({"p": pa.array([f.path for f in files], pa.string())})
+            cur.register("replaced_paths", paths)
+            removed = cur.execute(
+                "SELECT id FROM windows WHERE file_id IN (SELECT id FROM files WHERE path IN (SELECT p FROM replaced_paths))"
+            ).fetchnumpy()["id"]
+            cur.execute("DELETE FROM windows WHERE file_id IN (SELECT id FROM files WHERE path IN (SELECT p FROM replaced_paths))")
+            cur.execute("DELETE FROM files WHERE path IN (SELECT p FROM replaced_paths)")
+            cur.unregister("replaced_paths")
+            cur.executemany(
+                "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (f.id, f.path, f.root, f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels, f.codec,
+                     f.decoder, f.status, f.error, run_id)
+                    for f in files
+                ],
+            )
+            if windows is not None and len(windows):
+                if not np.isfinite(windows.vectors).all():
+                    raise ValueError("refusing to store non-finite vectors")
+                dim = windows.vectors.shape[1]
+                table = pa.table({
+                    "id": pa.array(windows.ids, pa.int64()),
+                    "file_id": pa.array(windows.file_ids, pa.int64()),
+                    "start": pa.array(windows.starts, pa.float64()),
+                    "end": pa.array(windows.ends, pa.float64()),
+                    "tags": pa.array(windows.tags, pa.string()),
+                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(windows.vectors.astype(np.float32).ravel()), dim),
+                })
+                cur.register("new_windows", table)
+                cur.execute('INSERT INTO windows SELECT id, file_id, start, "end", tags::JSON, embedding FROM new_windows')
+                cur.unregister("new_windows")
+            return self._bump_seq(cur), np.asarray(removed, dtype=np.int64)
+
+    def _bump_seq(self, cur) -> int:
+        seq = int(cur.execute("SELECT value FROM meta WHERE key = 'commit_seq'").fetchone()[0]) + 1
+        cur.execute("UPDATE meta SET value = ? WHERE key = 'commit_seq'", [str(seq)])
+        return seq
+
+    def record_run(self, run_id: int, started_at: float, finished_at: float, status: str, command: str, summary: dict) -> None:
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM runs WHERE id = ?", [run_id])
+            cur.execute(
+                "INSERT INTO runs VALUES (?, to_timestamp(?), to_timestamp(?), ?, ?, ?)",
+                [run_id, started_at, finished_at, status, command, json.dumps(summary)],
+            )
+
+    # -- summaries ---------------------------------------------------------------------------
+    def stats(self) -> dict:
+        cur = self.cursor()
+        by_status = dict(cur.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+        windows, = cur.execute("SELECT count(*) FROM windows").fetchone()
+        hours, = cur.execute("SELECT coalesce(sum(duration), 0) / 3600 FROM files WHERE status = 'indexed'").fetchone()
+        last = cur.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        meta = self.identity_meta() or {}
+        return {
+            "files": {"indexed": by_status.get("indexed", 0), "failed": by_status.get("failed", 0),
+                      "skipped": (json.loads(last[0]).get("files_skipped", 0) if last else 0)},
+            "windows": int(windows),
+            "hours": round(float(hours), 4),
+            "model": {"id": meta.get("model_id"), "revision": meta.get("model_revision"),
+                      "fingerprint": meta.get("model_fingerprint"), "embedding_dim": int(meta.get("embedding_dim", 0))},
+            "settings": json.loads(meta.get("feature_config", "{}")),
+            "commit_seq": int(meta.get("commit_seq", 0)),
+        }

@@ -1,0 +1,64 @@
+"""Built-in decoder: libsndfile through soundfile (wav, flac, ogg/vorbis/opus, aiff, au, caf...)."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from plugins.contract import DecodeError, Decoder
+from plugins.hookspecs import hookimpl
+
+BLOCK_FRAMES = 1 << 16
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's own sentence, without the file name soundfile wraps around it."""
+    return (getattr(exc, "error_string", None) or str(exc)).replace("\n", " ")
+
+
+class SoundFileSource:
+    """An open libsndfile handle read in blocks of 64k frames."""
+
+    def __init__(self, path: Path):
+        try:
+            self._file = sf.SoundFile(str(path))
+        except Exception as exc:
+            raise DecodeError(_reason(exc)) from None
+        self.sample_rate = int(self._file.samplerate)
+        self.channels = int(self._file.channels)
+        frames = self._file.frames
+        self.duration_s = frames / self.sample_rate if frames and self.sample_rate > 0 else None
+        self.codec = f"{self._file.format}/{self._file.subtype}".lower()
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        try:
+            while True:
+                block = self._file.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                yield block
+        except sf.LibsndfileError as exc:
+            raise DecodeError(_reason(exc)) from None
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def open_soundfile(path: Path, settings: Mapping[str, Any]) -> SoundFileSource:
+    """Open ``path`` with libsndfile."""
+    return SoundFileSource(path)
+
+
+@hookimpl
+def register_decoders(register):
+    register(
+        Decoder(
+            name="soundfile",
+            open=open_soundfile,
+            extensions=("wav", "flac", "ogg", "oga", "aiff", "aif", "au", "caf", "w64", "rf64"),
+            generic=True,
+        )
+    )

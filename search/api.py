@@ -1,0 +1,278 @@
+"""The Python API: open or create an index, index paths, search, classify, classify one file or array.
+
+The CLI and the HTTP API are thin layers over this module.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.decode_workers import DecodeJob, DecodePool, FileFailed, WindowsDecoded
+from indexer.errors import BadInput, DecodeError
+from indexer.model import ClapEncoder, load_clap
+from indexer.ownership import IndexOwnership
+from indexer.runner import IndexReport, IndexRunner
+from indexer.settings import DEFAULT_MODEL, Settings, load_settings
+from indexer.store import DB_NAME, IndexStore
+from indexer.tiny_clap import is_tiny
+from indexer.vectors import VectorIndex
+from indexer.windows import WindowCutter
+from plugins.manager import PluginHost, default_plugins
+from search.classify import ClassifyOptions, LabelMatrix, archive_stats, in_memory_chunks, policy_named, score_chunks
+from search.filters import Filters
+from search.queries import PreparedQuery, combined_vectors, parse_labels, prepare_query
+from search.results import ClassifyResponse, ClassifyRow, FileClassification, QueryResult, SearchHit, SearchResponse
+
+_TINY_WARNED = False
+
+
+def warn_if_tiny(encoder: ClapEncoder) -> None:
+    """Say once per process, on stderr, that the tiny random CLAP's scores mean nothing."""
+    global _TINY_WARNED
+    if not _TINY_WARNED and is_tiny(Path(encoder.identity.model_id)):
+        _TINY_WARNED = True
+        print(
+            "note: using the tiny random CLAP (no real weights here) - scores are meaningless. "
+            "Get real weights with `huggingface-cli download laion/clap-htsat-fused` and pass --model.",
+            file=sys.stderr,
+        )
+
+
+def stored_model_id(index_dir: Path) -> str | None:
+    """The model an existing index was built with, read without taking ownership (None if no index)."""
+    import duckdb
+
+    db = index_dir / DB_NAME
+    if not db.exists():
+        return None
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except Exception:
+        return None  # locked by its owner or unreadable: IndexStore.open reports it properly
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
+        return row[0] if row else None
+    except Exception:
+        return None
+    finally:
+        con.close()
+
+
+def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncoder:
+    """The CLAP named by settings, else the one the index was built with, else the default checkpoint."""
+    model = settings.model or (stored_model_id(index_dir) if index_dir else None) or DEFAULT_MODEL
+    encoder = load_clap(model, settings.model_revision, settings.device, settings.precision,
+                        settings.window_s, settings.hop_s, settings.text_cache_size)
+    warn_if_tiny(encoder)
+    return encoder
+
+
+def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None) -> list[PreparedQuery]:
+    strict = settings.strict_translation if strict is None else strict
+    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict) for t in texts]
+
+
+def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMatrix:
+    import torch
+
+    positive = combined_vectors(encoder, [p.texts for p in prepared])
+    negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
+    negative = encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
+    return LabelMatrix(
+        labels=[p.as_label() for p in prepared],
+        positive=torch.from_numpy(positive).to(encoder.device),
+        negative=torch.from_numpy(negative).to(encoder.device),
+        negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
+        logit_scale=encoder.logit_scale,
+    )
+
+
+class SoundIndex:
+    """An open index: the DuckDB store, its FAISS index, the CLAP encoder and the plugins. One owner per index."""
+
+    def __init__(self, settings: Settings, encoder: ClapEncoder, store: IndexStore, vectors: VectorIndex,
+                 plugins: PluginHost, ownership: IndexOwnership):
+        self.settings = settings
+        self.encoder = encoder
+        self.store = store
+        self.vectors = vectors
+        self.plugins = plugins
+        self._ownership = ownership
+
+    @classmethod
+    def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None, create: bool = False,
+             encoder: ClapEncoder | None = None, plugins: PluginHost | None = None, role: str = "cli",
+             url: str | None = None) -> "SoundIndex":
+        """Open the index at ``index_dir`` (created when ``create``); raises IndexLocked, ModelMismatch, ModelNotFound..."""
+        settings = settings or load_settings()
+        index_dir = Path(index_dir or settings.index)
+        if not create and not (index_dir / DB_NAME).exists():
+            from indexer.errors import IndexMissing
+
+            raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
+        ownership = IndexOwnership(index_dir, role=role, url=url)
+        try:
+            encoder = encoder or load_encoder(settings, index_dir)
+            store = IndexStore.open(index_dir, encoder.identity, create=create)
+            vectors = VectorIndex.open(store)
+        except BaseException:
+            ownership.release()
+            raise
+        return cls(settings, encoder, store, vectors, plugins or default_plugins(), ownership)
+
+    def close(self) -> None:
+        try:
+            self.store.close()
+        finally:
+            self._ownership.release()
+
+    def __enter__(self) -> "SoundIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- indexing ----------------------------------------------------------------------------
+    def index(self, paths: list[str | Path], retry_failed: bool = False, progress: bool | None = None,
+              on_progress=None) -> IndexReport:
+        """Index new and changed audio files under ``paths``."""
+        runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress)
+        return runner.run([str(p) for p in paths], retry_failed=retry_failed)
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None) -> SearchResponse:
+        """Top-k windows per query by cosine between the query's text vector and the window vectors."""
+        if not queries:
+            raise BadInput("no query given")
+        if k < 1:
+            raise BadInput("k must be at least 1")
+        prepared = prepare_all(queries, self.plugins, self.settings, strict)
+        qv = combined_vectors(self.encoder, [p.texts for p in prepared])
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            where, params = filters.to_sql()
+            allowed = self.store.cursor().sql(
+                f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
+            ).fetchnumpy()["id"]
+        results = []
+        if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
+            hits_per_query = [[] for _ in prepared]
+        else:
+            scores, ids = self.vectors.search(qv, k, allowed)
+            rows = self.store.window_rows([int(i) for i in np.unique(ids) if i >= 0])
+            hits_per_query = [
+                [SearchHit(path=rows[i][0], start=rows[i][1], end=rows[i][2], score=float(s), window_id=int(i), file_id=rows[i][3])
+                 for s, i in zip(scores[q], ids[q]) if i >= 0 and i in rows]
+                for q in range(len(prepared))
+            ]
+        for p, hits in zip(prepared, hits_per_query):
+            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated, hits=hits))
+        return SearchResponse(results=results)
+
+    # -- classification ----------------------------------------------------------------------
+    def iter_classify(self, labels: list[str] | str, policy: str = "softmax", by: str = "window", top: int | None = None,
+                      threshold: float | None = None, filters: Filters | None = None, policy_options: dict | None = None,
+                      strict: bool | None = None) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
+        """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat)."""
+        if by not in ("window", "file"):
+            raise BadInput(f"--by must be window or file, not {by!r}")
+        names = parse_labels(labels)
+        scoring = policy_named(self.plugins.policies, policy)
+        prepared = prepare_all(names, self.plugins, self.settings, strict)
+        matrix = label_matrix(prepared, self.encoder)
+        where, params = (filters or Filters()).to_sql()
+        stats = archive_stats(self.store, matrix, self.settings.classify_chunk, where, params) if scoring.needs_archive_stats else None
+        paths = dict(self.store.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
+        chunks = self.store.iter_vectors(self.settings.classify_chunk, where, params)
+        rows = score_chunks(chunks, paths, matrix, scoring, stats,
+                            ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {}))
+        header = ClassifyResponse(labels=names, texts=[p.texts for p in prepared], policy=policy, by=by, rows=[],
+                                  untranslated=[u for p in prepared for u in p.untranslated])
+        return header, rows
+
+    def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:
+        """Every window (or file) scored against ``labels``; see `iter_classify` for the options."""
+        header, rows = self.iter_classify(labels, **kwargs)
+        header.rows = list(rows)
+        return header
+
+    def stats(self) -> dict:
+        """Files (indexed, failed, skipped), windows, hours of audio, model and settings."""
+        out = self.store.stats()
+        out["faiss_vectors"] = self.vectors.ntotal
+        return out
+
+
+# -- one file, no index ----------------------------------------------------------------------
+def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, float]], labels: list[str] | str,
+                     encoder: ClapEncoder, settings: Settings, plugins: PluginHost, policy: str = "softmax",
+                     path: str | None = None, strict: bool | None = None) -> FileClassification:
+    names = parse_labels(labels)
+    scoring = policy_named(plugins.policies, policy)
+    if scoring.needs_archive_stats:
+        raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
+    prepared = prepare_all(names, plugins, settings, strict)
+    matrix = label_matrix(prepared, encoder)
+    vectors = encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
+    chunks = in_memory_chunks(vectors, spans)
+    options = ClassifyOptions(by="window")
+    rows = list(score_chunks(iter(chunks), {0: path or "<array>"}, matrix, scoring, None, options))
+    file_row = next(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None,
+                                 ClassifyOptions(by="file")), None)
+    if file_row is None:
+        raise BadInput("no audio to classify")
+    for row in rows + [file_row]:
+        row.window_id = None
+        row.file_id = None
+    return FileClassification(path=path, labels=names, texts=[p.texts for p in prepared], policy=policy, windows=rows, file=file_row)
+
+
+def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str, encoder: ClapEncoder,
+                   settings: Settings | None = None, plugins: PluginHost | None = None, policy: str = "softmax") -> FileClassification:
+    """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
+    import soxr
+
+    settings = settings or load_settings()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise BadInput("the audio has non-finite samples")
+    if sample_rate != TARGET_RATE:
+        audio = soxr.resample(audio, sample_rate, TARGET_RATE, quality="HQ").astype(np.float32)
+    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
+    cutter = WindowCutter(window, hop)
+    pieces = list(cutter.feed(audio)) + list(cutter.finish())
+    return classify_windows([w for _, w in pieces], [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
+                            labels, encoder, settings, plugins or default_plugins(), policy)
+
+
+def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncoder, settings: Settings | None = None,
+                  plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None) -> FileClassification:
+    """Classify one file without an index; decoding runs in a worker process under a time limit."""
+    settings = settings or load_settings()
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"no such file: {path}")
+    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
+    job = DecodeJob(window=window, hop=hop, plugin_settings=settings.plugin_view(),
+                    limits=DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s))
+    windows, spans = [], []
+    for event in DecodePool(job, workers=1, timeout_s=timeout_s or settings.decode_timeout_s).run([str(path)]):
+        if isinstance(event, FileFailed):
+            raise DecodeError(f"{path}: {event.reason}")
+        if isinstance(event, WindowsDecoded):
+            for start, length, audio in zip(event.starts, event.lengths, event.audio):
+                windows.append(audio[:length])
+                spans.append((start / TARGET_RATE, (start + length) / TARGET_RATE))
+    return classify_windows(windows, spans, labels, encoder, settings, plugins or default_plugins(), policy, path=str(path))
+
+
+def dumps(model) -> str:
+    """One JSON document for a result model (the --json output)."""
+    return json.dumps(model.model_dump(mode="json") if hasattr(model, "model_dump") else model, ensure_ascii=False)

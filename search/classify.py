@@ -1,0 +1,148 @@
+"""Zero-shot classification at scale: label vectors x stored windows in chunks, a scoring policy, rows out."""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from indexer.errors import UnknownPolicy
+from indexer.store import IndexStore, WindowChunk
+from plugins.contract import ArchiveStats, LabelTexts, PolicyResult, ScoringPolicy
+from search.results import ClassifyRow
+
+
+@dataclass
+class LabelMatrix:
+    """Label vectors on the device: positives (L, dim) and negatives (M, dim) with the label each belongs to."""
+
+    labels: list[LabelTexts]
+    positive: torch.Tensor
+    negative: torch.Tensor
+    negative_owner: np.ndarray  # (M,) label index
+    logit_scale: float
+
+
+def policy_named(policies: dict[str, ScoringPolicy], name: str) -> ScoringPolicy:
+    try:
+        return policies[name]
+    except KeyError:
+        raise UnknownPolicy(f"no scoring policy named {name!r}; registered: {', '.join(sorted(policies))}") from None
+
+
+def chunk_logits(matrix: LabelMatrix, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, negative_logits), both (n, L); negative is the max over each label's negatives, -inf if none."""
+    device = matrix.positive.device
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    v = torch.from_numpy(v if v.flags.writeable else v.copy()).to(device, non_blocking=True)
+    logits = (matrix.logit_scale * (v @ matrix.positive.T)).cpu().numpy()
+    negative = np.full(logits.shape, -np.inf, dtype=np.float32)
+    if len(matrix.negative_owner):
+        neg_all = (matrix.logit_scale * (v @ matrix.negative.T)).cpu().numpy()
+        for j in range(logits.shape[1]):
+            cols = np.flatnonzero(matrix.negative_owner == j)
+            if len(cols):
+                negative[:, j] = neg_all[:, cols].max(axis=1)
+    return logits, negative
+
+
+def archive_stats(store: IndexStore, matrix: LabelMatrix, chunk: int, where: str = "", params: dict | None = None) -> ArchiveStats:
+    """Per-label mean and std of logits over every stored window (one streaming pass)."""
+    n = 0
+    total = np.zeros(len(matrix.labels), np.float64)
+    total_sq = np.zeros(len(matrix.labels), np.float64)
+    for c in store.iter_vectors(chunk, where, params):
+        logits, _ = chunk_logits(matrix, c.vectors)
+        total += logits.sum(axis=0)
+        total_sq += np.square(logits, dtype=np.float64).sum(axis=0)
+        n += len(logits)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean**2, 0.0))
+    return ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
+
+
+@dataclass
+class ClassifyOptions:
+    by: str = "window"  # window | file
+    top: int | None = None
+    threshold: float | None = None
+    policy_options: dict = field(default_factory=dict)
+
+
+def _best_label(result: PolicyResult, labels: list[str], row: int) -> str | None:
+    fired = np.flatnonzero(result.fired[row])
+    if not len(fired):
+        return None
+    return labels[fired[np.argmax(result.scores[row, fired])]]
+
+
+def score_chunks(chunks: Iterator[WindowChunk], paths: dict[int, str], matrix: LabelMatrix, policy: ScoringPolicy,
+                 stats: ArchiveStats | None, options: ClassifyOptions) -> Iterator[ClassifyRow]:
+    """Rows for every window (or file), streamed chunk by chunk; with ``top``, only the best N rows, best first."""
+    names = [lt.label for lt in matrix.labels]
+    policy_options = {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options}
+    rows = _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) if options.by == "file" else \
+        _window_rows(chunks, paths, matrix, policy, stats, policy_options, names)
+    if options.threshold is not None:
+        rows = (r for r in rows if r.label is not None)
+    if options.top is None:
+        yield from rows
+        return
+    key = lambda r: r.scores.get(r.label, -np.inf) if r.label else max(r.scores.values(), default=-np.inf)
+    yield from heapq.nlargest(options.top, rows, key=key)
+
+
+def _window_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> Iterator[ClassifyRow]:
+    for c in chunks:
+        logits, negative = chunk_logits(matrix, c.vectors)
+        result = policy.score(logits, negative, matrix.labels, stats, policy_options)
+        for i in range(len(c.ids)):
+            yield ClassifyRow(
+                path=paths[int(c.file_ids[i])], start=float(c.starts[i]), end=float(c.ends[i]),
+                scores={name: float(result.scores[i, j]) for j, name in enumerate(names)},
+                label=_best_label(result, names, i), window_id=int(c.ids[i]), file_id=int(c.file_ids[i]),
+                extras={k: float(v[i]) for k, v in result.extras.items()},
+            )
+
+
+def _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> Iterator[ClassifyRow]:
+    """Per file: each label's max over the file's windows, and the window where the winning label peaks."""
+    best: dict[int, np.ndarray] = {}
+    where: dict[int, np.ndarray] = {}  # per label: (window id, start, end) of the max
+    fired_any: dict[int, np.ndarray] = {}
+    for c in chunks:
+        logits, negative = chunk_logits(matrix, c.vectors)
+        result = policy.score(logits, negative, matrix.labels, stats, policy_options)
+        for fid in np.unique(c.file_ids):
+            sel = np.flatnonzero(c.file_ids == fid)
+            scores = result.scores[sel]
+            arg = scores.argmax(axis=0)
+            peak = scores[arg, np.arange(scores.shape[1])]
+            loc = np.stack([c.ids[sel][arg], c.starts[sel][arg], c.ends[sel][arg]], axis=1)
+            fid = int(fid)
+            if fid not in best:
+                best[fid], where[fid], fired_any[fid] = peak, loc, result.fired[sel].any(axis=0)
+            else:
+                better = peak > best[fid]
+                best[fid] = np.where(better, peak, best[fid])
+                where[fid][better] = loc[better]
+                fired_any[fid] |= result.fired[sel].any(axis=0)
+    for fid in sorted(best):
+        fired = np.flatnonzero(fired_any[fid])
+        label_idx = int(fired[np.argmax(best[fid][fired])]) if len(fired) else int(np.argmax(best[fid]))
+        wid, start, end = where[fid][label_idx]
+        yield ClassifyRow(
+            path=paths[fid], start=float(start), end=float(end),
+            scores={name: float(best[fid][j]) for j, name in enumerate(names)},
+            label=names[label_idx] if len(fired) else None, window_id=int(wid), file_id=fid,
+        )
+
+
+def in_memory_chunks(vectors: np.ndarray, spans: list[tuple[float, float]]) -> list[WindowChunk]:
+    """Windows of one file held in memory (classify-file), as a single chunk of file 0."""
+    n = len(vectors)
+    return [WindowChunk(ids=np.arange(n, dtype=np.int64), file_ids=np.zeros(n, dtype=np.int64),
+                        starts=np.array([s for s, _ in spans], dtype=np.float64),
+                        ends=np.array([e for _, e in spans], dtype=np.float64), vectors=vectors)]

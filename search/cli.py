@@ -1,0 +1,339 @@
+"""The ``soundsift`` command line: index, search, classify, classify-file, serve, stats, plugins, doctor, demo."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from indexer.errors import SoundsiftError
+from indexer.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find sounds in audio archives by describing them in words.")
+# Without a terminal (pipes, CI) rich would wrap tables at 80 columns; paths need more.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index directory (default ./.soundsift)")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+
+
+def _settings(index: Path | None = None, model: str | None = None, device: str | None = None, **more) -> Settings:
+    return load_settings(index=index, model=model, device=device, **more)
+
+
+def _emit_json(document) -> None:
+    from search.api import dumps
+
+    sys.stdout.write(dumps(document) + "\n")
+
+
+def _fmt_time(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}:{s:05.2f}"
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="files or directories to index (recursively)")],
+    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    window: Annotated[Optional[float], typer.Option("--window", help="window length, seconds")] = None,
+    hop: Annotated[Optional[float], typer.Option("--hop", help="hop between windows, seconds")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="decode worker processes (default: one per core)")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="decode files that failed before again")] = False,
+    json_out: JsonOpt = False,
+):
+    """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS."""
+    from search.api import SoundIndex
+
+    settings = _settings(index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers)
+    with SoundIndex.open(settings.index, settings=settings, create=True) as sx:
+        report = sx.index([str(p) for p in paths], retry_failed=retry_failed)
+    doc = {
+        "files_indexed": report.files_indexed, "files_failed": report.files_failed,
+        "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
+        "windows": report.windows, "errors": [{"path": e.path, "error": e.error} for e in report.errors],
+        "timings": {k: round(v, 4) for k, v in report.timings.items()}, "windows_per_s": round(report.windows_per_s, 3),
+    }
+    if json_out:
+        _emit_json(doc)
+        return
+    out.print(
+        f"indexed {report.files_indexed} files ({report.windows} windows) in {report.timings['total_s']:.1f} s "
+        f"[{report.windows_per_s:.2f} windows/s]; unchanged {report.files_unchanged}, failed {report.files_failed}, "
+        f"skipped {report.files_skipped}"
+    )
+    for e in report.errors:
+        out.print(f"  failed: {e.path}: {e.error}", markup=False, highlight=False)
+
+
+@app.command()
+def search(
+    queries: Annotated[list[str], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")],
+    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="hits per query")] = 10,
+    path_glob: Annotated[Optional[str], typer.Option("--path-glob", help="only files whose path matches")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="fail when part of a query has no English translation")] = False,
+    json_out: JsonOpt = False,
+):
+    """Top-k windows for each query."""
+    from search.api import SoundIndex
+    from search.filters import Filters
+
+    settings = _settings(index, model, device)
+    with SoundIndex.open(settings.index, settings=settings) as sx:
+        response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None)
+    if json_out:
+        _emit_json(response)
+        return
+    for result in response.results:
+        out.print(f"[bold]{result.query}[/bold]  [dim]embedded: {' | '.join(result.texts)}[/dim]")
+        if result.negatives:
+            out.print(f"  [dim]negatives: {' | '.join(result.negatives)}[/dim]")
+        if result.untranslated:
+            out.print(f"  [yellow]no English found for: {', '.join(result.untranslated)}[/yellow]")
+        table = Table(show_edge=False, pad_edge=False)
+        for col in ("#", "score", "start", "end", "path"):
+            table.add_column(col, justify="right" if col != "path" else "left")
+        for rank, hit in enumerate(result.hits, 1):
+            table.add_row(str(rank), f"{hit.score:.4f}", _fmt_time(hit.start), _fmt_time(hit.end), hit.path)
+        out.print(table)
+
+
+def _write_rows(path: Path, header, rows) -> int:
+    """Stream rows to .csv, .jsonl or .parquet; returns the count."""
+    suffix = path.suffix.lower()
+    names = header.labels
+    count = 0
+    if suffix == ".jsonl":
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n")
+                count += 1
+    elif suffix == ".csv":
+        import csv
+
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "start", "end", "label", *names])
+            for row in rows:
+                writer.writerow([row.path, row.start, row.end, row.label or "", *(row.scores[n] for n in names)])
+                count += 1
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([("path", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("label", pa.string()),
+                            *[(n, pa.float32()) for n in names]])
+        with pq.ParquetWriter(path, schema) as writer:
+            buffer: list = []
+
+            def flush():
+                cols = {"path": [r.path for r in buffer], "start": [r.start for r in buffer], "end": [r.end for r in buffer],
+                        "label": [r.label for r in buffer], **{n: [r.scores[n] for r in buffer] for n in names}}
+                writer.write_table(pa.table(cols, schema=schema))
+                buffer.clear()
+
+            for row in rows:
+                buffer.append(row)
+                count += 1
+                if len(buffer) >= 65536:
+                    flush()
+            if buffer:
+                flush()
+    else:
+        raise SoundsiftError(f"--out must end in .csv, .jsonl or .parquet, not {path.name}")
+    return count
+
+
+@app.command()
+def classify(
+    labels: Annotated[str, typer.Option("--labels", help="comma-separated labels, e.g. 'glass breaking, dog barking'")],
+    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    by: Annotated[str, typer.Option("--by", help="window or file")] = "window",
+    policy: Annotated[str, typer.Option("--policy", help="scoring policy (see `soundsift plugins`)")] = "softmax",
+    top: Annotated[Optional[int], typer.Option("--top", help="keep the N best rows")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="keep rows whose label scores at least this")] = None,
+    path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl")] = None,
+    strict: Annotated[bool, typer.Option("--strict")] = False,
+    json_out: JsonOpt = False,
+):
+    """Zero-shot classification of every window (or file) in the index against a label set."""
+    from search.api import SoundIndex
+    from search.filters import Filters
+
+    settings = _settings(index, model, device)
+    with SoundIndex.open(settings.index, settings=settings) as sx:
+        header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
+                                        filters=Filters(path_glob=path_glob), strict=strict or None)
+        if out_path is not None:
+            count = _write_rows(out_path, header, rows)
+            if json_out:
+                _emit_json({"labels": header.labels, "texts": header.texts, "policy": policy, "rows_written": count, "out": str(out_path)})
+            else:
+                out.print(f"wrote {count} rows to {out_path}")
+            return
+        header.rows = list(rows)
+    if json_out:
+        _emit_json(header)
+        return
+    _print_rows(header.labels, header.texts, header.rows, policy)
+
+
+def _print_rows(labels, texts, rows, policy) -> None:
+    out.print(f"[dim]policy {policy}; embedded: {' | '.join(t for group in texts for t in group)}[/dim]")
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("path", "start", "end", "label", *labels):
+        table.add_column(col, justify="left" if col in ("path", "label") else "right")
+    for row in rows:
+        table.add_row(row.path, _fmt_time(row.start), _fmt_time(row.end), row.label or "-", *(f"{row.scores[n]:.4f}" for n in labels))
+    out.print(table)
+
+
+@app.command("classify-file")
+def classify_file_cmd(
+    file: Annotated[Path, typer.Argument(help="an audio file")],
+    labels: Annotated[str, typer.Option("--labels")],
+    model: ModelOpt = None, device: DeviceOpt = None,
+    policy: Annotated[str, typer.Option("--policy")] = "softmax",
+    json_out: JsonOpt = False,
+):
+    """Classify one file, window by window and as a whole; no index needed."""
+    from search.api import classify_file, load_encoder
+
+    settings = _settings(None, model, device)
+    result = classify_file(file, labels, load_encoder(settings), settings, policy=policy)
+    if json_out:
+        _emit_json(result)
+        return
+    _print_rows(result.labels, result.texts, result.windows, policy)
+    best = result.file
+    out.print(f"file: [bold]{best.label}[/bold] " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items()))
+
+
+@app.command()
+def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False):
+    """Files (indexed, failed, skipped), windows, hours of audio, model and settings."""
+    from search.api import SoundIndex
+
+    settings = _settings(index, model)
+    with SoundIndex.open(settings.index, settings=settings) as sx:
+        doc = sx.stats()
+    if json_out:
+        _emit_json(doc)
+        return
+    f = doc["files"]
+    out.print(f"files: {f['indexed']} indexed, {f['failed']} failed, {f['skipped']} skipped (last run)")
+    out.print(f"windows: {doc['windows']} ({doc['hours']:.3f} h of audio)")
+    out.print(f"model: {doc['model']['id']}@{doc['model']['revision']} ({doc['model']['embedding_dim']}-d)")
+    out.print(f"settings: {json.dumps(doc['settings'])}", markup=False, highlight=False)
+
+
+@app.command()
+def plugins(json_out: JsonOpt = False):
+    """Plugins, the hooks each implements, decoders, policies, taggers and any that failed to load."""
+    from plugins.manager import default_plugins
+
+    host = default_plugins()
+    doc = {
+        "plugins": [{"name": n, "hooks": host.hooks_of(n)} for n in host.plugin_names()],
+        "decoders": [{"name": d.name, "extensions": list(d.extensions), "magic": [m.decode("latin-1") for m in d.magic],
+                      "generic": d.generic} for d in host.decoders.values()],
+        "policies": [{"name": p.name, "description": p.description} for p in host.policies.values()],
+        "taggers": [{"name": t.name, "description": t.description} for t in host.taggers.values()],
+        "failed": [{"name": f.name, "error": f.error} for f in host.failures],
+    }
+    if json_out:
+        _emit_json(doc)
+        return
+    for p in doc["plugins"]:
+        out.print(f"{p['name']}: {', '.join(p['hooks'])}")
+    out.print("decoders: " + ", ".join(f"{d['name']} ({', '.join(d['extensions']) or 'magic'})" for d in doc["decoders"]))
+    out.print("policies: " + ", ".join(p["name"] for p in doc["policies"]))
+    out.print("taggers: " + ", ".join(t["name"] for t in doc["taggers"]))
+    for f in doc["failed"]:
+        err.print(f"[red]failed to load {f['name']}: {f['error']}[/red]")
+
+
+@app.command()
+def doctor(model: ModelOpt = None, device: DeviceOpt = None):
+    """Check the environment: versions, device, model weights, plugins."""
+    import torch
+    import transformers
+
+    from indexer.errors import ModelNotFound
+    from search.api import load_encoder
+
+    settings = _settings(None, model, device)
+    out.print(f"python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}")
+    out.print(f"cuda available: {torch.cuda.is_available()}")
+    try:
+        encoder = load_encoder(settings)
+        out.print(f"model: {encoder.identity.describe()} on {encoder.device}")
+    except ModelNotFound as exc:
+        out.print(f"[yellow]model: {exc}[/yellow]")
+    from plugins.manager import default_plugins
+
+    failures = default_plugins().failures
+    out.print(f"plugins: {len(default_plugins().plugin_names())} loaded, {len(failures)} failed")
+
+
+@app.command()
+def serve(
+    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    host: Annotated[Optional[str], typer.Option("--host")] = None,
+    port: Annotated[Optional[int], typer.Option("--port")] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY")] = None,
+    reindex_every: Annotated[Optional[str], typer.Option("--reindex-every", help="e.g. 30m, 1h")] = None,
+):
+    """Serve the HTTP API and the web page (one process owns the index)."""
+    from search.server import run_server
+
+    settings = _settings(index, model, device, host=host, port=port, api_key=api_key)
+    run_server(settings, reindex_every=reindex_every)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="where the demo archive and index go")] = Path("demo"),
+    model: ModelOpt = None,
+):
+    """Generate a small archive, index it, run a few searches and a classification (what `make run` does)."""
+    from search.demo import run_demo
+
+    run_demo(directory, model)
+
+
+def main() -> None:
+    """Entry point: a user's mistake is one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except SoundsiftError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Query preparation: translation hooks, "X but not Y", the prompt template, and one vector per query or label."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.errors import BadInput
+from indexer.model import ClapEncoder
+from plugins.contract import LabelTexts, QueryTranslation
+from plugins.manager import PluginHost
+
+MAX_QUERY_CHARS = 1000
+_NEGATION_CONTINUES = ("但不是", "而不是", "不是", "但", "除了", "but not", "and not", "except", "without")
+_BUT_NOT = re.compile(r"\s+(?:but|and)\s+not\s+|\s+except\s+|\s+without\s+", re.IGNORECASE)
+
+
+@dataclass
+class PreparedQuery:
+    """A query or label with the exact prompted strings that will be embedded."""
+
+    query: str
+    texts: list[str]
+    negatives: list[str]
+    untranslated: list[str]
+
+    def as_label(self) -> LabelTexts:
+        return LabelTexts(self.query, tuple(self.texts), tuple(self.negatives))
+
+
+def _english(text: str) -> QueryTranslation:
+    positive, *negatives = _BUT_NOT.split(text)
+    return QueryTranslation(texts=[positive.strip()], negatives=[n.strip() for n in negatives if n.strip()])
+
+
+def prepare_query(text: str, plugins: PluginHost, template: str, plugin_settings: dict, strict: bool = False) -> PreparedQuery:
+    """Translate (hook ``translate_query``), split negatives, and wrap every phrasing in the prompt template."""
+    query = (text or "").strip()
+    if not query:
+        raise BadInput("empty query or label")
+    if len(query) > MAX_QUERY_CHARS:
+        raise BadInput(f"query longer than {MAX_QUERY_CHARS} characters")
+    translation = plugins.translate_query(query, plugin_settings) or _english(query)
+    texts = [t for t in translation.texts if t.strip()]
+    if translation.untranslated and strict:
+        raise BadInput(f"no English found for: {', '.join(translation.untranslated)} (in {query!r})")
+    if not texts:
+        missing = ", ".join(translation.untranslated) or query
+        raise BadInput(f"no English found for: {missing}")
+    return PreparedQuery(
+        query=query,
+        texts=[template.format(t) for t in texts],
+        negatives=[template.format(t) for t in translation.negatives if t.strip()],
+        untranslated=list(translation.untranslated),
+    )
+
+
+def combined_vectors(encoder: ClapEncoder, groups: list[list[str]]) -> np.ndarray:
+    """One unit vector per group: the mean of its texts' unit embeddings, renormalised (one text: that text's)."""
+    flat = [t for g in groups for t in g]
+    if not flat:
+        return np.zeros((len(groups), encoder.embedding_dim), np.float32)
+    vectors = encoder.embed_texts(flat)
+    out = np.zeros((len(groups), vectors.shape[1]), np.float32)
+    i = 0
+    for row, group in enumerate(groups):
+        if group:
+            mean = vectors[i : i + len(group)].mean(axis=0)
+            out[row] = mean / max(np.linalg.norm(mean), 1e-12)
+        i += len(group)
+    return out
+
+
+def parse_labels(raw: list[str] | str) -> list[str]:
+    """Labels from "a, b, c" strings (also ， and ;), in order, without duplicates or blanks."""
+    items = [raw] if isinstance(raw, str) else list(raw)
+    labels: list[str] = []
+    for item in items:
+        parts: list[str] = []
+        for part in re.split(r"[,，;；\n]", item):
+            part = part.strip()
+            # "空调声，但不是压缩机启动声" is one label with a negative, not two labels.
+            if parts and part.lower().startswith(_NEGATION_CONTINUES):
+                parts[-1] = f"{parts[-1]}，{part}"
+            elif part:
+                parts.append(part)
+        labels.extend(p for p in parts if p not in labels)
+    if not labels:
+        raise BadInput("empty label list: give labels like --labels \"glass breaking, dog barking\"")
+    return labels
