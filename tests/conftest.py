@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny CLAP built once per session, synthetic audio, settings pinned to CPU, the real CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random CLAP saved with save_pretrained; loaded through the real loading code."""
+    from indexer.tiny_clap import build_tiny_clap
+
+    return build_tiny_clap(tmp_path_factory.mktemp("tiny-clap"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model_dir):
+    from indexer.model import load_clap
+
+    return load_clap(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture()
+def make_settings(tiny_model_dir):
+    """Settings for an index dir, pinned to CPU and the tiny model: ``make_settings(index_dir, **overrides)``."""
+    from indexer.settings import load_settings
+
+    def make(index_dir: Path, **overrides):
+        values = dict(index=index_dir, model=str(tiny_model_dir), device="cpu", decode_workers=1)
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture()
+def write_sound():
+    """``write_sound(path, kind, seconds, sample_rate=48000, seed=0, channels=1)`` -> Path (format by extension)."""
+    from search.demo_audio import synthesize, write_audio
+
+    def write(path: Path, kind: str = "tone", seconds: float = 3.0, sample_rate: int = 48_000, seed: int = 0, channels: int = 1):
+        audio = synthesize(kind, seconds, sample_rate, seed)
+        if channels > 1:
+            audio = np.stack([audio] * channels, axis=1)
+        return write_audio(path, audio, sample_rate)
+
+    return write
+
+
+def cli_env(tiny_model_dir: Path) -> dict:
+    env = dict(os.environ)
+    env.update({"SOUNDSIFT_MODEL": str(tiny_model_dir), "SOUNDSIFT_DEVICE": "cpu", "SOUNDSIFT_DECODE_WORKERS": "1",
+                "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    return env
+
+
+@pytest.fixture()
+def run_cli(tiny_model_dir):
+    """Run the real ``soundsift`` CLI in a subprocess: ``run_cli(*args, check=True)`` -> CompletedProcess.
+
+    ``result.json`` holds the parsed stdout when ``--json`` was given.
+    """
+
+    def run(*args: str, check: bool = True, env: dict | None = None, timeout: float = 240):
+        full_env = cli_env(tiny_model_dir)
+        full_env.update(env or {})
+        proc = subprocess.run([sys.executable, "-m", "search.cli", *map(str, args)], capture_output=True, text=True,
+                              env=full_env, cwd=REPO, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"soundsift {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        proc.json = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
+        return proc
+
+    return run
