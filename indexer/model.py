@@ -159,6 +159,7 @@ def load_clap(model: str, revision: str | None = None, device: str = "auto", pre
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # one progress bar per shard is noise on a CLI's stderr
     target = Path(model).expanduser()
     source = str(target.resolve()) if target.is_dir() else model
     if target.is_dir() and not (target / "config.json").exists():

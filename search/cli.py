@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexer.errors import SoundsiftError
+from indexer.errors import BadInput, SoundsiftError
 from indexer.settings import Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find sounds in audio archives by describing them in words.")
@@ -53,6 +53,9 @@ def index(
     """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS."""
     from search.api import SoundIndex
 
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:  # before loading a model: a typo should cost no time
+        raise BadInput(f"no such file or directory: {', '.join(missing)}")
     settings = _settings(index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers)
     with SoundIndex.open(settings.index, settings=settings, create=True) as sx:
         report = sx.index([str(p) for p in paths], retry_failed=retry_failed)
@@ -207,8 +210,15 @@ def classify_file_cmd(
     json_out: JsonOpt = False,
 ):
     """Classify one file, window by window and as a whole; no index needed."""
+    from plugins.manager import default_plugins
     from search.api import classify_file, load_encoder
+    from search.classify import policy_named
+    from search.queries import parse_labels
 
+    parse_labels(labels)  # fail on a bad label list or policy before loading a model
+    policy_named(default_plugins().policies, policy)
+    if not file.is_file():
+        raise BadInput(f"no such file: {file}")
     settings = _settings(None, model, device)
     result = classify_file(file, labels, load_encoder(settings), settings, policy=policy)
     if json_out:
@@ -317,7 +327,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SoundsiftError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.stderr.write(f"error: {exc}\n")  # one line, never wrapped
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
