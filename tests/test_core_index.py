@@ -180,3 +180,19 @@ def test_cli_outputs_csv_parquet_jsonl(tmp_path, write_sound, run_cli):
     assert table.num_rows == 3 and table.column_names == ["path", "start", "end", "label", "tone", "noise"]
     lines = [json.loads(line) for line in open(tmp_path / "r.jsonl", encoding="utf-8")]
     assert [l["start"] for l in lines] == [0.0, 10.0, 11.0]
+
+
+def test_scan_follows_no_symlink_out_of_the_roots(tmp_path, open_index, write_sound):
+    archive = tmp_path / "archive"
+    outside = tmp_path / "outside"
+    write_sound(archive / "in.wav", "tone", 2.0)
+    write_sound(outside / "secret.wav", "noise", 2.0)
+    (archive / "link_out.wav").symlink_to(outside / "secret.wav")
+    (archive / "dir_out").symlink_to(outside, target_is_directory=True)
+    (archive / "link_in.wav").symlink_to(archive / "in.wav")
+    (archive / "notes.txt").write_text("not audio")
+    sx = open_index()
+    report = sx.index([archive], progress=False)
+    indexed = sorted(p.rsplit("/", 1)[-1] for p in sx.store.files_by_path())
+    assert indexed == ["in.wav", "link_in.wav"]
+    assert report.files_skipped == 2  # link_out.wav (out of the root) and notes.txt (extension)
