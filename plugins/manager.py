@@ -1,7 +1,11 @@
 """One plugin manager: built-in plugins (dotted module names) and third-party entry points, loaded alike.
 
-``SOUNDSIFT_PLUGINS`` (comma-separated plugin names) narrows what loads, as llm's LLM_LOAD_PLUGINS.
-A plugin that fails to import or to register is recorded by name with the reason and skipped.
+``SOUNDSIFT_PLUGINS`` (comma-separated plugin names) narrows what loads, as llm's LLM_LOAD_PLUGINS;
+set to the empty string it loads none. ``SOUNDSIFT_EXTRA_PLUGINS`` (comma-separated dotted module
+names) loads modules that are not installed packages, e.g. a plugin under development or a test's;
+it is an environment variable so that decode worker processes, which build their own manager, see
+it too. A plugin that fails to import, implements an unknown hook or raises while registering is
+recorded by name with the reason and skipped whole; everything else keeps working.
 """
 from __future__ import annotations
 
@@ -51,28 +55,49 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
 
 
+# Registration hooks and the contract type each must hand over.
+REGISTER_HOOKS: dict[str, tuple[str, type]] = {
+    "register_decoders": ("decoders", Decoder),
+    "register_scoring_policies": ("policies", ScoringPolicy),
+    "register_window_taggers": ("taggers", WindowTagger),
+}
+
+
 class PluginHost:
     """The plugin manager plus what its plugins registered."""
 
     def __init__(self, pm: pluggy.PluginManager, failures: list[PluginFailure]):
         self.pm = pm
         self.registry = Registry(failures=list(failures))
-        self._collect("register_decoders", self.registry.decoders)
-        self._collect("register_scoring_policies", self.registry.policies)
-        self._collect("register_window_taggers", self.registry.taggers)
+        for name, plugin in list(pm.list_name_plugin()):
+            self._collect(name, plugin)
 
-    def _collect(self, hook_name: str, into: dict[str, Any]) -> None:
-        # Call each implementation on its own so one that raises costs only itself.
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
-            found: list[Any] = []
-            try:
-                impl.function(found.append)
-            except Exception as exc:  # a third-party plugin's bug must not take the run down
-                self.registry.failures.append(PluginFailure(plugin_name, f"{hook_name}: {type(exc).__name__}: {exc}"))
-                continue
-            for obj in found:
-                into[obj.name] = obj
+    def _collect(self, plugin_name: str, plugin: object) -> None:
+        """Call one plugin's registration hooks; if any raises or hands over a wrong type, skip the plugin whole."""
+        found: dict[str, list[Any]] = {kind: [] for kind, _ in REGISTER_HOOKS.values()}
+        for hook_name, (kind, expected) in REGISTER_HOOKS.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+
+                def register(obj: Any, kind: str = kind, expected: type = expected, hook_name: str = hook_name) -> None:
+                    if not isinstance(obj, expected):
+                        raise TypeError(f"{hook_name} was given {type(obj).__name__}, expected {expected.__name__}")
+                    found[kind].append(obj)
+
+                try:
+                    # pluggy passes an implementation only the arguments it names (hooks only gain arguments).
+                    arguments = {"register": register}
+                    impl.function(**{arg: arguments[arg] for arg in impl.argnames})
+                except Exception as exc:  # a third-party plugin's bug must not take the run down
+                    message = f"{hook_name}: {type(exc).__name__}: {exc}".replace("\n", " ")
+                    self.registry.failures.append(PluginFailure(plugin_name, message))
+                    self.pm.unregister(plugin)
+                    return
+        for kind, objects in found.items():
+            into: dict[str, Any] = getattr(self.registry, kind)
+            for obj in objects:
+                into[obj.name] = obj  # a later plugin may replace an earlier one's object of the same name
 
     @property
     def decoders(self) -> dict[str, Decoder]:
@@ -91,45 +116,66 @@ class PluginHost:
         return self.registry.failures
 
     def plugin_names(self) -> list[str]:
+        """Names of the loaded plugins, in load order (built-ins, entry points, extra modules)."""
         return [name for name, _ in self.pm.list_name_plugin()]
 
     def hooks_of(self, name: str) -> list[str]:
+        """The hooks plugin ``name`` implements, sorted."""
         plugin = self.pm.get_plugin(name)
         return sorted(h.name for h in (self.pm.get_hookcallers(plugin) or []))
 
     def translate_query(self, text: str, settings: dict[str, Any]):
+        """The first non-None `QueryTranslation` any plugin returns for ``text``, else None."""
         return self.pm.hook.translate_query(text=text, settings=settings)
 
 
-def _wanted() -> set[str] | None:
-    raw = os.environ.get("SOUNDSIFT_PLUGINS")
+def _names_from_env(variable: str) -> list[str] | None:
+    raw = os.environ.get(variable)
     if raw is None:
         return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Hooks ``plugin`` implements that no hookspec declares (a typo, or a hook from a newer soundsift)."""
+    return sorted(
+        name for name, caller in vars(pm.hook).items()
+        if not name.startswith("_") and not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
 
 
 def build_plugin_manager(extra: list[object] | None = None) -> PluginHost:
-    """Load built-in and entry-point plugins (narrowed by SOUNDSIFT_PLUGINS), plus ``extra`` objects."""
+    """Load built-in, entry-point and SOUNDSIFT_EXTRA_PLUGINS plugins (narrowed by SOUNDSIFT_PLUGINS), plus ``extra`` objects."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     failures: list[PluginFailure] = []
-    wanted = _wanted()
+    wanted = _names_from_env("SOUNDSIFT_PLUGINS")
+    known_hooks = ", ".join(sorted(n for n in vars(hookspecs) if hasattr(getattr(hookspecs, n), "soundsift_spec")))
 
-    def load(name: str, loader: Callable[[], object]) -> None:
-        if wanted is not None and name not in wanted:
+    def load(name: str, loader: Callable[[], object], narrowable: bool = True) -> None:
+        if narrowable and wanted is not None and name not in wanted:
             return
         try:
-            pm.register(loader(), name=name)
-        except Exception as exc:
-            failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}"))
+            plugin = loader()
+            pm.register(plugin, name=name)
+        except Exception as exc:  # an import error or a bad hook signature costs this plugin only
+            failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}".replace("\n", " ")))
+            return
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown:
+            pm.unregister(plugin)
+            failures.append(PluginFailure(name, f"implements unknown hook(s) {', '.join(unknown)}; the hooks are: {known_hooks}"))
 
     for module in BUILTIN_PLUGINS:
         load(module.rsplit(".", 1)[-1], lambda module=module: importlib.import_module(module))
     for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
         load(ep.name, ep.load)
+    for module in _names_from_env("SOUNDSIFT_EXTRA_PLUGINS") or []:
+        load(module, lambda module=module: importlib.import_module(module))
     for i, obj in enumerate(extra or []):
-        pm.register(obj, name=getattr(obj, "__name__", f"extra-{i}"))
-    pm.check_pending()
+        load(getattr(obj, "__name__", f"extra-{i}"), lambda obj=obj: obj, narrowable=False)
+    pm.check_pending()  # unknown hooks were already reported and unregistered above, so this passes
     return PluginHost(pm, failures)
 
 
