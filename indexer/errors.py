@@ -6,6 +6,7 @@ from plugins.contract import DecodeError
 __all__ = [
     "BadInput",
     "DecodeError",
+    "DiskFull",
     "IndexCorrupt",
     "IndexLocked",
     "IndexMissing",
@@ -40,6 +41,10 @@ class IndexMissing(SoundsiftError):
 
 class IndexCorrupt(SoundsiftError):
     """The index database cannot be opened."""
+
+
+class DiskFull(SoundsiftError):
+    """A write to the index failed for lack of space; the last commit keeps serving."""
 
 
 class BadInput(SoundsiftError):

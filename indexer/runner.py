@@ -1,6 +1,9 @@
-"""The indexing run: scan -> decode workers -> windows -> features + CLAP in batches -> DuckDB commit -> FAISS.
+"""The indexing run: scan -> changes -> decode workers -> windows -> features + CLAP in batches -> DuckDB commit -> FAISS.
 
-Each stage is timed; every skipped or failed file is recorded with its reason.
+Runs are incremental (see indexer/changes.py): only new and changed content is decoded; renames, copies
+and deletions are one commit. Each commit is one DuckDB transaction followed by the matching FAISS update,
+so a kill at any moment loses at most the uncommitted batch. Each stage is timed; every skipped or failed
+file is recorded with its reason.
 """
 from __future__ import annotations
 
@@ -14,12 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from indexer import crashpoints
+from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, refuse_unmounted
 from indexer.decode import TARGET_RATE, DecodeLimits
 from indexer.decode_workers import DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded
 from indexer.model import ClapEncoder
 from indexer.scan import ScannedFile, scan_paths
 from indexer.settings import Settings
-from indexer.store import FileRecord, IndexStore, WindowBatch
+from indexer.store import CommitPlan, FileRecord, IndexStore, WindowBatch
 from indexer.vectors import VectorIndex
 from plugins.manager import PluginHost
 
@@ -38,11 +43,18 @@ class IndexReport:
     """What a run did; ``--json`` prints exactly these fields."""
 
     run_id: int
-    files_indexed: int = 0
+    files_indexed: int = 0  # added + updated
     files_failed: int = 0
     files_unchanged: int = 0
     files_skipped: int = 0
-    windows: int = 0
+    files_added: int = 0
+    files_updated: int = 0
+    files_removed: int = 0
+    files_renamed: int = 0
+    files_reused: int = 0  # added or updated by copying the windows of identical content (not embedded)
+    windows: int = 0  # windows written (embedded or copied)
+    windows_removed: int = 0
+    runs_interrupted: int = 0  # earlier runs found killed mid-way (marked 'interrupted')
     errors: list[FileError] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -54,7 +66,7 @@ class IndexReport:
 
 @dataclass
 class _FileWork:
-    scanned: ScannedFile
+    candidate: Candidate
     opened: FileOpened | None = None
     decoded: bool = False
     starts: list[int] = field(default_factory=list)
@@ -62,6 +74,10 @@ class _FileWork:
     vectors: list[np.ndarray] = field(default_factory=list)
     tags: list[dict] = field(default_factory=list)
     queued: int = 0  # windows waiting in the batch
+
+    @property
+    def scanned(self) -> ScannedFile:
+        return self.candidate.scanned
 
 
 def auto_batch_size(encoder: ClapEncoder) -> int:
@@ -84,48 +100,128 @@ class IndexRunner:
         self.window = int(round(settings.window_s * TARGET_RATE))
         self.hop = int(round(settings.hop_s * TARGET_RATE))
         self.batch_size = settings.batch_size or auto_batch_size(encoder)
+        self.commit_every_files = getattr(settings, "commit_every_files", COMMIT_EVERY_FILES)
+        self.commit_every_s = getattr(settings, "commit_every_s", COMMIT_EVERY_S)
+        self._twins: dict[str, list[Candidate]] = {}
+        self._seq_at_start = vectors.seq
 
-    def run(self, roots: list[str], retry_failed: bool = False) -> IndexReport:
-        """Index new and changed files under ``roots``; unchanged ones are left as they are."""
+    def run(self, roots: list[str], retry_failed: bool = False, verify_content: bool = False,
+            allow_empty_root: bool = False) -> IndexReport:
+        """Bring the index in line with ``roots``: add new files, re-index changed ones, drop deleted ones.
+
+        An empty root while the index holds files under it is refused (unmounted?) unless ``allow_empty_root``.
+        """
         t0 = time.monotonic()
         wall0 = time.time()
-        _, max_window, max_run = self.store.max_ids()
-        report = IndexReport(run_id=max_run + 1)
         scan = scan_paths(roots, self.settings.extensions)
-        report.files_skipped = len(scan.skipped)
-        known = self.store.files_by_path()
-        todo: list[ScannedFile] = []
-        for f in scan.files:
-            prev = known.get(f.path)
-            if prev is not None and prev[1] == f.size and prev[2] == f.mtime and (prev[4] == "indexed" or not retry_failed):
-                report.files_unchanged += 1
-            else:
-                todo.append(f)
-        report.timings["scan_s"] = time.monotonic() - t0
-        self._next_file_id = self.store.max_ids()[0] + 1
+        known = known_files(self.store.files_rows())
+        if not allow_empty_root:
+            refuse_unmounted(roots, scan, known)
+        max_file, max_window, max_run = self.store.max_ids()
+        report = IndexReport(run_id=max_run + 1, files_skipped=len(scan.skipped))
+        command = " ".join(sys.argv)
+        report.runs_interrupted = self.store.start_run(report.run_id, wall0, command)
+        self._next_file_id = max_file + 1
         self._next_window_id = max_window + 1
         self._embed_s = 0.0
         self._commit_s = 0.0
-        if todo:
-            self._index_files(todo, report)
-        report.timings["embed_s"] = self._embed_s
-        report.timings["commit_s"] = self._commit_s
-        if todo:
+        try:
+            report.timings["scan_s"] = time.monotonic() - t0
             t = time.monotonic()
-            self.vectors.save()
-            report.timings["faiss_save_s"] = time.monotonic() - t
+            changes = plan_changes(roots, scan, known, retry_failed, verify_content)
+            report.timings["hash_s"] = time.monotonic() - t
+            report.files_unchanged = changes.unchanged
+            self._twins = changes.twins
+            self._commit_without_decoding(changes, report)
+            if changes.decode:
+                self._index_files(changes.decode, report)
+            report.timings["embed_s"] = self._embed_s
+            report.timings["commit_s"] = self._commit_s
+            if self.vectors.seq != self._seq_at_start or not self.vectors.current_file().exists():
+                t = time.monotonic()
+                self.vectors.save()
+                report.timings["faiss_save_s"] = time.monotonic() - t
+        except BaseException as exc:
+            report.timings["total_s"] = time.monotonic() - t0
+            self._record(report, wall0, "failed", command, error=f"{type(exc).__name__}: {exc}")
+            raise
         report.timings["total_s"] = time.monotonic() - t0
-        summary = {
-            "files_indexed": report.files_indexed, "files_failed": report.files_failed,
-            "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
-            "windows": report.windows, "timings": report.timings,
-            "errors": [{"path": e.path, "error": e.error} for e in report.errors],
-        }
-        self.store.record_run(report.run_id, wall0, time.time(), "completed", " ".join(sys.argv), summary)
+        self._record(report, wall0, "completed", command)
         return report
 
+    def _record(self, report: IndexReport, wall0: float, status: str, command: str, error: str | None = None) -> None:
+        summary = report_summary(report)
+        if error:
+            summary["error"] = error
+        try:
+            self.store.record_run(report.run_id, wall0, time.time(), status, command, summary)
+        except Exception:
+            if status == "completed":
+                raise
+            # recording a failed run can itself fail (a full disk): the run's own error is what matters
+
+    # -- commits that need no decoding -------------------------------------------------------
+    def _commit_without_decoding(self, changes: ChangeSet, report: IndexReport) -> None:
+        """Renames, touched rows, copies of stored content and deletions: one commit, nothing embedded."""
+        self._seq_at_start = self.vectors.seq
+        relinks = [self._relink(k, f, h) for k, f, h in changes.touched + changes.renamed]
+        records, batches = [], []
+        for c in changes.copies:
+            record, batch = self._copy(c, self.store.window_batch_of(c.source.id), c.source.duration,
+                                       self.store.decoding_of(c.source.id))
+            records.append(record)
+            batches.append(batch)
+        if not (relinks or records or changes.removed):
+            return
+        plan = CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim), relinks=relinks,
+                          remove_file_ids=[k.id for k in changes.removed])
+        self._apply(plan, report)
+        report.files_renamed += len(changes.renamed)
+        report.files_removed += len(changes.removed)
+        for c in changes.copies:
+            self._count_indexed(c, report, reused=True)
+
+    def _relink(self, row, f: ScannedFile, h: str | None) -> FileRecord:
+        return FileRecord(id=row.id, path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=h, status=row.status)
+
+    def _copy(self, c: Candidate, batch: WindowBatch, duration: float | None,
+              decoding: tuple) -> tuple[FileRecord, WindowBatch]:
+        """A new row for ``c`` with a copy of ``batch`` (the windows of identical content) under fresh ids."""
+        f = c.scanned
+        record = FileRecord(id=self._new_file_id(), path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=c.hash,
+                            status="indexed", duration=duration)
+        record.sample_rate, record.channels, record.codec, record.decoder = decoding
+        n = len(batch)
+        ids = np.arange(self._next_window_id, self._next_window_id + n, dtype=np.int64)
+        self._next_window_id += n
+        copy = WindowBatch(ids=ids, file_ids=np.full(n, record.id, dtype=np.int64), starts=batch.starts.copy(),
+                           ends=batch.ends.copy(), tags=list(batch.tags), vectors=batch.vectors)
+        return record, copy
+
+    def _new_file_id(self) -> int:
+        self._next_file_id += 1
+        return self._next_file_id - 1
+
+    def _count_indexed(self, c: Candidate, report: IndexReport, reused: bool = False) -> None:
+        if c.previous is None:
+            report.files_added += 1
+        else:
+            report.files_updated += 1
+        report.files_indexed += 1
+        report.files_reused += int(reused)
+
+    def _apply(self, plan: CommitPlan, report: IndexReport) -> None:
+        """Commit to DuckDB, then bring FAISS to the same commit, under the lock readers take."""
+        with self.vectors.lock:
+            seq, removed = self.store.commit(plan, report.run_id)
+            self.vectors.remove(removed, seq)
+            if plan.windows is not None and len(plan.windows):
+                self.vectors.add(plan.windows.ids, plan.windows.vectors, seq)
+        report.windows += len(plan.windows) if plan.windows is not None else 0
+        report.windows_removed += len(removed)
+
     # -- the decode/embed/commit loop --------------------------------------------------------
-    def _index_files(self, todo: list[ScannedFile], report: IndexReport) -> None:
+    def _index_files(self, todo: list[Candidate], report: IndexReport) -> None:
         from tqdm import tqdm
 
         work = {i: _FileWork(f) for i, f in enumerate(todo)}
@@ -149,11 +245,12 @@ class IndexRunner:
                 ready.append(idx)
                 work[idx].decoded = False  # moved to the commit list
 
-        for event in pool.run([f.path for f in todo]):
+        for event in pool.run([c.scanned.path for c in todo]):
             w = work[event.file_idx]
             if isinstance(event, FileOpened):
                 w.opened = event
             elif isinstance(event, WindowsDecoded):
+                crashpoints.reached("decode")
                 for row in range(len(event.starts)):
                     batch_rows.append((event.file_idx, int(event.starts[row]), int(event.lengths[row]), event.audio[row]))
                     w.queued += 1
@@ -175,7 +272,7 @@ class IndexRunner:
                     self.on_progress({"files_done": done_files, "files_total": len(todo), "windows": windows_done,
                                       "windows_per_s": windows_done / max(elapsed, 1e-9)})
             finish_ready_files()
-            if ready and (len(ready) >= COMMIT_EVERY_FILES or time.monotonic() - last_commit > COMMIT_EVERY_S):
+            if ready and (len(ready) >= self.commit_every_files or time.monotonic() - last_commit > self.commit_every_s):
                 self._commit([work.pop(i) for i in ready], report)
                 ready.clear()
                 last_commit = time.monotonic()
@@ -193,6 +290,7 @@ class IndexRunner:
         audio = np.stack([row[3] if row[2] >= self.window else features.repeat_pad(row[3][: row[2]]) for row in rows])
         tags = self._tag(rows)
         vectors = self.encoder.embed_waveforms(torch.from_numpy(audio))
+        crashpoints.reached("embed")
         for (file_idx, start, length, _), vector, tag in zip(rows, vectors, tags):
             w = work[file_idx]
             w.starts.append(start)
@@ -221,24 +319,29 @@ class IndexRunner:
         return tags
 
     def _fail(self, w: _FileWork, reason: str, report: IndexReport) -> None:
-        report.files_failed += 1
-        report.errors.append(FileError(w.scanned.path, reason))
-        record = self._file_record(w, status="failed", error=reason)
-        seq, removed = self.store.commit_files([record], None, report.run_id)
-        self.vectors.remove(removed, seq)
+        """Record a file (and any identical twin waiting on it) as failed, dropping windows it had."""
+        twins = self._twins.pop(w.candidate.hash, []) if w.candidate.hash else []
+        records = [self._file_record(w, status="failed", error=reason)]
+        for twin in twins:
+            records.append(FileRecord(id=self._new_file_id(), path=twin.scanned.path, root=twin.scanned.root,
+                                      size=twin.scanned.size, mtime=twin.scanned.mtime, hash=twin.hash,
+                                      status="failed", error=reason))
+        for c in [w.candidate, *twins]:
+            report.files_failed += 1
+            report.errors.append(FileError(c.scanned.path, reason))
+        self._apply(CommitPlan(files=records), report)
 
     def _file_record(self, w: _FileWork, status: str, error: str | None = None, duration: float | None = None) -> FileRecord:
         f, o = w.scanned, w.opened
-        record = FileRecord(id=self._next_file_id, path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=None,
-                            status=status, error=error, duration=duration)
-        self._next_file_id += 1
+        record = FileRecord(id=self._new_file_id(), path=f.path, root=f.root, size=f.size, mtime=f.mtime,
+                            hash=w.candidate.hash, status=status, error=error, duration=duration)
         if o is not None:
             record.sample_rate, record.channels, record.codec, record.decoder = o.sample_rate, o.channels, o.codec, o.decoder
         return record
 
     def _commit(self, files: list[_FileWork], report: IndexReport) -> None:
         t = time.monotonic()
-        records, ids, file_ids, starts, ends, tags, vectors = [], [], [], [], [], [], []
+        records, batches, done = [], [], []
         for w in files:
             order = np.argsort(w.starts, kind="stable")
             vecs = np.stack([w.vectors[i] for i in order]) if w.vectors else np.zeros((0, self.encoder.embedding_dim), np.float32)
@@ -247,25 +350,52 @@ class IndexRunner:
                 continue
             total = max((w.starts[i] + w.lengths[i] for i in order), default=0)
             record = self._file_record(w, status="indexed", duration=total / TARGET_RATE)
+            n = len(order)
+            batch = WindowBatch(
+                ids=np.arange(self._next_window_id, self._next_window_id + n, dtype=np.int64),
+                file_ids=np.full(n, record.id, dtype=np.int64),
+                starts=np.array([w.starts[i] / TARGET_RATE for i in order], dtype=np.float64),
+                ends=np.array([(w.starts[i] + w.lengths[i]) / TARGET_RATE for i in order], dtype=np.float64),
+                tags=[json.dumps(w.tags[i]) for i in order], vectors=vecs,
+            )
+            self._next_window_id += n
             records.append(record)
-            for i in order:
-                ids.append(self._next_window_id)
-                self._next_window_id += 1
-                file_ids.append(record.id)
-                starts.append(w.starts[i] / TARGET_RATE)
-                ends.append((w.starts[i] + w.lengths[i]) / TARGET_RATE)
-                tags.append(json.dumps(w.tags[i]))
-            vectors.append(vecs)
+            batches.append(batch)
+            done.append((w.candidate, False))
+            for twin in self._twins.pop(w.candidate.hash, []) if w.candidate.hash else []:
+                twin_record, twin_batch = self._copy(twin, batch, record.duration,
+                                                     (record.sample_rate, record.channels, record.codec, record.decoder))
+                records.append(twin_record)
+                batches.append(twin_batch)
+                done.append((twin, True))
         if not records:
             return
-        batch = WindowBatch(
-            ids=np.array(ids, dtype=np.int64), file_ids=np.array(file_ids, dtype=np.int64),
-            starts=np.array(starts), ends=np.array(ends), tags=tags,
-            vectors=np.concatenate(vectors) if vectors else np.zeros((0, self.encoder.embedding_dim), np.float32),
-        )
-        seq, removed = self.store.commit_files(records, batch, report.run_id)
-        self.vectors.remove(removed, seq)
-        self.vectors.add(batch.ids, batch.vectors, seq)
-        report.files_indexed += len(records)
-        report.windows += len(batch)
+        self._apply(CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim)), report)
+        for c, reused in done:
+            self._count_indexed(c, report, reused=reused)
         self._commit_s += time.monotonic() - t
+
+
+def _concat(batches: list[WindowBatch], dim: int) -> WindowBatch | None:
+    if not batches:
+        return None
+    return WindowBatch(
+        ids=np.concatenate([b.ids for b in batches]), file_ids=np.concatenate([b.file_ids for b in batches]),
+        starts=np.concatenate([b.starts for b in batches]), ends=np.concatenate([b.ends for b in batches]),
+        tags=[t for b in batches for t in b.tags],
+        vectors=np.concatenate([b.vectors for b in batches]) if batches else np.zeros((0, dim), np.float32),
+    )
+
+
+def report_summary(report: IndexReport) -> dict:
+    """The JSON document of a run (what `soundsift index --json` prints and the runs table keeps)."""
+    return {
+        "files_indexed": report.files_indexed, "files_failed": report.files_failed,
+        "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
+        "files_added": report.files_added, "files_updated": report.files_updated,
+        "files_removed": report.files_removed, "files_renamed": report.files_renamed,
+        "files_reused": report.files_reused, "windows": report.windows, "windows_removed": report.windows_removed,
+        "runs_interrupted": report.runs_interrupted,
+        "timings": {k: round(v, 4) for k, v in report.timings.items()},
+        "errors": [{"path": e.path, "error": e.error} for e in report.errors],
+    }

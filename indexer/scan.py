@@ -1,4 +1,4 @@
-"""Archive scan: walk the given roots for audio files by extension, following no symlink out of them."""
+"""Archive scan: walk the given roots for audio files by extension (following no symlink out of them) and hash contents."""
 from __future__ import annotations
 
 import os
@@ -68,3 +68,37 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanRe
                     continue
                 consider(os.path.join(dirpath, name), root, explicit=False)
     return ScanResult(sorted(found.values(), key=lambda f: f.path), skipped)
+
+
+HASH_BLOCK = 1 << 20
+
+
+def content_hash(path: str | Path) -> str:
+    """BLAKE2b-160 of the whole file, streamed in 1 MiB blocks (how renames, copies and touched files are recognised)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hashes(paths: list[str], threads: int = 4) -> dict[str, str | None]:
+    """path -> content hash (None when the file cannot be read); hashlib releases the GIL, so threads overlap the reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: str) -> str | None:
+        try:
+            return content_hash(path)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
+
+
+def under_root(path: str, root: str) -> bool:
+    """True when ``path`` (as stored) lies under ``root`` (as given), or is that file."""
+    root = root.rstrip(os.sep) or os.sep
+    return path == root or path.startswith(root + os.sep)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(0, ge=0)  # 0 = chosen from the device
     decode_workers: int = Field(0, ge=0)  # 0 = one per core
     decode_timeout_s: float = Field(120.0, gt=0)
+    commit_every_files: int = Field(256, gt=0)  # a kill loses at most this many decoded files (or commit_every_s)
+    commit_every_s: float = Field(30.0, gt=0)
     max_sample_rate: int = 768_000
     min_sample_rate: int = 4_000
     max_channels: int = 64

@@ -1,6 +1,7 @@
 """The index store: DuckDB is the system of record for files, windows, embeddings, runs and index metadata."""
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -11,7 +12,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from indexer.errors import IndexCorrupt, IndexMissing, ModelMismatch
+from indexer import crashpoints
+from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 
 DB_NAME = "soundsift.duckdb"
@@ -82,6 +84,33 @@ class WindowChunk:
     vectors: np.ndarray
 
 
+@dataclass
+class CommitPlan:
+    """One atomic change to the index: readers see all of it or none of it.
+
+    ``files`` are inserted (replacing any other row with the same path, windows included);
+    ``relinks`` update an existing row in place, keeping its id and windows (a rename, a touch,
+    a re-hash); ``remove_file_ids`` drop rows whose files left the archive, windows included.
+    """
+
+    files: list[FileRecord]
+    windows: WindowBatch | None = None
+    relinks: list[FileRecord] = None  # type: ignore[assignment]
+    remove_file_ids: list[int] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.relinks = list(self.relinks or [])
+        self.remove_file_ids = list(self.remove_file_ids or [])
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when a write failed for lack of space (ENOSPC, EDQUOT, EFBIG), whoever raised it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("no space left", "disk quota", "file too large", "not enough space"))
+
+
 class IndexStore:
     """A DuckDB index file. One connection per process; threads read through their own cursors."""
 
@@ -99,15 +128,14 @@ class IndexStore:
             raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
         try:
             con = duckdb.connect(str(path))
-        except duckdb.IOException as exc:
-            raise IndexCorrupt(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
         except duckdb.Error as exc:
-            raise IndexCorrupt(
-                f"the index database {path} does not open ({str(exc).splitlines()[0]}); it was left untouched. "
-                f"Move it aside and re-index from the archive (`soundsift index PATH --index {index_dir}`)."
-            ) from None
+            raise open_error(index_dir, exc) from None
         store = cls(index_dir, con)
-        con.execute(SCHEMA)
+        try:
+            con.execute(SCHEMA)
+        except duckdb.Error as exc:
+            con.close()
+            raise open_error(index_dir, exc) from None
         stored = store.identity_meta()
         if stored is None:
             if identity is None:
@@ -190,11 +218,57 @@ class IndexStore:
         return int(row[0]) if row else 0
 
     def max_ids(self) -> tuple[int, int, int]:
+        """Highest file, window and run ids ever handed out (deleted ones included: ids are never reused,
+        so a FAISS file written before a delete can never hold a stale vector under a live id)."""
         cur = self.cursor()
+        meta = dict(cur.execute("SELECT key, value FROM meta WHERE key IN ('max_file_id', 'max_window_id')").fetchall())
         f = cur.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()[0]
         w = cur.execute("SELECT coalesce(max(id), 0) FROM windows").fetchone()[0]
         r = cur.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0]
-        return int(f), int(w), int(r)
+        return max(int(f), int(meta.get("max_file_id", 0))), max(int(w), int(meta.get("max_window_id", 0))), int(r)
+
+    def window_ids(self) -> np.ndarray:
+        """Every stored window id, sorted (int64)."""
+        ids = self.cursor().execute("SELECT id FROM windows ORDER BY id").fetchnumpy()["id"]
+        return np.asarray(ids, dtype=np.int64)
+
+    def vectors_for(self, ids: np.ndarray, chunk: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) for the given window ids, ``chunk`` at a time."""
+        dim = self.embedding_dim
+        for i in range(0, len(ids), chunk):
+            table = pa.table({"wid": pa.array(np.asarray(ids[i: i + chunk], dtype=np.int64), pa.int64())})
+            cur = self.cursor()
+            cur.register("wanted_ids", table)
+            try:
+                got = cur.execute("SELECT w.id, w.embedding FROM wanted_ids q JOIN windows w ON w.id = q.wid ORDER BY w.id").arrow()
+            finally:
+                cur.unregister("wanted_ids")
+            if got.num_rows:
+                vectors = got.column(1).combine_chunks().flatten().to_numpy().reshape(-1, dim)
+                yield got.column(0).to_numpy().astype(np.int64), np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def files_rows(self) -> list[tuple]:
+        """(id, path, root, size, mtime, hash, status, duration) for every known file."""
+        return self.cursor().execute("SELECT id, path, root, size, mtime, hash, status, duration FROM files ORDER BY id").fetchall()
+
+    def decoding_of(self, file_id: int) -> tuple:
+        """(sample_rate, channels, codec, decoder) of a stored file."""
+        row = self.cursor().execute("SELECT sample_rate, channels, codec, decoder FROM files WHERE id = ?", [file_id]).fetchone()
+        return tuple(row) if row else (None, None, None, None)
+
+    def window_batch_of(self, file_id: int) -> WindowBatch:
+        """A file's stored windows (ids and file id as stored), to copy onto an identical file."""
+        dim = self.embedding_dim
+        got = self.cursor().execute(
+            'SELECT id, file_id, start, "end", CAST(tags AS VARCHAR), embedding FROM windows WHERE file_id = ? ORDER BY id', [file_id]
+        ).arrow()
+        vectors = got.column(5).combine_chunks().flatten().to_numpy().reshape(-1, dim) if got.num_rows else np.zeros((0, dim), np.float32)
+        return WindowBatch(
+            ids=got.column(0).to_numpy().astype(np.int64), file_ids=got.column(1).to_numpy().astype(np.int64),
+            starts=got.column(2).to_numpy(), ends=got.column(3).to_numpy(),
+            tags=[t if t is not None else "{}" for t in got.column(4).to_pylist()],
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        )
 
     def files_by_path(self) -> dict[str, tuple]:
         """path -> (id, size, mtime, hash, status) for every known file."""
@@ -242,49 +316,136 @@ class IndexStore:
 
     # -- writes ------------------------------------------------------------------------------
     def commit_files(self, files: list[FileRecord], windows: WindowBatch | None, run_id: int) -> tuple[int, np.ndarray]:
-        """Insert or replace ``files`` and their windows in one transaction.
+        """Insert or replace ``files`` and their windows in one transaction (see `commit`)."""
+        seq, removed = self.commit(CommitPlan(files=files, windows=windows), run_id)
+        return seq, removed
 
-        Returns the new commit number and the ids of the windows the replaced rows had (for FAISS).
+    def commit(self, plan: CommitPlan, run_id: int) -> tuple[int, np.ndarray]:
+        """Apply ``plan`` in one DuckDB transaction and bump the commit number.
+
+        Returns the new commit number and the ids of the windows that left the index (for FAISS).
+        A full disk raises DiskFull after the rollback: the previous commit stays the served state.
         """
-        with self.transaction() as cur:
-            paths = pa.table({"p": pa.array([f.path for f in files], pa.string())})
-            cur.register("replaced_paths", paths)
-            removed = cur.execute(
-                "SELECT id FROM windows WHERE file_id IN (SELECT id FROM files WHERE path IN (SELECT p FROM replaced_paths))"
-            ).fetchnumpy()["id"]
-            cur.execute("DELETE FROM windows WHERE file_id IN (SELECT id FROM files WHERE path IN (SELECT p FROM replaced_paths))")
-            cur.execute("DELETE FROM files WHERE path IN (SELECT p FROM replaced_paths)")
-            cur.unregister("replaced_paths")
+        if plan.windows is not None and len(plan.windows) and not np.isfinite(plan.windows.vectors).all():
+            raise ValueError("refusing to store non-finite vectors")
+        try:
+            with self.transaction() as cur:
+                removed = self._apply(cur, plan, run_id)
+                seq = self._bump_seq(cur)
+                crashpoints.reached("commit")
+            return seq, removed
+        except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise DiskFull(
+                    f"the disk holding {self.index_dir} is full ({str(exc).splitlines()[0]}); this batch was rolled back and "
+                    "the index keeps serving its last commit. Free some space and run `soundsift index` again: "
+                    "it resumes where it stopped."
+                ) from None
+            raise
+
+    def _apply(self, cur, plan: CommitPlan, run_id: int) -> np.ndarray:
+        relinked = [r.id for r in plan.relinks]
+        # Rows to drop: explicit removals, plus any other row holding a path we are about to (re)write.
+        paths = pa.table({"p": pa.array([f.path for f in plan.files] + [r.path for r in plan.relinks], pa.string())})
+        cur.register("written_paths", paths)
+        try:
+            doomed = cur.execute(
+                "SELECT id FROM files WHERE path IN (SELECT p FROM written_paths)"
+            ).fetchnumpy()["id"].tolist()
+        finally:
+            cur.unregister("written_paths")
+        doomed = sorted({int(i) for i in doomed if int(i) not in relinked} | {int(i) for i in plan.remove_file_ids})
+        removed = np.zeros(0, dtype=np.int64)
+        if doomed:
+            ids = pa.table({"fid": pa.array(doomed, pa.int64())})
+            cur.register("doomed_files", ids)
+            try:
+                removed = np.asarray(cur.execute(
+                    "SELECT id FROM windows WHERE file_id IN (SELECT fid FROM doomed_files)").fetchnumpy()["id"], dtype=np.int64)
+                cur.execute("DELETE FROM windows WHERE file_id IN (SELECT fid FROM doomed_files)")
+                cur.execute("DELETE FROM files WHERE id IN (SELECT fid FROM doomed_files)")
+            finally:
+                cur.unregister("doomed_files")
+        for r in plan.relinks:
+            cur.execute("UPDATE files SET path = ?, root = ?, size = ?, mtime = ?, hash = ?, run_id = ?, "
+                        "updated_at = current_timestamp WHERE id = ?", [r.path, r.root, r.size, r.mtime, r.hash, run_id, r.id])
+        if plan.files:
             cur.executemany(
                 "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, run_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (f.id, f.path, f.root, f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels, f.codec,
                      f.decoder, f.status, f.error, run_id)
-                    for f in files
+                    for f in plan.files
                 ],
             )
-            if windows is not None and len(windows):
-                if not np.isfinite(windows.vectors).all():
-                    raise ValueError("refusing to store non-finite vectors")
-                dim = windows.vectors.shape[1]
-                table = pa.table({
-                    "id": pa.array(windows.ids, pa.int64()),
-                    "file_id": pa.array(windows.file_ids, pa.int64()),
-                    "start": pa.array(windows.starts, pa.float64()),
-                    "end": pa.array(windows.ends, pa.float64()),
-                    "tags": pa.array(windows.tags, pa.string()),
-                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(windows.vectors.astype(np.float32).ravel()), dim),
-                })
-                cur.register("new_windows", table)
+            self._raise_meta_max(cur, "max_file_id", max(f.id for f in plan.files))
+        windows = plan.windows
+        if windows is not None and len(windows):
+            dim = windows.vectors.shape[1]
+            table = pa.table({
+                "id": pa.array(windows.ids, pa.int64()),
+                "file_id": pa.array(windows.file_ids, pa.int64()),
+                "start": pa.array(windows.starts, pa.float64()),
+                "end": pa.array(windows.ends, pa.float64()),
+                "tags": pa.array(windows.tags, pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(windows.vectors.astype(np.float32).ravel()), dim),
+            })
+            cur.register("new_windows", table)
+            try:
                 cur.execute('INSERT INTO windows SELECT id, file_id, start, "end", tags::JSON, embedding FROM new_windows')
+            finally:
                 cur.unregister("new_windows")
-            return self._bump_seq(cur), np.asarray(removed, dtype=np.int64)
+            self._raise_meta_max(cur, "max_window_id", int(windows.ids.max()))
+        if len(removed):
+            self._raise_meta_max(cur, "max_window_id", int(removed.max()))
+        if doomed:
+            self._raise_meta_max(cur, "max_file_id", max(doomed))
+        return removed
+
+    @staticmethod
+    def _raise_meta_max(cur, key: str, value: int) -> None:
+        row = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        if row is None:
+            cur.execute("INSERT INTO meta VALUES (?, ?)", [key, str(value)])
+        elif int(row[0]) < value:
+            cur.execute("UPDATE meta SET value = ? WHERE key = ?", [str(value), key])
+
+    def delete_windows(self, window_ids: Sequence[int], fail_files_reason: str | None = None) -> tuple[int, np.ndarray]:
+        """Drop the given windows (audit repair). With ``fail_files_reason`` their files are marked failed and
+        lose all their windows, so `soundsift index --retry-failed` embeds them again whole."""
+        ids = pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())})
+        with self.transaction() as cur:
+            cur.register("bad_windows", ids)
+            try:
+                if fail_files_reason:
+                    cur.execute("CREATE TEMP TABLE bad_files AS SELECT DISTINCT file_id AS fid FROM windows "
+                                "WHERE id IN (SELECT wid FROM bad_windows)")
+                    cur.execute("UPDATE files SET status = 'failed', error = ? WHERE id IN (SELECT fid FROM bad_files)",
+                                [fail_files_reason])
+                    where = "id IN (SELECT wid FROM bad_windows) OR file_id IN (SELECT fid FROM bad_files)"
+                else:
+                    where = "id IN (SELECT wid FROM bad_windows)"
+                removed = np.asarray(cur.execute(f"SELECT id FROM windows WHERE {where}").fetchnumpy()["id"], dtype=np.int64)
+                cur.execute(f"DELETE FROM windows WHERE {where}")
+                if fail_files_reason:
+                    cur.execute("DROP TABLE bad_files")
+            finally:
+                cur.unregister("bad_windows")
+            return self._bump_seq(cur), removed
 
     def _bump_seq(self, cur) -> int:
         seq = int(cur.execute("SELECT value FROM meta WHERE key = 'commit_seq'").fetchone()[0]) + 1
         cur.execute("UPDATE meta SET value = ? WHERE key = 'commit_seq'", [str(seq)])
         return seq
+
+    def start_run(self, run_id: int, started_at: float, command: str) -> int:
+        """Record a run as running; runs a killed process left 'running' are marked 'interrupted'. Returns how many."""
+        with self.transaction() as cur:
+            stale = cur.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
+            cur.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+            cur.execute("INSERT INTO runs VALUES (?, to_timestamp(?), NULL, 'running', ?, NULL)", [run_id, started_at, command])
+        return int(stale)
 
     def record_run(self, run_id: int, started_at: float, finished_at: float, status: str, command: str, summary: dict) -> None:
         with self.transaction() as cur:
@@ -312,3 +473,29 @@ class IndexStore:
             "settings": json.loads(meta.get("feature_config", "{}")),
             "commit_seq": int(meta.get("commit_seq", 0)),
         }
+
+
+def open_error(index_dir: Path, exc: BaseException):
+    """The error to raise when DuckDB refuses to open the index: locked, unreplayable WAL, or unreadable file.
+
+    The files are never deleted or replaced here; the message says what the user can do.
+    """
+    from indexer.ownership import describe_owner
+
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    path = index_dir / DB_NAME
+    if "lock" in first.lower():
+        owner = describe_owner(index_dir)
+        who = f"pid {owner.get('pid', '?')} ({owner.get('command', 'unknown command')})" if owner else "another process"
+        return IndexLocked(f"index {index_dir} is in use by {who}; wait for it to finish or stop it ({first})")
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        return IndexCorrupt(
+            f"the index database {path} does not open: its write-ahead log {wal.name} cannot be replayed ({first}). "
+            f"Nothing was changed. To keep everything up to the last checkpoint, move {wal} aside and run "
+            f"`soundsift index` again (it re-indexes what the log held); or move {index_dir} aside and re-index from the archive."
+        )
+    return IndexCorrupt(
+        f"the index database {path} does not open ({first}); it was left untouched. "
+        f"Move it aside and re-index from the archive (`soundsift index PATH --index {index_dir}`)."
+    )

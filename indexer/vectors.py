@@ -4,14 +4,18 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from indexer.store import IndexStore
+from indexer import crashpoints
+from indexer.errors import DiskFull
+from indexer.store import IndexStore, is_disk_full
 
 FILE_RE = re.compile(r"^vectors-(\d+)\.faiss$")
+TMP_RE = re.compile(r"^\.vectors-\d+\.faiss\.tmp\d+$")
 REBUILD_CHUNK = 65_536
 
 
@@ -28,14 +32,56 @@ def new_faiss_index(dim: int) -> faiss.Index:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
+def faiss_files(index_dir: Path) -> list[tuple[int, Path]]:
+    """The ``vectors-<seq>.faiss`` files in the index directory, newest commit first."""
+    found = []
+    for p in index_dir.iterdir():
+        m = FILE_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found, reverse=True)
+
+
+def leftover_tmp_files(index_dir: Path) -> list[Path]:
+    """Half-written FAISS files a killed process left behind (never current: they were not renamed yet)."""
+    return sorted(p for p in index_dir.iterdir() if TMP_RE.match(p.name))
+
+
+def load_latest(index_dir: Path) -> tuple[faiss.Index | None, int, Path | None, list[str]]:
+    """The newest FAISS file that reads back: (index, its commit, path, problems with newer unreadable ones)."""
+    problems = []
+    for seq, path in faiss_files(index_dir):
+        try:
+            return faiss.read_index(str(path)), seq, path, problems
+        except RuntimeError as exc:  # truncated or corrupt: try an older one, else rebuild from DuckDB
+            problems.append(f"{path.name}: {str(exc).splitlines()[0][:200]}")
+    return None, 0, None, problems
+
+
+def faiss_ids(index: faiss.Index) -> np.ndarray | None:
+    """The ids held by an index with an explicit id map (sorted), or None when the type does not expose them."""
+    if hasattr(index, "id_map"):
+        return np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
+    return None
+
+
 class VectorIndex:
-    """FAISS over the stored window vectors, with the DuckDB commit it reflects."""
+    """FAISS over the stored window vectors, with the DuckDB commit it reflects.
+
+    ``lock`` is held by a writer across a DuckDB commit and the matching FAISS update, and by a
+    reader across a FAISS search and the metadata lookup of its hits: a reader sees one commit.
+    """
 
     def __init__(self, index_dir: Path, index: faiss.Index, seq: int):
         self.index_dir = index_dir
         self._index = index
         self.seq = seq
         self._lock = threading.RLock()
+        self.recovery: dict = {}
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
 
     @property
     def ntotal(self) -> int:
@@ -43,27 +89,79 @@ class VectorIndex:
 
     @classmethod
     def open(cls, store: IndexStore) -> "VectorIndex":
-        """Load the FAISS file that matches the store's last commit, or rebuild it from DuckDB and save it."""
+        """Load the newest readable FAISS file and bring it up to the store's last commit.
+
+        Window ids missing from FAISS are added from DuckDB and ids DuckDB no longer has are removed
+        (a crash between the two writes costs a short catch-up, not a rebuild); an unreadable file,
+        or an index type whose ids cannot be listed, is rebuilt from DuckDB. What happened is kept
+        in ``recovery``.
+        """
+        t0 = time.monotonic()
+        for tmp in leftover_tmp_files(store.index_dir):
+            tmp.unlink(missing_ok=True)
         seq = store.commit_seq()
-        path = store.index_dir / f"vectors-{seq}.faiss"
-        if path.exists():
+        index, file_seq, path, problems = load_latest(store.index_dir)
+        vectors, rebuilt = None, False
+        if file_seq > seq:
+            # The file reflects commits DuckDB no longer has (its log was moved aside): ids may be reused, rebuild.
+            problems.append(f"{path.name} is ahead of the database (commit {seq}); rebuilt")
+            index = None
+        if index is not None and index.d == store.embedding_dim:
+            vectors = cls(store.index_dir, index, file_seq)
+            added, removed = vectors.sync(store)
+            rebuilt = added is None
+        if vectors is None or rebuilt:
+            vectors, added, removed, rebuilt = cls.rebuild(store), None, None, True
+        vectors.seq = seq
+        dirty = rebuilt or added or removed or path is None or file_seq != seq
+        if dirty:
             try:
-                index = faiss.read_index(str(path))
-                if index.ntotal == store.window_count():
-                    return cls(store.index_dir, index, seq)
-            except RuntimeError:
-                pass  # truncated or corrupt: DuckDB is the truth, rebuild below
-        vectors = cls.rebuild(store)
-        vectors.save()
+                vectors.save()
+            except DiskFull:
+                pass  # serving from memory is still correct; the next open catches up again
+        vectors.recovery = {"file": path.name if path else None, "file_commit": file_seq, "commit": seq,
+                            "rebuilt": rebuilt, "added": added or 0, "removed": removed or 0, "problems": problems,
+                            "seconds": round(time.monotonic() - t0, 4)}
         return vectors
 
     @classmethod
     def rebuild(cls, store: IndexStore) -> "VectorIndex":
-        """A fresh FAISS index from every vector in DuckDB."""
+        """A fresh FAISS index from every finite vector in DuckDB."""
         index = new_faiss_index(store.embedding_dim)
         for chunk in store.iter_vectors(REBUILD_CHUNK):
-            index.add_with_ids(np.ascontiguousarray(chunk.vectors, dtype=np.float32), chunk.ids.astype(np.int64))
+            ok = np.isfinite(chunk.vectors).all(axis=1)
+            index.add_with_ids(np.ascontiguousarray(chunk.vectors[ok], dtype=np.float32), chunk.ids[ok].astype(np.int64))
         return cls(store.index_dir, index, store.commit_seq())
+
+    def sync(self, store: IndexStore) -> tuple[int | None, int | None]:
+        """Add the stored windows FAISS lacks and drop the ids DuckDB lacks: (added, removed), or (None, None)
+        when this index type cannot list its ids (the caller rebuilds). Non-finite vectors never enter FAISS."""
+        with self._lock:
+            have = faiss_ids(self._index)
+            if have is None:
+                return None, None
+            want = store.window_ids()
+            extra = np.setdiff1d(have, want, assume_unique=True)
+            missing = np.setdiff1d(want, have, assume_unique=True)
+            if len(extra):
+                self._index.remove_ids(extra)
+            added = 0
+            for ids, vecs in store.vectors_for(missing, REBUILD_CHUNK):
+                ok = np.isfinite(vecs).all(axis=1)
+                self._index.add_with_ids(vecs[ok], ids[ok])
+                added += int(ok.sum())
+            self.seq = store.commit_seq()
+            return added, int(len(extra))
+
+    def ids(self) -> np.ndarray | None:
+        """The window ids FAISS holds (sorted), or None for an index type that cannot list them."""
+        with self._lock:
+            return faiss_ids(self._index)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (an IndexIDMap2 feature, used by the audit)."""
+        with self._lock:
+            return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self._index.d), np.float32)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, seq: int) -> None:
         with self._lock:
@@ -87,18 +185,34 @@ class VectorIndex:
             selector = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
             return self._index.search(q, k, params=faiss.SearchParameters(sel=selector))
 
+    def current_file(self) -> Path:
+        return self.index_dir / f"vectors-{self.seq}.faiss"
+
     def save(self) -> Path:
-        """Write a new file for this commit (tmp, fsync, rename, fsync dir), then drop older ones."""
-        target = self.index_dir / f"vectors-{self.seq}.faiss"
+        """Write a new file for this commit (tmp, fsync, rename, fsync dir), then drop older ones.
+
+        The file being served is never written over; a failed write (a full disk) removes its
+        temporary file, keeps the previous file current and raises DiskFull.
+        """
+        target = self.current_file()
         tmp = self.index_dir / f".vectors-{self.seq}.faiss.tmp{os.getpid()}"
-        with self._lock:
-            faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        try:
+            with self._lock:
+                faiss.write_index(self._index, str(tmp))
+            crashpoints.reached("faiss_write")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        except (RuntimeError, OSError) as exc:
+            tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFull(
+                    f"the disk holding {self.index_dir} is full while writing {target.name} ({str(exc).splitlines()[0][:200]}); "
+                    "the previous vectors file stays current and the next open catches up from DuckDB. Free some space."
+                ) from None
+            raise
         os.replace(tmp, target)
         _fsync_dir(self.index_dir)
-        for other in self.index_dir.iterdir():
-            m = FILE_RE.match(other.name)
-            if m and int(m.group(1)) != self.seq:
+        for seq, other in faiss_files(self.index_dir):
+            if seq != self.seq:
                 other.unlink(missing_ok=True)
         return target
