@@ -89,12 +89,19 @@ class ScoringPolicy:
     logit_scale * cosine; ``negative_logits`` is the same shape, the max over each label's negative
     texts (-inf where a label has none); ``stats`` is given when ``needs_archive_stats`` is set.
     ``options`` carries user options such as ``threshold`` (a float or one per label).
+    ``option_help`` names the options the policy reads (name -> one line), for docs and ``soundsift plugins``;
+    a bad option value raises `PolicyOptionError`.
     """
 
     name: str
     score: Callable[..., PolicyResult]
     description: str = ""
     needs_archive_stats: bool = False
+    option_help: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+class PolicyOptionError(ValueError):
+    """A scoring-policy option the user gave is unusable; the message names the option and says why."""
 
 
 @dataclass(frozen=True)

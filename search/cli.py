@@ -1,6 +1,7 @@
 """The ``soundsift`` command line: index, search, classify, classify-file, serve, stats, plugins, doctor, demo."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -32,6 +33,31 @@ def _emit_json(document) -> None:
     from search.api import dumps
 
     sys.stdout.write(dumps(document) + "\n")
+
+
+def _policy_options(items: list[str] | None) -> dict:
+    """``--policy-option key=value`` pairs; each value is read as JSON when it parses (0.3, {"dog": 0.2}), else a string."""
+    options: dict = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--policy-option takes key=value, e.g. threshold=0.3 or 'thresholds={{\"dog\": 0.2}}', not {item!r}")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip()] = raw
+    return options
+
+
+@contextlib.contextmanager
+def _policy_option_errors():
+    """A bad policy option is the user's mistake: one line, no traceback."""
+    from plugins.contract import PolicyOptionError
+
+    try:
+        yield
+    except PolicyOptionError as exc:
+        raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
 
 def _fmt_time(seconds: float) -> str:
@@ -164,6 +190,8 @@ def classify(
     policy: Annotated[str, typer.Option("--policy", help="scoring policy (see `soundsift plugins`)")] = "softmax",
     top: Annotated[Optional[int], typer.Option("--top", help="keep the N best rows")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="keep rows whose label scores at least this")] = None,
+    policy_option: Annotated[Optional[list[str]], typer.Option(
+        "--policy-option", help="policy option key=value (JSON value), repeatable, e.g. 'thresholds={\"dog\": 0.3}'")] = None,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl")] = None,
     strict: Annotated[bool, typer.Option("--strict")] = False,
@@ -174,9 +202,11 @@ def classify(
     from search.filters import Filters
 
     settings = _settings(index, model, device)
-    with SoundIndex.open(settings.index, settings=settings) as sx:
+    policy_options = _policy_options(policy_option)
+    with SoundIndex.open(settings.index, settings=settings) as sx, _policy_option_errors():
         header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
-                                        filters=Filters(path_glob=path_glob), strict=strict or None)
+                                        filters=Filters(path_glob=path_glob), strict=strict or None,
+                                        policy_options=policy_options)
         if out_path is not None:
             count = _write_rows(out_path, header, rows)
             if json_out:
@@ -257,7 +287,7 @@ def plugins(json_out: JsonOpt = False):
         "plugins": [{"name": n, "hooks": host.hooks_of(n)} for n in host.plugin_names()],
         "decoders": [{"name": d.name, "extensions": list(d.extensions), "magic": [m.decode("latin-1") for m in d.magic],
                       "generic": d.generic} for d in host.decoders.values()],
-        "policies": [{"name": p.name, "description": p.description} for p in host.policies.values()],
+        "policies": [{"name": p.name, "description": p.description, "options": dict(p.option_help)} for p in host.policies.values()],
         "taggers": [{"name": t.name, "description": t.description} for t in host.taggers.values()],
         "failed": [{"name": f.name, "error": f.error} for f in host.failures],
     }
@@ -270,7 +300,7 @@ def plugins(json_out: JsonOpt = False):
     out.print("policies: " + ", ".join(p["name"] for p in doc["policies"]))
     out.print("taggers: " + ", ".join(t["name"] for t in doc["taggers"]))
     for f in doc["failed"]:
-        err.print(f"[red]failed to load {f['name']}: {f['error']}[/red]")
+        err.print(f"failed to load {f['name']}: {f['error']}", style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

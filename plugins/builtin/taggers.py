@@ -13,8 +13,13 @@ DC_LIMIT = 0.05
 
 
 def acoustic_tags(windows: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
-    """rms_db, peak, dc_offset, and the flags silence (< -60 dBFS), clipping (>0.1 % samples at full scale), dc."""
+    """rms_db, peak, dc_offset, and the flags silence (RMS < -60 dBFS), clipping (> 0.1 % of samples at
+    |x| >= 0.999) and dc (|mean| > 0.05), for (n, samples) mono windows (48 kHz, after the channel mean)."""
     x = np.asarray(windows, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected (windows, samples), got shape {x.shape}")
+    if x.shape[1] == 0:  # nothing to measure: a silent, unclipped, centred window
+        x = np.zeros((x.shape[0], 1), dtype=np.float32)
     rms = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=1))
     rms_db = 20.0 * np.log10(np.maximum(rms, 1e-10))
     peak = np.max(np.abs(x), axis=1)
