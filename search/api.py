@@ -92,6 +92,19 @@ def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMa
     )
 
 
+class FilePaths(dict):
+    """file id -> path, preloaded; a file committed after the preload (a job running meanwhile) is looked up on demand."""
+
+    def __init__(self, store: IndexStore):
+        super().__init__(store.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
+        self._store = store
+
+    def __missing__(self, file_id: int) -> str:
+        row = self._store.cursor().execute("SELECT path FROM files WHERE id = ?", [int(file_id)]).fetchone()
+        self[file_id] = path = row[0] if row else f"<file {file_id} removed>"
+        return path
+
+
 class SoundIndex:
     """An open index: the DuckDB store, its FAISS index, the CLAP encoder and the plugins. One owner per index."""
 
@@ -139,10 +152,11 @@ class SoundIndex:
 
     # -- indexing ----------------------------------------------------------------------------
     def index(self, paths: list[str | Path], retry_failed: bool = False, progress: bool | None = None,
-              on_progress=None) -> IndexReport:
+              on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
         """Index new and changed audio files under ``paths``."""
         runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress)
-        return runner.run([str(p) for p in paths], retry_failed=retry_failed)
+        return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
+                          allow_empty_root=allow_empty_root)
 
     # -- search ------------------------------------------------------------------------------
     def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None) -> SearchResponse:
@@ -163,8 +177,9 @@ class SoundIndex:
         if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             hits_per_query = [[] for _ in prepared]
         else:
-            scores, ids = self.vectors.search(qv, k, allowed)
-            rows = self.store.window_rows([int(i) for i in np.unique(ids) if i >= 0])
+            with self.vectors.lock:  # one commit's view: a job committing meanwhile waits for the lookup
+                scores, ids = self.vectors.search(qv, k, allowed)
+                rows = self.store.window_rows([int(i) for i in np.unique(ids) if i >= 0])
             hits_per_query = [
                 [SearchHit(path=rows[i][0], start=rows[i][1], end=rows[i][2], score=float(s), window_id=int(i), file_id=rows[i][3])
                  for s, i in zip(scores[q], ids[q]) if i >= 0 and i in rows]
@@ -177,8 +192,12 @@ class SoundIndex:
     # -- classification ----------------------------------------------------------------------
     def iter_classify(self, labels: list[str] | str, policy: str = "softmax", by: str = "window", top: int | None = None,
                       threshold: float | None = None, filters: Filters | None = None, policy_options: dict | None = None,
-                      strict: bool | None = None) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
-        """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat)."""
+                      strict: bool | None = None, after: int | None = None) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
+        """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
+
+        ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
+        larger id (``by="file"``) are scored; archive statistics still cover every filtered window.
+        """
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
         names = parse_labels(labels)
@@ -187,7 +206,9 @@ class SoundIndex:
         matrix = label_matrix(prepared, self.encoder)
         where, params = (filters or Filters()).to_sql()
         stats = archive_stats(self.store, matrix, self.settings.classify_chunk, where, params) if scoring.needs_archive_stats else None
-        paths = dict(self.store.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
+        paths = FilePaths(self.store)
+        if after is not None:
+            where, params = f"{where} AND {'w.id' if by == 'window' else 'w.file_id'} > $after_id", {**params, "after_id": int(after)}
         chunks = self.store.iter_vectors(self.settings.classify_chunk, where, params)
         rows = score_chunks(chunks, paths, matrix, scoring, stats,
                             ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {}))

@@ -1,0 +1,125 @@
+"""Files and windows of an open index as the HTTP API lists them, and the archive paths it may serve audio from."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.errors import BadInput
+from search.api import SoundIndex, label_matrix, prepare_all
+from search.classify import ClassifyOptions, archive_stats, policy_named, score_chunks
+from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
+from search.queries import combined_vectors, parse_labels
+from indexer.store import WindowChunk
+
+_FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
+
+
+class NotServable(Exception):
+    """The file is not (or no longer) one the index may serve; the API answers 404."""
+
+
+def _file_info(row) -> FileInfo:
+    names = ["id", "path", "status", "error", "size", "mtime", "duration", "sample_rate", "channels", "codec", "window_count"]
+    return FileInfo(**dict(zip(names, row)))
+
+
+def list_files(sx: SoundIndex, limit: int, offset: int, path_glob: str | None, status: str | None) -> FilesPage:
+    """A page of files ordered by path, with their window counts."""
+    where, params = ["TRUE"], {}
+    if path_glob:
+        where.append("f.path GLOB $glob")
+        params["glob"] = path_glob
+    if status:
+        where.append("f.status = $status")
+        params["status"] = status
+    cond = " AND ".join(where)
+    cur = sx.store.cursor()
+    total = cur.execute(f"SELECT count(*) FROM files f WHERE {cond}", params).fetchall()[0][0]
+    rows = cur.execute(
+        f"SELECT {_FILE_COLUMNS}, (SELECT count(*) FROM windows w WHERE w.file_id = f.id) FROM files f WHERE {cond} "
+        "ORDER BY f.path LIMIT $limit OFFSET $offset", {**params, "limit": limit, "offset": offset}).fetchall()
+    return FilesPage(total=int(total), offset=offset, files=[_file_info(r) for r in rows])
+
+
+def file_detail(sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None,
+                policy: str = "softmax") -> FileDetail | None:
+    """One file with its windows (tags = acoustic stats), optionally scored against a query or a label set."""
+    cur = sx.store.cursor()
+    found = cur.execute(f"SELECT {_FILE_COLUMNS}, 0 FROM files f WHERE f.id = ?", [file_id]).fetchall()
+    if not found:
+        return None
+    row = found[0]
+    table = cur.sql('SELECT id, start, "end", tags, embedding FROM windows WHERE file_id = $f ORDER BY start, id',
+                    params={"f": file_id}).to_arrow_table()
+    ids = table.column("id").to_pylist()
+    starts, ends = table.column("start").to_pylist(), table.column("end").to_pylist()
+    tags = [json.loads(t) if t else {} for t in table.column("tags").to_pylist()]
+    windows = [WindowInfo(id=i, start=s, end=e, tags=t) for i, s, e, t in zip(ids, starts, ends, tags)]
+    detail = FileDetail(**_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows)
+    if not windows or not (query or labels):
+        return detail
+    dim = sx.store.embedding_dim
+    vectors = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    if query:
+        prepared = prepare_all([query], sx.plugins, sx.settings, None)
+        qv = combined_vectors(sx.encoder, [prepared[0].texts])[0]
+        for w, score in zip(windows, vectors @ qv):
+            w.score = float(score)
+        detail.query_texts = prepared[0].texts
+    else:
+        _score_labels(sx, windows, vectors, labels, policy)
+    return detail
+
+
+def _score_labels(sx: SoundIndex, windows: list[WindowInfo], vectors: np.ndarray, labels: str, policy: str) -> None:
+    names = parse_labels(labels)
+    scoring = policy_named(sx.plugins.policies, policy)
+    matrix = label_matrix(prepare_all(names, sx.plugins, sx.settings, None), sx.encoder)
+    stats = archive_stats(sx.store, matrix, sx.settings.classify_chunk, "f.status = 'indexed'") if scoring.needs_archive_stats else None
+    chunk = WindowChunk(ids=np.array([w.id for w in windows], np.int64), file_ids=np.zeros(len(windows), np.int64),
+                        starts=np.array([w.start for w in windows]), ends=np.array([w.end for w in windows]), vectors=vectors)
+    rows = {r.window_id: r for r in score_chunks(iter([chunk]), {0: ""}, matrix, scoring, stats, ClassifyOptions(by="window"))}
+    for w in windows:
+        r = rows[w.id]
+        w.scores, w.label = r.scores, r.label
+        w.score = r.scores[r.label] if r.label else max(r.scores.values())
+
+
+@dataclass
+class WindowLocation:
+    """Where a window's audio lives: an archive file that is in the index and inside its root."""
+
+    path: str
+    start: float
+    end: float
+    duration: float | None
+
+
+def window_location(sx: SoundIndex, window_id: int) -> WindowLocation:
+    """The archive file and span of a window; NotServable unless the file is indexed and really inside its root."""
+    row = sx.store.cursor().execute(
+        'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
+        "WHERE w.id = ? AND f.status = 'indexed'", [window_id]).fetchall()
+    if not row:
+        raise NotServable(f"no window {window_id} in the index")
+    path, root, size, mtime, start, end, duration = row[0]
+    roots = [r for (r,) in sx.store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()]
+    real = os.path.realpath(path)
+    inside = any(real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep) for r in [root, *roots] if r)
+    if not inside or not os.path.isfile(real):
+        raise NotServable(f"the file of window {window_id} is no longer in the archive")
+    st = os.stat(real)
+    if st.st_size != size or st.st_mtime != mtime:
+        raise NotServable(f"the file of window {window_id} changed since it was indexed; re-index it")
+    return WindowLocation(path=path, start=float(start), end=float(end), duration=duration)
+
+
+def check_labels(labels, limit: int) -> list[str]:
+    """Parsed labels, refusing more than ``limit``."""
+    names = parse_labels(labels)
+    if len(names) > limit:
+        raise BadInput(f"at most {limit} labels")
+    return names

@@ -1,0 +1,229 @@
+"""Re-index jobs inside the server: one at a time in a worker thread, others queued, with progress and a scheduler."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from search.api import SoundIndex
+
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+HISTORY_KEPT = 100
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text: str) -> float:
+    """'30m', '1h', '1d', '45s', '1.5h' -> seconds; raises ValueError with the accepted forms."""
+    m = _INTERVAL.match(text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"cannot read the interval {text!r}: use a number and a unit, e.g. 30m, 1h, 1d")
+    return float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+
+
+class JobProgress(BaseModel):
+    files_done: int = 0
+    files_total: int | None = None
+    windows: int = 0
+    windows_per_s: float = 0.0
+    eta_s: float | None = Field(None, description="seconds left, from the rate so far (None until a file is done)")
+
+
+class JobInfo(BaseModel):
+    """A re-index job as the API reports it."""
+
+    id: str
+    kind: str = "index"
+    status: JobStatus
+    paths: list[str]
+    trigger: str = Field("api", description="api, schedule, cli, or history (a run recorded in the index)")
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: JobProgress = Field(default_factory=JobProgress)
+    report: dict | None = None
+    error: str | None = None
+    run_id: int | None = None
+
+
+@dataclass
+class _Job:
+    info: JobInfo
+    started_mono: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class JobManager:
+    """Runs index jobs on one SoundIndex, one at a time; queries keep reading committed snapshots meanwhile."""
+
+    def __init__(self, sound_index: "SoundIndex"):
+        self.sound_index = sound_index
+        self._jobs: dict[str, _Job] = {}
+        self._queue: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="soundsift-jobs", daemon=True)
+        self._thread.start()
+
+    # -- submitting and reading --------------------------------------------------------------
+    def submit(self, paths: list[str], trigger: str = "api") -> JobInfo:
+        """Queue an index job over ``paths`` (absolute); returns it as queued."""
+        info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time())
+        with self._lock:
+            self._jobs[info.id] = _Job(info)
+            self._queue.append(info.id)
+            self._forget_old()
+            self._wake.notify_all()
+            return info.model_copy(deep=True)
+
+    def get(self, job_id: str) -> JobInfo | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                return job.info.model_copy(deep=True)
+        if job_id.startswith("run-") and job_id[4:].isdigit():
+            return next((j for j in self._history(run_id=int(job_id[4:]))), None)
+        return None
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> JobInfo | None:
+        """Block until the job ends (or the timeout passes); for tests and the CLI's --wait."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            job.done.wait(timeout_s)
+        return self.get(job_id)
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._queue) or any(j.info.status == "running" for j in self._jobs.values())
+
+    def list(self, limit: int = 20) -> list[JobInfo]:
+        """This server's jobs (newest first), then earlier runs recorded in the index's ``runs`` table."""
+        with self._lock:
+            mine = [j.info.model_copy(deep=True) for j in self._jobs.values()]
+        mine.sort(key=lambda j: j.submitted_at or 0, reverse=True)
+        seen_runs = {j.run_id for j in mine if j.run_id is not None}
+        history = [j for j in self._history(limit=limit) if j.run_id not in seen_runs]
+        return (mine + history)[:limit]
+
+    def _history(self, limit: int = 20, run_id: int | None = None) -> list[JobInfo]:
+        sql = "SELECT id, epoch(started_at), epoch(finished_at), status, command, summary FROM runs"
+        params: list = []
+        if run_id is not None:
+            sql += " WHERE id = ?"
+            params.append(run_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        out = []
+        for rid, started, finished, status, command, summary in self.sound_index.store.cursor().execute(sql, params).fetchall():
+            report = json.loads(summary) if summary else {}
+            out.append(JobInfo(id=f"run-{rid}", status="completed" if status == "completed" else "failed", paths=[],
+                               trigger="history", started_at=started, finished_at=finished, report=report, run_id=rid,
+                               progress=JobProgress(files_done=report.get("files_indexed", 0) + report.get("files_failed", 0),
+                                                    windows=report.get("windows", 0))))
+        return out
+
+    def _forget_old(self) -> None:
+        finished = [k for k, j in self._jobs.items() if j.info.status in ("completed", "failed", "cancelled")]
+        for key in finished[: max(0, len(self._jobs) - HISTORY_KEPT)]:
+            del self._jobs[key]
+
+    # -- the worker --------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                job = self._jobs[self._queue.popleft()]
+                job.info.status = "running"
+                job.info.started_at = time.time()
+                job.started_mono = time.monotonic()
+            self._run(job)
+
+    def _run(self, job: _Job) -> None:
+        try:
+            report = self.sound_index.index(job.info.paths, progress=False, on_progress=lambda p: self._progress(job, p))
+        except Exception as exc:  # a job's failure is reported on the job; the server goes on
+            with self._lock:
+                job.info.status, job.info.error = "failed", f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+                job.info.finished_at = time.time()
+        else:
+            with self._lock:
+                job.info.status = "completed"
+                job.info.finished_at = time.time()
+                job.info.run_id = report.run_id
+                job.info.report = {
+                    "files_indexed": report.files_indexed, "files_failed": report.files_failed,
+                    "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
+                    "windows": report.windows, "windows_per_s": round(report.windows_per_s, 3),
+                    "errors": [{"path": e.path, "error": e.error} for e in report.errors],
+                    "timings": {k: round(v, 4) for k, v in report.timings.items()},
+                }
+                p = job.info.progress
+                p.files_total = p.files_total if p.files_total is not None else 0
+                p.eta_s = 0.0
+        finally:
+            job.done.set()
+
+    def _progress(self, job: _Job, update: dict) -> None:
+        with self._lock:
+            p = job.info.progress
+            p.files_done = int(update.get("files_done", p.files_done))
+            p.files_total = int(update.get("files_total", p.files_total or 0))
+            p.windows = int(update.get("windows", p.windows))
+            p.windows_per_s = round(float(update.get("windows_per_s", p.windows_per_s)), 3)
+            elapsed = time.monotonic() - job.started_mono
+            if p.files_done and p.files_total:
+                p.eta_s = round(elapsed / p.files_done * (p.files_total - p.files_done), 1)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop taking jobs; queued ones are cancelled, a running one is waited for (it commits as it goes)."""
+        with self._lock:
+            self._stopping = True
+            for job_id in self._queue:
+                self._jobs[job_id].info.status = "cancelled"
+                self._jobs[job_id].done.set()
+            self._queue.clear()
+            self._wake.notify_all()
+        self._thread.join(timeout_s)
+
+
+class ReindexScheduler:
+    """Submits a re-index of the index's roots (or given paths) every ``interval_s``, skipping a tick while busy."""
+
+    def __init__(self, jobs: JobManager, interval_s: float, paths: list[str] | None = None):
+        self.jobs = jobs
+        self.interval_s = interval_s
+        self.paths = paths
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="soundsift-scheduler", daemon=True)
+        self._thread.start()
+
+    def roots(self) -> list[str]:
+        """The configured paths, else every root already in the index that still exists."""
+        if self.paths:
+            return list(self.paths)
+        rows = self.jobs.sound_index.store.cursor().execute("SELECT DISTINCT root FROM files ORDER BY root").fetchall()
+        return [r[0] for r in rows if r[0] and Path(r[0]).exists()]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            roots = self.roots()
+            if roots and not self.jobs.busy():
+                self.jobs.submit(roots, trigger="schedule")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
