@@ -113,7 +113,9 @@ class IndexRunner:
         """
         t0 = time.monotonic()
         wall0 = time.time()
-        scan = scan_paths(roots, self.settings.extensions)
+        # A specific (non-generic) decoder plugin exists for its format: its extensions are indexed too.
+        plugin_exts = [e for d in self.plugins.decoders.values() if not d.generic for e in d.extensions]
+        scan = scan_paths(roots, [*self.settings.extensions, *plugin_exts])
         known = known_files(self.store.files_rows())
         if not allow_empty_root:
             refuse_unmounted(roots, scan, known)
