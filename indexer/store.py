@@ -240,7 +240,7 @@ class IndexStore:
             cur = self.cursor()
             cur.register("wanted_ids", table)
             try:
-                got = cur.execute("SELECT w.id, w.embedding FROM wanted_ids q JOIN windows w ON w.id = q.wid ORDER BY w.id").arrow()
+                got = cur.sql("SELECT w.id, w.embedding FROM wanted_ids q JOIN windows w ON w.id = q.wid ORDER BY w.id").to_arrow_table()
             finally:
                 cur.unregister("wanted_ids")
             if got.num_rows:
@@ -259,9 +259,10 @@ class IndexStore:
     def window_batch_of(self, file_id: int) -> WindowBatch:
         """A file's stored windows (ids and file id as stored), to copy onto an identical file."""
         dim = self.embedding_dim
-        got = self.cursor().execute(
-            'SELECT id, file_id, start, "end", CAST(tags AS VARCHAR), embedding FROM windows WHERE file_id = ? ORDER BY id', [file_id]
-        ).arrow()
+        got = self.cursor().sql(
+            'SELECT id, file_id, start, "end", CAST(tags AS VARCHAR), embedding FROM windows WHERE file_id = $fid ORDER BY id',
+            params={"fid": int(file_id)},
+        ).to_arrow_table()
         vectors = got.column(5).combine_chunks().flatten().to_numpy().reshape(-1, dim) if got.num_rows else np.zeros((0, dim), np.float32)
         return WindowBatch(
             ids=got.column(0).to_numpy().astype(np.int64), file_ids=got.column(1).to_numpy().astype(np.int64),

@@ -1,0 +1,154 @@
+"""Index audit and repair: FAISS ids vs window rows, finite vectors, dangling rows, files gone from disk."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from indexer.store import CommitPlan, IndexStore
+from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_ids, leftover_tmp_files, load_latest
+
+SAMPLE = 20  # ids and paths listed per finding; counts are always complete
+NON_FINITE_REASON = "a non-finite vector was found by `soundsift check`; run `soundsift index --retry-failed` to embed it again"
+
+
+def _sample(values) -> list:
+    return [v.item() if isinstance(v, np.generic) else v for v in list(values)[:SAMPLE]]
+
+
+def _windows_scan(store: IndexStore) -> tuple[np.ndarray, np.ndarray]:
+    """(ids of windows with a non-finite vector, ids of windows whose file row is missing or not indexed)."""
+    dim = store.embedding_dim
+    bad: list[np.ndarray] = []
+    cur = store.cursor()
+    reader = cur.sql("SELECT id, embedding FROM windows ORDER BY id").to_arrow_reader(REBUILD_CHUNK)
+    for batch in reader:
+        if batch.num_rows:
+            vecs = batch.column(1).flatten().to_numpy().reshape(-1, dim)
+            bad.append(batch.column(0).to_numpy()[~np.isfinite(vecs).all(axis=1)])
+    dangling = store.cursor().execute(
+        "SELECT w.id FROM windows w LEFT JOIN files f ON f.id = w.file_id WHERE f.id IS NULL OR f.status <> 'indexed' ORDER BY w.id"
+    ).fetchnumpy()["id"]
+    non_finite = np.concatenate(bad) if bad else np.zeros(0, np.int64)
+    return non_finite.astype(np.int64), np.asarray(dangling, dtype=np.int64)
+
+
+def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Ids whose FAISS vector differs from DuckDB's by more than ``tol`` (index types that can reconstruct)."""
+    if not hasattr(index, "reconstruct_batch") or not len(ids):
+        return np.zeros(0, np.int64)
+    out = []
+    for got_ids, vecs in store.vectors_for(ids, REBUILD_CHUNK):
+        try:
+            held = index.reconstruct_batch(got_ids)
+        except RuntimeError:
+            return np.zeros(0, np.int64)
+        finite = np.isfinite(vecs).all(axis=1)
+        diff = np.abs(held - vecs).max(axis=1)
+        out.append(got_ids[finite & (diff > tol)])
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def missing_files(store: IndexStore) -> list[tuple[int, str, str]]:
+    """(id, path, root) of stored files that no longer exist on disk."""
+    rows = store.cursor().execute("SELECT id, path, root FROM files ORDER BY id").fetchall()
+    return [(i, p, r) for i, p, r in rows if not os.path.exists(p)]
+
+
+def audit(store: IndexStore) -> dict:
+    """Compare the FAISS file on disk (as the next open would load it) with DuckDB; nothing is changed."""
+    t0 = time.monotonic()
+    index_dir = store.index_dir
+    window_ids = store.window_ids()
+    index, file_seq, path, unreadable = load_latest(index_dir)
+    held = faiss_ids(index) if index is not None else None
+    non_finite, dangling = _windows_scan(store)
+    finite_ids = np.setdiff1d(window_ids, non_finite, assume_unique=True)
+    orphan = np.setdiff1d(held, window_ids, assume_unique=True) if held is not None else np.zeros(0, np.int64)
+    absent = np.setdiff1d(finite_ids, held, assume_unique=True) if held is not None else finite_ids
+    both = np.intersect1d(finite_ids, held, assume_unique=True) if held is not None else np.zeros(0, np.int64)
+    mismatched = _mismatched(index, store, both) if index is not None else np.zeros(0, np.int64)
+    gone = missing_files(store)
+    tmp = leftover_tmp_files(index_dir)
+    seq = store.commit_seq()
+    interrupted = store.cursor().execute("SELECT count(*) FROM runs WHERE status IN ('running', 'interrupted')").fetchone()[0]
+    problems = []
+    if index is None:
+        problems.append("no readable FAISS file: the next open rebuilds it from DuckDB")
+    problems += [f"unreadable FAISS file {u}" for u in unreadable]
+    if len(orphan):
+        problems.append(f"{len(orphan)} FAISS ids have no window row")
+    if len(absent):
+        problems.append(f"{len(absent)} window rows are missing from FAISS")
+    if len(mismatched):
+        problems.append(f"{len(mismatched)} FAISS vectors differ from DuckDB's")
+    if len(non_finite):
+        problems.append(f"{len(non_finite)} windows have a non-finite vector")
+    if len(dangling):
+        problems.append(f"{len(dangling)} windows belong to no indexed file")
+    faiss_count = int(index.ntotal) if index is not None else 0
+    if index is not None and faiss_count != len(finite_ids):
+        problems.append(f"FAISS holds {faiss_count} vectors, DuckDB {len(finite_ids)} finite window rows")
+    warnings = []
+    if gone:
+        warnings.append(f"{len(gone)} indexed files no longer exist on disk (the next `soundsift index` of their root removes them)")
+    if tmp:
+        warnings.append(f"{len(tmp)} half-written FAISS files left by a killed run (removed on the next open)")
+    if interrupted:
+        warnings.append(f"{interrupted} runs were interrupted (their committed batches are kept; the next run resumes)")
+    return {
+        "ok": not problems,
+        "commit": seq,
+        "faiss_file": path.name if path else None,
+        "faiss_file_commit": file_seq if path else None,
+        "faiss_vectors": faiss_count,
+        "windows": int(len(window_ids)),
+        "orphan_ids": int(len(orphan)), "orphan_sample": _sample(orphan),
+        "missing_ids": int(len(absent)), "missing_sample": _sample(absent),
+        "mismatched_vectors": int(len(mismatched)),
+        "non_finite": int(len(non_finite)), "non_finite_sample": _sample(non_finite),
+        "dangling_windows": int(len(dangling)),
+        "missing_files": len(gone), "missing_file_paths": _sample(p for _, p, _ in gone),
+        "unreadable_faiss_files": unreadable,
+        "leftover_tmp_files": [p.name for p in tmp],
+        "interrupted_runs": int(interrupted),
+        "problems": problems,
+        "warnings": warnings,
+        "seconds": round(time.monotonic() - t0, 4),
+    }
+
+
+def repair(store: IndexStore) -> dict:
+    """Fix what can be fixed from DuckDB: bad windows out, FAISS caught up or rebuilt, rows of vanished files out.
+
+    Rows of missing files are removed only where their root is still a non-empty directory (an unmounted
+    archive is not a deletion); the others are reported in ``kept_missing``.
+    """
+    before = audit(store)
+    done: dict = {"removed_tmp_files": len(before["leftover_tmp_files"])}
+    for tmp in leftover_tmp_files(store.index_dir):
+        tmp.unlink(missing_ok=True)
+    non_finite, dangling = _windows_scan(store)
+    if len(non_finite):
+        store.delete_windows(non_finite, fail_files_reason=NON_FINITE_REASON)
+    if len(dangling):
+        store.delete_windows(dangling)
+    done["removed_windows"] = int(len(non_finite) + len(dangling))
+    gone = missing_files(store)
+    removable = [i for i, _, root in gone if root and os.path.isdir(root) and any(os.scandir(root))]
+    done["kept_missing"] = [p for i, p, _ in gone if i not in set(removable)][:SAMPLE]
+    if removable:
+        run_id = store.max_ids()[2]
+        store.commit(CommitPlan(files=[], remove_file_ids=removable), run_id)
+    done["removed_files"] = len(removable)
+    if before["mismatched_vectors"]:
+        for seq_path in Path(store.index_dir).glob("vectors-*.faiss"):
+            seq_path.unlink()  # the vectors disagree with DuckDB: rebuild rather than catch up
+    vectors = VectorIndex.open(store)  # catches up from DuckDB (or rebuilds) and saves a current file
+    done["faiss"] = vectors.recovery
+    after = audit(store)
+    after["repaired"] = done
+    after["before"] = {k: before[k] for k in ("ok", "problems", "missing_files")}
+    return after
