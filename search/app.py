@@ -292,7 +292,7 @@ def add_routes(app: FastAPI) -> None:
             if not path.exists():
                 raise BadInput(f"no such file or directory on the server: {raw}")
             paths.append(str(path))
-        return jobs.submit(paths, trigger="api")
+        return jobs.submit(paths, trigger="api", retry_failed=body.retry_failed)
 
     @app.get("/jobs", response_model=list[JobInfo], dependencies=Guarded, tags=["jobs"])
     def list_jobs(jobs: JobsDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[JobInfo]:

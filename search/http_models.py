@@ -69,6 +69,7 @@ class ClassifyRequest(BaseModel):
 class JobRequest(BaseModel):
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         ..., min_length=1, max_length=MAX_JOB_PATHS, description="files or directories on the server to (re)index")
+    retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
 class HealthResponse(BaseModel):

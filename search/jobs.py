@@ -50,6 +50,7 @@ class JobInfo(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     progress: JobProgress = Field(default_factory=JobProgress)
+    retry_failed: bool = False
     report: dict | None = None
     error: str | None = None
     run_id: int | None = None
@@ -76,9 +77,10 @@ class JobManager:
         self._thread.start()
 
     # -- submitting and reading --------------------------------------------------------------
-    def submit(self, paths: list[str], trigger: str = "api") -> JobInfo:
+    def submit(self, paths: list[str], trigger: str = "api", retry_failed: bool = False) -> JobInfo:
         """Queue an index job over ``paths`` (absolute); returns it as queued."""
-        info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time())
+        info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time(),
+                       retry_failed=retry_failed)
         with self._lock:
             self._jobs[info.id] = _Job(info)
             self._queue.append(info.id)
@@ -154,7 +156,8 @@ class JobManager:
 
     def _run(self, job: _Job) -> None:
         try:
-            report = self.sound_index.index(job.info.paths, progress=False, on_progress=lambda p: self._progress(job, p))
+            report = self.sound_index.index(job.info.paths, retry_failed=job.info.retry_failed, progress=False,
+                                            on_progress=lambda p: self._progress(job, p))
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
                 job.info.status, job.info.error = "failed", f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
