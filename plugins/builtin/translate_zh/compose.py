@@ -154,6 +154,8 @@ def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_fr
         phrasings.append(" and ".join(_fill(e.english[0], thing if i == 0 else "") for i, e in enumerate(events)))
         phrasings += [_fill(e.english[0], thing) for e in events]
     elif heard:
+        if len(heard) > 1:  # the last sound is the head: 风扇转动有摩擦声 -> "fan grinding" before "fan running"
+            heard = heard[::-1]
         variants = [en for t in heard for en in t.english]
         if thing:
             phrasings.append(_fill(variants[0], thing))
