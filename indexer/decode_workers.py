@@ -184,8 +184,8 @@ class DecodePool:
                     hung = now - worker.last_seen > self.timeout_s
                     if died or hung:
                         file_idx = worker.file_idx
-                        code = worker.process.exitcode
                         worker.stop(kill=True)
+                        code = worker.process.exitcode  # read after the join: a dead worker may not be reaped before
                         if hung and not died:
                             reason = f"decoder hung: no progress for {self.timeout_s:.0f} s, killed"
                         else:
