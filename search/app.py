@@ -63,7 +63,7 @@ def require_api_key(request: Request, key: Annotated[str | None, Security(_api_k
     if not expected:
         return
     given = key if key is not None else (bearer.credentials if bearer else None)
-    if given is None or not secrets.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8")):
+    if given is None or not secrets.compare_digest(given.encode("latin-1", "replace"), expected.encode("utf-8")):
         raise HTTPException(401, "missing or wrong API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
                             headers={"WWW-Authenticate": "Bearer"})
 

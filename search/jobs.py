@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from indexer.errors import SoundsiftError
+
 if TYPE_CHECKING:
     from search.api import SoundIndex
 
@@ -28,6 +30,15 @@ def parse_interval(text: str) -> float:
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"cannot read the interval {text!r}: use a number and a unit, e.g. 30m, 1h, 1d")
     return float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+
+
+def report_document(report) -> dict:
+    """An IndexReport as JSON (the same fields as `soundsift index --json`, whatever the runner adds)."""
+    doc = {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str)) and not k.startswith("_")}
+    doc["errors"] = [{"path": e.path, "error": e.error} for e in report.errors]
+    doc["timings"] = {k: round(v, 4) for k, v in report.timings.items()}
+    doc["windows_per_s"] = round(report.windows_per_s, 3)
+    return doc
 
 
 class JobProgress(BaseModel):
@@ -160,22 +171,20 @@ class JobManager:
                                             on_progress=lambda p: self._progress(job, p))
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
-                job.info.status, job.info.error = "failed", f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+                job.info.status = "failed"
+                job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
                 job.info.finished_at = time.time()
         else:
             with self._lock:
                 job.info.status = "completed"
                 job.info.finished_at = time.time()
                 job.info.run_id = report.run_id
-                job.info.report = {
-                    "files_indexed": report.files_indexed, "files_failed": report.files_failed,
-                    "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
-                    "windows": report.windows, "windows_per_s": round(report.windows_per_s, 3),
-                    "errors": [{"path": e.path, "error": e.error} for e in report.errors],
-                    "timings": {k: round(v, 4) for k, v in report.timings.items()},
-                }
-                p = job.info.progress
-                p.files_total = p.files_total if p.files_total is not None else 0
+                job.info.report = report_document(report)
+                p = job.info.progress  # the final numbers (callbacks come per decoded file, before the last batch)
+                p.files_done = report.files_indexed + report.files_failed
+                p.files_total = max(p.files_total or 0, p.files_done)
+                p.windows = report.windows
+                p.windows_per_s = round(report.windows_per_s, 3)
                 p.eta_s = 0.0
         finally:
             job.done.set()
