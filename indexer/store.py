@@ -466,7 +466,7 @@ class IndexStore:
         meta = self.identity_meta() or {}
         return {
             "files": {"indexed": by_status.get("indexed", 0), "failed": by_status.get("failed", 0),
-                      "skipped": (json.loads(last[0]).get("files_skipped", 0) if last else 0)},
+                      "skipped": (json.loads(last[0]).get("files_skipped", 0) if last and last[0] else 0)},  # no summary while a run goes on
             "windows": int(windows),
             "hours": round(float(hours), 4),
             "model": {"id": meta.get("model_id"), "revision": meta.get("model_revision"),

@@ -140,7 +140,7 @@ class JobManager:
         out = []
         for rid, started, finished, status, command, summary in self.sound_index.store.cursor().execute(sql, params).fetchall():
             report = json.loads(summary) if summary else {}
-            out.append(JobInfo(id=f"run-{rid}", status="completed" if status == "completed" else "failed", paths=[],
+            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running") else "failed", paths=[],
                                trigger="history", started_at=started, finished_at=finished, report=report, run_id=rid,
                                progress=JobProgress(files_done=report.get("files_indexed", 0) + report.get("files_failed", 0),
                                                     windows=report.get("windows", 0))))
