@@ -485,7 +485,7 @@ def open_error(index_dir: Path, exc: BaseException):
 
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     path = index_dir / DB_NAME
-    if "lock" in first.lower():
+    if "could not set lock" in first.lower() or "conflicting lock" in first.lower():
         owner = describe_owner(index_dir)
         who = f"pid {owner.get('pid', '?')} ({owner.get('command', 'unknown command')})" if owner else "another process"
         return IndexLocked(f"index {index_dir} is in use by {who}; wait for it to finish or stop it ({first})")

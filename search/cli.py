@@ -74,22 +74,29 @@ def index(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="decode worker processes (default: one per core)")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="decode files that failed before again")] = False,
+    verify_content: Annotated[bool, typer.Option("--verify-content", help="hash every file, catching changes that kept size and mtime")] = False,
+    allow_empty_root: Annotated[bool, typer.Option("--allow-empty-root", help="an empty root really is empty: drop its files from the index")] = False,
     json_out: JsonOpt = False,
 ):
-    """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS."""
+    """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS (only what changed)."""
     from search.api import SoundIndex
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:  # before loading a model: a typo should cost no time
-        raise BadInput(f"no such file or directory: {', '.join(missing)}")
+        raise BadInput(f"no such file or directory: {', '.join(missing)} (an archive root that is not mounted? "
+                       "the index was not touched)")
     settings = _settings(index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers)
     with SoundIndex.open(settings.index, settings=settings, create=True) as sx:
-        report = sx.index([str(p) for p in paths], retry_failed=retry_failed)
+        report = sx.index([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
+                          allow_empty_root=allow_empty_root)
     doc = {
         "files_indexed": report.files_indexed, "files_failed": report.files_failed,
         "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
         "windows": report.windows, "errors": [{"path": e.path, "error": e.error} for e in report.errors],
         "timings": {k: round(v, 4) for k, v in report.timings.items()}, "windows_per_s": round(report.windows_per_s, 3),
+        "files_added": report.files_added, "files_updated": report.files_updated, "files_removed": report.files_removed,
+        "files_renamed": report.files_renamed, "files_reused": report.files_reused,
+        "windows_removed": report.windows_removed, "run_id": report.run_id,
     }
     if json_out:
         _emit_json(doc)
@@ -99,8 +106,52 @@ def index(
         f"[{report.windows_per_s:.2f} windows/s]; unchanged {report.files_unchanged}, failed {report.files_failed}, "
         f"skipped {report.files_skipped}"
     )
+    out.print(f"added {report.files_added}, updated {report.files_updated}, removed {report.files_removed}, "
+              f"renamed {report.files_renamed}, reused {report.files_reused} (copied, not embedded); "
+              f"windows removed {report.windows_removed}")
     for e in report.errors:
         out.print(f"  failed: {e.path}: {e.error}", markup=False, highlight=False)
+
+
+@app.command()
+def check(
+    index: IndexOpt = None,
+    repair: Annotated[bool, typer.Option("--repair", help="fix what can be fixed from DuckDB (FAISS, bad rows, vanished files)")] = False,
+    json_out: JsonOpt = False,
+):
+    """Audit an index: FAISS ids vs window rows, non-finite vectors, files gone from disk; exit 1 on a problem."""
+    from indexer.audit import audit, repair as repair_index
+    from indexer.ownership import IndexOwnership
+    from indexer.store import IndexStore
+
+    settings = _settings(index)
+    if not (settings.index / "soundsift.duckdb").exists():
+        from indexer.errors import IndexMissing
+
+        raise IndexMissing(f"no index at {settings.index}")
+    ownership = IndexOwnership(settings.index, role="check")
+    try:
+        store = IndexStore.open(settings.index, None, create=False)
+        try:
+            doc = repair_index(store) if repair else audit(store)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
+    if json_out:
+        _emit_json(doc)
+    else:
+        out.print(f"commit {doc['commit']}: {doc['windows']} windows, FAISS {doc['faiss_file']} with {doc['faiss_vectors']} vectors",
+                  markup=False, highlight=False)
+        for line in doc["problems"]:
+            out.print(f"problem: {line}", markup=False, highlight=False)
+        for line in doc["warnings"]:
+            out.print(f"warning: {line}", markup=False, highlight=False)
+        if repair:
+            out.print(f"repaired: {json.dumps(doc['repaired'])}", markup=False, highlight=False)
+        out.print("ok" if doc["ok"] else "NOT consistent: run `soundsift check --repair`")
+    if not doc["ok"]:
+        sys.exit(1)
 
 
 @app.command()
