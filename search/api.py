@@ -20,6 +20,7 @@ from indexer.runner import IndexReport, IndexRunner
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
+from indexer.matrix import WindowMatrix
 from indexer.vectors import VectorIndex
 from indexer.windows import WindowCutter
 from plugins.manager import PluginHost, default_plugins
@@ -92,6 +93,35 @@ def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMa
     )
 
 
+EXACT_FILTERED_MAX = 262_144  # filtered searches over at most this many windows are exact (a matrix product)
+
+
+def exact_search(wm: WindowMatrix, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids) over the allowed windows by exact inner product on the window matrix; -1 pads."""
+    ids, vectors = wm.vectors_of(allowed)
+    scores = np.asarray(queries, np.float32) @ np.asarray(vectors, np.float32).T
+    k_eff = min(k, len(ids))
+    out_s = np.full((len(queries), k), -np.inf, np.float32)
+    out_i = np.full((len(queries), k), -1, np.int64)
+    if k_eff:
+        top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if len(ids) > k_eff else np.broadcast_to(np.arange(len(ids)), (len(queries), len(ids)))
+        top_s = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_s, axis=1, kind="stable")
+        out_s[:, :k_eff] = np.take_along_axis(top_s, order, axis=1)
+        out_i[:, :k_eff] = ids[np.take_along_axis(top, order, axis=1)]
+    return out_s, out_i
+
+
+def _label_key(matrix: LabelMatrix) -> str:
+    """A short key for a label set's vectors (archive statistics are cached per label set and filter)."""
+    import hashlib
+
+    digest = hashlib.sha256(matrix.positive.detach().cpu().numpy().tobytes())
+    digest.update(matrix.negative.detach().cpu().numpy().tobytes())
+    digest.update(np.asarray(matrix.negative_owner).tobytes())
+    return digest.hexdigest()
+
+
 class FilePaths(dict):
     """file id -> path, preloaded; a file committed after the preload (a job running meanwhile) is looked up on demand."""
 
@@ -116,6 +146,7 @@ class SoundIndex:
         self.vectors = vectors
         self.plugins = plugins
         self._ownership = ownership
+        self._matrix: WindowMatrix | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None, create: bool = False,
@@ -178,7 +209,11 @@ class SoundIndex:
             hits_per_query = [[] for _ in prepared]
         else:
             with self.vectors.lock:  # one commit's view: a job committing meanwhile waits for the lookup
-                scores, ids = self.vectors.search(qv, k, allowed)
+                if allowed is not None and len(allowed) <= EXACT_FILTERED_MAX and not self.vectors_exact():
+                    # An approximate index may probe too few lists to fill k among few allowed windows: score them all.
+                    scores, ids = exact_search(self.window_matrix(), qv, k, allowed)
+                else:
+                    scores, ids = self.vectors.search(qv, k, allowed)
                 rows = self.store.window_rows([int(i) for i in np.unique(ids) if i >= 0])
             hits_per_query = [
                 [SearchHit(path=rows[i][0], start=rows[i][1], end=rows[i][2], score=float(s), window_id=int(i), file_id=rows[i][3])
@@ -205,16 +240,43 @@ class SoundIndex:
         prepared = prepare_all(names, self.plugins, self.settings, strict)
         matrix = label_matrix(prepared, self.encoder)
         where, params = (filters or Filters()).to_sql()
-        stats = archive_stats(self.store, matrix, self.settings.classify_chunk, where, params) if scoring.needs_archive_stats else None
+        # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
+        wm = self.window_matrix()
+        chunk = self.settings.classify_chunk
+        allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
+        scope = wm.select(allowed)
+        stats = None
+        if scoring.needs_archive_stats:
+            key = (_label_key(matrix), where, json.dumps(params, sort_keys=True, default=str))
+            stats = wm.cached(key, lambda: archive_stats(self.store, matrix, chunk, chunks=wm.chunks(chunk, scope)))
         paths = FilePaths(self.store)
         if after is not None:
-            where, params = f"{where} AND {'w.id' if by == 'window' else 'w.file_id'} > $after_id", {**params, "after_id": int(after)}
-        chunks = self.store.iter_vectors(self.settings.classify_chunk, where, params)
+            scope = wm.select(allowed, after_id=int(after)) if by == "window" else wm.select(allowed, after_file_id=int(after))
+        chunks = wm.chunks(chunk, scope)
         rows = score_chunks(chunks, paths, matrix, scoring, stats,
                             ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {}))
         header = ClassifyResponse(labels=names, texts=[p.texts for p in prepared], policy=policy, by=by, rows=[],
                                   untranslated=[u for p in prepared for u in p.untranslated])
         return header, rows
+
+    def window_matrix(self) -> WindowMatrix:
+        """The memory-mapped window matrix of the last commit (written here when missing or stale)."""
+        m = self._matrix
+        if m is None or m.seq != self.store.commit_seq():
+            m = self._matrix = WindowMatrix.current(self.store, self.vectors.lock)
+        return m
+
+    def vectors_exact(self) -> bool:
+        """True while FAISS is an exact (flat) index."""
+        from indexer.faiss_factory import inner_index
+
+        with self.vectors.lock:
+            return inner_index(self.vectors._index).__class__.__name__ == "IndexFlatIP"
+
+    def _allowed_ids(self, where: str, params: dict) -> np.ndarray:
+        return self.store.cursor().sql(
+            f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
+        ).fetchnumpy()["id"]
 
     def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:
         """Every window (or file) scored against ``labels``; see `iter_classify` for the options."""

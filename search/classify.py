@@ -35,8 +35,12 @@ def policy_named(policies: dict[str, ScoringPolicy], name: str) -> ScoringPolicy
 def chunk_logits(matrix: LabelMatrix, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(logits, negative_logits), both (n, L); negative is the max over each label's negatives, -inf if none."""
     device = matrix.positive.device
-    v = np.ascontiguousarray(vectors, dtype=np.float32)
-    v = torch.from_numpy(v if v.flags.writeable else v.copy()).to(device, non_blocking=True)
+    # float16 chunks (the memory-mapped matrix) travel as they are and widen on the device.
+    v = np.ascontiguousarray(vectors) if vectors.dtype in (np.float16, np.float32) else np.ascontiguousarray(vectors, np.float32)
+    v = torch.from_numpy(v if v.flags.writeable else v.copy())
+    if device.type == "cuda":
+        v = v.pin_memory()
+    v = v.to(device, non_blocking=True).float()
     logits = (matrix.logit_scale * (v @ matrix.positive.T)).cpu().numpy()
     negative = np.full(logits.shape, -np.inf, dtype=np.float32)
     if len(matrix.negative_owner):
@@ -48,12 +52,13 @@ def chunk_logits(matrix: LabelMatrix, vectors: np.ndarray) -> tuple[np.ndarray, 
     return logits, negative
 
 
-def archive_stats(store: IndexStore, matrix: LabelMatrix, chunk: int, where: str = "", params: dict | None = None) -> ArchiveStats:
-    """Per-label mean and std of logits over every stored window (one streaming pass)."""
+def archive_stats(store: IndexStore, matrix: LabelMatrix, chunk: int, where: str = "", params: dict | None = None,
+                  chunks: Iterator[WindowChunk] | None = None) -> ArchiveStats:
+    """Per-label mean and std of logits over every stored window (one streaming pass; ``chunks`` replaces the store's)."""
     n = 0
     total = np.zeros(len(matrix.labels), np.float64)
     total_sq = np.zeros(len(matrix.labels), np.float64)
-    for c in store.iter_vectors(chunk, where, params):
+    for c in chunks if chunks is not None else store.iter_vectors(chunk, where, params):
         logits, _ = chunk_logits(matrix, c.vectors)
         total += logits.sum(axis=0)
         total_sq += np.square(logits, dtype=np.float64).sum(axis=0)
@@ -83,6 +88,9 @@ def score_chunks(chunks: Iterator[WindowChunk], paths: dict[int, str], matrix: L
     """Rows for every window (or file), streamed chunk by chunk; with ``top``, only the best N rows, best first."""
     names = [lt.label for lt in matrix.labels]
     policy_options = {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options}
+    if options.by == "window" and options.top is not None:
+        yield from _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names, options)
+        return
     rows = _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) if options.by == "file" else \
         _window_rows(chunks, paths, matrix, policy, stats, policy_options, names)
     if options.threshold is not None:
@@ -105,6 +113,45 @@ def _window_rows(chunks, paths, matrix, policy, stats, policy_options, names) ->
                 label=_best_label(result, names, i), window_id=int(c.ids[i]), file_id=int(c.file_ids[i]),
                 extras={k: float(v[i]) for k, v in result.extras.items()},
             )
+
+
+def _row_keys(result: PolicyResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the best fired label (-1 if none), the ranking key (its score, else the best score) as _best_label does."""
+    fired_scores = np.where(result.fired, result.scores, -np.inf)
+    best = fired_scores.argmax(axis=1)
+    any_fired = result.fired.any(axis=1)
+    label = np.where(any_fired, best, -1)
+    key = np.where(any_fired, fired_scores[np.arange(len(best)), best], result.scores.max(axis=1, initial=-np.inf))
+    return label, key, any_fired
+
+
+def _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names, options) -> Iterator[ClassifyRow]:
+    """The best ``top`` windows, kept per chunk with array operations: rows are built only for the winners."""
+    best: dict[str, np.ndarray] | None = None  # the running top: keys, ids, file ids, starts, ends, labels, scores, extras
+    for c in chunks:
+        logits, negative = chunk_logits(matrix, c.vectors)
+        result = policy.score(logits, negative, matrix.labels, stats, policy_options)
+        label, key, any_fired = _row_keys(result)
+        pick = np.flatnonzero(any_fired) if options.threshold is not None else np.arange(len(key))
+        if len(pick) > options.top:
+            pick = np.sort(pick[np.argpartition(-key[pick], options.top - 1)[: options.top]])
+        part = {"key": key[pick], "id": np.asarray(c.ids)[pick], "file_id": np.asarray(c.file_ids)[pick],
+                "start": np.asarray(c.starts)[pick], "end": np.asarray(c.ends)[pick], "label": label[pick],
+                "scores": np.asarray(result.scores)[pick], **{f"x:{k}": np.asarray(v)[pick] for k, v in result.extras.items()}}
+        best = part if best is None else {k: np.concatenate([best[k], part[k]]) for k in part}
+        if len(best["key"]) > options.top:
+            order = np.argsort(-best["key"], kind="stable")[: options.top]  # ties: the earlier window, as heapq.nlargest
+            best = {k: v[np.sort(order)] for k, v in best.items()}
+    if best is None:
+        return
+    extras = [k for k in best if k.startswith("x:")]
+    for i in np.argsort(-best["key"], kind="stable"):
+        yield ClassifyRow(
+            path=paths[int(best["file_id"][i])], start=float(best["start"][i]), end=float(best["end"][i]),
+            scores={name: float(best["scores"][i, j]) for j, name in enumerate(names)},
+            label=names[best["label"][i]] if best["label"][i] >= 0 else None, window_id=int(best["id"][i]),
+            file_id=int(best["file_id"][i]), extras={k[2:]: float(best[k][i]) for k in extras},
+        )
 
 
 def _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> Iterator[ClassifyRow]:
