@@ -167,21 +167,30 @@ class IndexRunner:
         """Renames, touched rows, copies of stored content and deletions: one commit, nothing embedded."""
         self._seq_at_start = self.vectors.seq
         relinks = [self._relink(k, f, h) for k, f, h in changes.touched + changes.renamed]
-        records, batches = [], []
-        for c in changes.copies:
-            record, batch = self._copy(c, self.store.window_batch_of(c.source.id), c.source.duration,
-                                       self.store.decoding_of(c.source.id))
-            records.append(record)
-            batches.append(batch)
-        if not (relinks or records or changes.removed):
+        if not (relinks or changes.copies or changes.removed):
             return
-        plan = CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim), relinks=relinks,
-                          remove_file_ids=[k.id for k in changes.removed])
-        self._apply(plan, report)
+        # Renames, removals and the copies of rows this run drops go in the first commit (their windows are read
+        # before it); other copies follow in batches so memory stays bounded.
+        step = self.commit_every_files
+        dropped = {k.id for k in changes.removed} | {c.previous.id for c in changes.copies if c.previous is not None}
+        fragile = [c for c in changes.copies if c.source.id in dropped]
+        stable = [c for c in changes.copies if c.source.id not in dropped]
+        chunks = [fragile + stable[:step]] + [stable[i: i + step] for i in range(step, len(stable), step)]
+        for start, chunk in enumerate(chunks):
+            records, batches = [], []
+            for c in chunk:
+                record, batch = self._copy(c, self.store.window_batch_of(c.source.id), c.source.duration,
+                                           self.store.decoding_of(c.source.id))
+                records.append(record)
+                batches.append(batch)
+            first = start == 0
+            plan = CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim),
+                              relinks=relinks if first else [], remove_file_ids=[k.id for k in changes.removed] if first else [])
+            self._apply(plan, report)
+            for c in chunk:
+                self._count_indexed(c, report, reused=True)
         report.files_renamed += len(changes.renamed)
         report.files_removed += len(changes.removed)
-        for c in changes.copies:
-            self._count_indexed(c, report, reused=True)
 
     def _relink(self, row, f: ScannedFile, h: str | None) -> FileRecord:
         return FileRecord(id=row.id, path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=h, status=row.status)

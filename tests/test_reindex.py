@@ -228,3 +228,22 @@ def test_unreplayable_wal_is_reported_and_kept(tmp_path, open_index, write_sound
     with pytest.raises(IndexCorrupt, match="cannot be replayed.*move .*soundsift.duckdb.wal aside"):
         IndexStore.open(index_dir, None, create=False)
     assert (db.read_bytes(), wal.read_bytes()) == before  # never silently replaced
+
+
+def test_swapped_contents_are_copied_not_embedded(tmp_path, open_index, write_sound):
+    archive = tmp_path / "archive"
+    write_sound(archive / "a.wav", "noise", 3.0, SR, seed=1)
+    write_sound(archive / "b.wav", "chirp", 12.0, SR, seed=2)
+    sx = open_index()
+    sx.index([archive], progress=False)
+    before = windows_by_file(sx)
+    a, b = (archive / "a.wav").read_bytes(), (archive / "b.wav").read_bytes()
+    (archive / "a.wav").write_bytes(b)
+    (archive / "b.wav").write_bytes(a)
+    r = sx.index([archive], progress=False)
+    assert (r.files_updated, r.files_reused, r.windows, r.windows_removed) == (2, 2, 3, 3)
+    assert r.timings["embed_s"] == 0.0
+    after = windows_by_file(sx)
+    assert [w[1:] for w in after["a.wav"]] == [w[1:] for w in before["b.wav"]]
+    assert [w[1:] for w in after["b.wav"]] == [w[1:] for w in before["a.wav"]]
+    assert_consistent(sx)
