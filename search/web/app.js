@@ -103,7 +103,9 @@ async function runSearch(event) {
 function renderSearch(doc) {
   const out = $("#search-results");
   out.replaceChildren(...doc.results.map((r) => {
-    const top = Math.max(1e-9, ...r.hits.map((h) => Math.abs(h.score)));
+    // bars are relative to this query's hits (cosine scores of a weak match can all be near zero or negative)
+    const hi = Math.max(...r.hits.map((h) => h.score)), lo = Math.min(...r.hits.map((h) => h.score));
+    const width = (s) => (hi > lo ? 15 + 85 * (s - lo) / (hi - lo) : 100);
     return el("div", { class: "query-block" },
       el("h3", {}, r.query),
       el("div", { class: "texts" }, `embedded: ${r.texts.join(" | ")}`),
@@ -112,7 +114,7 @@ function renderSearch(doc) {
         el("span", { class: "score" }, `${i + 1}.`),
         el("button", { type: "button", class: "link path", title: h.path, onclick: () => openFile(h.file_id, { query: r.query }) }, h.path),
         el("span", {}, `${fmtTime(h.start)}–${fmtTime(h.end)}`),
-        el("span", { title: fmtScore(h.score) }, el("div", { class: "bar" }, el("span", { style: `width:${Math.max(0, h.score / top) * 100}%` })),
+        el("span", { title: fmtScore(h.score) }, el("div", { class: "bar" }, el("span", { style: `width:${width(h.score).toFixed(1)}%` })),
           el("span", { class: "score" }, fmtScore(h.score))),
         playButton(h.window_id, `${h.path} ${fmtTime(h.start)}–${fmtTime(h.end)}`))))
         : el("p", { class: "hint" }, "no hits"));
