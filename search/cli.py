@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexer.errors import BadInput, SoundsiftError
+from indexer.errors import BadInput, IndexLocked, SoundsiftError
 from indexer.settings import Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find sounds in audio archives by describing them in words.")
@@ -76,6 +76,7 @@ def index(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="decode files that failed before again")] = False,
     verify_content: Annotated[bool, typer.Option("--verify-content", help="hash every file, catching changes that kept size and mtime")] = False,
     allow_empty_root: Annotated[bool, typer.Option("--allow-empty-root", help="an empty root really is empty: drop its files from the index")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")] = False,
     json_out: JsonOpt = False,
 ):
     """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS (only what changed)."""
@@ -86,7 +87,12 @@ def index(
         raise BadInput(f"no such file or directory: {', '.join(missing)} (an archive root that is not mounted? "
                        "the index was not touched)")
     settings = _settings(index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers)
-    with SoundIndex.open(settings.index, settings=settings, create=True) as sx:
+    try:
+        sx = SoundIndex.open(settings.index, settings=settings, create=True)
+    except IndexLocked as locked:  # a running server owns it: the job goes to the server
+        _hand_off_index(settings.index, paths, locked, retry_failed, wait, json_out)
+        return
+    with sx:
         report = sx.index([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
     doc = {
@@ -152,6 +158,30 @@ def check(
         out.print("ok" if doc["ok"] else "NOT consistent: run `soundsift check --repair`")
     if not doc["ok"]:
         sys.exit(1)
+
+
+def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bool, wait: bool, json_out: bool) -> None:
+    """Submit the job to the server owning the index (POST /jobs/index) and say how to follow it, or follow it."""
+    from search.handoff import follow, submit_to_owner
+
+    url, job = submit_to_owner(index_dir, paths, locked, retry_failed)
+    err.print(f"index {index_dir} is owned by the server at {url}; it runs the job: {job['id']}", markup=False, highlight=False)
+    if not wait:
+        if json_out:
+            _emit_json({"handed_off": True, "server": url, "job": job})
+        else:
+            out.print(f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}` "
+                      f"(or pass --wait to follow the job until it ends)", markup=False, highlight=False)
+        return
+    job = follow(url, job["id"], show_progress=not json_out)
+    if json_out:
+        _emit_json({"handed_off": True, "server": url, "job": job})
+    elif job.get("report"):
+        r = job["report"]
+        out.print(f"indexed {r['files_indexed']} files ({r['windows']} windows) on the server; unchanged {r['files_unchanged']}, "
+                  f"failed {r['files_failed']}, skipped {r['files_skipped']}", markup=False, highlight=False)
+    if job["status"] != "completed":
+        raise SoundsiftError(f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}")
 
 
 @app.command()
@@ -384,12 +414,13 @@ def serve(
     port: Annotated[Optional[int], typer.Option("--port")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY")] = None,
     reindex_every: Annotated[Optional[str], typer.Option("--reindex-every", help="e.g. 30m, 1h")] = None,
+    reindex_path: Annotated[Optional[list[Path]], typer.Option("--reindex-path", help="what --reindex-every re-indexes (default: the roots already in the index)")] = None,
 ):
     """Serve the HTTP API and the web page (one process owns the index)."""
     from search.server import run_server
 
     settings = _settings(index, model, device, host=host, port=port, api_key=api_key)
-    run_server(settings, reindex_every=reindex_every)
+    run_server(settings, reindex_every=reindex_every, reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None)
 
 
 @app.command()
