@@ -75,6 +75,8 @@ class ClapEncoder:
     @torch.inference_mode()
     def embed_waveforms(self, waveforms: torch.Tensor) -> np.ndarray:
         """(batch, window_samples) 48 kHz mono (already repeat-padded) -> (batch, dim) float32 unit vectors."""
+        if self.device.type == "cuda" and not waveforms.is_cuda:
+            waveforms = waveforms.pin_memory()  # page-locked: the copy to the GPU is asynchronous (non_blocking)
         features = self.features(waveforms)
         is_longer = torch.ones((features.shape[0], 1), dtype=torch.bool, device=self.device)
         with self._lock, self._autocast():

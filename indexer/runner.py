@@ -81,8 +81,12 @@ class _FileWork:
 
 
 def auto_batch_size(encoder: ClapEncoder) -> int:
-    """Windows per forward pass: large on CUDA, small on CPU (where batch 8 is already near peak)."""
-    return 64 if encoder.device.type == "cuda" else 8
+    """Windows per forward pass: on CUDA sized to the free memory, small on CPU (where batch 8 is already near peak)."""
+    if encoder.device.type != "cuda":
+        return 8
+    free, _ = torch.cuda.mem_get_info(encoder.device)
+    # About 100 MB of activations per window for the full-size HTSAT tower under bf16/fp16 autocast; half the free memory.
+    return int(min(512, max(16, (free // 2) // (100 * 2**20) // 16 * 16)))
 
 
 class IndexRunner:

@@ -110,6 +110,10 @@ class VectorIndex:
             vectors = cls(store.index_dir, index, file_seq)
             added, removed = vectors.sync(store)
             rebuilt = added is None
+            if not rebuilt:
+                from indexer.faiss_factory import outgrown
+
+                rebuilt = outgrown(index)  # past the flat-index size (or its IVF lists): rebuild as the size's type
         if vectors is None or rebuilt:
             vectors, added, removed, rebuilt = cls.rebuild(store), None, None, True
         vectors.seq = seq
@@ -126,11 +130,11 @@ class VectorIndex:
 
     @classmethod
     def rebuild(cls, store: IndexStore) -> "VectorIndex":
-        """A fresh FAISS index from every finite vector in DuckDB."""
-        index = new_faiss_index(store.embedding_dim)
-        for chunk in store.iter_vectors(REBUILD_CHUNK):
-            ok = np.isfinite(chunk.vectors).all(axis=1)
-            index.add_with_ids(np.ascontiguousarray(chunk.vectors[ok], dtype=np.float32), chunk.ids[ok].astype(np.int64))
+        """A fresh FAISS index from every finite vector in DuckDB, its type chosen by size (indexer/faiss_factory.py)."""
+        from indexer.faiss_factory import build_index
+
+        chunks = lambda: ((c.ids.astype(np.int64), c.vectors) for c in store.iter_vectors(REBUILD_CHUNK))
+        index, _ = build_index(store.embedding_dim, store.window_count(), chunks)
         return cls(store.index_dir, index, store.commit_seq())
 
     def sync(self, store: IndexStore) -> tuple[int | None, int | None]:
@@ -183,7 +187,9 @@ class VectorIndex:
             if allowed_ids is None:
                 return self._index.search(q, k)
             selector = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
-            return self._index.search(q, k, params=faiss.SearchParameters(sel=selector))
+            from indexer.faiss_factory import search_parameters
+
+            return self._index.search(q, k, params=search_parameters(self._index, selector))
 
     def current_file(self) -> Path:
         return self.index_dir / f"vectors-{self.seq}.faiss"

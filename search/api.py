@@ -209,9 +209,12 @@ class SoundIndex:
             hits_per_query = [[] for _ in prepared]
         else:
             with self.vectors.lock:  # one commit's view: a job committing meanwhile waits for the lookup
-                if allowed is not None and len(allowed) <= EXACT_FILTERED_MAX and not self.vectors_exact():
-                    # An approximate index may probe too few lists to fill k among few allowed windows: score them all.
-                    scores, ids = exact_search(self.window_matrix(), qv, k, allowed)
+                small = (allowed is not None and len(allowed) <= EXACT_FILTERED_MAX) or k >= self.vectors.ntotal
+                if small and not self.vectors_exact():
+                    # An approximate index probes only some lists, too few to fill k among few allowed windows
+                    # (or with k past the index's size): score every candidate exactly instead.
+                    wm = self.window_matrix()
+                    scores, ids = exact_search(wm, qv, k, wm.ids if allowed is None else allowed)
                 else:
                     scores, ids = self.vectors.search(qv, k, allowed)
                 rows = self.store.window_rows([int(i) for i in np.unique(ids) if i >= 0])

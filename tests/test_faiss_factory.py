@@ -1,0 +1,96 @@
+"""FAISS index type by size: IVF recall against exact search, k past the index, filtered search, rebuild past the threshold."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer import faiss_factory
+from indexer.faiss_factory import build_index, describe, exact_top_k, plan_for, recall_at_k, tuning_queries
+from indexer.vectors import VectorIndex
+from search.api import SoundIndex
+from search.filters import Filters
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around ``clusters`` centres, noise as large as the centre (like embeddings, unlike uniform noise)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = centres[rng.integers(0, clusters, n)] + rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_plan_follows_size():
+    assert plan_for(1_000).factory == "Flat"
+    assert plan_for(faiss_factory.FLAT_MAX_VECTORS - 1).kind == "flat"
+    assert plan_for(1_000_000).factory == "IVF2048,SQ8"
+    assert plan_for(50, flat_max=10).nlist == 1  # never more lists than k-means can train
+
+
+def test_ivf_recall_at_10_against_exact_on_unseen_queries():
+    n, dim = 50_000, 64
+    x = clustered(n, dim, clusters=300)
+    ids = np.arange(n, dtype=np.int64) * 3 + 7  # ids are not positions
+    chunks = lambda: ((ids[i: i + 8192], x[i: i + 8192]) for i in range(0, n, 8192))
+    index, info = build_index(dim, n, chunks, flat_max=10_000)
+    assert describe(index)["type"] == "IndexIVFScalarQuantizer" and index.ntotal == n
+    assert info["tuned_recall_at_10"] >= faiss_factory.TARGET_RECALL
+    queries = tuning_queries(x[::7], 300, seed=99)  # not the tuning queries
+    truth = exact_top_k(queries, chunks(), 10)
+    assert np.array_equal(truth[:, 0], ids[np.argmax(queries @ x.T, axis=1)])  # the reference is exact
+    _, found = index.search(queries, 10)
+    assert recall_at_k(found, truth) >= 0.95
+    assert np.isin(found, ids).all()
+
+
+def test_ivf_k_past_the_index_and_filtered_search(tmp_path):
+    n, dim = 3_000, 32
+    x = clustered(n, dim, clusters=20, seed=3)
+    ids = np.arange(100, 100 + n, dtype=np.int64)
+    index, _ = build_index(dim, n, lambda: iter([(ids, x)]), flat_max=100)
+    vi = VectorIndex(tmp_path, index, 1)
+    scores, got = vi.search(x[:2], k=10 * n)
+    assert got.shape == (2, n)  # k is capped at the index's size; what the probed lists lack is -1
+    assert got[0, 0] == ids[0] and set(got[got >= 0]) <= set(ids)
+    allowed = ids[::50]
+    scores, got = vi.search(x[:1], k=5, allowed_ids=allowed)
+    assert set(got[got >= 0]) <= set(allowed) and got[0, 0] == ids[0]
+
+
+@pytest.fixture()
+def ivf_index(tmp_path, make_settings, tiny_encoder, write_sound, monkeypatch):
+    """A real index of 4 files whose FAISS index was rebuilt as IVF on open (the flat limit set below its size)."""
+    for name, kind, seconds in (("bell.wav", "bell", 35.0), ("bark.wav", "bark", 25.0), ("tone.flac", "tone", 12.0), ("glass.mp3", "glass", 22.0)):
+        write_sound(tmp_path / "archive" / name, kind, seconds)
+    settings = make_settings(tmp_path / "index")
+    sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder)
+    sx.index([tmp_path / "archive"], progress=False)
+    assert describe(sx.vectors._index)["type"] == "IndexFlatIP"
+    sx.close()
+    monkeypatch.setattr(faiss_factory, "FLAT_MAX_VECTORS", 4)
+    sx = SoundIndex.open(settings.index, settings=settings, encoder=tiny_encoder)
+    yield sx
+    sx.close()
+
+
+def test_index_past_the_flat_limit_is_rebuilt_as_ivf_and_searches_exactly_where_it_must(ivf_index, tiny_encoder, monkeypatch):
+    sx = ivf_index
+    assert describe(sx.vectors._index)["type"] == "IndexIVFScalarQuantizer"
+    assert sx.vectors.recovery["rebuilt"] is True
+    chunk = next(sx.store.iter_vectors(1000))
+    text = tiny_encoder.embed_texts(["This is a sound of a bell."])[0]
+    exact = dict(zip(chunk.ids.tolist(), (chunk.vectors @ text).tolist()))
+    # k past the index: every window once, scores exact
+    hits = sx.search(["a bell"], k=1000).results[0].hits
+    assert sorted(h.window_id for h in hits) == sorted(exact)
+    assert all(abs(h.score - exact[h.window_id]) < 1e-5 for h in hits)
+    assert [h.window_id for h in hits] == sorted(exact, key=lambda i: -exact[i])
+    # a selective filter: exact scoring of the allowed windows
+    only = sx.search(["a bell"], k=3, filters=Filters(path_glob="*/bark.wav")).results[0].hits
+    bark = [i for i, f in zip(chunk.ids, chunk.file_ids) if f == only[0].file_id]
+    assert len(only) == 3 and {h.path.rsplit("/", 1)[-1] for h in only} == {"bark.wav"}
+    assert [h.window_id for h in only] == sorted(bark, key=lambda i: -exact[i])[:3]
+    # a broad filter goes through FAISS's own id selector on the IVF index
+    monkeypatch.setattr("search.api.EXACT_FILTERED_MAX", 0)
+    broad = sx.search(["a bell"], k=2, filters=Filters(path_glob="*/b*")).results[0].hits
+    assert broad and {h.path.rsplit("/", 1)[-1] for h in broad} <= {"bark.wav", "bell.wav"}
