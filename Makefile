@@ -15,10 +15,10 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(PY) -m search.cli demo --dir demo
 
-# Debian's chromium for the web-page tests (skipped politely where apt is not ours to use).
+# Debian's chromium (and a CJK font for readable screenshots) for the web-page tests; skipped where apt is not ours.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) || \
 	  echo "note: chromium not installed; browser tests will be skipped"; }
 
 test: $(VENV)/.installed browser-deps
