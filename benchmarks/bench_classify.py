@@ -1,7 +1,7 @@
 """Classification at scale: 1,000,000 stored windows x 10 labels and x 1,000 labels, scored from the window matrix.
 
     .venv/bin/python benchmarks/bench_classify.py           # 1,000,000 windows
-    .venv/bin/python benchmarks/bench_classify.py --quick   # 20,000 windows (checks the benchmark works)
+    .venv/bin/python benchmarks/bench_classify.py --quick   # 5,000 windows, 10 and 100 labels (checks the benchmark works)
 
 What is timed is the archive path of `soundsift classify` after the label texts are embedded (they are
 cached): float16 chunks of the memory-mapped matrix -> device -> logits (one matrix product per chunk)
@@ -63,15 +63,15 @@ def run(n: int, label_counts: list[int], chunk: int, logit_scale: float = 33.0) 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20,000 windows (checks the benchmark works)")
+    parser.add_argument("--quick", action="store_true", help="5,000 windows, 10 and 100 labels (checks the benchmark works)")
     parser.add_argument("--windows", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=65_536)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     from bench_index import machine
 
-    n = 20_000 if args.quick else args.windows
-    result = {"machine": machine(), **run(n, [10, 1000], args.chunk)}
+    n = 5_000 if args.quick else args.windows
+    result = {"machine": machine(), **run(n, [10, 100] if args.quick else [10, 1000], args.chunk)}
     print(f"machine: {result['machine']}; {n:,} windows ({result['matrix_dtype']} matrix), chunks of {args.chunk:,}")
     for r in result["runs"]:
         extra = f" (archive statistics {r['stats_s']:.2f} s once, then cached)" if "stats_s" in r else ""

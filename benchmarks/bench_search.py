@@ -1,7 +1,7 @@
 """Search at scale: 1,000,000 windows, top-10 latency (p50, p99) and recall@10 against exact search.
 
     .venv/bin/python benchmarks/bench_search.py            # 1,000,000 windows
-    .venv/bin/python benchmarks/bench_search.py --quick    # 30,000 windows, IVF forced (checks the benchmark works)
+    .venv/bin/python benchmarks/bench_search.py --quick    # 10,000 windows, IVF forced (checks the benchmark works)
 
 The index is the one `soundsift` builds for that many vectors (indexer/faiss_factory.py: IVF with 8-bit
 codes, nprobe tuned at build time), searched through VectorIndex one query at a time, as the API does.
@@ -51,7 +51,7 @@ print(json.dumps({"before": before, "after_index": after_index, "after_matrix": 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="30,000 windows with IVF forced (checks the benchmark works)")
+    parser.add_argument("--quick", action="store_true", help="10,000 windows with IVF forced (checks the benchmark works)")
     parser.add_argument("--windows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     from indexer.vectors import VectorIndex
     from synthetic_vectors import clustered_unit_vectors, write_matrix
 
-    n = 30_000 if args.quick else args.windows
+    n = 10_000 if args.quick else args.windows
     flat_max = 1_000 if args.quick else None
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     vectors = np.concatenate([x for _, x in clustered_unit_vectors(n)])  # float32, the same stream as the matrix
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
     build_s = time.perf_counter() - t
     vi = VectorIndex(work, index, 1)
     rng = np.random.default_rng(7)
-    queries = faiss_factory.tuning_queries(vectors[rng.choice(n, size=min(n, 20_000), replace=False)], args.queries, seed=11)
+    queries = faiss_factory.tuning_queries(vectors[rng.choice(n, size=min(n, 20_000), replace=False)],
+                                           100 if args.quick else args.queries, seed=11)
     truth = faiss_factory.exact_top_k(queries, chunks(), 10)
     latencies, found = [], []
     for q in queries:

@@ -1,0 +1,59 @@
+"""Every benchmark runs in its quick mode and reports what it promises (CI checks they work; they are not timed tests)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_quick(name: str, tmp_path) -> dict:
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=280,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "machine:" in proc.stdout
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_bench_index_quick(tmp_path):
+    r = run_quick("bench_index", tmp_path)
+    assert r["windows"] == r["pipeline_windows"] == 4  # 2 files of 12 s: a full window and a tail each
+    assert r["soundsift_windows_per_s"] > 0 and r["pipeline_windows_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["soundsift_windows_per_s"] / r["pipeline_windows_per_s"], rel=0.02)
+    assert 0 < r["tower_share_of_peak"] and r["matmul_peak_gflops"] > 0 and r["tower_gflop_per_window"] > 0
+
+
+def test_bench_classify_quick(tmp_path):
+    r = run_quick("bench_classify", tmp_path)
+    assert r["windows"] == 5_000
+    runs = {(x["labels"], x["policy"], x["by"]): x for x in r["runs"]}
+    assert runs[(10, "softmax", "window")]["rows"] == 100 and runs[(100, "archive", "window")]["rows"] == 100
+    assert runs[(10, "softmax", "file")]["rows"] == 14  # 5,000 windows, 360 per file
+
+
+@pytest.mark.slow
+def test_bench_search_quick(tmp_path):
+    r = run_quick("bench_search", tmp_path)
+    assert r["index"]["type"] == "IndexIVFScalarQuantizer" and r["windows"] == 10_000
+    assert r["recall_at_10"] >= 0.9 and r["p99_ms"] >= r["p50_ms"] > 0
+    assert r["serving_anon_mb_per_million"] > 0
+
+
+@pytest.mark.slow
+def test_bench_memory_quick(tmp_path):
+    r = run_quick("bench_memory", tmp_path)
+    assert [x["windows"] for x in r["runs"]] == [9, 27]
+    assert all(x["peak_rss_mb"] > 50 for x in r["runs"])
+
+
+@pytest.mark.slow
+def test_bench_cold_start_quick(tmp_path):
+    r = run_quick("bench_cold_start", tmp_path)
+    assert r["search_to_first_result_s"] > 0 and r["imports_s"] > 0
