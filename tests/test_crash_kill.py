@@ -193,7 +193,7 @@ def make_archive(root: Path, write_sound, count: int, seed: int = 0) -> None:
 def grow_archive(root: Path, write_sound, step: int) -> None:
     """Give the next runs work: three new files, one rewritten, one deleted (so kills hit updates and removals too)."""
     for j in range(3):
-        write_sound(root / "new" / f"n{step:02d}_{j}.wav", "chirp", 2.0 + 4 * j, 16_000, seed=100 + step * 3 + j)
+        write_sound(root / "new" / f"n{step:02d}_{j}.wav", "noise", 2.0 + 4 * j, 16_000, seed=100 + step * 3 + j)
     olds = sorted(p for p in root.rglob("s*.wav"))
     if len(olds) > 2:
         olds[0].unlink()
@@ -230,8 +230,10 @@ def test_kill_loop_every_phase(tmp_path, write_sound, zygote):
             nth = 1 if phase == "faiss_write" else rng.randint(1, 2)
             result = zygote.run(index, archive, pause=f"{phase}:{nth}")
         else:
-            result = zygote.run(index, archive, kill_after_s=rng.uniform(0.2, 2.0))
+            result = zygote.run(index, archive, kill_after_s=rng.uniform(0.1, 1.0))
         assert result["error"] is None, result["error"]
+        if os.environ.get("SOUNDSIFT_TEST_DEBUG"):
+            print(kind, phase, result["killed"], result["phase"], [l for l in result["log"] if "phase" in l or "error" in l][-6:])
         if not result["killed"]:  # the run finished before the aimed moment: give the next one work
             completed += 1
             grow_archive(archive, write_sound, completed)
