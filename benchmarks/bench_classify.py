@@ -23,12 +23,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def run(n: int, label_counts: list[int], chunk: int, logit_scale: float = 33.0) -> dict:
+def run(n: int, label_counts: list[int], chunk_limit: int, logit_scale: float = 33.0) -> dict:
     import torch
 
     from plugins.contract import LabelTexts
     from plugins.manager import default_plugins
-    from search.classify import ClassifyOptions, LabelMatrix, archive_stats, score_chunks
+    from search.classify import ClassifyOptions, LabelMatrix, archive_stats, chunk_rows, score_chunks
     from synthetic_vectors import WINDOWS_PER_FILE, unit_vectors, write_matrix
 
     work = Path(tempfile.mkdtemp(prefix="bench-classify-"))
@@ -39,6 +39,7 @@ def run(n: int, label_counts: list[int], chunk: int, logit_scale: float = 33.0) 
     paths = {fid: f"/archive/file{fid:06d}.wav" for fid in range(1, n // WINDOWS_PER_FILE + 2)}
     out = {"windows": n, "matrix_dtype": str(wm.vectors.dtype), "matrix_write_s": round(write_s, 2), "runs": []}
     for labels_n in label_counts:
+        chunk = chunk_rows(labels_n, chunk_limit)  # as SoundIndex.iter_classify chooses
         labels = [LabelTexts(label=f"label {i}", texts=[f"This is a sound of label {i}."]) for i in range(labels_n)]
         matrix = LabelMatrix(labels=labels, positive=torch.from_numpy(unit_vectors(labels_n)),
                              negative=torch.zeros((0, 512)), negative_owner=np.zeros(0, np.int64), logit_scale=logit_scale)
@@ -48,7 +49,7 @@ def run(n: int, label_counts: list[int], chunk: int, logit_scale: float = 33.0) 
             t = time.perf_counter()
             rows = list(score_chunks(wm.chunks(chunk), paths, matrix, policies[policy], None,
                                      ClassifyOptions(by=by, top=100 if by == "window" else None)))
-            out["runs"].append({"labels": labels_n, "policy": policy, "by": by, "rows": len(rows),
+            out["runs"].append({"labels": labels_n, "policy": policy, "by": by, "rows": len(rows), "chunk": chunk,
                                 "seconds": round(time.perf_counter() - t, 3)})
         t = time.perf_counter()
         stats = wm.cached(("bench", labels_n), lambda: archive_stats(None, matrix, chunk, chunks=wm.chunks(chunk)))
@@ -72,10 +73,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     n = 5_000 if args.quick else args.windows
     result = {"machine": machine(), **run(n, [10, 100] if args.quick else [10, 1000], args.chunk)}
-    print(f"machine: {result['machine']}; {n:,} windows ({result['matrix_dtype']} matrix), chunks of {args.chunk:,}")
+    print(f"machine: {result['machine']}; {n:,} windows ({result['matrix_dtype']} matrix)")
     for r in result["runs"]:
         extra = f" (archive statistics {r['stats_s']:.2f} s once, then cached)" if "stats_s" in r else ""
-        print(f"{r['labels']:5d} labels  {r['policy']:8s} by {r['by']:6s}: {r['seconds']:7.3f} s  ({r['rows']} rows){extra}")
+        chunk = f", chunks of {r['chunk']:,}" if "chunk" in r else ""
+        print(f"{r['labels']:5d} labels  {r['policy']:8s} by {r['by']:6s}: {r['seconds']:7.3f} s  ({r['rows']} rows{chunk}){extra}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -80,6 +80,13 @@ class _FileWork:
         return self.candidate.scanned
 
 
+def process_cpu_s() -> float:
+    """CPU seconds (user + system) used by this process and its reaped children (the decode workers)."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def auto_batch_size(encoder: ClapEncoder) -> int:
     """Windows per forward pass: on CUDA sized to the free memory, small on CPU (where batch 8 is already near peak)."""
     if encoder.device.type != "cuda":
@@ -116,6 +123,7 @@ class IndexRunner:
         An empty root while the index holds files under it is refused (unmounted?) unless ``allow_empty_root``.
         """
         t0 = time.monotonic()
+        cpu0 = process_cpu_s()
         wall0 = time.time()
         # A specific (non-generic) decoder plugin exists for its format: its extensions are indexed too.
         plugin_exts = [e for d in self.plugins.decoders.values() if not d.generic for e in d.extensions]
@@ -152,6 +160,7 @@ class IndexRunner:
             self._record(report, wall0, "failed", command, error=f"{type(exc).__name__}: {exc}")
             raise
         report.timings["total_s"] = time.monotonic() - t0
+        report.timings["cpu_s"] = process_cpu_s() - cpu0  # this process and its finished decode workers
         self._record(report, wall0, "completed", command)
         return report
 

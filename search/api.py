@@ -24,7 +24,8 @@ from indexer.matrix import WindowMatrix
 from indexer.vectors import VectorIndex
 from indexer.windows import WindowCutter
 from plugins.manager import PluginHost, default_plugins
-from search.classify import ClassifyOptions, LabelMatrix, archive_stats, in_memory_chunks, policy_named, score_chunks
+from search.classify import (ClassifyOptions, LabelMatrix, archive_stats, chunk_rows, in_memory_chunks, policy_named,
+                             score_chunks)
 from search.filters import Filters
 from search.queries import PreparedQuery, combined_vectors, parse_labels, prepare_query
 from search.results import ClassifyResponse, ClassifyRow, FileClassification, QueryResult, SearchHit, SearchResponse
@@ -245,7 +246,7 @@ class SoundIndex:
         where, params = (filters or Filters()).to_sql()
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
         wm = self.window_matrix()
-        chunk = self.settings.classify_chunk
+        chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
         allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
         scope = wm.select(allowed)
         stats = None
