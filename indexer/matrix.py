@@ -79,6 +79,8 @@ class WindowMatrix:
 
         ``dtype`` defaults by size: float32 below ``FLOAT16_FROM`` windows, float16 from there on."""
         index_dir = store.index_dir
+        if store.read_only:
+            return cls._build_in_memory(store, seq, dtype)
         n = int(store.cursor().execute(f"SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED}").fetchone()[0])
         dim = store.embedding_dim
         vec_path, row_path = matrix_paths(index_dir, seq)
@@ -119,6 +121,21 @@ class WindowMatrix:
         loaded = cls.load(index_dir, seq)
         assert loaded is not None
         return loaded
+
+    @classmethod
+    def _build_in_memory(cls, store: IndexStore, seq: int, dtype: np.dtype | None) -> "WindowMatrix":
+        """A reader process (shared lock, read-only DuckDB) never writes into the index: it holds the matrix in memory."""
+        chunks = list(store.iter_vectors(BUILD_CHUNK, INDEXED))
+        n = sum(len(c.ids) for c in chunks)
+        dtype = np.dtype(dtype or (np.float16 if n >= FLOAT16_FROM else np.float32))
+        vectors = np.concatenate([c.vectors for c in chunks]).astype(dtype) if chunks else np.zeros((0, store.embedding_dim), dtype)
+        rows = np.zeros(n, dtype=ROW_DTYPE)
+        if chunks:
+            rows["id"] = np.concatenate([c.ids for c in chunks])
+            rows["file_id"] = np.concatenate([c.file_ids for c in chunks])
+            rows["start"] = np.concatenate([c.starts for c in chunks])
+            rows["end"] = np.concatenate([c.ends for c in chunks])
+        return cls(store.index_dir, seq, vectors, rows)
 
     @classmethod
     def current(cls, store: IndexStore, lock: threading.RLock | None = None) -> "WindowMatrix":

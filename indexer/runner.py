@@ -24,6 +24,7 @@ from indexer.decode_workers import DecodeJob, DecodePool, FileDecoded, FileFaile
 from indexer.model import ClapEncoder
 from indexer.scan import ScannedFile, scan_paths
 from indexer.settings import Settings
+from indexer.matrix import WindowMatrix
 from indexer.store import CommitPlan, FileRecord, IndexStore, WindowBatch
 from indexer.vectors import VectorIndex
 from plugins.manager import PluginHost
@@ -155,6 +156,10 @@ class IndexRunner:
                 t = time.monotonic()
                 self.vectors.save()
                 report.timings["faiss_save_s"] = time.monotonic() - t
+                # Readers (CLI classify, other processes) then map it instead of rebuilding it each time.
+                t = time.monotonic()
+                WindowMatrix.current(self.store, self.vectors.lock)
+                report.timings["matrix_s"] = time.monotonic() - t
         except BaseException as exc:
             report.timings["total_s"] = time.monotonic() - t0
             self._record(report, wall0, "failed", command, error=f"{type(exc).__name__}: {exc}")

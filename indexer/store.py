@@ -118,21 +118,27 @@ class IndexStore:
         self.index_dir = index_dir
         self._con = con
         self._write_lock = threading.Lock()
+        self.read_only = False
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, index_dir: Path, identity: ModelIdentity | None, create: bool) -> "IndexStore":
-        """Open (or create) the store; ``identity`` must match what wrote it (ModelMismatch names both)."""
+    def open(cls, index_dir: Path, identity: ModelIdentity | None, create: bool, read_only: bool = False) -> "IndexStore":
+        """Open (or create) the store; ``identity`` must match what wrote it (ModelMismatch names both).
+
+        ``read_only`` lets several reader processes share the file (none of them may write).
+        """
         path = index_dir / DB_NAME
         if not path.exists() and not create:
             raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
         try:
-            con = duckdb.connect(str(path))
+            con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
             raise open_error(index_dir, exc) from None
         store = cls(index_dir, con)
+        store.read_only = read_only
         try:
-            con.execute(SCHEMA)
+            if not read_only:
+                con.execute(SCHEMA)
         except duckdb.Error as exc:
             con.close()
             raise open_error(index_dir, exc) from None

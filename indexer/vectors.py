@@ -97,7 +97,8 @@ class VectorIndex:
         in ``recovery``.
         """
         t0 = time.monotonic()
-        for tmp in leftover_tmp_files(store.index_dir):
+        read_only = store.read_only
+        for tmp in [] if read_only else leftover_tmp_files(store.index_dir):
             tmp.unlink(missing_ok=True)
         seq = store.commit_seq()
         index, file_seq, path, problems = load_latest(store.index_dir)
@@ -118,7 +119,7 @@ class VectorIndex:
             vectors, added, removed, rebuilt = cls.rebuild(store), None, None, True
         vectors.seq = seq
         dirty = rebuilt or added or removed or path is None or file_seq != seq
-        if dirty:
+        if dirty and not read_only:  # a reader catches up in memory; the owner writes the file
             try:
                 vectors.save()
             except DiskFull:

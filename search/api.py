@@ -152,18 +152,22 @@ class SoundIndex:
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None, create: bool = False,
              encoder: ClapEncoder | None = None, plugins: PluginHost | None = None, role: str = "cli",
-             url: str | None = None) -> "SoundIndex":
-        """Open the index at ``index_dir`` (created when ``create``); raises IndexLocked, ModelMismatch, ModelNotFound..."""
+             url: str | None = None, read_only: bool = False) -> "SoundIndex":
+        """Open the index at ``index_dir`` (created when ``create``); raises IndexLocked, ModelMismatch, ModelNotFound...
+
+        ``read_only`` opens it as one of possibly several readers (search, classify, stats); only an
+        exclusive owner (the default) may index.
+        """
         settings = settings or load_settings()
         index_dir = Path(index_dir or settings.index)
         if not create and not (index_dir / DB_NAME).exists():
             from indexer.errors import IndexMissing
 
             raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
-        ownership = IndexOwnership(index_dir, role=role, url=url)
+        ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
         try:
             encoder = encoder or load_encoder(settings, index_dir)
-            store = IndexStore.open(index_dir, encoder.identity, create=create)
+            store = IndexStore.open(index_dir, encoder.identity, create=create, read_only=ownership.shared)
             vectors = VectorIndex.open(store)
         except BaseException:
             ownership.release()

@@ -198,7 +198,7 @@ def search(
     from search.filters import Filters
 
     settings = _settings(index, model, device)
-    with SoundIndex.open(settings.index, settings=settings) as sx:
+    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
         response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None)
     if json_out:
         _emit_json(response)
@@ -284,7 +284,7 @@ def classify(
 
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
-    with SoundIndex.open(settings.index, settings=settings) as sx, _policy_option_errors():
+    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx, _policy_option_errors():
         header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
                                         filters=Filters(path_glob=path_glob), strict=strict or None,
                                         policy_options=policy_options)
@@ -346,7 +346,7 @@ def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = Fa
     from search.api import SoundIndex
 
     settings = _settings(index, model)
-    with SoundIndex.open(settings.index, settings=settings) as sx:
+    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
         doc = sx.stats()
     if json_out:
         _emit_json(doc)
