@@ -89,9 +89,13 @@ def process_cpu_s() -> float:
 
 
 def auto_batch_size(encoder: ClapEncoder) -> int:
-    """Windows per forward pass: on CUDA sized to the free memory, small on CPU (where batch 8 is already near peak)."""
+    """Windows per forward pass: on CUDA sized to the free memory, small on the CPU.
+
+    On the CPU the full-size tower ran at 0.099, 0.094, 0.091, 0.119 and 0.34 s per window at batch
+    1, 2, 4, 8 and 12 (2-core AVX-512, benchmarks/bench_index.py's tower_rate): past 4 its activations
+    leave the caches and the allocator's reused memory."""
     if encoder.device.type != "cuda":
-        return 8
+        return 4
     free, _ = torch.cuda.mem_get_info(encoder.device)
     # About 100 MB of activations per window for the full-size HTSAT tower under bf16/fp16 autocast; half the free memory.
     return int(min(512, max(16, (free // 2) // (100 * 2**20) // 16 * 16)))

@@ -28,7 +28,7 @@ def test_bf16_autocast_vectors_within_1e2_cosine_of_fp32(tiny_model_dir, tiny_en
 
 def test_precision_auto_is_fp32_on_cpu_and_batches_are_independent(tiny_model_dir, tiny_encoder):
     assert tiny_encoder._autocast_dtype is None  # "auto" on the CPU: fp32, the pipeline's own numbers
-    assert auto_batch_size(tiny_encoder) == 8
+    assert auto_batch_size(tiny_encoder) == 4
     audio = _windows(tiny_encoder)
     whole = tiny_encoder.embed_waveforms(audio)
     halves = np.concatenate([tiny_encoder.embed_waveforms(audio[:2]), tiny_encoder.embed_waveforms(audio[2:])])
