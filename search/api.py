@@ -24,8 +24,8 @@ from indexer.matrix import WindowMatrix
 from indexer.vectors import VectorIndex
 from indexer.windows import WindowCutter
 from plugins.manager import PluginHost, default_plugins
-from search.classify import (ClassifyOptions, LabelMatrix, archive_stats, chunk_rows, in_memory_chunks, policy_named,
-                             score_chunks)
+from search.classify import (ClassifyOptions, LabelMatrix, archive_stats, check_policy_options, chunk_rows,
+                             in_memory_chunks, policy_named, score_chunks)
 from search.filters import Filters
 from search.queries import PreparedQuery, combined_vectors, parse_labels, prepare_query
 from search.results import ClassifyResponse, ClassifyRow, FileClassification, QueryResult, SearchHit, SearchResponse
@@ -239,7 +239,7 @@ class SoundIndex:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
-        larger id (``by="file"``) are scored; archive statistics still cover every filtered window.
+        larger id (``by="file"``) are scored; archive statistics always cover the whole index.
         """
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
@@ -253,16 +253,17 @@ class SoundIndex:
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
         allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
         scope = wm.select(allowed)
+        options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
+        check_policy_options(scoring, matrix, options)
         stats = None
         if scoring.needs_archive_stats:
-            key = (_label_key(matrix), where, json.dumps(params, sort_keys=True, default=str))
-            stats = wm.cached(key, lambda: archive_stats(self.store, matrix, chunk, chunks=wm.chunks(chunk, scope)))
+            # Each label against its own distribution over the whole index, whatever the filters select.
+            stats = wm.cached(_label_key(matrix), lambda: archive_stats(self.store, matrix, chunk, chunks=wm.chunks(chunk, wm.select(None))))
         paths = FilePaths(self.store)
         if after is not None:
             scope = wm.select(allowed, after_id=int(after)) if by == "window" else wm.select(allowed, after_file_id=int(after))
         chunks = wm.chunks(chunk, scope)
-        rows = score_chunks(chunks, paths, matrix, scoring, stats,
-                            ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {}))
+        rows = score_chunks(chunks, paths, matrix, scoring, stats, options)
         header = ClassifyResponse(labels=names, texts=[p.texts for p in prepared], policy=policy, by=by, rows=[],
                                   untranslated=[u for p in prepared for u in p.untranslated])
         return header, rows
@@ -302,7 +303,9 @@ class SoundIndex:
 # -- one file, no index ----------------------------------------------------------------------
 def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, float]], labels: list[str] | str,
                      encoder: ClapEncoder, settings: Settings, plugins: PluginHost, policy: str = "softmax",
-                     path: str | None = None, strict: bool | None = None) -> FileClassification:
+                     path: str | None = None, strict: bool | None = None,
+                     policy_options: dict | None = None) -> FileClassification:
+    """Score windows held in memory against ``labels``: per-window rows and the file row (max per label)."""
     names = parse_labels(labels)
     scoring = policy_named(plugins.policies, policy)
     if scoring.needs_archive_stats:
@@ -310,11 +313,12 @@ def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, f
     prepared = prepare_all(names, plugins, settings, strict)
     matrix = label_matrix(prepared, encoder)
     vectors = encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
-    chunks = in_memory_chunks(vectors, spans)
-    options = ClassifyOptions(by="window")
-    rows = list(score_chunks(iter(chunks), {0: path or "<array>"}, matrix, scoring, None, options))
+    options = ClassifyOptions(by="window", policy_options=policy_options or {})
+    check_policy_options(scoring, matrix, options)
+    rows = list(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options))
+    file_options = ClassifyOptions(by="file", policy_options=policy_options or {})
     file_row = next(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None,
-                                 ClassifyOptions(by="file")), None)
+                                 file_options), None)
     if file_row is None:
         raise BadInput("no audio to classify")
     for row in rows + [file_row]:
@@ -324,7 +328,8 @@ def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, f
 
 
 def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str, encoder: ClapEncoder,
-                   settings: Settings | None = None, plugins: PluginHost | None = None, policy: str = "softmax") -> FileClassification:
+                   settings: Settings | None = None, plugins: PluginHost | None = None, policy: str = "softmax",
+                   policy_options: dict | None = None) -> FileClassification:
     """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
     import soxr
 
@@ -340,11 +345,12 @@ def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str,
     cutter = WindowCutter(window, hop)
     pieces = list(cutter.feed(audio)) + list(cutter.finish())
     return classify_windows([w for _, w in pieces], [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
-                            labels, encoder, settings, plugins or default_plugins(), policy)
+                            labels, encoder, settings, plugins or default_plugins(), policy, policy_options=policy_options)
 
 
 def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncoder, settings: Settings | None = None,
-                  plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None) -> FileClassification:
+                  plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None,
+                  policy_options: dict | None = None) -> FileClassification:
     """Classify one file without an index; decoding runs in a worker process under a time limit."""
     settings = settings or load_settings()
     path = Path(path)
@@ -361,7 +367,8 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
             for start, length, audio in zip(event.starts, event.lengths, event.audio):
                 windows.append(audio[:length])
                 spans.append((start / TARGET_RATE, (start + length) / TARGET_RATE))
-    return classify_windows(windows, spans, labels, encoder, settings, plugins or default_plugins(), policy, path=str(path))
+    return classify_windows(windows, spans, labels, encoder, settings, plugins or default_plugins(), policy, path=str(path),
+                            policy_options=policy_options)
 
 
 def dumps(model) -> str:

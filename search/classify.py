@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from indexer.errors import UnknownPolicy
+from indexer.errors import BadInput, UnknownPolicy
 from indexer.store import IndexStore, WindowChunk
-from plugins.contract import ArchiveStats, LabelTexts, PolicyResult, ScoringPolicy
+from plugins.contract import ArchiveStats, LabelTexts, PolicyOptionError, PolicyResult, ScoringPolicy
 from search.results import ClassifyRow
 
 
@@ -104,6 +104,18 @@ class ClassifyOptions:
     policy_options: dict = field(default_factory=dict)
 
 
+def check_policy_options(policy: ScoringPolicy, matrix: LabelMatrix, options: ClassifyOptions) -> None:
+    """Run the policy on zero windows so a bad option is one clear error before any row is streamed."""
+    n = len(matrix.labels)
+    empty = np.zeros((0, n), np.float32)
+    stats = ArchiveStats(np.zeros(n, np.float32), np.ones(n, np.float32), 0) if policy.needs_archive_stats else None
+    try:
+        policy.score(empty, empty, matrix.labels, stats,
+                     {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options})
+    except PolicyOptionError as exc:
+        raise BadInput(f"policy {policy.name}: {exc}") from None
+
+
 def _best_label(result: PolicyResult, labels: list[str], row: int) -> str | None:
     fired = np.flatnonzero(result.fired[row])
     if not len(fired):
@@ -140,6 +152,7 @@ def _window_rows(chunks, paths, matrix, policy, stats, policy_options, names) ->
                 scores={name: float(result.scores[i, j]) for j, name in enumerate(names)},
                 label=_best_label(result, names, i), window_id=int(c.ids[i]), file_id=int(c.file_ids[i]),
                 extras={k: float(v[i]) for k, v in result.extras.items()},
+                fired=[names[j] for j in np.flatnonzero(result.fired[i])],
             )
 
 
@@ -165,7 +178,7 @@ def _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names
             pick = np.sort(pick[np.argpartition(-key[pick], options.top - 1)[: options.top]])
         part = {"key": key[pick], "id": np.asarray(c.ids)[pick], "file_id": np.asarray(c.file_ids)[pick],
                 "start": np.asarray(c.starts)[pick], "end": np.asarray(c.ends)[pick], "label": label[pick],
-                "scores": np.asarray(result.scores)[pick], **{f"x:{k}": np.asarray(v)[pick] for k, v in result.extras.items()}}
+                "scores": np.asarray(result.scores)[pick], "fired": np.asarray(result.fired)[pick], **{f"x:{k}": np.asarray(v)[pick] for k, v in result.extras.items()}}
         best = part if best is None else {k: np.concatenate([best[k], part[k]]) for k in part}
         if len(best["key"]) > options.top:
             order = np.argsort(-best["key"], kind="stable")[: options.top]  # ties: the earlier window, as heapq.nlargest
@@ -179,6 +192,7 @@ def _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names
             scores={name: float(best["scores"][i, j]) for j, name in enumerate(names)},
             label=names[best["label"][i]] if best["label"][i] >= 0 else None, window_id=int(best["id"][i]),
             file_id=int(best["file_id"][i]), extras={k[2:]: float(best[k][i]) for k in extras},
+            fired=[names[j] for j in np.flatnonzero(best["fired"][i])],
         )
 
 
@@ -212,6 +226,7 @@ def _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> I
             path=paths[fid], start=float(start), end=float(end),
             scores={name: float(best[fid][j]) for j, name in enumerate(names)},
             label=names[label_idx] if len(fired) else None, window_id=int(wid), file_id=fid,
+            fired=[names[j] for j in fired],
         )
 
 

@@ -318,6 +318,7 @@ def classify_file_cmd(
     labels: Annotated[str, typer.Option("--labels")],
     model: ModelOpt = None, device: DeviceOpt = None,
     policy: Annotated[str, typer.Option("--policy")] = "softmax",
+    policy_option: Annotated[Optional[list[str]], typer.Option("--policy-option", help="policy option key=value, repeatable")] = None,
     json_out: JsonOpt = False,
 ):
     """Classify one file, window by window and as a whole; no index needed."""
@@ -331,7 +332,8 @@ def classify_file_cmd(
     if not file.is_file():
         raise BadInput(f"no such file: {file}")
     settings = _settings(None, model, device)
-    result = classify_file(file, labels, load_encoder(settings), settings, policy=policy)
+    result = classify_file(file, labels, load_encoder(settings), settings, policy=policy,
+                           policy_options=_policy_options(policy_option))
     if json_out:
         _emit_json(result)
         return

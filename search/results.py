@@ -34,6 +34,7 @@ class ClassifyRow(BaseModel):
     window_id: int | None = None
     file_id: int | None = None
     extras: dict[str, float] = Field(default_factory=dict)
+    fired: list[str] = Field(default_factory=list, description="every label the policy fired for this row (multilabel, archive)")
 
 
 class ClassifyResponse(BaseModel):

@@ -196,3 +196,21 @@ def test_scan_follows_no_symlink_out_of_the_roots(tmp_path, open_index, write_so
     indexed = sorted(p.rsplit("/", 1)[-1] for p in sx.store.files_by_path())
     assert indexed == ["in.wav", "link_in.wav"]
     assert report.files_skipped == 2  # link_out.wav (out of the root) and notes.txt (extension)
+
+
+def test_policy_options_are_checked_before_scoring_and_fired_labels_listed(tmp_path, open_index, write_sound):
+    from indexer.errors import BadInput
+
+    write_sound(tmp_path / "archive" / "a.wav", "tone", 12.0)
+    write_sound(tmp_path / "archive" / "b.wav", "noise", 25.0, seed=3)
+    sx = open_index()
+    sx.index([tmp_path / "archive"], progress=False)
+    with pytest.raises(BadInput, match="policy multilabel"):
+        sx.iter_classify("tone, noise", policy="multilabel", policy_options={"thresholds": {"no such label": 0.5}})
+    # a threshold of 0 fires every label under multilabel: rows list them all
+    rows = sx.classify("tone, noise", policy="multilabel", policy_options={"threshold": 0.0}).rows
+    assert len(rows) == 5 and all(r.fired == ["tone", "noise"] for r in rows)
+    # archive statistics cover the whole index, whatever the filter selects
+    whole = [r for r in sx.classify("tone, noise", policy="archive").rows if r.path.endswith("a.wav")]
+    one = sx.classify("tone, noise", policy="archive", filters=Filters(path_glob="*/a.wav")).rows
+    assert len(one) == 2 and [r.scores for r in whole] == [r.scores for r in one]
