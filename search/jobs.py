@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -72,6 +73,18 @@ class _Job:
     info: JobInfo
     started_mono: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
+
+
+def spelled_as_indexed(store, paths: list[str]) -> list[str]:
+    """Each path in the spelling the index already uses for the same directory.
+
+    A CLI run stores roots as typed ("archive"); a hand-off or an API call sends absolute paths.
+    Files are keyed by path, so without this the same archive indexed both ways would be two archives.
+    Relative roots are resolved against this process's working directory.
+    """
+    roots = [r for (r,) in store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()]
+    by_real = {os.path.realpath(r): r for r in roots}
+    return [by_real.get(os.path.realpath(p), p) for p in paths]
 
 
 class JobManager:
@@ -167,7 +180,8 @@ class JobManager:
 
     def _run(self, job: _Job) -> None:
         try:
-            report = self.sound_index.index(job.info.paths, retry_failed=job.info.retry_failed, progress=False,
+            paths = spelled_as_indexed(self.sound_index.store, job.info.paths)
+            report = self.sound_index.index(paths, retry_failed=job.info.retry_failed, progress=False,
                                             on_progress=lambda p: self._progress(job, p))
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:

@@ -34,3 +34,17 @@ def test_readers_share_writers_exclude(tmp_path, write_sound, make_settings, tin
         second.close()
     with SoundIndex.open(settings.index, settings=settings, encoder=tiny_encoder) as writer_again:
         assert writer_again.stats()["windows"] == 2
+
+
+def test_jobs_spell_paths_as_the_index_does(tmp_path, write_sound, make_settings, tiny_encoder, monkeypatch):
+    from search.jobs import spelled_as_indexed
+
+    monkeypatch.chdir(tmp_path)
+    write_sound(tmp_path / "archive" / "a.wav", "tone", 3.0)
+    settings = make_settings(tmp_path / "index")
+    with SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder) as sx:
+        sx.index(["archive"], progress=False)
+        assert spelled_as_indexed(sx.store, [str(tmp_path / "archive"), str(tmp_path / "other")]) == [
+            "archive", str(tmp_path / "other")]
+        report = sx.index(spelled_as_indexed(sx.store, [str(tmp_path / "archive")]), progress=False)
+        assert report.files_unchanged == 1 and report.files_indexed == 0
