@@ -25,6 +25,20 @@ class ScanResult:
     skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable
 
 
+SIDECAR_SUFFIXES = (".toml", ".json")  # e.g. take1.pcm.toml: how a headerless file decodes
+
+
+def _sidecar_mtimes(path: str) -> list[float]:
+    """Modified times of the file's sidecars: editing one changes how the file decodes, so it counts as a change."""
+    times = []
+    for suffix in SIDECAR_SUFFIXES:
+        try:
+            times.append(os.stat(path + suffix).st_mtime)
+        except OSError:
+            pass
+    return times
+
+
 def _inside(real: str, roots: list[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
@@ -55,7 +69,7 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanRe
             return
         if not os.path.isfile(path):
             return
-        found.setdefault(path, ScannedFile(path, root, st.st_size, st.st_mtime))
+        found.setdefault(path, ScannedFile(path, root, st.st_size, max([st.st_mtime, *_sidecar_mtimes(path)])))
 
     for root in roots:
         if os.path.isfile(root):
@@ -81,6 +95,12 @@ def content_hash(path: str | Path) -> str:
     with open(path, "rb") as fh:
         while block := fh.read(HASH_BLOCK):
             h.update(block)
+    for suffix in SIDECAR_SUFFIXES:  # the same bytes with another sidecar decode differently
+        try:
+            sidecar = Path(str(path) + suffix).read_bytes()
+        except OSError:
+            continue
+        h.update(suffix.encode() + len(sidecar).to_bytes(8, "little") + sidecar)
     return h.hexdigest()
 
 

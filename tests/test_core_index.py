@@ -214,3 +214,23 @@ def test_policy_options_are_checked_before_scoring_and_fired_labels_listed(tmp_p
     whole = [r for r in sx.classify("tone, noise", policy="archive").rows if r.path.endswith("a.wav")]
     one = sx.classify("tone, noise", policy="archive", filters=Filters(path_glob="*/a.wav")).rows
     assert len(one) == 2 and [r.scores for r in whole] == [r.scores for r in one]
+
+
+def test_editing_a_pcm_sidecar_reindexes_the_file(tmp_path, open_index):
+    import os
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    pcm = archive / "take1.pcm"
+    pcm.write_bytes((np.sin(np.arange(16_000 * 4) / 10) * 20_000).astype("<i2").tobytes())  # 4 s at 16 kHz
+    sidecar = archive / "take1.pcm.toml"
+    sidecar.write_text("sample_rate = 16000\n")
+    sx = open_index()
+    sx.index([archive], progress=False)
+    duration = lambda: sx.store.cursor().execute("SELECT duration FROM files WHERE status = 'indexed'").fetchone()[0]
+    assert duration() == pytest.approx(4.0, abs=1e-3)
+    sidecar.write_text("sample_rate = 8000\n")
+    os.utime(sidecar, (pcm.stat().st_mtime + 5, pcm.stat().st_mtime + 5))
+    report = sx.index([archive], progress=False)
+    assert report.files_indexed == 1 and report.files_unchanged == 0
+    assert duration() == pytest.approx(8.0, abs=1e-3)
