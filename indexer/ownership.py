@@ -57,7 +57,7 @@ class IndexOwnership:
         if not owner:
             return f"index {self.index_dir} is being read by other soundsift commands; retry when they finish"
         who = f"pid {owner.get('pid', '?')} ({owner.get('command', 'unknown command')})"
-        hint = f"; use its API at {owner['url']}" if owner.get("url") else "; wait for it to finish or stop it"
+        hint = f"; its API is at {owner['url']}" if owner.get("url") else "; wait for it to finish or stop it"
         return f"index {self.index_dir} is in use by {who}{hint}"
 
     def describe(self, role: str, url: str | None = None) -> None:
