@@ -5,6 +5,7 @@ The CLI and the HTTP API are thin layers over this module.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,8 @@ _TINY_WARNED = False
 def warn_if_tiny(encoder: ClapEncoder) -> None:
     """Say once per process, on stderr, that the tiny random CLAP's scores mean nothing."""
     global _TINY_WARNED
+    if os.environ.get("SOUNDSIFT_TINY_NOTED"):  # a parent (the demo) has said it already
+        _TINY_WARNED = True
     if not _TINY_WARNED and is_tiny(Path(encoder.identity.model_id)):
         _TINY_WARNED = True
         print(

@@ -1,6 +1,7 @@
 """`make run`: generate a small archive, index it, search it and classify it, printing what a user would see."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -50,7 +51,11 @@ def pick_model(root: Path, model: str | None) -> str:
     except ModelNotFound as exc:
         if model:
             raise
-        print(f"real weights unavailable ({str(exc).split('(')[1].split(')')[0]}); using a tiny random CLAP", file=sys.stderr)
+        reason = str(exc).split("(", 1)[1].split(")", 1)[0]
+        print(f"note: real CLAP weights are unavailable ({reason}), so this demo uses a tiny random CLAP: every score "
+              "below is meaningless. Get real weights with `huggingface-cli download laion/clap-htsat-fused` "
+              "and run `soundsift demo --model laion/clap-htsat-fused`.", file=sys.stderr)
+        os.environ["SOUNDSIFT_TINY_NOTED"] = "1"  # the commands below need not say it again
         return str(build_tiny_clap(root / "tiny-clap"))
 
 
