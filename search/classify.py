@@ -113,7 +113,7 @@ def check_policy_options(policy: ScoringPolicy, matrix: LabelMatrix, options: Cl
         policy.score(empty, empty, matrix.labels, stats,
                      {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options})
     except PolicyOptionError as exc:
-        raise BadInput(f"policy {policy.name}: {exc}") from None
+        raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
 
 def _best_label(result: PolicyResult, labels: list[str], row: int) -> str | None:

@@ -205,7 +205,7 @@ def test_policy_options_are_checked_before_scoring_and_fired_labels_listed(tmp_p
     write_sound(tmp_path / "archive" / "b.wav", "noise", 25.0, seed=3)
     sx = open_index()
     sx.index([tmp_path / "archive"], progress=False)
-    with pytest.raises(BadInput, match="policy multilabel"):
+    with pytest.raises(BadInput, match="thresholds names labels that are not in the label set"):
         sx.iter_classify("tone, noise", policy="multilabel", policy_options={"thresholds": {"no such label": 0.5}})
     # a threshold of 0 fires every label under multilabel: rows list them all
     rows = sx.classify("tone, noise", policy="multilabel", policy_options={"threshold": 0.0}).rows
