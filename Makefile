@@ -21,8 +21,10 @@ browser-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) || \
 	  echo "note: chromium not installed; browser tests will be skipped"; }
 
+# Two pytest workers: most tests wait on subprocesses, servers and disks, so two overlap well on two cores.
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed browser-deps
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py
