@@ -150,6 +150,10 @@ def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url
         raise exc
 
     add_routes(app)
+    # Swagger UI's assets come from the swagger-ui-bundle package, served here: nothing loads from a CDN.
+    import swagger_ui_bundle
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
 
@@ -173,7 +177,10 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False, dependencies=Guarded)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="soundsift API")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="soundsift API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
     @app.get("/stats", dependencies=Guarded, tags=["server"])
     def stats(sx: IndexDep, jobs: JobsDep) -> dict[str, Any]:

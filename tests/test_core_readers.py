@@ -48,3 +48,20 @@ def test_jobs_spell_paths_as_the_index_does(tmp_path, write_sound, make_settings
             "archive", str(tmp_path / "other")]
         report = sx.index(spelled_as_indexed(sx.store, [str(tmp_path / "archive")]), progress=False)
         assert report.files_unchanged == 1 and report.files_indexed == 0
+
+
+def test_swagger_ui_loads_nothing_from_a_cdn(tmp_path, write_sound, make_settings, tiny_encoder):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from search.app import create_app
+
+    settings = make_settings(tmp_path / "index")
+    sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder, role="serve")
+    with TestClient(create_app(settings, sound_index=sx)) as client:
+        page = client.get("/docs").text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page) + re.findall(r"url: '([^']+)'", page)
+        assert assets and all(a.startswith("/") for a in assets), assets
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset
