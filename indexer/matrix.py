@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.durable import fsync_path
 from indexer.store import IndexStore, WindowChunk
 
 MATRIX_RE = re.compile(r"^vectors-(\d+)\.matrix\.npy$")
@@ -32,14 +33,6 @@ INDEXED = "f.status = 'indexed'"  # the windows classification and search may re
 def matrix_paths(index_dir: Path, seq: int) -> tuple[Path, Path]:
     """(vectors, rows) file paths for commit ``seq``."""
     return index_dir / f"vectors-{seq}.matrix.npy", index_dir / f"vectors-{seq}.rows.npy"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WindowMatrix:
@@ -107,10 +100,10 @@ class WindowMatrix:
             rows.flush()
             del vectors, rows
             for tmp in (tmp_vec, tmp_row):
-                _fsync(tmp)
+                fsync_path(tmp)
             os.replace(tmp_row, row_path)
             os.replace(tmp_vec, vec_path)
-            _fsync(index_dir)
+            fsync_path(index_dir)
         finally:
             tmp_vec.unlink(missing_ok=True)
             tmp_row.unlink(missing_ok=True)

@@ -12,19 +12,12 @@ import numpy as np
 
 from indexer import crashpoints
 from indexer.errors import DiskFull
+from indexer.durable import fsync_path
 from indexer.store import IndexStore, is_disk_full
 
 FILE_RE = re.compile(r"^vectors-(\d+)\.faiss$")
 TMP_RE = re.compile(r"^\.vectors-\d+\.faiss\.tmp\d+$")
 REBUILD_CHUNK = 65_536
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def new_faiss_index(dim: int) -> faiss.Index:
@@ -218,7 +211,7 @@ class VectorIndex:
                 ) from None
             raise
         os.replace(tmp, target)
-        _fsync_dir(self.index_dir)
+        fsync_path(self.index_dir)
         for seq, other in faiss_files(self.index_dir):
             if seq != self.seq:
                 other.unlink(missing_ok=True)
