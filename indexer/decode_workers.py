@@ -31,6 +31,7 @@ class FileOpened:
     channels: int
     duration_s: float | None
     codec: str
+    warnings: list[str] = field(default_factory=list)  # what the decoder left out, recorded with the file
 
 
 @dataclass
@@ -85,7 +86,8 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
         try:
             opened = open_audio(Path(path), decoders, job.plugin_settings, job.limits)
             src = opened.source
-            conn.send(FileOpened(file_idx, opened.decoder, src.sample_rate, src.channels, src.duration_s, src.codec))
+            conn.send(FileOpened(file_idx, opened.decoder, src.sample_rate, src.channels, src.duration_s, src.codec,
+                                 [str(w) for w in getattr(src, "warnings", None) or []]))
             cutter = WindowCutter(job.window, job.hop)
             pending: list = []
 

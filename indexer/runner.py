@@ -57,6 +57,7 @@ class IndexReport:
     windows_removed: int = 0
     runs_interrupted: int = 0  # earlier runs found killed mid-way (marked 'interrupted')
     errors: list[FileError] = field(default_factory=list)
+    warnings: list[FileError] = field(default_factory=list)  # indexed files the decoder left something out of
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -370,6 +371,7 @@ class IndexRunner:
                             hash=w.candidate.hash, status=status, error=error, duration=duration)
         if o is not None:
             record.sample_rate, record.channels, record.codec, record.decoder = o.sample_rate, o.channels, o.codec, o.decoder
+            record.notes = "; ".join(o.warnings) or None
         return record
 
     def _commit(self, files: list[_FileWork], report: IndexReport) -> None:
@@ -383,6 +385,8 @@ class IndexRunner:
                 continue
             total = max((w.starts[i] + w.lengths[i] for i in order), default=0)
             record = self._file_record(w, status="indexed", duration=total / TARGET_RATE)
+            if record.notes:
+                report.warnings.append(FileError(record.path, record.notes))
             n = len(order)
             batch = WindowBatch(
                 ids=np.arange(self._next_window_id, self._next_window_id + n, dtype=np.int64),
@@ -431,4 +435,5 @@ def report_summary(report: IndexReport) -> dict:
         "runs_interrupted": report.runs_interrupted,
         "timings": {k: round(v, 4) for k, v in report.timings.items()},
         "errors": [{"path": e.path, "error": e.error} for e in report.errors],
+        "warnings": [{"path": e.path, "warning": e.error} for e in report.warnings],
     }

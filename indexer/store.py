@@ -24,8 +24,10 @@ CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
 CREATE TABLE IF NOT EXISTS files (
     id BIGINT, path VARCHAR NOT NULL, root VARCHAR, size BIGINT, mtime DOUBLE, hash VARCHAR,
     duration DOUBLE, sample_rate INTEGER, channels INTEGER, codec VARCHAR, decoder VARCHAR,
-    status VARCHAR NOT NULL, error VARCHAR, run_id BIGINT, updated_at TIMESTAMP DEFAULT current_timestamp
+    status VARCHAR NOT NULL, error VARCHAR, run_id BIGINT, updated_at TIMESTAMP DEFAULT current_timestamp,
+    notes VARCHAR
 );
+ALTER TABLE files ADD COLUMN IF NOT EXISTS notes VARCHAR;
 CREATE TABLE IF NOT EXISTS runs (
     id BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, command VARCHAR,
     summary JSON
@@ -56,6 +58,7 @@ class FileRecord:
     channels: int | None = None
     codec: str | None = None
     decoder: str | None = None
+    notes: str | None = None  # what the decoder left out of an indexed file
 
 
 @dataclass
@@ -378,11 +381,11 @@ class IndexStore:
                         "updated_at = current_timestamp WHERE id = ?", [r.path, r.root, r.size, r.mtime, r.hash, run_id, r.id])
         if plan.files:
             cur.executemany(
-                "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, run_id, notes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (f.id, f.path, f.root, f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels, f.codec,
-                     f.decoder, f.status, f.error, run_id)
+                     f.decoder, f.status, f.error, run_id, f.notes)
                     for f in plan.files
                 ],
             )

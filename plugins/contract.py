@@ -20,7 +20,9 @@ class AudioSource(Protocol):
     """An opened audio file, read as a stream of blocks.
 
     ``blocks()`` yields float32 arrays shaped (frames, channels) with values in [-1, 1];
-    a source never has to hold the whole file in memory.
+    a source never has to hold the whole file in memory. A source may also carry ``warnings``
+    (a list of one-line notes on what it left out, e.g. a partial last frame): optional, read with
+    getattr, and recorded with the file so nothing is dropped silently.
     """
 
     sample_rate: int

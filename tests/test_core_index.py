@@ -234,3 +234,19 @@ def test_editing_a_pcm_sidecar_reindexes_the_file(tmp_path, open_index):
     report = sx.index([archive], progress=False)
     assert report.files_indexed == 1 and report.files_unchanged == 0
     assert duration() == pytest.approx(8.0, abs=1e-3)
+
+
+def test_what_a_decoder_leaves_out_is_recorded_with_the_file(tmp_path, run_cli):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    samples = (np.sin(np.arange(16_000 * 3) / 7) * 10_000).astype("<i2").tobytes()
+    (archive / "odd.pcm").write_bytes(samples + b"\x01")  # a partial last s16le frame
+    report = run_cli("index", archive, "--index", tmp_path / "index", "--json").json
+    assert report["files_indexed"] == 1 and report["errors"] == []
+    assert report["warnings"] == [{"path": str(archive / "odd.pcm"), "warning": "dropped a partial final frame (1 of 2 bytes)"}]
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "index" / "soundsift.duckdb"), read_only=True)
+    assert con.execute("SELECT status, notes, duration FROM files").fetchall() == [
+        ("indexed", "dropped a partial final frame (1 of 2 bytes)", 3.0)]
+    con.close()

@@ -96,7 +96,9 @@ class PcmSource:
         if self.frames == 0:
             self._file.close()
             raise DecodeError(f"no complete frame: {size} bytes, one {self.codec} frame of {self.channels} channel(s) is {self._frame_bytes}")
+        self.warnings: list[str] = []
         if self.dropped_bytes:
+            self.warnings.append(f"dropped a partial final frame ({self.dropped_bytes} of {self._frame_bytes} bytes)")
             log.warning("%s: dropping a partial final frame (%d of %d bytes)", path, self.dropped_bytes, self._frame_bytes)
         self.duration_s = self.frames / self.sample_rate
 

@@ -137,7 +137,9 @@ class SilkSource:
         except OSError as exc:
             raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
         self._payload, self.packets, self.lost_packets = silk_payload(data)
+        self.warnings: list[str] = []
         if self.lost_packets:
+            self.warnings.append(f"left out {self.lost_packets} empty (lost) SILK packet(s)")
             log.warning("%s: left out %d empty (lost) SILK packet(s)", path, self.lost_packets)
         self._stops: list[threading.Event] = []
 
