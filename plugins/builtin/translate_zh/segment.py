@@ -1,10 +1,10 @@
 """Query segmentation: Traditional to Simplified, jieba over the vocabulary, tokens tagged with their role."""
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 
 from plugins.builtin.translate_zh.vocabulary import HEARD_KINDS, Vocabulary, get_vocabulary
@@ -123,15 +123,7 @@ def _merge_unknown(tokens: list[Token], text: str) -> list[Token]:
     return merged
 
 
-_segmenter: Segmenter | None = None
-_lock = threading.Lock()
-
-
+@functools.cache
 def get_segmenter() -> Segmenter:
-    """The process-wide segmenter, built on first use (thread-safe)."""
-    global _segmenter
-    if _segmenter is None:
-        with _lock:
-            if _segmenter is None:
-                _segmenter = Segmenter(get_vocabulary())
-    return _segmenter
+    """The process-wide segmenter, built on first use (a race at start-up at worst builds it twice)."""
+    return Segmenter(get_vocabulary())

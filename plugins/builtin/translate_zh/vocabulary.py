@@ -1,7 +1,8 @@
 """The bilingual sound vocabulary (zh_en.tsv): loading, validation and lookups, cached once per process."""
 from __future__ import annotations
 
-import threading
+import functools
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,15 +107,7 @@ def load_vocabulary(path: Path = VOCABULARY_PATH) -> Vocabulary:
     return Vocabulary(entries=entries, rows=rows, by_english=by_english)
 
 
-_cache: Vocabulary | None = None
-_lock = threading.Lock()
-
-
+@functools.cache
 def get_vocabulary() -> Vocabulary:
-    """The shipped vocabulary, loaded on first use (thread-safe)."""
-    global _cache
-    if _cache is None:
-        with _lock:
-            if _cache is None:
-                _cache = load_vocabulary()
-    return _cache
+    """The shipped vocabulary, loaded on first use (a race at start-up at worst loads it twice)."""
+    return load_vocabulary()
