@@ -17,8 +17,10 @@ class LogMelFeatures:
         self.hop_length = hop_length
         self.window_samples = window_samples
         self.device = device
-        self._filters = torch.as_tensor(np.asarray(mel_filters), dtype=torch.float64, device=device)
-        self._hann = torch.hann_window(n_fft, periodic=True, dtype=torch.float64, device=device)
+        # Apple's MPS has no float64: there the features are computed on the CPU and moved over.
+        self._compute_on = torch.device("cpu") if device.type == "mps" else device
+        self._filters = torch.as_tensor(np.asarray(mel_filters), dtype=torch.float64, device=self._compute_on)
+        self._hann = torch.hann_window(n_fft, periodic=True, dtype=torch.float64, device=self._compute_on)
 
     @classmethod
     def from_extractor(cls, extractor, device: torch.device) -> "LogMelFeatures":
@@ -37,7 +39,7 @@ class LogMelFeatures:
 
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, window_samples) float waveforms on any device -> (batch, 4, frames, mels) float32 on ours."""
-        x = waveforms.to(self.device, dtype=torch.float64, non_blocking=True)
+        x = waveforms.to(self._compute_on, dtype=torch.float64, non_blocking=True)
         spec = torch.stft(
             x, n_fft=self.n_fft, hop_length=self.hop_length, window=self._hann,
             center=True, pad_mode="reflect", return_complex=True,
@@ -46,4 +48,4 @@ class LogMelFeatures:
         mel = torch.matmul(power.transpose(1, 2), self._filters)  # (batch, frames, mels)
         log_mel = (10.0 * torch.log10(torch.clamp(mel, min=1e-10))).to(torch.float32)
         # Four identical views with is_longer=True: what the pipeline computes for one clip alone.
-        return log_mel.unsqueeze(1).expand(-1, 4, -1, -1).contiguous()
+        return log_mel.unsqueeze(1).expand(-1, 4, -1, -1).contiguous().to(self.device)
