@@ -57,6 +57,24 @@ def write_sound():
     return write
 
 
+@pytest.fixture()
+def open_index(tmp_path, make_settings, tiny_encoder):
+    """``open_index(name="index", **settings)`` -> a SoundIndex created under tmp_path (closed after the test)."""
+    from search.api import SoundIndex
+
+    opened = []
+
+    def open_(name: str = "index", **overrides):
+        settings = make_settings(tmp_path / name, **overrides)
+        sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder)
+        opened.append(sx)
+        return sx
+
+    yield open_
+    for sx in opened:
+        sx.close()
+
+
 def cli_env(tiny_model_dir: Path) -> dict:
     env = dict(os.environ)
     env.update({"SOUNDSIFT_MODEL": str(tiny_model_dir), "SOUNDSIFT_DEVICE": "cpu", "SOUNDSIFT_DECODE_WORKERS": "1",

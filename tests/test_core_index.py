@@ -11,21 +11,6 @@ from search.filters import Filters
 SR = 48_000
 
 
-@pytest.fixture()
-def open_index(tmp_path, make_settings, tiny_encoder):
-    opened = []
-
-    def open_(name: str = "index", **overrides):
-        settings = make_settings(tmp_path / name, **overrides)
-        sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder)
-        opened.append(sx)
-        return sx
-
-    yield open_
-    for sx in opened:
-        sx.close()
-
-
 def _spans(sx: SoundIndex) -> dict[str, list[tuple[float, float]]]:
     rows = sx.store.cursor().execute(
         'SELECT f.path, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ORDER BY f.path, w.start'

@@ -19,21 +19,6 @@ from search.api import SoundIndex
 SR = 16_000
 
 
-@pytest.fixture()
-def open_index(tmp_path, make_settings, tiny_encoder):
-    opened = []
-
-    def open_(name: str = "index"):
-        settings = make_settings(tmp_path / name)
-        sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder)
-        opened.append(sx)
-        return sx
-
-    yield open_
-    for sx in opened:
-        sx.close()
-
-
 def windows_by_file(sx: SoundIndex) -> dict[str, list[tuple[int, float, float]]]:
     rows = sx.store.cursor().execute(
         'SELECT f.path, w.id, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ORDER BY f.path, w.start'
@@ -162,14 +147,20 @@ def test_unmounted_root_cli(tmp_path, write_sound, run_cli):
     assert check.returncode == 0 and check.json["windows"] == 1 and check.json["missing_files"] == 1
 
 
-def test_truncated_faiss_is_rebuilt(tmp_path, open_index, write_sound, run_cli):
+def _three_noise_files_indexed(tmp_path, open_index, write_sound):
+    """Index three 12 s noise files (6 windows); returns the closed index's directory and its window ids."""
     archive = tmp_path / "archive"
     for i in range(3):
         write_sound(archive / f"{i}.wav", "noise", 12.0, SR, seed=i)
     sx = open_index()
     sx.index([archive], progress=False)
-    index_dir = sx.store.index_dir
+    index_dir, ids = sx.store.index_dir, sx.store.window_ids()
     sx.close()
+    return index_dir, ids
+
+
+def test_truncated_faiss_is_rebuilt(tmp_path, open_index, write_sound, run_cli):
+    index_dir, _ = _three_noise_files_indexed(tmp_path, open_index, write_sound)
     (_, path), = faiss_files(index_dir)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     report = run_cli("check", "--index", index_dir, "--json", check=False)
@@ -184,20 +175,13 @@ def test_truncated_faiss_is_rebuilt(tmp_path, open_index, write_sound, run_cli):
 
 
 def test_check_finds_and_repairs_orphan_and_missing_ids(tmp_path, open_index, write_sound, run_cli):
-    archive = tmp_path / "archive"
-    for i in range(3):
-        write_sound(archive / f"{i}.wav", "noise", 12.0, SR, seed=i)
-    sx = open_index()
-    sx.index([archive], progress=False)
-    index_dir = sx.store.index_dir
-    ids = sx.store.window_ids()
-    sx.close()
+    index_dir, ids = _three_noise_files_indexed(tmp_path, open_index, write_sound)
     (_, path), = faiss_files(index_dir)
     index = faiss.read_index(str(path))
     index.remove_ids(ids[:2])
     index.add_with_ids(np.ones((1, index.d), np.float32) / np.sqrt(index.d), np.array([9999], np.int64))
     faiss.write_index(index, str(path))
-    (archive / "2.wav").unlink()
+    (tmp_path / "archive" / "2.wav").unlink()
     report = run_cli("check", "--index", index_dir, "--json", check=False)
     assert report.returncode == 1
     assert (report.json["orphan_ids"], report.json["missing_ids"], report.json["missing_files"]) == (1, 2, 1)
