@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 from indexer.store import CommitPlan, IndexStore
-from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_ids, leftover_tmp_files, load_latest
+from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_files, faiss_ids, leftover_tmp_files, load_latest
 
 SAMPLE = 20  # ids and paths listed per finding; counts are always complete
 NON_FINITE_REASON = "a non-finite vector was found by `soundsift check`; run `soundsift index --retry-failed` to embed it again"
@@ -36,8 +35,9 @@ def _windows_scan(store: IndexStore) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) -> np.ndarray:
-    """Ids whose FAISS vector differs from DuckDB's by more than ``tol`` (index types that can reconstruct)."""
-    if not hasattr(index, "reconstruct_batch") or not len(ids):
+    """Ids whose FAISS vector differs from DuckDB's by more than ``tol`` (exact, flat indexes only: IVF's
+    8-bit codes differ from the stored vectors by design)."""
+    if not hasattr(index, "id_map") or not len(ids):
         return np.zeros(0, np.int64)
     out = []
     for got_ids, vecs in store.vectors_for(ids, REBUILD_CHUNK):
@@ -138,13 +138,14 @@ def repair(store: IndexStore) -> dict:
     done["removed_windows"] = int(len(non_finite) + len(dangling))
     gone = missing_files(store)
     removable = [i for i, _, root in gone if root and os.path.isdir(root) and any(os.scandir(root))]
-    done["kept_missing"] = [p for i, p, _ in gone if i not in set(removable)][:SAMPLE]
+    keep = set(removable)
+    done["kept_missing"] = [p for i, p, _ in gone if i not in keep][:SAMPLE]
     if removable:
         run_id = store.max_ids()[2]
         store.commit(CommitPlan(files=[], remove_file_ids=removable), run_id)
     done["removed_files"] = len(removable)
     if before["mismatched_vectors"]:
-        for seq_path in Path(store.index_dir).glob("vectors-*.faiss"):
+        for _, seq_path in faiss_files(store.index_dir):
             seq_path.unlink()  # the vectors disagree with DuckDB: rebuild rather than catch up
     vectors = VectorIndex.open(store)  # catches up from DuckDB (or rebuilds) and saves a current file
     done["faiss"] = vectors.recovery

@@ -48,7 +48,6 @@ class ChangeSet:
     decode: list[Candidate] = field(default_factory=list)  # one per distinct content
     twins: dict[str, list[Candidate]] = field(default_factory=dict)  # hash -> candidates waiting on a decode
     removed: list[KnownFile] = field(default_factory=list)
-    hashed: int = 0
 
 
 def known_files(rows: list[tuple]) -> dict[str, KnownFile]:
@@ -84,7 +83,6 @@ def plan_changes(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]
         else:
             need_hash.append(f)
     hashes = content_hashes([f.path for f in need_hash], hash_threads)
-    changes.hashed = len(need_hash)
     scanned_paths = {f.path for f in scan.files}
     gone = [k for k in known.values() if k.path not in scanned_paths and any(under_root(k.path, r) for r in roots)]
     gone_by_hash: dict[str, list[KnownFile]] = {}

@@ -73,7 +73,7 @@ def search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.S
 
 
 def new_index(dim: int, plan: IndexPlan) -> faiss.Index:
-    """An empty inner-product index of the planned type, wrapped so ids are explicit 64-bit window ids."""
+    """An empty inner-product index of the planned type whose ids are explicit 64-bit window ids."""
     if plan.kind == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     quantizer = faiss.IndexFlatIP(dim)
@@ -85,7 +85,11 @@ def new_index(dim: int, plan: IndexPlan) -> faiss.Index:
     if gpu_count():
         # Documented FAISS pattern: k-means assignment on the GPUs, the trained index stays a CPU one.
         ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
-    return faiss.IndexIDMap2(ivf)
+    # IVF keeps the 64-bit window ids itself. Wrapped in IndexIDMap2, remove_ids compacts the id map
+    # but not the IVF's own sequence numbers, and every later hit comes back under a shifted id.
+    # The hashtable direct map lets remove_ids and reconstruct find an id without a full scan.
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return ivf
 
 
 def training_sample(chunks: Iterable[np.ndarray], n_total: int, want: int, seed: int = 0) -> np.ndarray:

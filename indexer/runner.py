@@ -204,6 +204,8 @@ class IndexRunner:
             for c in chunk:
                 record, batch = self._copy(c, self.store.window_batch_of(c.source.id), c.source.duration,
                                            self.store.decoding_of(c.source.id))
+                if record.notes:  # the copy inherits what decoding its twin left out
+                    report.warnings.append(FileError(record.path, record.notes))
                 records.append(record)
                 batches.append(batch)
             first = start == 0
@@ -224,7 +226,7 @@ class IndexRunner:
         f = c.scanned
         record = FileRecord(id=self._new_file_id(), path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=c.hash,
                             status="indexed", duration=duration)
-        record.sample_rate, record.channels, record.codec, record.decoder = decoding
+        record.sample_rate, record.channels, record.codec, record.decoder, record.notes = decoding
         n = len(batch)
         ids = np.arange(self._next_window_id, self._next_window_id + n, dtype=np.int64)
         self._next_window_id += n
@@ -401,7 +403,10 @@ class IndexRunner:
             done.append((w.candidate, False))
             for twin in self._twins.pop(w.candidate.hash, []) if w.candidate.hash else []:
                 twin_record, twin_batch = self._copy(twin, batch, record.duration,
-                                                     (record.sample_rate, record.channels, record.codec, record.decoder))
+                                                     (record.sample_rate, record.channels, record.codec, record.decoder,
+                                                      record.notes))
+                if twin_record.notes:
+                    report.warnings.append(FileError(twin_record.path, twin_record.notes))
                 records.append(twin_record)
                 batches.append(twin_batch)
                 done.append((twin, True))

@@ -261,9 +261,9 @@ class IndexStore:
         return self.cursor().execute("SELECT id, path, root, size, mtime, hash, status, duration FROM files ORDER BY id").fetchall()
 
     def decoding_of(self, file_id: int) -> tuple:
-        """(sample_rate, channels, codec, decoder) of a stored file."""
-        row = self.cursor().execute("SELECT sample_rate, channels, codec, decoder FROM files WHERE id = ?", [file_id]).fetchone()
-        return tuple(row) if row else (None, None, None, None)
+        """(sample_rate, channels, codec, decoder, notes) of a stored file: what decoding it found."""
+        row = self.cursor().execute("SELECT sample_rate, channels, codec, decoder, notes FROM files WHERE id = ?", [file_id]).fetchone()
+        return tuple(row) if row else (None, None, None, None, None)
 
     def window_batch_of(self, file_id: int) -> WindowBatch:
         """A file's stored windows (ids and file id as stored), to copy onto an identical file."""
@@ -325,11 +325,6 @@ class IndexStore:
         return int(self.cursor().execute("SELECT count(*) FROM windows").fetchone()[0])
 
     # -- writes ------------------------------------------------------------------------------
-    def commit_files(self, files: list[FileRecord], windows: WindowBatch | None, run_id: int) -> tuple[int, np.ndarray]:
-        """Insert or replace ``files`` and their windows in one transaction (see `commit`)."""
-        seq, removed = self.commit(CommitPlan(files=files, windows=windows), run_id)
-        return seq, removed
-
     def commit(self, plan: CommitPlan, run_id: int) -> tuple[int, np.ndarray]:
         """Apply ``plan`` in one DuckDB transaction and bump the commit number.
 
@@ -440,6 +435,8 @@ class IndexStore:
                 cur.execute(f"DELETE FROM windows WHERE {where}")
                 if fail_files_reason:
                     cur.execute("DROP TABLE bad_files")
+                if len(removed):  # ids are never reused, even when repair drops the newest windows
+                    self._raise_meta_max(cur, "max_window_id", int(removed.max()))
             finally:
                 cur.unregister("bad_windows")
             return self._bump_seq(cur), removed

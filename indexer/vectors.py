@@ -20,11 +20,6 @@ TMP_RE = re.compile(r"^\.vectors-\d+\.faiss\.tmp\d+$")
 REBUILD_CHUNK = 65_536
 
 
-def new_faiss_index(dim: int) -> faiss.Index:
-    """An exact inner-product index with explicit 64-bit ids (cosine on unit vectors)."""
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-
-
 def faiss_files(index_dir: Path) -> list[tuple[int, Path]]:
     """The ``vectors-<seq>.faiss`` files in the index directory, newest commit first."""
     found = []
@@ -52,10 +47,15 @@ def load_latest(index_dir: Path) -> tuple[faiss.Index | None, int, Path | None, 
 
 
 def faiss_ids(index: faiss.Index) -> np.ndarray | None:
-    """The ids held by an index with an explicit id map (sorted), or None when the type does not expose them."""
+    """The ids an index holds (sorted): from the id map of a flat index, or the inverted lists of an IVF one."""
     if hasattr(index, "id_map"):
         return np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
-    return None
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return None
+    lists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)]
+    return np.sort(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, np.int64)
 
 
 class VectorIndex:
@@ -102,7 +102,10 @@ class VectorIndex:
             index = None
         if index is not None and index.d == store.embedding_dim:
             vectors = cls(store.index_dir, index, file_seq)
-            added, removed = vectors.sync(store)
+            if file_seq == seq and index.ntotal == store.window_count():
+                added, removed = 0, 0  # written at this very commit: no need to list every id
+            else:
+                added, removed = vectors.sync(store)
             rebuilt = added is None
             if not rebuilt:
                 from indexer.faiss_factory import outgrown
@@ -155,11 +158,6 @@ class VectorIndex:
         """The window ids FAISS holds (sorted), or None for an index type that cannot list them."""
         with self._lock:
             return faiss_ids(self._index)
-
-    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of ``ids`` (an IndexIDMap2 feature, used by the audit)."""
-        with self._lock:
-            return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self._index.d), np.float32)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, seq: int) -> None:
         with self._lock:

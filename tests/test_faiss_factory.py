@@ -94,3 +94,25 @@ def test_index_past_the_flat_limit_is_rebuilt_as_ivf_and_searches_exactly_where_
     monkeypatch.setattr("search.api.EXACT_FILTERED_MAX", 0)
     broad = sx.search(["a bell"], k=2, filters=Filters(path_glob="*/b*")).results[0].hits
     assert broad and {h.path.rsplit("/", 1)[-1] for h in broad} <= {"bark.wav", "bell.wav"}
+
+
+def test_ivf_keeps_window_ids_through_removals_and_additions():
+    """Removing ids from an IVF index must not shift the ids of the others (IndexIDMap2 over IVF did)."""
+    from indexer.faiss_factory import IndexPlan, new_index
+    from indexer.vectors import faiss_ids
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = new_index(64, IndexPlan("ivf", nlist=16))
+    index.train(x)
+    index.add_with_ids(x, np.arange(1000, 5000, dtype=np.int64))
+    index.nprobe = 16  # every list: exact
+    index.remove_ids(np.arange(1010, 1020, dtype=np.int64))
+    y = rng.standard_normal((5, 64)).astype(np.float32)
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    index.add_with_ids(y, np.arange(9000, 9005, dtype=np.int64))
+    _, found = index.search(np.vstack([x[[100, 2000]], y[3:4]]), 1)
+    assert found[:, 0].tolist() == [1100, 3000, 9003]
+    held = faiss_ids(index)
+    assert len(held) == 3995 and 1015 not in held and {1009, 1020, 9004} <= set(held.tolist())
