@@ -52,7 +52,7 @@ def run(n: int, label_counts: list[int], chunk_limit: int, logit_scale: float = 
             out["runs"].append({"labels": labels_n, "policy": policy, "by": by, "rows": len(rows), "chunk": chunk,
                                 "seconds": round(time.perf_counter() - t, 3)})
         t = time.perf_counter()
-        stats = wm.cached(("bench", labels_n), lambda: archive_stats(None, matrix, chunk, chunks=wm.chunks(chunk)))
+        stats = wm.cached(("bench", labels_n), lambda: archive_stats(matrix, wm.chunks(chunk)))
         first = time.perf_counter() - t
         t = time.perf_counter()
         assert wm.cached(("bench", labels_n), lambda: None) is stats

@@ -24,6 +24,7 @@ from indexer.tiny_clap import is_tiny
 from indexer.matrix import WindowMatrix
 from indexer.vectors import VectorIndex
 from indexer.windows import WindowCutter
+from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
 from search.classify import (ClassifyOptions, LabelMatrix, archive_stats, check_policy_options, chunk_rows,
                              in_memory_chunks, policy_named, score_chunks)
@@ -151,6 +152,7 @@ class SoundIndex:
         self.plugins = plugins
         self._ownership = ownership
         self._matrix: WindowMatrix | None = None
+        self._paths: tuple[int, FilePaths] | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None, create: bool = False,
@@ -255,21 +257,30 @@ class SoundIndex:
         wm = self.window_matrix()
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
         allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
-        scope = wm.select(allowed)
+        after = None if after is None else int(after)
+        scope = wm.select(allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None)
         options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
         check_policy_options(scoring, matrix, options)
-        stats = None
-        if scoring.needs_archive_stats:
-            # Each label against its own distribution over the whole index, whatever the filters select.
-            stats = wm.cached(_label_key(matrix), lambda: archive_stats(self.store, matrix, chunk, chunks=wm.chunks(chunk, wm.select(None))))
-        paths = FilePaths(self.store)
-        if after is not None:
-            scope = wm.select(allowed, after_id=int(after)) if by == "window" else wm.select(allowed, after_file_id=int(after))
+        stats = self.label_stats(matrix) if scoring.needs_archive_stats else None
+        paths = self.file_paths(wm.seq)
         chunks = wm.chunks(chunk, scope)
         rows = score_chunks(chunks, paths, matrix, scoring, stats, options)
         header = ClassifyResponse(labels=names, texts=[p.texts for p in prepared], policy=policy, by=by, rows=[],
                                   untranslated=[u for p in prepared for u in p.untranslated])
         return header, rows
+
+    def file_paths(self, seq: int) -> "FilePaths":
+        """file id -> path, read once per commit (a file committed later is looked up on a miss)."""
+        held = self._paths
+        if held is None or held[0] != seq:
+            held = self._paths = (seq, FilePaths(self.store))
+        return held[1]
+
+    def label_stats(self, matrix: LabelMatrix) -> ArchiveStats:
+        """Each label's logit distribution over the whole index (the archive policy), cached per label set and commit."""
+        wm = self.window_matrix()
+        chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
+        return wm.cached(_label_key(matrix), lambda: archive_stats(matrix, wm.chunks(chunk)))
 
     def window_matrix(self) -> WindowMatrix:
         """The memory-mapped window matrix of the last commit (written here when missing or stale)."""

@@ -42,7 +42,7 @@ NDJSON = "application/x-ndjson"
 UPLOAD_CHUNK = 1 << 20
 STATUS_OF: list[tuple[type[SoundsiftError], int]] = [
     (IndexMissing, 404), (IndexLocked, 409), (ModelMismatch, 409), (ModelNotFound, 503), (IndexCorrupt, 503),
-    (DecodeError, 422), (BadInput, 422),
+    (BadInput, 422),
 ]
 
 try:
@@ -159,7 +159,6 @@ def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url
 
 
 def add_routes(app: FastAPI) -> None:
-    settings: Settings = app.state.settings
 
     @app.get("/health", response_model=HealthResponse, tags=["server"])
     def health() -> HealthResponse:

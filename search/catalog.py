@@ -9,7 +9,7 @@ import numpy as np
 
 from indexer.errors import BadInput
 from search.api import SoundIndex, label_matrix, prepare_all
-from search.classify import ClassifyOptions, archive_stats, policy_named, score_chunks
+from search.classify import ClassifyOptions, policy_named, score_chunks
 from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.queries import combined_vectors, parse_labels
 from indexer.store import WindowChunk
@@ -78,7 +78,7 @@ def _score_labels(sx: SoundIndex, windows: list[WindowInfo], vectors: np.ndarray
     names = parse_labels(labels)
     scoring = policy_named(sx.plugins.policies, policy)
     matrix = label_matrix(prepare_all(names, sx.plugins, sx.settings, None), sx.encoder)
-    stats = archive_stats(sx.store, matrix, sx.settings.classify_chunk, "f.status = 'indexed'") if scoring.needs_archive_stats else None
+    stats = sx.label_stats(matrix) if scoring.needs_archive_stats else None
     chunk = WindowChunk(ids=np.array([w.id for w in windows], np.int64), file_ids=np.zeros(len(windows), np.int64),
                         starts=np.array([w.start for w in windows]), ends=np.array([w.end for w in windows]), vectors=vectors)
     rows = {r.window_id: r for r in score_chunks(iter([chunk]), {0: ""}, matrix, scoring, stats, ClassifyOptions(by="window"))}

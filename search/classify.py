@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from indexer.errors import BadInput, UnknownPolicy
-from indexer.store import IndexStore, WindowChunk
+from indexer.store import WindowChunk
 from plugins.contract import ArchiveStats, LabelTexts, PolicyOptionError, PolicyResult, ScoringPolicy
 from search.results import ClassifyRow
 
@@ -80,13 +80,12 @@ def _on_device(matrix: LabelMatrix, vectors: np.ndarray) -> torch.Tensor:
     return out
 
 
-def archive_stats(store: IndexStore, matrix: LabelMatrix, chunk: int, where: str = "", params: dict | None = None,
-                  chunks: Iterator[WindowChunk] | None = None) -> ArchiveStats:
-    """Per-label mean and std of logits over every stored window (one streaming pass; ``chunks`` replaces the store's)."""
+def archive_stats(matrix: LabelMatrix, chunks: Iterator[WindowChunk]) -> ArchiveStats:
+    """Per-label mean and std of logits over the given windows (one streaming pass)."""
     n = 0
     total = np.zeros(len(matrix.labels), np.float64)
     total_sq = np.zeros(len(matrix.labels), np.float64)
-    for c in chunks if chunks is not None else store.iter_vectors(chunk, where, params):
+    for c in chunks:
         logits, _ = chunk_logits(matrix, c.vectors)
         total += logits.sum(axis=0)
         total_sq += np.square(logits, dtype=np.float64).sum(axis=0)

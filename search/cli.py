@@ -90,6 +90,11 @@ def index(
     try:
         sx = SoundIndex.open(settings.index, settings=settings, create=True)
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
+        from search.handoff import owner_url
+
+        if (verify_content or allow_empty_root) and owner_url(settings.index):
+            raise BadInput("--verify-content and --allow-empty-root cannot be handed to the server that owns "
+                           f"{settings.index}; run them when it is stopped") from None
         _hand_off_index(settings.index, paths, locked, retry_failed, wait, json_out)
         return
     with sx:
@@ -131,10 +136,10 @@ def check(
     """Audit an index: FAISS ids vs window rows, non-finite vectors, files gone from disk; exit 1 on a problem."""
     from indexer.audit import audit, repair as repair_index
     from indexer.ownership import IndexOwnership
-    from indexer.store import IndexStore
+    from indexer.store import DB_NAME, IndexStore
 
     settings = _settings(index)
-    if not (settings.index / "soundsift.duckdb").exists():
+    if not (settings.index / DB_NAME).exists():
         from indexer.errors import IndexMissing
 
         raise IndexMissing(f"no index at {settings.index}")

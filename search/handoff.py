@@ -51,7 +51,7 @@ def _call(url: str, method: str = "GET", body: dict | None = None, timeout_s: fl
 def owner_url(index_dir: Path) -> str | None:
     """The API URL of the server that owns ``index_dir``, if a server owns it."""
     owner = describe_owner(index_dir)
-    return owner.get("url") if owner.get("role") == "serve" or owner.get("url") else None
+    return owner.get("url")
 
 
 def submit_to_owner(index_dir: Path, paths: list[Path], locked: IndexLocked, retry_failed: bool = False) -> tuple[str, dict]:
