@@ -142,6 +142,7 @@ def test_classify_file_and_array_need_no_index(tmp_path, write_sound, make_setti
     assert result.file.scores["church bell"] == pytest.approx(max(w.scores["church bell"] for w in result.windows))
     audio, rate = sf.read(path, dtype="float32")
     from_array = classify_array(audio, rate, ["church bell", "dog barking"], tiny_encoder, settings)
+    assert len(from_array.windows) == len(result.windows) == 2
     for a, b in zip(result.windows, from_array.windows):
         assert a.scores == pytest.approx(b.scores, abs=1e-5)
     assert not (tmp_path / "unused").exists()

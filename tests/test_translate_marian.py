@@ -99,10 +99,12 @@ def test_whole_query_when_no_other_translator_answers(tiny_marian_dir, monkeypat
     assert host.translate_query("dog barking", _settings(tiny_marian_dir)) is None  # no CJK: passes
 
 
-def test_model_is_loaded_once_and_deterministic(tiny_marian_dir):
+def test_model_is_loaded_once_and_deterministic(tiny_marian_dir, monkeypatch):
     first = translate_marian.load_translator(tiny_marian_dir, "cpu", 6)
     assert translate_marian.load_translator(tiny_marian_dir, "cpu", 6) is first
-    assert first.translate(["某某", "客户"]) == first.translate(["某某", "客户"])
+    monkeypatch.setattr(translate_marian, "_loaded", {})  # a second, independent load gives the same English
+    fresh = translate_marian.load_translator(tiny_marian_dir, "cpu", 6)
+    assert fresh is not first and fresh.translate(["某某", "客户"]) == first.translate(["某某", "客户"])
 
 
 def test_missing_model_dir_is_a_clear_error(tmp_path):
