@@ -8,6 +8,7 @@ from typing import Any
 import av
 import numpy as np
 
+from plugins.builtin.pcm_formats import regroup
 from plugins.contract import DecodeError, Decoder
 from plugins.hookspecs import hookimpl
 
@@ -45,25 +46,19 @@ class PyAVSource:
             self.duration_s = self._container.duration / 1_000_000
 
     def blocks(self) -> Iterator[np.ndarray]:
+        return regroup(self._frames(), BLOCK_FRAMES)
+
+    def _frames(self) -> Iterator[np.ndarray]:
         # Packed float32 at the stream's own rate and layout; soxr resamples later, in one place.
         resampler = av.AudioResampler(format="flt", layout=self._stream.codec_context.layout, rate=self.sample_rate)
-        pending: list[np.ndarray] = []
-        pending_frames = 0
         try:
             for frame in self._container.decode(self._stream):
                 for out in resampler.resample(frame):
-                    array = out.to_ndarray().reshape(-1, self.channels)
-                    pending.append(array)
-                    pending_frames += len(array)
-                    if pending_frames >= BLOCK_FRAMES:
-                        yield np.concatenate(pending)
-                        pending, pending_frames = [], 0
+                    yield out.to_ndarray().reshape(-1, self.channels)
             for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1, self.channels))
+                yield out.to_ndarray().reshape(-1, self.channels)
         except av.FFmpegError as exc:
             raise DecodeError(_ffmpeg_reason(exc)) from None
-        if pending:
-            yield np.concatenate(pending)
 
     def close(self) -> None:
         self._container.close()
