@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +24,10 @@ IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index directo
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+ServerOpt = Annotated[Optional[str], typer.Option(
+    "--server", envvar="SOUNDSIFT_SERVER",
+    help="URL of a running `soundsift serve` to ask (default: the server that owns the index, when one does)")]
+ApiKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY", help="the server's API key")]
 
 
 def _settings(index: Path | None = None, model: str | None = None, device: str | None = None, **more) -> Settings:
@@ -60,6 +65,49 @@ def _policy_option_errors():
         raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
 
+def _client(index_dir: Path, server: str | None, api_key: str | None):
+    """A client of the server that answers for this index (``--server``, else the server owning it), or None: work locally."""
+    from search.remote import RemoteIndex, serving_owner
+
+    url = server or serving_owner(index_dir)
+    return RemoteIndex(url, api_key) if url else None
+
+
+def _reader(settings: Settings, server: str | None, api_key: str | None):
+    """(client, None) when a server answers for the index, else (None, the index opened read-only)."""
+    from search.sound_index import SoundIndex
+
+    client = _client(settings.index, server, api_key)
+    if client is not None:
+        return client, None
+    try:
+        return None, SoundIndex.open(settings.index, settings=settings, read_only=True)
+    except IndexLocked:
+        client = _client(settings.index, None, api_key)  # a server took the index meanwhile: ask it
+        if client is None:
+            raise
+        return client, None
+
+
+def _progress_rows(rows, enabled: bool, what: str = "rows"):
+    """``rows`` passed through, counted on a transient progress line on stderr when ``enabled`` (a terminal, no --json)."""
+    if not enabled:
+        yield from rows
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} " + what),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("scoring", total=None)
+        for row in rows:
+            bar.advance(task)
+            yield row
+
+
+def _show_progress(json_out: bool) -> bool:
+    return not json_out and sys.stderr.isatty()
+
+
 def _fmt_time(seconds: float) -> str:
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:05.2f}"
@@ -77,7 +125,7 @@ def index(
     verify_content: Annotated[bool, typer.Option("--verify-content", help="hash every file, catching changes that kept size and mtime")] = False,
     allow_empty_root: Annotated[bool, typer.Option("--allow-empty-root", help="an empty root really is empty: drop its files from the index")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, api_key: ApiKeyOpt = None,
 ):
     """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS (only what changed)."""
     from search.sound_index import SoundIndex
@@ -91,6 +139,9 @@ def index(
         sx = SoundIndex.open(settings.index, settings=settings, create=True)
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
         from search.handoff import owner_url
+
+        if api_key:
+            os.environ["SOUNDSIFT_API_KEY"] = api_key  # read by the handoff's requests
 
         if (verify_content or allow_empty_root) and owner_url(settings.index):
             raise BadInput("--verify-content and --allow-empty-root cannot be handed to the server that owns "
@@ -131,27 +182,24 @@ def index(
 def check(
     index: IndexOpt = None,
     repair: Annotated[bool, typer.Option("--repair", help="fix what can be fixed from DuckDB (FAISS, bad rows, vanished files)")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
     """Audit an index: FAISS ids vs window rows, non-finite vectors, files gone from disk; exit 1 on a problem."""
-    from indexer.audit import audit, repair as repair_index
-    from indexer.ownership import IndexOwnership
-    from indexer.store import DB_NAME, IndexStore
+    from indexer.store import DB_NAME
 
     settings = _settings(index)
-    if not (settings.index / DB_NAME).exists():
-        from indexer.errors import IndexMissing
+    client = _client(settings.index, server, api_key)
+    if client is not None:
+        if repair:
+            raise BadInput(f"the server at {client.url} owns the index: stop it to run `soundsift check --repair` "
+                           "(a check without --repair goes through it)")
+        doc = client.check()
+    else:
+        if not (settings.index / DB_NAME).exists():
+            from indexer.errors import IndexMissing
 
-        raise IndexMissing(f"no index at {settings.index}")
-    ownership = IndexOwnership(settings.index, role="check")
-    try:
-        store = IndexStore.open(settings.index, None, create=False)
-        try:
-            doc = repair_index(store) if repair else audit(store)
-        finally:
-            store.close()
-    finally:
-        ownership.release()
+            raise IndexMissing(f"no index at {settings.index}")
+        doc = _check_locally(settings.index, repair)
     if json_out:
         _emit_json(doc)
     else:
@@ -166,6 +214,22 @@ def check(
         out.print("ok" if doc["ok"] else "NOT consistent: run `soundsift check --repair`")
     if not doc["ok"]:
         sys.exit(1)
+
+
+def _check_locally(index_dir: Path, repair: bool) -> dict:
+    from indexer.audit import audit, repair as repair_index
+    from indexer.ownership import IndexOwnership
+    from indexer.store import IndexStore
+
+    ownership = IndexOwnership(index_dir, role="check")
+    try:
+        store = IndexStore.open(index_dir, None, create=False)
+        try:
+            return repair_index(store) if repair else audit(store)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
 
 
 def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bool, wait: bool, json_out: bool) -> None:
@@ -199,15 +263,20 @@ def search(
     k: Annotated[int, typer.Option("-k", "--k", help="hits per query")] = 10,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob", help="only files whose path matches")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="fail when part of a query has no English translation")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
-    """Top-k windows for each query."""
-    from search.sound_index import SoundIndex
-    from search.filters import Filters
-
+    """Top-k windows for each query (through the server that owns the index, when one does)."""
+    if k < 1:
+        raise BadInput("k must be at least 1")
     settings = _settings(index, model, device)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None)
+    client, sx = _reader(settings, server, api_key)
+    if client is not None:
+        response = client.search(queries, k=k, path_glob=path_glob, strict=strict)
+    else:
+        from search.filters import Filters
+
+        with sx:
+            response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None)
     if json_out:
         _emit_json(response)
         return
@@ -238,19 +307,28 @@ def classify(
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl")] = None,
     strict: Annotated[bool, typer.Option("--strict")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
-    """Zero-shot classification of every window (or file) in the index against a label set."""
-    from search.filters import Filters
-    from search.sound_index import SoundIndex
+    """Zero-shot classification of every window (or file) in the index against a label set (through the owning server, if any)."""
     from search.writers import write_rows
 
+    if by not in ("window", "file"):
+        raise BadInput(f"--by must be window or file, not {by!r}")
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx, _policy_option_errors():
-        header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
-                                        filters=Filters(path_glob=path_glob), strict=strict or None,
-                                        policy_options=policy_options)
+    client, sx = _reader(settings, server, api_key)
+    with contextlib.ExitStack() as stack, _policy_option_errors():
+        if client is not None:
+            header, rows = client.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold, path_glob=path_glob,
+                                                strict=strict, policy_options=policy_options)
+        else:
+            from search.filters import Filters
+
+            stack.enter_context(sx)
+            header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
+                                            filters=Filters(path_glob=path_glob), strict=strict or None,
+                                            policy_options=policy_options)
+        rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
             count = write_rows(out_path, header, rows)
             if json_out:
@@ -282,21 +360,34 @@ def classify_file_cmd(
     model: ModelOpt = None, device: DeviceOpt = None,
     policy: Annotated[str, typer.Option("--policy")] = "softmax",
     policy_option: Annotated[Optional[list[str]], typer.Option("--policy-option", help="policy option key=value, repeatable")] = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, index: IndexOpt = None, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
-    """Classify one file, window by window and as a whole; no index needed."""
+    """Classify one file, window by window and as a whole; no index needed (uploaded to the owning server, if any)."""
+    from indexer.errors import UnknownPolicy
     from plugins.manager import default_plugins
-    from search.sound_index import classify_file, load_encoder
-    from search.classify import policy_named
     from search.queries import parse_labels
 
-    parse_labels(labels)  # fail on a bad label list or policy before loading a model
-    policy_named(default_plugins().policies, policy)
+    parse_labels(labels)  # fail on a bad label list or policy before loading a model (or asking a server)
+    policies = default_plugins().policies
+    if policy not in policies:
+        raise UnknownPolicy(f"no scoring policy named {policy!r}; registered: {', '.join(sorted(policies))}")
     if not file.is_file():
         raise BadInput(f"no such file: {file}")
-    settings = _settings(None, model, device)
-    result = classify_file(file, labels, load_encoder(settings), settings, policy=policy,
-                           policy_options=_policy_options(policy_option))
+    settings = _settings(index, model, device)
+    options = _policy_options(policy_option)
+    client = _client(settings.index, server, api_key)
+    if client is not None and not server and settings.model:
+        from search.sound_index import _model_source
+
+        if client.stats()["model"]["id"] != _model_source(settings.model):
+            client = None  # the owning server runs another model than the one asked for: classify here
+    if client is not None:
+        result = client.classify_file(file, labels, policy=policy, policy_options=options)
+    else:
+        from search.sound_index import classify_file, load_encoder
+
+        with _policy_option_errors():
+            result = classify_file(file, labels, load_encoder(settings), settings, policy=policy, policy_options=options)
     if json_out:
         _emit_json(result)
         return
@@ -306,13 +397,16 @@ def classify_file_cmd(
 
 
 @app.command()
-def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False):
-    """Files (indexed, failed, skipped), windows, hours of audio, model and settings."""
-    from search.sound_index import SoundIndex
-
-    settings = _settings(index, model)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        doc = sx.stats()
+def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False, server: ServerOpt = None,
+          api_key: ApiKeyOpt = None):
+    """Files (indexed, failed, skipped), windows, hours of audio, model and settings (no model is loaded)."""
+    settings = _settings(index).model_copy(update={"model": None})  # counts only: --model is accepted, not needed
+    client, sx = _reader(settings, server, api_key)
+    if client is not None:
+        doc = client.stats()
+    else:
+        with sx:
+            doc = sx.stats()
     if json_out:
         _emit_json(doc)
         return
@@ -350,26 +444,54 @@ def plugins(json_out: JsonOpt = False):
 
 
 @app.command()
-def doctor(model: ModelOpt = None, device: DeviceOpt = None):
-    """Check the environment: versions, device, model weights, plugins."""
-    import torch
-    import transformers
+def doctor(model: ModelOpt = None, device: DeviceOpt = None,
+           model_check: Annotated[bool, typer.Option("--model-check", help="also load torch and the model (seconds, not instant)")] = False):
+    """Check the environment: versions, model weights present, plugins; --model-check also loads the model and device."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from indexer.errors import ModelNotFound
-    from search.sound_index import load_encoder
+    from indexer.settings import DEFAULT_MODEL
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     settings = _settings(None, model, device)
-    out.print(f"python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}")
-    out.print(f"cuda available: {torch.cuda.is_available()}")
-    try:
-        encoder = load_encoder(settings)
-        out.print(f"model: {encoder.identity.describe()} on {encoder.device}")
-    except ModelNotFound as exc:
-        out.print(f"[yellow]model: {exc}[/yellow]")
+    out.print(f"python {sys.version.split()[0]}, torch {installed('torch')}, transformers {installed('transformers')}")
+    if model_check:
+        import torch
+
+        from search.sound_index import load_encoder
+
+        out.print(f"cuda available: {torch.cuda.is_available()}")
+        try:
+            encoder = load_encoder(settings)
+            out.print(f"model: {encoder.identity.describe()} on {encoder.device}")
+        except ModelNotFound as exc:
+            out.print(f"[yellow]model: {exc}[/yellow]")
+    else:
+        out.print(f"model: {_weights_present(settings.model or DEFAULT_MODEL)} (not loaded; `soundsift doctor --model-check` loads it)",
+                  markup=False, highlight=False)
     from plugins.manager import default_plugins
 
     failures = default_plugins().failures
     out.print(f"plugins: {len(default_plugins().plugin_names())} loaded, {len(failures)} failed")
+
+
+def _weights_present(model: str) -> str:
+    """Where the model's weights are, found without loading anything."""
+    target = Path(model).expanduser()
+    if target.is_dir():
+        return f"{target} ({'config.json found' if (target / 'config.json').exists() else 'no config.json: not a checkpoint'})"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json")
+    except Exception:  # noqa: BLE001 - a check that must not fail
+        cached = None
+    return f"{model} ({'in the Hugging Face cache' if isinstance(cached, str) else 'not in the Hugging Face cache'})"
 
 
 @app.command()

@@ -54,6 +54,7 @@ class ClassifyRequest(BaseModel):
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
     limit: int = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
     strict: bool = False
+    policy_options: dict[str, Any] = Field(default_factory=dict, description="the policy's options (see GET /stats: policies)")
 
     @field_validator("labels")
     @classmethod

@@ -35,7 +35,8 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
     header, rows = sx.iter_classify(body.labels, policy=body.policy, by=body.by, top=body.top, threshold=body.threshold,
-                                    filters=body.filters, strict=body.strict or None, after=after)
+                                    filters=body.filters, strict=body.strict or None, after=after,
+                                    policy_options=body.policy_options)
     if body.top is not None and position.get("offset"):
         rows = itertools.islice(rows, position["offset"], None)
     if NDJSON in request.headers.get("accept", ""):
@@ -55,10 +56,13 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
 @router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"])
 async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
                           labels: Annotated[str, Form(min_length=1, max_length=4000, description="comma-separated labels")],
-                          policy: Annotated[str, Form(max_length=100)] = "softmax") -> FileClassification:
+                          policy: Annotated[str, Form(max_length=100)] = "softmax",
+                          policy_options: Annotated[str | None, Form(max_length=4000, description="the policy's options, a JSON object")] = None,
+                          ) -> FileClassification:
     """One uploaded file classified per window and as a whole; the upload is deleted when the request ends."""
     check_labels(labels, MAX_LABELS)
     policy_named(sx.plugins.policies, policy)
+    options = _policy_options(policy_options)
     suffix = Path(file.filename or "").suffix.lower()
     suffix = suffix if suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 9 else ""
     with tempfile.NamedTemporaryFile(dir=request.app.state.upload_dir, suffix=suffix, delete=False) as fh:
@@ -70,7 +74,7 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
         result = await run_in_threadpool(classify_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy,
-                                         sx.settings.decode_timeout_s)
+                                         sx.settings.decode_timeout_s, options)
         result.path = file.filename
         for row in [*result.windows, result.file]:
             row.path = file.filename or "upload"
@@ -81,6 +85,18 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         saved.unlink(missing_ok=True)
         await file.close()
 
+
+
+def _policy_options(raw: str | None) -> dict:
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise BadInput("policy_options must be a JSON object, e.g. {\"threshold\": 0.3}")
+    return options
 
 
 def _ndjson(header: ClassifyResponse, rows: Iterator) -> Iterator[bytes]:
