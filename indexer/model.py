@@ -76,12 +76,13 @@ class TextTower:
             missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
             text_model, projection = self._text_parts()
-            tokens = self.tokenizer(missing, padding=True, truncation=True, return_tensors="pt").to(self.device)
+            # One text per forward: no padding, no batch mates, so a text's vector is the same bits however it was
+            # asked for (alone, in a label set, remembered in the index from another set).
             with self._lock, torch.inference_mode():
-                pooled = text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output
-                vectors = torch.nn.functional.normalize(projection(pooled).float(), dim=-1).cpu().numpy()
-                for text, vector in zip(missing, vectors):
-                    self._text_cache[text] = vector
+                for text in missing:
+                    tokens = self.tokenizer([text], truncation=True, return_tensors="pt").to(self.device)
+                    pooled = text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output
+                    self._text_cache[text] = torch.nn.functional.normalize(projection(pooled).float(), dim=-1)[0].cpu().numpy()
                 while len(self._text_cache) > self._cache_size:
                     self._text_cache.popitem(last=False)
         with self._lock:

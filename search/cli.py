@@ -150,7 +150,7 @@ def index(
         return
     with sx:
         report = sx.index([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
-                          allow_empty_root=allow_empty_root)
+                          allow_empty_root=allow_empty_root, progress=_show_progress(json_out))
     doc = {
         "files_indexed": report.files_indexed, "files_failed": report.files_failed,
         "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
