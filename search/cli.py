@@ -208,6 +208,10 @@ def search(
     settings = _settings(index, model, device)
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
         response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None)
+    for result in response.results:  # on stderr, so --json output stays clean
+        if result.untranslated:
+            searched = "" if result.texts else "; not searched"
+            sys.stderr.write(f"warning: no English found for: {', '.join(result.untranslated)} (in {result.query!r}){searched}\n")
     if json_out:
         _emit_json(response)
         return

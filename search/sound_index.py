@@ -94,9 +94,11 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
-def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None) -> list[PreparedQuery]:
+def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None,
+                keep_untranslated: bool = False) -> list[PreparedQuery]:
     strict = settings.strict_translation if strict is None else strict
-    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict) for t in texts]
+    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
+            for t in texts]
 
 
 def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMatrix:
@@ -203,7 +205,8 @@ class SoundIndex:
             raise BadInput("no query given")
         if k < 1:
             raise BadInput("k must be at least 1")
-        prepared = prepare_all(queries, self.plugins, self.settings, strict)
+        # A query with no English gets no hits (and its untranslated parts); the others still run.
+        prepared = prepare_all(queries, self.plugins, self.settings, strict, keep_untranslated=True)
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
         allowed = None
         if filters is not None and not filters.is_empty():
@@ -217,7 +220,8 @@ class SoundIndex:
         else:
             hits_per_query = top_k_hits(self.store, self.vectors, qv, k, allowed, self.window_matrix)
         for p, hits in zip(prepared, hits_per_query):
-            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated, hits=hits))
+            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated,
+                                       hits=hits if p.texts else []))
         return SearchResponse(results=results)
 
     # -- classification ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 #: Bump when the reduction below changes, so stale caches are not read.
-DERIVATION_VERSION = 4
+DERIVATION_VERSION = 7
 MAX_SENSES = 3
 
 _SKIP_SENSE = re.compile(
@@ -35,8 +35,11 @@ _SKIP_SENSE = re.compile(
 )
 _PARENS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
 _PLACEHOLDER = re.compile(r"\b(?:sb|sth|sb's|sth's|one's|oneself|someone|something|etc)\b\.?", re.IGNORECASE)
-_BAD_CANDIDATE = re.compile(r"[^A-Za-z0-9 \-']|\b(?:for|of|to|in|with|on|at|by|from|as|and|or|the)$")
+_BAD_CANDIDATE = re.compile(r"[^A-Za-z0-9 \-']|\b(?:for|of|to|in|with|on|at|by|from|as|and|or|the)$|^(?:or|and|but)\b")
 _ADJECTIVE_ENDINGS = ("ous", "ive", "ful", "ent", "ant", "able", "ible", "less", "ish", "ic", "ary", "ile")
+#: Senses that name nothing a sound query could mean: the word stays unknown rather than embed these.
+_VAGUE = frozenset({"so-and-so", "such-and-such", "certain", "some", "such", "this", "that", "these", "those", "it", "thing", "things",
+                    "stuff", "matter", "one", "a", "indefinite", "unspecified", "certain person", "someone", "kind", "sort", "type", "way", "aspect", "situation", "item"})
 _ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
 _PREPOSITION_FIRST = re.compile(r"^(?:in|on|at|for|of|with|by|from|as|into|under|over)\s", re.IGNORECASE)
 
@@ -92,7 +95,8 @@ def _candidates(sense: str) -> list[str]:
             verb = alt[3:].strip()
             if verb and not _BAD_CANDIDATE.search(verb) and len(verb.split()) <= 4:
                 out.append("to " + verb)
-        elif alt and not _BAD_CANDIDATE.search(alt) and len(alt.split()) <= 3 and alt[:1].islower():
+        elif alt and not _BAD_CANDIDATE.search(alt) and len(alt.split()) <= 3 and alt[:1].islower() \
+                and alt.lower() not in _VAGUE:
             out.append(alt)
     return out
 
@@ -129,7 +133,7 @@ def reduce_entry(zh: str, readings: list[tuple[str, list[str]]]) -> DictEntry | 
     for rank, (_, senses) in enumerate(ranked):
         for position, sense in enumerate(senses):
             for i, candidate in enumerate(_candidates(sense)):
-                scored.append((_score(position, candidate, len(zh) == 1) + i * 0.05 + rank * 0.7, candidate))
+                scored.append((_score(position, candidate, len(zh) == 1) + rank * 0.7, candidate))
     if not scored:
         return None
     scored.sort(key=lambda s: s[0])
