@@ -82,7 +82,7 @@ def plan_changes(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]
             changes.unchanged += 1
         else:
             need_hash.append(f)
-    hashes = content_hashes([f.path for f in need_hash], hash_threads)
+    hashes = content_hashes([f.path for f in need_hash], hash_threads, {f.path: f.sidecars for f in need_hash})
     scanned_paths = {f.path for f in scan.files}
     gone = [k for k in known.values() if k.path not in scanned_paths and any(under_root(k.path, r) for r in roots)]
     gone_by_hash: dict[str, list[KnownFile]] = {}

@@ -25,12 +25,8 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     window_s: float = Field(10.0, gt=0)
     hop_s: float = Field(10.0, gt=0)
-    extensions: list[str] = Field(
-        default_factory=lambda: [
-            "wav", "mp3", "flac", "ogg", "opus", "m4a", "aac", "wma", "aiff", "aif",
-            "webm", "mp4", "mka", "caf", "au", "slk", "silk", "amr", "awb", "pcm", "raw",
-        ]
-    )
+    # Extensions to index beyond those the loaded decoders declare (which are always indexed).
+    extensions: list[str] = Field(default_factory=list)
     prompt_template: str = "This is a sound of {}."
     batch_size: int = Field(0, ge=0)  # 0 = chosen from the device
     decode_workers: int = Field(0, ge=0)  # 0 = one per core

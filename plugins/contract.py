@@ -1,7 +1,8 @@
 """The small types the hooks pass: decoders and their streaming sources, policies, taggers, translations."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -35,6 +36,28 @@ class AudioSource(Protocol):
     def close(self) -> None: ...
 
 
+class OpenAudio(Protocol):
+    """``open(path, settings)``: an opened `AudioSource`, or `DecodeError` saying in one line why not.
+
+    ``settings`` is the flat dotted view of the settings (``{"pcm.sample_rate": 16000, ...}``).
+    """
+
+    def __call__(self, path: Path, settings: Mapping[str, Any], /) -> AudioSource: ...
+
+
+class ScoreFunction(Protocol):
+    """``score(logits, negative_logits, labels, stats, options)`` -> `PolicyResult` (see `ScoringPolicy`)."""
+
+    def __call__(self, logits: np.ndarray, negative_logits: np.ndarray, labels: Sequence[LabelTexts],
+                 stats: ArchiveStats | None, options: Mapping[str, Any], /) -> PolicyResult: ...
+
+
+class TagFunction(Protocol):
+    """``tag(windows, sample_rate)``: (n, samples) float32 mono windows -> tag name -> n values."""
+
+    def __call__(self, windows: np.ndarray, sample_rate: int, /) -> Mapping[str, Sequence[Any] | np.ndarray]: ...
+
+
 @dataclass(frozen=True)
 class Decoder:
     """A way to open audio files.
@@ -42,18 +65,34 @@ class Decoder:
     ``extensions`` are lower-case without the dot; ``magic`` are byte prefixes sniffed from the
     file head (a magic match wins over an extension match, whatever the file is named).
     ``generic`` decoders (FFmpeg, libsndfile) are tried after every specific one that applies.
-    ``open(path, settings)`` returns an `AudioSource` or raises `DecodeError`.
+    ``open(path, settings)`` (an `OpenAudio`) returns an `AudioSource` or raises `DecodeError`.
+    ``sidecar_suffixes`` name the files next to an audio file that change how this decoder reads it
+    (``take1.pcm`` + ``.toml`` -> ``take1.pcm.toml``): editing one re-indexes the file, and the scan
+    does not report them as skipped audio. The indexer scans every extension a loaded decoder declares.
     """
 
     name: str
-    open: Callable[[Path, Mapping[str, Any]], AudioSource]
+    open: OpenAudio
     extensions: tuple[str, ...] = ()
     magic: tuple[bytes, ...] = ()
     generic: bool = False
     magic_offset: int = 0
+    sidecar_suffixes: tuple[str, ...] = ()
 
     def matches_magic(self, head: bytes) -> bool:
+        """True when the file head starts (at ``magic_offset``) with one of this decoder's magic prefixes."""
         return any(head[self.magic_offset:].startswith(m) for m in self.magic)
+
+    def handles_extension(self, path: str | Path) -> bool:
+        """True when ``path``'s extension is one this decoder declares."""
+        return os.path.splitext(str(path))[1].lower().lstrip(".") in self.extensions
+
+    def sidecars(self, path: str | Path) -> list[Path]:
+        """The sidecar files of ``path`` that exist as regular files (none unless this decoder handles its extension)."""
+        if not self.sidecar_suffixes or not self.handles_extension(path):
+            return []
+        candidates = (Path(str(path) + suffix) for suffix in self.sidecar_suffixes)
+        return [c for c in candidates if c.is_file()]
 
 
 @dataclass(frozen=True)
@@ -96,7 +135,7 @@ class ScoringPolicy:
     """
 
     name: str
-    score: Callable[..., PolicyResult]
+    score: ScoreFunction
     description: str = ""
     needs_archive_stats: bool = False
     option_help: Mapping[str, str] = field(default_factory=dict, hash=False)
@@ -115,7 +154,7 @@ class WindowTagger:
     """
 
     name: str
-    tag: Callable[[np.ndarray, int], Mapping[str, Sequence[Any] | np.ndarray]]
+    tag: TagFunction
     description: str = ""
 
 
