@@ -20,6 +20,7 @@ import torch
 from indexer import crashpoints
 from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, refuse_unmounted
 from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.errors import BadInput
 from indexer.decode_workers import DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded
 from indexer.model import ClapEncoder
 from indexer.report import FileError, FileSkipped, FileWarning, IndexReport, report_summary
@@ -72,6 +73,14 @@ def auto_batch_size(encoder: ClapEncoder) -> int:
     return int(min(512, max(16, (free // 2) // (100 * 2**20) // 16 * 16)))
 
 
+def check_window(window_s: float, encoder: ClapEncoder) -> None:
+    """Refuse a window longer than the model's input (it would be cut, and windows of mixed length cannot batch)."""
+    max_samples = int(getattr(encoder, "window_samples", 0) or 0)
+    if max_samples and int(round(window_s * TARGET_RATE)) > max_samples:
+        raise BadInput(f"--window {window_s:g} s is longer than the model accepts: the maximum is "
+                       f"{max_samples / TARGET_RATE:g} s; use a shorter --window (and --hop)")
+
+
 class IndexRunner:
     """Indexes paths into one store with one encoder; used by the CLI, the API's jobs and the Python API."""
 
@@ -86,6 +95,7 @@ class IndexRunner:
         self.on_progress = on_progress
         self.window = int(round(settings.window_s * TARGET_RATE))
         self.hop = int(round(settings.hop_s * TARGET_RATE))
+        check_window(settings.window_s, encoder)
         self.batch_size = settings.batch_size or auto_batch_size(encoder)
         self.commit_every_files = getattr(settings, "commit_every_files", COMMIT_EVERY_FILES)
         self.commit_every_s = getattr(settings, "commit_every_s", COMMIT_EVERY_S)

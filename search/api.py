@@ -17,7 +17,7 @@ from indexer.decode_workers import DecodeJob, DecodePool, FileFailed, WindowsDec
 from indexer.errors import BadInput, DecodeError
 from indexer.model import ClapEncoder, load_clap
 from indexer.ownership import IndexOwnership
-from indexer.runner import IndexReport, IndexRunner
+from indexer.runner import IndexReport, IndexRunner, check_window
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
@@ -172,6 +172,8 @@ class SoundIndex:
         ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
         try:
             encoder = encoder or load_encoder(settings, index_dir)
+            if create:  # before the index is created with a window the model cannot take
+                check_window(settings.window_s, encoder)
             store = IndexStore.open(index_dir, encoder.identity, create=create, read_only=ownership.shared)
             vectors = VectorIndex.open(store)
         except BaseException:
