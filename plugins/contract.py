@@ -1,8 +1,9 @@
 """The small types the hooks pass: decoders and their streaming sources, policies, taggers, translations."""
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -131,7 +132,8 @@ class ScoringPolicy:
     texts (-inf where a label has none); ``stats`` is given when ``needs_archive_stats`` is set.
     ``options`` carries user options such as ``threshold`` (a float or one per label).
     ``option_help`` names the options the policy reads (name -> one line), for docs and ``soundsift plugins``;
-    a bad option value raises `PolicyOptionError`.
+    soundsift refuses any other option name (besides ``threshold`` and ``logit_scale``, which every policy is
+    given) with `PolicyOptionError` before ``score`` runs, so a policy checks only its values.
     """
 
     name: str
@@ -140,9 +142,43 @@ class ScoringPolicy:
     needs_archive_stats: bool = False
     option_help: Mapping[str, str] = field(default_factory=dict, hash=False)
 
+    def __post_init__(self) -> None:
+        # The core checks option names against option_help on every call, so no policy repeats the check.
+        if not getattr(self.score, "_soundsift_checked", False):
+            object.__setattr__(self, "score", _checking_options(self.name, self.score, self.option_help))
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Refuse option names this policy does not declare in ``option_help`` (`PolicyOptionError`)."""
+        check_options(self.name, options, self.option_help)
+
 
 class PolicyOptionError(ValueError):
     """A scoring-policy option the user gave is unusable; the message names the option and says why."""
+
+
+# soundsift puts these in every policy's options: the --threshold flag and the model's logit scale.
+ALWAYS_GIVEN_OPTIONS = frozenset({"threshold", "logit_scale"})
+
+
+def check_options(policy: str, options: Mapping[str, Any], known: Mapping[str, str] | Iterable[str]) -> None:
+    """Refuse option names the policy does not read (a typo would otherwise be ignored silently)."""
+    unknown = sorted(set(options) - ALWAYS_GIVEN_OPTIONS - set(known))
+    if unknown:
+        raise PolicyOptionError(f"the {policy} policy has no option {', '.join(map(repr, unknown))}; "
+                                f"it reads: {', '.join(sorted(known)) or 'none'}")
+
+
+def _checking_options(name: str, score: ScoreFunction, known: Mapping[str, str]) -> ScoreFunction:
+    """``score`` preceded by the check of option names against the policy's declared options."""
+    known = dict(known)
+
+    @functools.wraps(score)
+    def checked(logits, negative_logits, labels, stats, options, /):
+        check_options(name, options, known)
+        return score(logits, negative_logits, labels, stats, options)
+
+    checked._soundsift_checked = True  # type: ignore[attr-defined]
+    return checked
 
 
 @dataclass(frozen=True)
