@@ -3,7 +3,7 @@
     from soundsift import hookimpl, Decoder, DecodeError, ScoringPolicy, PolicyResult, per_label, softmax
 
 This package only re-exports the contract (plugins/contract.py, plugins/hookspecs.py,
-plugins/scoring.py); the names and their meaning are documented in docs/plugins.md. In the
+plugins/scoring.py) and, for plugin tests, ``build_plugin_manager``; the names and their meaning are documented in docs/plugins.md. In the
 repository it lives in plugins/soundsift_api/ and installs as the top-level package ``soundsift``.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from plugins.contract import (
     check_options,
 )
 from plugins.hookspecs import PROJECT, hookimpl, hookspec
+from plugins.manager import PluginHost, build_plugin_manager
 from plugins.scoring import best_label_fired, number, per_label, sigmoid, softmax
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Decoder",
     "LabelTexts",
     "OpenAudio",
+    "PluginHost",
     "PolicyOptionError",
     "PolicyResult",
     "QueryTranslation",
@@ -47,6 +49,7 @@ __all__ = [
     "TagFunction",
     "WindowTagger",
     "best_label_fired",
+    "build_plugin_manager",
     "check_options",
     "hookimpl",
     "hookspec",
