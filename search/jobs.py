@@ -18,7 +18,7 @@ from indexer.errors import SoundsiftError
 from indexer.report import IndexReport
 
 if TYPE_CHECKING:
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 HISTORY_KEPT = 100
