@@ -113,7 +113,7 @@ class IndexRunner:
         wall0 = time.time()
         # What the loaded decoders open (their extensions, magic and sidecars), plus any extensions the settings add.
         scan = scan_paths(roots, formats=ScanFormats.of(self.plugins.decoders, self.settings.extensions))
-        known = known_files(self.store.files_rows())
+        known = known_files(self.store.known_files())
         if not allow_empty_root:
             refuse_unmounted(roots, scan, known)
         max_file, max_window, max_run = self.store.max_ids()

@@ -1,7 +1,6 @@
 """Re-index jobs inside the server: one at a time in a worker thread, others queued, with progress and a scheduler."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -140,16 +139,9 @@ class JobManager:
         return (mine + history)[:limit]
 
     def _history(self, limit: int = 20, run_id: int | None = None) -> list[JobInfo]:
-        sql = "SELECT id, epoch(started_at), epoch(finished_at), status, command, summary FROM runs"
-        params: list = []
-        if run_id is not None:
-            sql += " WHERE id = ?"
-            params.append(run_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
         out = []
-        for rid, started, finished, status, command, summary in self.sound_index.store.cursor().execute(sql, params).fetchall():
-            report = json.loads(summary) if summary else {}
+        for rid, started, finished, status, command, summary in self.sound_index.store.runs(limit, run_id):
+            report = summary or {}
             out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running") else "failed", paths=[],
                                trigger="history", started_at=started, finished_at=finished, run_id=rid,
                                report=IndexReport.from_document(report, rid) if report else None, error=report.get("error"),
