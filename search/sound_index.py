@@ -19,8 +19,9 @@ from indexer.errors import BadInput, DecodeError
 from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder, load_clap
 from indexer.ownership import IndexOwnership
-from indexer.runner import IndexReport, IndexRunner
+from indexer.runner import IndexReport, IndexRunner, check_window
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
+from indexer.queries import stored_model_id
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
@@ -63,26 +64,6 @@ def warn_if_tiny(encoder: ClapEncoder) -> None:
             "Get real weights with `huggingface-cli download laion/clap-htsat-fused` and pass --model.",
             file=sys.stderr,
         )
-
-
-def stored_model_id(index_dir: Path) -> str | None:
-    """The model an existing index was built with, read without taking ownership (None if no index)."""
-    import duckdb
-
-    db = index_dir / DB_NAME
-    if not db.exists():
-        return None
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except Exception:
-        return None  # locked by its owner or unreadable: IndexStore.open reports it properly
-    try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
-        return row[0] if row else None
-    except Exception:
-        return None
-    finally:
-        con.close()
 
 
 def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncoder:
@@ -171,6 +152,8 @@ class SoundIndex:
         ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
         try:
             encoder = encoder or load_encoder(settings, index_dir)
+            if create:  # before the index is created with a window the model cannot take
+                check_window(settings.window_s, encoder)
             store = IndexStore.open(index_dir, encoder.identity, create=create, read_only=ownership.shared)
             vectors = VectorIndex.open(store)
         except BaseException:
