@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from indexer.decode import TARGET_RATE, DecodeLimits
-from indexer.errors import BadInput
+from indexer.errors import BadInput, DecodeError
 from indexer.model import ClapEncoder
 from search.results import Localization, SubWindowScore
 
@@ -98,3 +98,29 @@ def localize_window(sx, window_id: int, query: str, *, sub_s: float = DEFAULT_SU
                            texts=prepared.texts)
     found.window_id = window_id
     return found
+
+
+def localize_hits(sx, results, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = DEFAULT_HOP_S,
+                  prompt_template: str | None = None, strict: bool | None = None) -> None:
+    """Set ``localized`` on every hit of search ``results`` (a hit whose file is gone keeps None)."""
+    from search.catalog import NotServable
+    from search.queries import combined_vectors
+    from search.request_options import with_prompt_template
+    from search.sound_index import prepare_all
+
+    settings = with_prompt_template(sx.settings, prompt_template)
+    limits = DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s)
+    for result in results:
+        prepared = prepare_all([result.query], sx.plugins, settings, strict)[0]
+        qv = combined_vectors(sx.encoder, [prepared.texts])[0]
+        for hit in result.hits:
+            try:
+                from search.catalog import window_location
+
+                where = window_location(sx, hit.window_id)
+                audio = read_mono_48k(Path(where.path), where.start, where.end, sx.plugins.decoders, settings.plugin_view(), limits)
+            except (NotServable, DecodeError):
+                continue
+            hit.localized = localize_audio(audio, qv, sx.encoder, offset_s=where.start, sub_s=sub_s, hop_s=hop_s,
+                                           query=prepared.query, texts=prepared.texts)
+            hit.localized.window_id = hit.window_id
