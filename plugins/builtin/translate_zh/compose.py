@@ -1,6 +1,7 @@
 """Composition: tagged tokens to English noun phrases, split into positive and negative clauses."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plugins.builtin.translate_zh.segment import Token
@@ -133,7 +134,7 @@ def _article(noun: str) -> str:
     return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
-def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_from: list[Token] = ()) -> list[str]:
+def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_from: Sequence[Token] = ()) -> list[str]:
     """Phrasings for one simple part: [modifiers] + things + heard/suffix (+ place)."""
     things = [t for t in tokens if t.role in ("thing", "english")]
     heard = [t for t in tokens if t.role == "heard"]
