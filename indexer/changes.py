@@ -13,20 +13,11 @@ from dataclasses import dataclass, field
 
 from indexer.errors import BadInput
 from indexer.scan import ScannedFile, ScanResult, content_hashes, under_root
+from indexer.store import FileRecord
 
 
-@dataclass(frozen=True)
-class KnownFile:
-    """A stored file row, as far as change detection cares."""
-
-    id: int
-    path: str
-    root: str
-    size: int
-    mtime: float
-    hash: str | None
-    status: str
-    duration: float | None
+# A stored file row, as far as change detection cares: the store's one file record.
+KnownFile = FileRecord
 
 
 @dataclass
@@ -50,9 +41,9 @@ class ChangeSet:
     removed: list[KnownFile] = field(default_factory=list)
 
 
-def known_files(rows: list[tuple]) -> dict[str, KnownFile]:
-    """path -> KnownFile from `IndexStore.files_rows`."""
-    return {r[1]: KnownFile(*r) for r in rows}
+def known_files(records: list[FileRecord]) -> dict[str, FileRecord]:
+    """path -> stored file, from `IndexStore.known_files`."""
+    return {r.path: r for r in records}
 
 
 def refuse_unmounted(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]) -> None:
@@ -82,7 +73,7 @@ def plan_changes(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]
             changes.unchanged += 1
         else:
             need_hash.append(f)
-    hashes = content_hashes([f.path for f in need_hash], hash_threads)
+    hashes = content_hashes([f.path for f in need_hash], hash_threads, {f.path: f.sidecars for f in need_hash})
     scanned_paths = {f.path for f in scan.files}
     gone = [k for k in known.values() if k.path not in scanned_paths and any(under_root(k.path, r) for r in roots)]
     gone_by_hash: dict[str, list[KnownFile]] = {}

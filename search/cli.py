@@ -100,16 +100,7 @@ def index(
     with sx:
         report = sx.index([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
-    doc = {
-        "files_indexed": report.files_indexed, "files_failed": report.files_failed,
-        "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
-        "windows": report.windows, "errors": [{"path": e.path, "error": e.error} for e in report.errors],
-        "warnings": [{"path": e.path, "warning": e.error} for e in report.warnings],
-        "timings": {k: round(v, 4) for k, v in report.timings.items()}, "windows_per_s": round(report.windows_per_s, 3),
-        "files_added": report.files_added, "files_updated": report.files_updated, "files_removed": report.files_removed,
-        "files_renamed": report.files_renamed, "files_reused": report.files_reused,
-        "windows_removed": report.windows_removed, "run_id": report.run_id,
-    }
+    doc = report.document()
     if json_out:
         _emit_json(doc)
         return
@@ -123,8 +114,8 @@ def index(
               f"windows removed {report.windows_removed}")
     for e in report.errors:
         out.print(f"  failed: {e.path}: {e.error}", markup=False, highlight=False)
-    for e in report.warnings:
-        out.print(f"  indexed with a note: {e.path}: {e.error}", markup=False, highlight=False)
+    for w in report.warnings:
+        out.print(f"  indexed with a note: {w.path}: {w.warning}", markup=False, highlight=False)
 
 
 @app.command()
@@ -211,6 +202,10 @@ def search(
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
         response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None,
                              prompt_template=prompt_template, localize=localize)
+    for result in response.results:  # on stderr, so --json output stays clean
+        if result.untranslated:
+            searched = "" if result.texts else "; not searched"
+            sys.stderr.write(f"warning: no English found for: {', '.join(result.untranslated)} (in {result.query!r}){searched}\n")
     if json_out:
         _emit_json(response)
         return

@@ -18,8 +18,9 @@ from indexer.errors import BadInput
 from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder, load_clap
 from indexer.ownership import IndexOwnership
-from indexer.runner import IndexReport, IndexRunner
+from indexer.runner import IndexReport, IndexRunner, check_window
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
+from indexer.queries import stored_model_id
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
@@ -65,26 +66,6 @@ def warn_if_tiny(encoder: ClapEncoder) -> None:
         )
 
 
-def stored_model_id(index_dir: Path) -> str | None:
-    """The model an existing index was built with, read without taking ownership (None if no index)."""
-    import duckdb
-
-    db = index_dir / DB_NAME
-    if not db.exists():
-        return None
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except Exception:
-        return None  # locked by its owner or unreadable: IndexStore.open reports it properly
-    try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
-        return row[0] if row else None
-    except Exception:
-        return None
-    finally:
-        con.close()
-
-
 def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncoder:
     """The CLAP named by settings, else the one the index was built with, else the default checkpoint."""
     model = settings.model or (stored_model_id(index_dir) if index_dir else None) or DEFAULT_MODEL
@@ -94,9 +75,11 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
-def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None) -> list[PreparedQuery]:
+def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None,
+                keep_untranslated: bool = False) -> list[PreparedQuery]:
     strict = settings.strict_translation if strict is None else strict
-    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict) for t in texts]
+    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
+            for t in texts]
 
 
 def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMatrix:
@@ -169,6 +152,8 @@ class SoundIndex:
         ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
         try:
             encoder = encoder or load_encoder(settings, index_dir)
+            if create:  # before the index is created with a window the model cannot take
+                check_window(settings.window_s, encoder)
             store = IndexStore.open(index_dir, encoder.identity, create=create, read_only=ownership.shared)
             vectors = VectorIndex.open(store)
         except BaseException:
@@ -208,7 +193,9 @@ class SoundIndex:
             raise BadInput("no query given")
         if k < 1:
             raise BadInput("k must be at least 1")
-        prepared = prepare_all(queries, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
+        # A query with no English gets no hits (and its untranslated parts); the others still run.
+        prepared = prepare_all(queries, self.plugins, with_prompt_template(self.settings, prompt_template), strict,
+                               keep_untranslated=True)
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
         allowed = None
         if filters is not None and not filters.is_empty():
@@ -222,7 +209,8 @@ class SoundIndex:
         else:
             hits_per_query = top_k_hits(self.store, self.vectors, qv, k, allowed, self.window_matrix)
         for p, hits in zip(prepared, hits_per_query):
-            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated, hits=hits))
+            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated,
+                                       hits=hits if p.texts else []))
         if localize:
             from search.localize import localize_hits
 
