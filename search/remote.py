@@ -101,22 +101,24 @@ class RemoteIndex:
             return json.loads(response.read())
 
     # -- the commands ------------------------------------------------------------------------
-    def search(self, queries: list[str], k: int = 10, path_glob: str | None = None, strict: bool = False):
+    def search(self, queries: list[str], k: int = 10, path_glob: str | None = None, strict: bool = False,
+               prompt_template: str | None = None, localize: bool = False):
         """POST /search: the same SearchResponse the local index gives."""
         from search.results import SearchResponse
 
-        body = {"queries": list(queries), "k": k, "strict": strict}
+        body = {"queries": list(queries), "k": k, "strict": strict, "prompt_template": prompt_template, "localize": localize}
         if path_glob:
             body["filters"] = {"path_glob": path_glob}
         return SearchResponse.model_validate(self._json("/search", body))
 
     def iter_classify(self, labels: str, policy: str = "softmax", by: str = "window", top: int | None = None,
                       threshold: float | None = None, path_glob: str | None = None, strict: bool = False,
-                      policy_options: dict | None = None):
+                      policy_options: dict | None = None, prompt_template: str | None = None):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
         from search.results import ClassifyResponse, ClassifyRow
 
-        body: dict = {"labels": labels, "policy": policy, "by": by, "top": top, "threshold": threshold, "strict": strict}
+        body: dict = {"labels": labels, "policy": policy, "by": by, "top": top, "threshold": threshold, "strict": strict,
+                      "prompt_template": prompt_template}
         if policy_options:
             body["policy_options"] = policy_options
         if path_glob:
@@ -147,7 +149,9 @@ class RemoteIndex:
         """GET /check: the server audits the index it owns (nothing is changed)."""
         return self._json("/check")
 
-    def classify_file(self, path: Path, labels: str, policy: str = "softmax", policy_options: dict | None = None):
+    def classify_file(self, path: Path, labels: str, policy: str = "softmax", policy_options: dict | None = None,
+                      threshold: float | None = None, prompt_template: str | None = None, start: float | None = None,
+                      duration: float | None = None):
         """POST /classify-file with the file uploaded; paths in the answer are the local path, as locally."""
         from search.results import FileClassification
 
@@ -155,6 +159,9 @@ class RemoteIndex:
         fields = {"labels": labels, "policy": policy}
         if policy_options:
             fields["policy_options"] = json.dumps(policy_options)
+        for name, value in (("threshold", threshold), ("prompt_template", prompt_template), ("start", start), ("duration", duration)):
+            if value is not None:
+                fields[name] = repr(value) if isinstance(value, float) else str(value)
         parts = []
         for name, value in fields.items():
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
