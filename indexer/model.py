@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -53,6 +53,15 @@ def _not_found(model: str, reason: str) -> ModelNotFound:
         f"`huggingface-cli download {model}` (they land in the Hugging Face cache), or pass --model DIR "
         "pointing at a directory saved with save_pretrained."
     )
+
+
+class TextEmbedder(Protocol):
+    """What embedding a query or label needs: either encoder, or an open index's (which remembers texts)."""
+
+    @property
+    def embedding_dim(self) -> int: ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
 class TextTower:
@@ -257,13 +266,12 @@ def checkpoint_tensors(source: str, revision: str | None, names: tuple[str, ...]
         if index is None:
             return None
         weight_map = json.loads(index.read_text())["weight_map"]
-        shards = {}
+        shards: dict[str, Path] = {}
         for name in names:
-            if name not in weight_map:
+            shard = _checkpoint_file(source, revision, weight_map[name]) if name in weight_map else None
+            if shard is None:
                 return None
-            shards[name] = _checkpoint_file(source, revision, weight_map[name])
-            if shards[name] is None:
-                return None
+            shards[name] = shard
         where = shards
     out = {}
     for name, path in where.items():

@@ -3,7 +3,6 @@ through its HTTP API and print exactly what they print locally."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess

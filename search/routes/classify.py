@@ -97,7 +97,7 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
         result = await run_in_threadpool(
-            classify_file, saved, labels, sx.encoder, settings, sx.plugins, policy, settings.decode_timeout_s, options,
+            classify_file, saved, labels, sx.encoder.full(), settings, sx.plugins, policy, settings.decode_timeout_s, options,
             threshold=limit, prompt_template=prompt_template, start=start, duration=duration,
             envelope_points=envelope_points, mel_width=mel_width)
         result.path = file.filename
