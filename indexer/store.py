@@ -7,10 +7,23 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    class _Arrow:
+        """pyarrow on first use: it costs 25 MB and a quarter second, and `stats` never builds an Arrow table."""
+
+        def __getattr__(self, name: str):
+            import pyarrow
+
+            return getattr(pyarrow, name)
+
+    pa = _Arrow()
 
 from indexer import crashpoints
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch

@@ -35,9 +35,9 @@ def _settings(index: Path | None = None, model: str | None = None, device: str |
 
 
 def _emit_json(document) -> None:
-    from search.sound_index import dumps
-
-    sys.stdout.write(dumps(document) + "\n")
+    # search.sound_index.dumps, without importing the index's machinery for a document already made
+    data = document.model_dump(mode="json") if hasattr(document, "model_dump") else document
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
 
 
 def _policy_options(items: list[str] | None) -> dict:
@@ -416,13 +416,19 @@ def classify_file_cmd(
 def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False, server: ServerOpt = None,
           api_key: ApiKeyOpt = None):
     """Files (indexed, failed, skipped), windows, hours of audio, model and settings (no model is loaded)."""
-    settings = _settings(index).model_copy(update={"model": None})  # counts only: --model is accepted, not needed
-    client, sx = _reader(settings, server, api_key)
+    from indexer.index_stats import index_stats
+
+    settings = _settings(index)  # counts only: --model is accepted, not needed
+    client = _client(settings.index, server, api_key)
+    if client is None:
+        try:
+            doc = index_stats(settings.index)
+        except IndexLocked:
+            client = _client(settings.index, None, api_key)  # a server took the index meanwhile: ask it
+            if client is None:
+                raise
     if client is not None:
         doc = client.stats()
-    else:
-        with sx:
-            doc = sx.stats()
     if json_out:
         _emit_json(doc)
         return
