@@ -46,15 +46,20 @@ def timed(cmd: list[str], env: dict, cwd: Path = REPO) -> tuple[float, subproces
 # fork and exec, so measured straight from this (torch-loaded) process every child would look as large as it.
 LAUNCH = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
           "p = subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL); wall = time.perf_counter() - t; "
-          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, wall, file=sys.stderr); sys.exit(p.returncode)")
+          "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+          "print(u.ru_maxrss, wall, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(p.returncode)")
+
+CPU: dict[str, float] = {}  # CPU seconds (user + system) of each measured command: steadier than wall on a busy machine
 
 
-def peak_rss_mb(cmd: list[str], env: dict, cwd: Path = REPO) -> tuple[float, float, str]:
-    """(wall seconds from launch to exit, peak RSS MB, stdout) of one process."""
+def peak_rss_mb(cmd: list[str], env: dict, cwd: Path = REPO, name: str | None = None) -> tuple[float, float, str]:
+    """(wall seconds from launch to exit, peak RSS MB, stdout) of one process; its CPU seconds go to CPU[name]."""
     proc = subprocess.run([sys.executable, "-c", LAUNCH, *cmd], capture_output=True, text=True, env=env, cwd=cwd)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode})")
-    rss_kb, wall = proc.stderr.strip().splitlines()[-1].split()
+    rss_kb, wall, cpu = proc.stderr.strip().splitlines()[-1].split()
+    if name:
+        CPU[name] = round(float(cpu), 2)
     return float(wall), int(rss_kb) / 1024, proc.stdout
 
 
@@ -116,25 +121,27 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"machine": machine(), "load_average_start": round(os.getloadavg()[0], 2)}
 
     # Cold index + classify (fresh commands; the labels never embedded before) vs the pipeline, one by one.
-    index_s, built = timed([*cli, "index", str(work / "archive"), "--index", index, "--model", str(model_dir),
-                               "--device", "cpu", "--json"], env)
-    windows = json.loads(built.stdout)["windows"]
-    classify_s, _ = timed([*cli, "classify", "--labels", ", ".join(LABELS), "--index", index, "--device", "cpu", "--json"], env)
-    t = time.perf_counter()
+    index_s, _, built = peak_rss_mb([*cli, "index", str(work / "archive"), "--index", index, "--model", str(model_dir),
+                                     "--device", "cpu", "--json"], env, name="index")
+    windows = json.loads(built)["windows"]
+    classify_s, _, _ = peak_rss_mb([*cli, "classify", "--labels", ", ".join(LABELS), "--index", index, "--device", "cpu",
+                                    "--json"], env, name="classify")
+    t, cpu0 = time.perf_counter(), time.process_time()
     pipe_windows, pipe_run_s, _, pipe_load_s = pipeline_side(model_dir, paths)
     pipe_s = time.perf_counter() - t
+    CPU["pipeline"] = round(time.process_time() - cpu0, 2)
     result.update(windows=windows, index_s=round(index_s, 2), classify_s=round(classify_s, 2),
                   index_classify_s=round(index_s + classify_s, 2), pipeline_windows=pipe_windows,
                   pipeline_s=round(pipe_s, 2), pipeline_load_s=round(pipe_load_s, 2),
                   index_classify_vs_pipeline=round(pipe_s / (index_s + classify_s), 2))
 
     # stats: wall and peak RSS of the process.
-    stats_s, stats_rss, _ = peak_rss_mb([*cli, "stats", "--index", index, "--json"], env)
+    stats_s, stats_rss, _ = peak_rss_mb([*cli, "stats", "--index", index, "--json"], env, name="stats")
     result.update(stats_s=round(stats_s, 2), stats_rss_mb=round(stats_rss, 1))
 
     # search: cold (a text never embedded), then the same text again (remembered: no model).
     search = [*cli, "search", "--index", index, "--device", "cpu", "-k", "10", "--json"]
-    cold_s, cold_rss, proc = peak_rss_mb([*search, "a dog barking near a road"], env)
+    cold_s, cold_rss, proc = peak_rss_mb([*search, "a dog barking near a road"], env, name="search_cold")
     assert json.loads(proc)["results"][0]["hits"], "no hit"
     t = time.perf_counter()
     again = subprocess.run([sys.executable, "-X", "importtime", "-m", "search.cli", "search", "a dog barking near a road",
@@ -153,14 +160,16 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             old_env = dict(env, PYTHONPATH=str(old))
             old_cli = [sys.executable, "-m", "search.cli"]
-            old_stats_s, old_stats_rss, _ = peak_rss_mb([*old_cli, "stats", "--index", index, "--json"], old_env, cwd=old)
+            old_stats_s, old_stats_rss, _ = peak_rss_mb([*old_cli, "stats", "--index", index, "--json"], old_env, cwd=old,
+                                                        name="baseline_stats")
             old_search_s, old_search_rss, _ = peak_rss_mb([*old_cli, "search", "a cat meowing on a roof", "--index", index,
-                                                          "--device", "cpu", "-k", "10", "--json"], old_env, cwd=old)
+                                                          "--device", "cpu", "-k", "10", "--json"], old_env, cwd=old,
+                                                          name="baseline_search_cold")
             old_index = str(work / "index-baseline")
-            old_index_s, _ = timed([*old_cli, "index", str(work / "archive"), "--index", old_index, "--model", str(model_dir),
-                                       "--device", "cpu", "--json"], old_env, cwd=old)
-            old_classify_s, _ = timed([*old_cli, "classify", "--labels", ", ".join(LABELS), "--index", old_index,
-                                          "--device", "cpu", "--json"], old_env, cwd=old)
+            old_index_s, _, _ = peak_rss_mb([*old_cli, "index", str(work / "archive"), "--index", old_index, "--model",
+                                             str(model_dir), "--device", "cpu", "--json"], old_env, cwd=old, name="baseline_index")
+            old_classify_s, _, _ = peak_rss_mb([*old_cli, "classify", "--labels", ", ".join(LABELS), "--index", old_index,
+                                                "--device", "cpu", "--json"], old_env, cwd=old, name="baseline_classify")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO, capture_output=True)
         result.update(baseline_rev=args.baseline_rev, baseline_stats_s=round(old_stats_s, 2),
@@ -174,13 +183,13 @@ def main(argv: list[str] | None = None) -> dict:
     server, url = start_server(cli, index, model_dir, env)
     try:
         subprocess.run([*search, "warm-up query"], capture_output=True, env=env, cwd=REPO)  # the server's first text
-        served_s, served_rss, out = peak_rss_mb([*search, "a dog barking near a road"], env)
+        served_s, served_rss, out = peak_rss_mb([*search, "a dog barking near a road"], env, name="search_via_server")
         assert json.loads(out)["results"][0]["hits"], "no hit through the server"
     finally:
         server.terminate()
         server.wait(60)
     result.update(search_via_server_s=round(served_s, 2), search_via_server_rss_mb=round(served_rss, 1),
-                  load_average_end=round(os.getloadavg()[0], 2))
+                  load_average_end=round(os.getloadavg()[0], 2), cpu_s=dict(CPU))
     shutil.rmtree(work, ignore_errors=True)
 
     print(f"machine: {result['machine']}; 1-min load average {result['load_average_start']} -> {result['load_average_end']}")
@@ -197,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['pipeline_load_s']:.2f} s included): {result['index_classify_vs_pipeline']:.2f}x"
           + (f"   (baseline {result['baseline_index_classify_s']:.2f} s: {result['baseline_index_classify_vs_pipeline']:.2f}x)"
              if args.baseline_rev else ""))
+    print(f"CPU seconds (user + system) per command: {json.dumps(CPU)}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result
