@@ -159,3 +159,33 @@ class IndexEncoder:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.full(), name)
+
+
+def fold_side_texts(index_dir) -> bool:
+    """Move the text vectors readers left in side files into DuckDB now, if nobody else has the index open.
+
+    Called by a reader as it closes: it takes the index alone for a moment (never waiting: with other readers
+    or an owner about, the side files stay and the next owner folds them in). True when folded.
+    """
+    import fcntl
+    import os
+
+    from indexer.ownership import LOCK_NAME
+    from indexer.store import IndexStore
+
+    try:
+        fd = os.open(index_dir / LOCK_NAME, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            IndexStore.open(index_dir, None, create=False).close()  # a writable open folds the side files in
+            return True
+        except Exception:  # noqa: BLE001 - a read-only disk, a busy file: the side files stay, nothing is lost
+            return False
+    finally:
+        os.close(fd)  # also drops the lock

@@ -142,6 +142,7 @@ class IndexStore(StoreQueries):
         self._con = con
         self._write_lock = threading.Lock()
         self.read_only = False
+        self.wrote_side_texts = False  # a reader left new text vectors in side files (folded into DuckDB on close if it can)
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -557,6 +558,7 @@ class IndexStore(StoreQueries):
                 with open(tmp, "wb") as fh:
                     np.savez(fh, fingerprint=np.array(fingerprint), texts=np.array(list(texts), dtype=str), vectors=vectors)
                 os.replace(tmp, side / name)
+                self.wrote_side_texts = True
             except OSError:
                 pass  # a read-only file system: texts are embedded again next time, nothing is lost
             return

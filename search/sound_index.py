@@ -205,6 +205,10 @@ class SoundIndex:
             self.store.close()
         finally:
             self._ownership.release()
+        if self.store.wrote_side_texts:  # a reader embedded new texts: into DuckDB now, if the index is free
+            from indexer.index_encoder import fold_side_texts
+
+            fold_side_texts(self.store.index_dir)
 
     def __enter__(self) -> "SoundIndex":
         return self

@@ -117,19 +117,35 @@ def test_a_second_classify_with_the_same_labels_loads_no_model(built_index, tiny
     assert json.loads(out3)["results"][0]["texts"] == ["This is a sound of a church bell."]
 
 
-def test_remembered_texts_move_into_duckdb_and_warm_the_owner(built_index, tiny_model_dir, tiny_encoder):
+def test_remembered_texts_land_in_duckdb_and_warm_the_owner(built_index, tiny_model_dir, tiny_encoder):
+    import duckdb
+
     from indexer.settings import load_settings
-    from indexer.store import TEXT_SIDE_DIR
+    from indexer.store import DB_NAME, TEXT_SIDE_DIR
     from search.sound_index import SoundIndex
 
+    def in_duckdb(text: str) -> bool:
+        con = duckdb.connect(str(built_index / DB_NAME), read_only=True)
+        try:
+            return con.execute("SELECT count(*) FROM text_vectors WHERE text = ?", [text]).fetchone()[0] == 1
+        finally:
+            con.close()
+
     settings = load_settings(index=built_index, model=str(tiny_model_dir), device="cpu")
+    door, owl = "This is a sound of a squeaking door.", "This is a sound of an owl at night."
+    # Alone, a reader folds what it embedded into DuckDB as it closes.
     with SoundIndex.open(built_index, settings=settings, read_only=True) as sx:
         sx.search(["a squeaking door"], k=1)
-    assert list((built_index / TEXT_SIDE_DIR).glob("*.npz"))  # a reader cannot write DuckDB: a side file
-    with SoundIndex.open(built_index, settings=settings, encoder=tiny_encoder) as owner:  # the owner folds them in
+    assert in_duckdb(door) and not list((built_index / TEXT_SIDE_DIR).glob("*.npz"))
+    # Beside another reader it cannot write DuckDB: a side file, read by every reader, folded in by the next owner.
+    with SoundIndex.open(built_index, settings=settings, read_only=True) as other:
+        with SoundIndex.open(built_index, settings=settings, read_only=True) as sx:
+            sx.search(["an owl at night"], k=1)
+        assert list((built_index / TEXT_SIDE_DIR).glob("*.npz")) and not in_duckdb(owl)
+        assert owl in other.store.text_vectors(other.encoder.identity.fingerprint, [owl])
+    with SoundIndex.open(built_index, settings=settings, encoder=tiny_encoder) as owner:
         assert not list((built_index / TEXT_SIDE_DIR).glob("*.npz"))
         remembered = owner.store.text_vectors(owner.encoder.identity.fingerprint)
-        assert "This is a sound of a squeaking door." in remembered
-        assert "This is a sound of a squeaking door." in owner.encoder._cache  # warmed
-        expected = tiny_encoder.embed_texts(["This is a sound of a squeaking door."])[0]
-        assert np.max(np.abs(remembered["This is a sound of a squeaking door."] - expected)) < 1e-6
+        assert door in remembered and owl in remembered
+        assert door in owner.encoder._cache and owl in owner.encoder._cache  # the owner warms from the table
+        assert np.array_equal(remembered[owl], tiny_encoder.embed_texts([owl])[0])
