@@ -226,7 +226,7 @@ def _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> I
             path=paths[fid], start=float(start), end=float(end),
             scores={name: float(best[fid][j]) for j, name in enumerate(names)},
             label=names[label_idx] if len(fired) else None, window_id=int(wid), file_id=fid,
-            fired=[names[j] for j in fired],
+            fired=[names[j] for j in fired], peak_window=int(wid), peak_start=float(start), peak_end=float(end),
         )
 
 
