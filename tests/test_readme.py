@@ -81,6 +81,8 @@ def test_each_command_prints_the_fields_the_readme_promises(tmp_path, tiny_model
     write_sound(tmp_path / "archive" / "a.wav", "tone", 12.0)
     write_sound(tmp_path / "archive" / "b.wav", "noise", 4.0, seed=2)
     (tmp_path / "archive" / "broken.mp3").write_bytes(b"\xff\xfb" + bytes(200))  # an error to list
+    (tmp_path / "archive" / "odd.pcm").write_bytes(bytes(16_001))  # a partial last frame: a warning to list
+    (tmp_path / "archive" / "notes.txt").write_text("not audio\n")  # a skipped file to list
     index = str(tmp_path / "index")
     runs = {
         "index": ["index", str(tmp_path / "archive"), "--index", index, "--json"],
