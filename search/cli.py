@@ -60,7 +60,9 @@ def _policy_option_errors():
         raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
 
-def _fmt_time(seconds: float) -> str:
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:05.2f}"
 

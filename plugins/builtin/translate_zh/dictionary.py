@@ -138,14 +138,14 @@ def reduce_entry(zh: str, readings: list[tuple[str, list[str]]]) -> DictEntry | 
     scored: list[tuple[float, str]] = []
     for rank, (_, senses) in enumerate(ranked):
         for position, sense in enumerate(senses):
-            for i, candidate in enumerate(_candidates(sense)):
+            for candidate in _candidates(sense):
                 scored.append((_score(position, candidate, len(zh) == 1) + rank * 0.7, candidate))
     if not scored:
         return None
     scored.sort(key=lambda s: s[0])
     best = scored[0][1]
     pos = "verb" if best.startswith("to ") else "adj" if best.endswith(_ADJECTIVE_ENDINGS) and " " not in best else "noun"
-    senses: list[str] = []
+    senses = []
     for _, candidate in scored:
         if (pos == "verb") != candidate.startswith("to "):
             continue  # one part of speech per word: its senses must compose the same way
