@@ -16,6 +16,7 @@ MAX_PAGE = 10_000
 MAX_TOP = 1_000_000
 MAX_JOB_PATHS = 100
 MAX_MARGIN_S = 30.0
+MAX_TAG_FILTER = 300
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
@@ -26,12 +27,25 @@ class RequestFilters(Filters):
 
     @field_validator("tags")
     @classmethod
-    def _plain_tag_names(cls, tags: dict) -> dict:
-        bad = [name for name in tags if not _TAG_NAME.match(name)]
-        if bad:
-            raise ValueError(f"tag names are letters, digits, '_', '.', '-' (1-64 characters), not {bad[0]!r}")
+    def _plain_tag_names(cls, tags: dict | list) -> dict | list:
+        from indexer.errors import BadInput
+        from search.filters import parse_tag_filter
+
         if len(tags) > 16:
             raise ValueError("at most 16 tag filters")
+        if isinstance(tags, list):
+            for text in tags:
+                if len(text) > MAX_TAG_FILTER:
+                    raise ValueError(f"a tag filter is at most {MAX_TAG_FILTER} characters")
+                try:
+                    parse_tag_filter(text)
+                except BadInput as exc:
+                    raise ValueError(str(exc)) from None
+            return tags
+        # 'MODEL:LABEL' keys name a model's label (labels may hold spaces and commas); plain keys are flat tag names.
+        bad = [name for name in tags if not (_TAG_NAME.match(name) or (":" in name and 2 < len(name) <= MAX_TAG_FILTER))]
+        if bad:
+            raise ValueError(f"tag names are letters, digits, '_', '.', '-' (1-64 characters), or MODEL:LABEL, not {bad[0]!r}")
         return tags
 
 
