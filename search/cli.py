@@ -216,7 +216,6 @@ def search(
 ):
     """Top-k windows for each query."""
     from search.sound_index import SoundIndex
-    from search.filters import Filters
 
     settings = _settings(index, model, device)
     filters = _filters(path_glob, tag)
@@ -256,7 +255,6 @@ def classify(
     json_out: JsonOpt = False,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set."""
-    from search.filters import Filters
     from search.sound_index import SoundIndex
     from search.writers import write_rows
 
@@ -268,7 +266,12 @@ def classify(
                                         filters=filters, strict=strict or None,
                                         policy_options=policy_options)
         if out_path is not None:
-            count = write_rows(out_path, header, rows)
+            from search.tag_columns import tag_column_names, with_tag_columns
+
+            tag_columns = tag_column_names(sx.store)  # each tagging model's best label and score per row
+            if tag_columns:
+                rows = with_tag_columns(sx.store, rows, by, tag_columns)
+            count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
             if json_out:
                 _emit_json({"labels": header.labels, "texts": header.texts, "policy": policy, "rows_written": count, "out": str(out_path)})
             else:
@@ -337,6 +340,15 @@ def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = Fa
     out.print(f"windows: {doc['windows']} ({doc['hours']:.3f} h of audio)")
     out.print(f"model: {doc['model']['id']}@{doc['model']['revision']} ({doc['model']['embedding_dim']}-d)")
     out.print(f"settings: {json.dumps(doc['settings'])}", markup=False, highlight=False)
+    for t in doc.get("tags", []):
+        out.print(f"tags: {t['alias']} = {t['model']}@{t['revision']}: {t['windows_tagged']} windows, {t['labels']} labels, "
+                  f"top_k {t['top_k']}, {t['function_to_apply']}", markup=False, highlight=False)
+
+
+def _configured_models(tagger: str) -> list:
+    """The models ``[plugin.<tagger>] models`` names in the settings (not loaded)."""
+    models = (_settings().plugin.get(tagger) or {}).get("models") or []
+    return [models] if isinstance(models, (str, dict)) else list(models)
 
 
 @app.command()
@@ -350,7 +362,8 @@ def plugins(json_out: JsonOpt = False):
         "decoders": [{"name": d.name, "extensions": list(d.extensions), "magic": [m.decode("latin-1") for m in d.magic],
                       "generic": d.generic} for d in host.decoders.values()],
         "policies": [{"name": p.name, "description": p.description, "options": dict(p.option_help)} for p in host.policies.values()],
-        "taggers": [{"name": t.name, "description": t.description} for t in host.taggers.values()],
+        "taggers": [{"name": t.name, "description": t.description,
+                     **({"models": _configured_models(t.name)} if t.classifiers is not None else {})} for t in host.taggers.values()],
         "failed": [{"name": f.name, "error": f.error} for f in host.failures],
     }
     if json_out:
@@ -360,7 +373,8 @@ def plugins(json_out: JsonOpt = False):
         out.print(f"{p['name']}: {', '.join(p['hooks'])}")
     out.print("decoders: " + ", ".join(f"{d['name']} ({', '.join(d['extensions']) or 'magic'})" for d in doc["decoders"]))
     out.print("policies: " + ", ".join(p["name"] for p in doc["policies"]))
-    out.print("taggers: " + ", ".join(t["name"] for t in doc["taggers"]))
+    out.print("taggers: " + ", ".join(t["name"] + (f" (models: {', '.join(map(str, t['models'])) or 'none configured'})"
+                                                   if "models" in t else "") for t in doc["taggers"]))
     for f in doc["failed"]:
         err.print(f"failed to load {f['name']}: {f['error']}", style="red", markup=False, highlight=False, soft_wrap=True)
 

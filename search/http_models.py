@@ -86,6 +86,14 @@ class JobRequest(BaseModel):
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
+class TagJobRequest(BaseModel):
+    model: str = Field(..., min_length=1, max_length=4096,
+                       description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id")
+    top_k: int | None = Field(None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)")
+    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(None, description="default: the model's own")
+    retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
@@ -116,6 +124,8 @@ class WindowInfo(BaseModel):
     start: float
     end: float
     tags: dict[str, Any] = Field(default_factory=dict, description="acoustic stats and flags from the taggers")
+    model_tags: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="classifier tags by model alias: [{label, score}, ...] best first (soundsift tag)")
     score: float | None = Field(None, description="cosine with `query`, or the best label's score with `labels`")
     scores: dict[str, float] | None = None
     label: str | None = None

@@ -207,7 +207,7 @@ class SoundIndex:
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
         allowed = None
         if filters is not None and not filters.is_empty():
-            where, params = filters.to_sql()
+            where, params = filters.to_sql(self.store.tag_models())
             allowed = self.store.cursor().sql(
                 f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
             ).fetchnumpy()["id"]
@@ -235,7 +235,7 @@ class SoundIndex:
         scoring = policy_named(self.plugins.policies, policy)
         prepared = prepare_all(names, self.plugins, self.settings, strict)
         matrix = label_matrix(prepared, self.encoder)
-        where, params = (filters or Filters()).to_sql()
+        where, params = (filters or Filters()).to_sql(self.store.tag_models())
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
         wm = self.window_matrix()
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)

@@ -2,49 +2,57 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from indexer.errors import BadInput
 from search.results import ClassifyResponse, ClassifyRow
 
 
-def write_rows(path: Path, header: ClassifyResponse, rows: Iterable[ClassifyRow]) -> int:
-    """Stream classification rows to ``path`` by its suffix (.csv, .jsonl or .parquet); returns the count."""
+def write_rows(path: Path, header: ClassifyResponse, rows: Iterable[ClassifyRow], extra_columns: Sequence[str] = ()) -> int:
+    """Stream classification rows to ``path`` by its suffix (.csv, .jsonl or .parquet); returns the count.
+
+    With ``extra_columns`` (classifier tags, ``tag:<alias>`` and ``tag:<alias>:score``), ``rows`` yields
+    (row, {column: value}) pairs and those columns follow the label scores."""
     suffix = path.suffix.lower()
     names = header.labels
     count = 0
+    extra_columns = list(extra_columns)
+    pairs = rows if extra_columns else ((r, {}) for r in rows)
     if suffix == ".jsonl":
         with open(path, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n")
+            for row, extra in pairs:
+                fh.write(json.dumps({**row.model_dump(mode="json"), **extra}, ensure_ascii=False) + "\n")
                 count += 1
     elif suffix == ".csv":
         import csv
 
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["path", "start", "end", "label", *names])
-            for row in rows:
-                writer.writerow([row.path, row.start, row.end, row.label or "", *(row.scores[n] for n in names)])
+            writer.writerow(["path", "start", "end", "label", *names, *extra_columns])
+            for row, extra in pairs:
+                writer.writerow([row.path, row.start, row.end, row.label or "", *(row.scores[n] for n in names),
+                                 *("" if extra.get(c) is None else extra[c] for c in extra_columns)])
                 count += 1
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         schema = pa.schema([("path", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("label", pa.string()),
-                            *[(n, pa.float32()) for n in names]])
+                            *[(n, pa.float32()) for n in names],
+                            *[(c, pa.float32() if c.endswith(":score") else pa.string()) for c in extra_columns]])
         with pq.ParquetWriter(path, schema) as writer:
             buffer: list = []
 
             def flush():
-                cols = {"path": [r.path for r in buffer], "start": [r.start for r in buffer], "end": [r.end for r in buffer],
-                        "label": [r.label for r in buffer], **{n: [r.scores[n] for r in buffer] for n in names}}
+                cols = {"path": [r.path for r, _ in buffer], "start": [r.start for r, _ in buffer], "end": [r.end for r, _ in buffer],
+                        "label": [r.label for r, _ in buffer], **{n: [r.scores[n] for r, _ in buffer] for n in names},
+                        **{c: [e.get(c) for _, e in buffer] for c in extra_columns}}
                 writer.write_table(pa.table(cols, schema=schema))
                 buffer.clear()
 
-            for row in rows:
-                buffer.append(row)
+            for row, extra in pairs:
+                buffer.append((row, extra))
                 count += 1
                 if len(buffer) >= 65536:
                     flush()
