@@ -76,8 +76,8 @@ class TagRows:
 def has_tag_tables(cur) -> bool:
     """False for an index written before model tags existed and opened read-only (nothing to migrate then)."""
     rows = cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('tag_models', 'window_tags') "
-                       "AND database_name = current_database()").fetchone()
-    return int(rows[0]) == 2
+                       "AND database_name = current_database()").fetchall()  # fetched whole: the cursor is used again
+    return int(rows[0][0]) == 2
 
 
 def stored_models(cur) -> dict[str, TagModel]:

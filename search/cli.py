@@ -347,8 +347,9 @@ def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = Fa
 
 def _configured_models(tagger: str) -> list:
     """The models ``[plugin.<tagger>] models`` names in the settings (not loaded)."""
-    models = (_settings().plugin.get(tagger) or {}).get("models") or []
-    return [models] if isinstance(models, (str, dict)) else list(models)
+    from plugins.builtin.tag_classifier import model_entries
+
+    return model_entries({"classifier.models": (_settings().plugin.get(tagger) or {}).get("models")})
 
 
 @app.command()

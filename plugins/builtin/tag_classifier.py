@@ -13,6 +13,7 @@ or ``{id = ..., alias = ..., revision = ...}``), ``top_k`` (default 5, 0 = every
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -187,11 +188,20 @@ class TransformersClassifier:
         return results  # type: ignore[return-value]
 
 
+def model_entries(settings: Mapping[str, Any]) -> list:
+    """The ``classifier.models`` entries of the plugin settings view, as a list (a JSON list in an env variable too)."""
+    entries = settings.get(f"{NAME}.models") or []
+    if isinstance(entries, str) and entries.strip().startswith("["):
+        try:
+            entries = json.loads(entries)
+        except ValueError:
+            raise ClassifierLoadError(f"cannot read classifier.models {entries!r}: give a list of model ids") from None
+    return [entries] if isinstance(entries, (str, Mapping)) else list(entries)
+
+
 def load_classifiers(settings: Mapping[str, Any]) -> list[TransformersClassifier]:
     """The models ``classifier.models`` names, loaded with ``classifier.top_k`` / ``function_to_apply`` on ``device``."""
-    entries = settings.get(f"{NAME}.models") or []
-    if isinstance(entries, (str, Mapping)):
-        entries = [entries]
+    entries = model_entries(settings)
     top_k = settings.get(f"{NAME}.top_k", DEFAULT_TOP_K)
     function = settings.get(f"{NAME}.function_to_apply") or None
     batch = settings.get(f"{NAME}.batch_size", DEFAULT_BATCH)
