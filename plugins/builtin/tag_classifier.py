@@ -132,6 +132,10 @@ class TransformersClassifier:
 
     def _load_model(self, revision: str | None, config) -> None:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # as for CLAP: a progress bar per shard is noise on a CLI's stderr
 
         try:
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_id, revision=revision)
