@@ -219,13 +219,10 @@ class JobManager:
             job.done.set()
 
     def _run_tag(self, job: _Job) -> None:
-        from indexer.tag_pass import run_tag_pass
-
-        sx, spec = self.sound_index, job.info.tag or {}
+        spec = job.info.tag or {}
         try:
-            report = run_tag_pass(sx.store, sx.plugins, sx.settings, spec["model"], top_k=spec.get("top_k"),
-                                  function_to_apply=spec.get("function_to_apply"), retag=bool(spec.get("retag")),
-                                  device=str(sx.encoder.device), progress=False, on_progress=lambda p: self._progress(job, p))
+            report = self.sound_index.tag(spec["model"], top_k=spec.get("top_k"), function_to_apply=spec.get("function_to_apply"),
+                                          retag=bool(spec.get("retag")), progress=False, on_progress=lambda p: self._progress(job, p))
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
                 job.info.status = "failed"

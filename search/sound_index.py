@@ -196,6 +196,14 @@ class SoundIndex:
         return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
 
+    def tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
+            progress: bool | None = None, on_progress=None):
+        """Tag the windows without tags from ``model`` (hub id, directory or ``alias=id``) on CLAP's device (a TagReport)."""
+        from indexer.tag_pass import run_tag_pass
+
+        return run_tag_pass(self.store, self.plugins, self.settings, model, top_k=top_k, function_to_apply=function_to_apply,
+                            retag=retag, device=str(self.encoder.device), progress=progress, on_progress=on_progress)
+
     # -- search ------------------------------------------------------------------------------
     def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors."""
