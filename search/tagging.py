@@ -9,7 +9,14 @@ from indexer.tag_pass import TagReport, run_tag_pass
 
 
 def model_ref(model: str, alias: str | None) -> str:
-    """``--model`` with ``--alias`` folded in as ``alias=id`` (the form settings use)."""
+    """``--model`` with ``--alias`` folded in as ``alias=id`` (the form settings use); a local directory made absolute,
+    so the index keys it the same from any working directory (and a server resolves it as the user meant)."""
+    name, sep, rest = model.partition("=")
+    if sep and not alias and not Path(model).expanduser().exists():
+        alias, model = name, rest
+    local = Path(model).expanduser()
+    if local.is_dir():
+        model = str(local.resolve())
     return f"{alias}={model}" if alias else model
 
 
