@@ -26,7 +26,8 @@ class BandEncoder(ClapEncoder):
     @torch.inference_mode()
     def embed_waveforms(self, waveforms: torch.Tensor) -> np.ndarray:
         log_mel = self.features(waveforms)[:, 0]  # (batch, frames, mels): the first of the four identical views
-        power = torch.pow(10.0, log_mel.double() / 10.0).mean(dim=1)  # (batch, mels)
+        # the features' floor (1e-10, i.e. -100 dB) taken off: silence is a zero vector, no band at all
+        power = torch.clamp(torch.pow(10.0, log_mel.double() / 10.0) - 1e-10, min=0.0).mean(dim=1)  # (batch, mels)
         band = power[:, self.band]
         rest = power.sum(dim=1) - band
         out = np.zeros((len(power), self.embedding_dim), np.float32)
