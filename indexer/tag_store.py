@@ -13,16 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-TAG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tag_models (
-    model VARCHAR NOT NULL, revision VARCHAR NOT NULL, alias VARCHAR NOT NULL, labels JSON NOT NULL,
-    top_k INTEGER NOT NULL, function_to_apply VARCHAR NOT NULL, sample_rate INTEGER,
-    updated_at TIMESTAMP DEFAULT current_timestamp
-);
-CREATE TABLE IF NOT EXISTS window_tags (
-    window_id BIGINT NOT NULL, model VARCHAR NOT NULL, revision VARCHAR NOT NULL, label VARCHAR NOT NULL, score FLOAT NOT NULL
-);
-"""
+TAG_TABLES = (  # the store's migration 3
+    "CREATE TABLE IF NOT EXISTS tag_models (model VARCHAR NOT NULL, revision VARCHAR NOT NULL, alias VARCHAR NOT NULL, "
+    "labels JSON NOT NULL, top_k INTEGER NOT NULL, function_to_apply VARCHAR NOT NULL, sample_rate INTEGER, "
+    "updated_at TIMESTAMP DEFAULT current_timestamp)",
+    "CREATE TABLE IF NOT EXISTS window_tags (window_id BIGINT NOT NULL, model VARCHAR NOT NULL, revision VARCHAR NOT NULL, "
+    "label VARCHAR NOT NULL, score FLOAT NOT NULL)",
+)
 
 
 @dataclass(frozen=True)
