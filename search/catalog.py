@@ -12,6 +12,7 @@ from search.classify import ClassifyOptions, policy_named, score_chunks
 from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.queries import combined_vectors, parse_labels
 from indexer.store import WindowChunk
+from indexer.tag_store import tags_of_windows
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
 
@@ -46,7 +47,9 @@ def file_detail(sx: SoundIndex, file_id: int, query: str | None = None, labels: 
         return None
     row = found[0]
     stored = sx.store.windows_of_file(file_id)
-    windows = [WindowInfo(id=i, start=s, end=e, tags=t) for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)]
+    labelled = tags_of_windows(sx.store.cursor(), stored.ids)
+    windows = [WindowInfo(id=i, start=s, end=e, tags=t, model_tags=labelled.get(i, {}))
+               for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)]
     detail = FileDetail(**_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows)
     if not windows or not (query or labels):
         return detail

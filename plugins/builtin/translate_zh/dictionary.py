@@ -136,8 +136,8 @@ def reduce_entry(zh: str, readings: list[tuple[str, list[str]]]) -> DictEntry | 
     # The reading with most senses is the word's main one (打 da3 "to beat..." before da2 "dozen").
     ranked = sorted(common or readings, key=lambda r: -len(r[1]))
     scored: list[tuple[float, str]] = []
-    for rank, (_, senses) in enumerate(ranked):
-        for position, sense in enumerate(senses):
+    for rank, (_, glosses) in enumerate(ranked):
+        for position, sense in enumerate(glosses):
             for candidate in _candidates(sense):
                 scored.append((_score(position, candidate, len(zh) == 1) + rank * 0.7, candidate))
     if not scored:
@@ -145,7 +145,7 @@ def reduce_entry(zh: str, readings: list[tuple[str, list[str]]]) -> DictEntry | 
     scored.sort(key=lambda s: s[0])
     best = scored[0][1]
     pos = "verb" if best.startswith("to ") else "adj" if best.endswith(_ADJECTIVE_ENDINGS) and " " not in best else "noun"
-    senses = []
+    senses: list[str] = []
     for _, candidate in scored:
         if (pos == "verb") != candidate.startswith("to "):
             continue  # one part of speech per word: its senses must compose the same way
