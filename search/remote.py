@@ -101,18 +101,18 @@ class RemoteIndex:
             return json.loads(response.read())
 
     # -- the commands ------------------------------------------------------------------------
-    def search(self, queries: list[str], k: int = 10, path_glob: str | None = None, strict: bool = False,
+    def search(self, queries: list[str], k: int = 10, filters: dict | None = None, strict: bool = False,
                prompt_template: str | None = None, localize: bool = False):
         """POST /search: the same SearchResponse the local index gives."""
         from search.results import SearchResponse
 
         body = {"queries": list(queries), "k": k, "strict": strict, "prompt_template": prompt_template, "localize": localize}
-        if path_glob:
-            body["filters"] = {"path_glob": path_glob}
+        if filters:
+            body["filters"] = filters
         return SearchResponse.model_validate(self._json("/search", body))
 
     def iter_classify(self, labels: str, policy: str = "softmax", by: str = "window", top: int | None = None,
-                      threshold: float | None = None, path_glob: str | None = None, strict: bool = False,
+                      threshold: float | None = None, filters: dict | None = None, strict: bool = False,
                       policy_options: dict | None = None, prompt_template: str | None = None):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
         from search.results import ClassifyResponse, ClassifyRow
@@ -121,8 +121,8 @@ class RemoteIndex:
                       "prompt_template": prompt_template}
         if policy_options:
             body["policy_options"] = policy_options
-        if path_glob:
-            body["filters"] = {"path_glob": path_glob}
+        if filters:
+            body["filters"] = filters
         response = self._open("/classify", json.dumps(body, ensure_ascii=False).encode(), "application/json", accept=NDJSON)
         first = response.readline()
         if not first:
