@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,ray]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -22,9 +22,10 @@ browser-deps:
 	  echo "note: chromium not installed; browser tests will be skipped"; }
 
 # Two pytest workers: most tests wait on subprocesses, servers and disks, so two overlap well on two cores.
+# loadgroup: tests marked xdist_group (the Ray cluster tests) share one worker and so one local cluster.
 PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed browser-deps
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py

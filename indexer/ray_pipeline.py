@@ -295,15 +295,17 @@ class RayPipeline:
         import ray
 
         resources = ray.cluster_resources()
-        nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+        nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0))
         cpus = max(1, int(resources.get("CPU", 1)))
         gpus = int(resources.get("GPU", 0))
         device = self.settings.device
         use_gpu = gpus > 0 and (device == "auto" or str(device).startswith("cuda"))
         actors = gpus if use_gpu else max(1, cpus - nodes)  # CPU actors leave one core per node to decode
-        decode_cpus = max(1, cpus - (0 if use_gpu else actors))
+        # One core in all: the actor takes no CPU slot, or no decode task could ever be scheduled beside it.
+        actor_cpus = 0 if use_gpu or cpus < 2 else 1
+        decode_cpus = max(1, cpus - actors * actor_cpus)
         per_task = max(1, min(MAX_FILES_PER_TASK, math.ceil(files / (4 * decode_cpus))))
-        return {"cpus": cpus, "gpus": gpus, "nodes": nodes, "use_gpu": use_gpu, "actors": actors,
+        return {"cpus": cpus, "gpus": gpus, "nodes": nodes, "use_gpu": use_gpu, "actors": actors, "actor_cpus": actor_cpus,
                 "device": "cuda" if use_gpu else ("cpu" if device in ("auto", "cuda") or str(device).startswith("cuda") else device),
                 "files_per_task": per_task}
 
@@ -332,7 +334,7 @@ class RayPipeline:
                          fingerprint=self.identity.fingerprint, device=layout["device"],
                          precision=self.settings.precision, window_s=self.settings.window_s, hop_s=self.settings.hop_s,
                          window=runner.window, batch_size=self.settings.batch_size, required=required)
-        resources = {"num_gpus": 1} if layout["use_gpu"] else {"num_cpus": 1}
+        resources = {"num_gpus": 1, "num_cpus": 0} if layout["use_gpu"] else {"num_cpus": layout["actor_cpus"]}
         return ds.map_batches(EmbedWindows, fn_constructor_kwargs={"spec": spec}, batch_format="numpy",
                               batch_size=max(self.settings.batch_size or (64 if layout["use_gpu"] else 8), 1),
                               compute=ActorPoolStrategy(min_size=1, max_size=layout["actors"]), **resources, **remote)

@@ -39,6 +39,8 @@ def report_document(report) -> dict:
     doc["errors"] = [{"path": e.path, "error": e.error} for e in report.errors]
     doc["timings"] = {k: round(v, 4) for k, v in report.timings.items()}
     doc["windows_per_s"] = round(report.windows_per_s, 3)
+    if getattr(report, "stages", None):
+        doc["stages"] = report.stages  # where each stage ran (a server indexing through Ray)
     return doc
 
 

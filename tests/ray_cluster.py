@@ -61,8 +61,9 @@ def _cmdline(pid: int) -> str:
 class LocalRayCluster:
     """A head node and worker nodes, each a separate `ray start --block` process with ``cpus`` logical CPUs."""
 
-    def __init__(self, cpus: int = 2, object_store_mb: int = 100):
+    def __init__(self, cpus: int = 2, object_store_mb: int = 100, head_cpus: int | None = None):
         self.cpus = cpus
+        self.head_cpus = cpus if head_cpus is None else head_cpus
         self.object_store = str(object_store_mb * 2**20)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="ssray-", dir="/tmp"))  # socket paths must stay short
         self.port = free_port()
@@ -70,9 +71,9 @@ class LocalRayCluster:
         self.nodes: list[subprocess.Popen] = []
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
 
-    def _start(self, args: list[str], log: str) -> subprocess.Popen:
+    def _start(self, args: list[str], log: str, cpus: int) -> subprocess.Popen:
         out = open(self.temp_dir / log, "w")
-        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--num-cpus", str(self.cpus),
+        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--num-cpus", str(cpus),
                                  "--num-gpus", "0", "--object-store-memory", self.object_store, *args],
                                 stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         self.nodes.append(proc)
@@ -81,7 +82,7 @@ class LocalRayCluster:
     def start(self, workers: int = 1, timeout_s: float = 120) -> "LocalRayCluster":
         head = self._start(["--head", "--port", str(self.port), "--temp-dir", str(self.temp_dir), "--include-dashboard=false",
                      "--dashboard-port", str(free_port()),
-                     "--dashboard-agent-listen-port", str(free_port()), "--system-config", SYSTEM_CONFIG], "head.log")
+                     "--dashboard-agent-listen-port", str(free_port()), "--system-config", SYSTEM_CONFIG], "head.log", self.head_cpus)
         self.wait_started(head, "head.log", timeout_s)
         self.wait_nodes(1, timeout_s)
         for _ in range(workers):
@@ -91,7 +92,7 @@ class LocalRayCluster:
     def add_worker(self, timeout_s: float = 120) -> subprocess.Popen:
         alive = self.alive_nodes()
         log = f"worker{len(self.nodes)}.log"
-        proc = self._start(["--address", self.address, "--dashboard-agent-listen-port", str(free_port())], log)
+        proc = self._start(["--address", self.address, "--dashboard-agent-listen-port", str(free_port())], log, self.cpus)
         self.wait_started(proc, log, timeout_s)
         self.wait_nodes(alive + 1, timeout_s)
         return proc
