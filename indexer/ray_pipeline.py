@@ -274,7 +274,8 @@ def _unwrap(exc: BaseException) -> SoundsiftError | None:
             # Ray's wrapper class derives from the cause's class; rebuild the plain one with its own message.
             cls = next(c for c in type(e).__mro__ if issubclass(c, SoundsiftError)
                        and c.__module__.split(".")[0] in ("indexer", "search", "plugins"))
-            return cls(*(e.args[:1] or (str(e),)))
+            message = str(e.args[0] if e.args else e).strip()
+            return cls(message.splitlines()[0] if message else cls.__name__)  # Ray Data appends its retry advice
         stack.extend([cause, e.__cause__, e.__context__])
     return None
 
