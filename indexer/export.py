@@ -76,7 +76,7 @@ def export_index(index_dir: Path, out_dir: Path, rows_per_part: int = ROWS_PER_P
             ).to_arrow_reader(65_536)
             tags_left: list = []
 
-            def tags_for(ids: np.ndarray) -> list[str]:
+            def tags_for(ids: np.ndarray) -> list[str | None]:
                 nonlocal tags_left
                 while len(tags_left) < len(ids):
                     batch = tag_reader.read_next_batch()

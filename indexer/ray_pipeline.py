@@ -16,7 +16,6 @@ import json
 import math
 import os
 import socket
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -263,7 +262,8 @@ class _FileState:
 
 def _unwrap(exc: BaseException) -> SoundsiftError | None:
     """The SoundsiftError a worker raised, rebuilt plain from inside Ray's wrappers (RayTaskError, UserCodeException)."""
-    seen, stack = set(), [exc]
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
     while stack:
         e = stack.pop()
         if e is None or id(e) in seen:
@@ -393,7 +393,7 @@ class RayPipeline:
             state = states[i]
             if not state.finished and state.opened and state.expected is not None and len(state.starts) == state.expected:
                 state.finished = True
-                yield FileDecoded(i, int(state.done_info["samples"]))
+                yield FileDecoded(i, int((state.done_info or {})["samples"]))
 
     def stages(self) -> dict:
         """Where each stage of the last run ran (the report's ``stages``)."""
