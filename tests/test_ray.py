@@ -235,9 +235,10 @@ def test_a_server_with_ray_sends_its_reindex_jobs_to_the_cluster(cluster, archiv
         finally:
             jobs.close()
     assert info.status == "completed", info.error
-    assert info.report["files_indexed"] == 2 and info.report["windows"] == 7
-    assert info.report["stages"]["embed"]["on"] == "ray actors"
-    assert sum(info.report["stages"]["decode"]["files_by_node"].values()) == 2
+    report = info.report.document()  # what GET /jobs/{id} carries
+    assert report["files_indexed"] == 2 and report["windows"] == 7
+    assert report["stages"]["embed"]["on"] == "ray actors"
+    assert sum(report["stages"]["decode"]["files_by_node"].values()) == 2
 
 
 def test_owner_killed_mid_run_leaves_an_index_the_next_run_resumes(cluster, archive, local_index, tmp_path, tiny_model_dir):
