@@ -342,6 +342,10 @@ class RayPipeline:
 
     def events(self, job: DecodeJob, paths: list[str], runner) -> Iterator:
         """Decode events for ``paths`` as the runner's loop takes them, windows arriving already embedded."""
+        if getattr(runner, "classifiers", None):
+            names = ", ".join(str(getattr(c, "model_id", None) or getattr(c, "name", "?")) for c in runner.classifiers)
+            raise ClusterError(f"model taggers ({names}) run only in a local run for now: index without --ray, "
+                               "or without them")
         states = {i: _FileState() for i in range(len(paths))}
         ds = self.dataset(job, paths, runner)
         try:
