@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: run test test-fast lint bench browser-deps clean
 
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,ray]'

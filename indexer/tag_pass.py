@@ -138,7 +138,7 @@ def pending_windows(store: IndexStore, model: TagModel, everything: bool = False
         return rows, 0
     rows = cur.execute(base + " AND NOT EXISTS (SELECT 1 FROM window_tags t WHERE t.window_id = w.id AND t.model = ? "
                        "AND t.revision = ?) ORDER BY f.id, w.start, w.id", [model.model, model.revision]).fetchall()
-    total = cur.execute("SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE f.status = 'indexed'").fetchone()[0]
+    total = cur.execute("SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE f.status = 'indexed'").fetchone()[0]  # type: ignore[index]
     return rows, int(total) - len(rows)
 
 

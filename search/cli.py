@@ -74,7 +74,9 @@ def _policy_option_errors():
         raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
 
-def _fmt_time(seconds: float) -> str:
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:05.2f}"
 
@@ -285,7 +287,7 @@ def classify(
 
             tag_columns = tag_column_names(sx.store)  # each tagging model's best label and score per row
             if tag_columns:
-                rows = with_tag_columns(sx.store, rows, by, tag_columns)
+                rows = with_tag_columns(sx.store, rows, by, tag_columns)  # type: ignore[assignment]  # (row, columns) pairs
             count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
             if json_out:
                 _emit_json({"labels": header.labels, "texts": header.texts, "policy": policy, "rows_written": count, "out": str(out_path)})

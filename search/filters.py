@@ -52,7 +52,7 @@ def parse_tag_filter(text: str) -> TagFilter:
         try:
             value = json.loads(value_text.strip())
         except json.JSONDecodeError:
-            value = value_text.strip()
+            value = value_text.strip()  # type: ignore[assignment]  # an unquoted string compares as text
         return TagFilter(None, name.strip(), "=", value)
     raise BadInput(f"cannot read the tag filter {text!r}: write MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
                    "or NAME=VALUE for an acoustic tag, e.g. 'emotion:angry>=0.5' or 'silence=false'")
@@ -136,7 +136,7 @@ class Filters(BaseModel):
     @staticmethod
     def _model_tag_sql(t: TagFilter, i: int, params: dict[str, Any], tag_models: Mapping[str, Any] | None) -> str:
         if tag_models is not None:
-            model = resolve_model(t.model, tag_models)
+            model = resolve_model(t.model, tag_models)  # type: ignore[arg-type]  # model tag filters always name one
             label = next((x for x in model.labels if x.lower() == t.label.lower()), None)
             if label is None:
                 raise BadInput(f"model {model.alias} has no label {t.label!r}; its labels include "

@@ -80,7 +80,7 @@ def spelled_as_indexed(store, paths: list[str]) -> list[str]:
     Files are keyed by path, so without this the same archive indexed both ways would be two archives.
     Relative roots are resolved against this process's working directory.
     """
-    roots = [r for (r,) in store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()]
+    roots = store.roots()
     by_real = {os.path.realpath(r): r for r in roots}
     return [by_real.get(os.path.realpath(p), p) for p in paths]
 
@@ -271,8 +271,7 @@ class ReindexScheduler:
         """The configured paths, else every root already in the index that still exists."""
         if self.paths:
             return list(self.paths)
-        rows = self.jobs.sound_index.store.cursor().execute("SELECT DISTINCT root FROM files ORDER BY root").fetchall()
-        return [r[0] for r in rows if r[0] and Path(r[0]).exists()]
+        return [r for r in self.jobs.sound_index.store.roots() if r and Path(r).exists()]
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

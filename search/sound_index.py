@@ -111,12 +111,12 @@ class FilePaths(dict):
     """file id -> path, preloaded; a file committed after the preload (a job running meanwhile) is looked up on demand."""
 
     def __init__(self, store: IndexStore):
-        super().__init__(store.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
+        super().__init__(store.indexed_paths())
         self._store = store
 
     def __missing__(self, file_id: int) -> str:
-        row = self._store.cursor().execute("SELECT path FROM files WHERE id = ?", [int(file_id)]).fetchone()
-        self[file_id] = path = row[0] if row else f"<file {file_id} removed>"
+        stored = self._store.path_of(file_id)
+        self[file_id] = path = stored if stored is not None else f"<file {file_id} removed>"
         return path
 
 
@@ -211,9 +211,7 @@ class SoundIndex:
         allowed = None
         if filters is not None and not filters.is_empty():
             where, params = filters.to_sql(self.store.tag_models())
-            allowed = self.store.cursor().sql(
-                f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
-            ).fetchnumpy()["id"]
+            allowed = self.store.window_ids_where(where, params)
         results = []
         if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             hits_per_query: list[list] = [[] for _ in prepared]
@@ -286,9 +284,7 @@ class SoundIndex:
         return vectors_exact(self.vectors)
 
     def _allowed_ids(self, where: str, params: dict) -> np.ndarray:
-        return self.store.cursor().sql(
-            f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
-        ).fetchnumpy()["id"]
+        return self.store.window_ids_where(where, params)
 
     def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:
         """Every window (or file) scored against ``labels``; see `iter_classify` for the options."""

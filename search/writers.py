@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from indexer.errors import BadInput
 from search.results import ClassifyResponse, ClassifyRow
@@ -24,7 +25,8 @@ def write_rows(path: Path, header: ClassifyResponse, rows: Iterable[ClassifyRow]
     names = header.labels
     count = 0
     extra_columns = list(extra_columns)
-    pairs = rows if extra_columns else ((r, {}) for r in rows)
+    # with extra columns the rows already come as (row, {column: value}) pairs
+    pairs: Iterable[tuple[ClassifyRow, dict[str, Any]]] = rows if extra_columns else ((r, {}) for r in rows)  # type: ignore[assignment]
     if suffix == ".jsonl":
         with open(path, "w", encoding="utf-8") as fh:
             for row, extra in pairs:

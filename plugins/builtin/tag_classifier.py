@@ -46,7 +46,7 @@ def default_alias(model_id: str) -> str:
     return Path(str(model_id).rstrip("/\\")).name or str(model_id)
 
 
-def parse_model_ref(entry: Any) -> tuple[str, str, str | None]:
+def parse_model_ref(entry: Any) -> tuple[str, str | None, str | None]:
     """(model id, alias or None, revision or None) from a settings entry: 'id', 'alias=id' or {id, alias, revision}."""
     if isinstance(entry, Mapping):
         model_id = str(entry.get("id") or entry.get("model") or "")
@@ -97,7 +97,7 @@ class TransformersClassifier:
         self.labels = tuple(str(self.model.config.id2label[i]) for i in range(num_labels))
         self.top_k = num_labels if not top_k else min(int(top_k), num_labels)
         problem = getattr(self.model.config, "problem_type", None)
-        self.function_to_apply = function_to_apply or {"regression": "none", "multi_label_classification": "sigmoid"}.get(problem, "softmax")
+        self.function_to_apply = function_to_apply or {"regression": "none", "multi_label_classification": "sigmoid"}.get(str(problem), "softmax")
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         local = Path(self.model_id)
         self.revision = revision or (directory_revision(local) if local.is_dir() else
@@ -176,7 +176,7 @@ class TransformersClassifier:
         """The top ``top_k`` (label, score) pairs per window, best first (ties in the pipeline's torch.topk order)."""
         import torch
 
-        windows = list(windows)
+        windows = list(windows)  # type: ignore[assignment]  # one array per window from here on
         if not windows:
             return []
         results: list[list[tuple[str, float]] | None] = [None] * len(windows)
