@@ -220,9 +220,12 @@ class SoundIndex:
     def index(self, paths: Sequence[str | Path], retry_failed: bool = False, progress: bool | None = None,
               on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
         """Index new and changed audio files under ``paths``."""
+        from indexer.ray_pipeline import cluster_for
         from indexer.runner import IndexRunner
 
-        runner = IndexRunner(self.store, self.vectors, self.encoder.full(), self.settings, self.plugins, progress, on_progress)
+        full = self.encoder.full()
+        runner = IndexRunner(self.store, self.vectors, full, self.settings, self.plugins, progress, on_progress,
+                             cluster=cluster_for(self.settings, full, self.plugins))
         return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
 
