@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from indexer.paths import display_path
 from indexer.store import CommitPlan, IndexStore
 from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_files, faiss_ids, leftover_tmp_files, load_latest
 
@@ -52,9 +53,8 @@ def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) ->
 
 
 def missing_files(store: IndexStore) -> list[tuple[int, str, str]]:
-    """(id, path, root) of stored files that no longer exist on disk."""
-    rows = store.cursor().execute("SELECT id, path, root FROM files ORDER BY id").fetchall()
-    return [(i, p, r) for i, p, r in rows if not os.path.exists(p)]
+    """(id, path, root) of stored files that no longer exist on disk: path as displayed, root as on disk."""
+    return [(row[0], display_path(row[1]), row[2]) for row in store.files_rows() if not os.path.exists(row[1])]
 
 
 def audit(store: IndexStore) -> dict:

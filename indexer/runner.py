@@ -22,6 +22,7 @@ from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, ref
 from indexer.decode import TARGET_RATE, DecodeLimits
 from indexer.decode_workers import DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded
 from indexer.model import ClapEncoder
+from indexer.paths import display_path
 from indexer.scan import ScannedFile, scan_paths
 from indexer.settings import Settings
 from indexer.matrix import WindowMatrix
@@ -35,8 +36,13 @@ COMMIT_EVERY_S = 30.0
 
 @dataclass
 class FileError:
+    """A file's failure or note; ``path`` is its display form (a name that is not UTF-8 shows U+FFFD)."""
+
     path: str
     error: str
+
+    def __post_init__(self) -> None:
+        self.path = display_path(self.path)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pyarrow as pa
 from indexer import crashpoints
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
+from indexer.paths import display_path, path_bytes, real_path
 
 DB_NAME = "soundsift.duckdb"
 SCHEMA_VERSION = "1"
@@ -28,6 +29,8 @@ CREATE TABLE IF NOT EXISTS files (
     notes VARCHAR
 );
 ALTER TABLE files ADD COLUMN IF NOT EXISTS notes VARCHAR;
+ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB;
+ALTER TABLE files ADD COLUMN IF NOT EXISTS root_bytes BLOB;
 CREATE TABLE IF NOT EXISTS runs (
     id BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, command VARCHAR,
     summary JSON
@@ -257,8 +260,20 @@ class IndexStore:
                 yield got.column(0).to_numpy().astype(np.int64), np.ascontiguousarray(vectors, dtype=np.float32)
 
     def files_rows(self) -> list[tuple]:
-        """(id, path, root, size, mtime, hash, status, duration) for every known file."""
-        return self.cursor().execute("SELECT id, path, root, size, mtime, hash, status, duration FROM files ORDER BY id").fetchall()
+        """(id, path, root, size, mtime, hash, status, duration) for every known file; path and root as on disk."""
+        rows = self.cursor().execute(
+            "SELECT id, path, root, size, mtime, hash, status, duration, path_bytes, root_bytes FROM files ORDER BY id").fetchall()
+        return [(r[0], real_path(r[1], r[8]), real_path(r[2], r[9]), *r[3:8]) for r in rows]
+
+    def roots(self) -> list[str]:
+        """The distinct roots of stored files, as on disk, sorted."""
+        rows = self.cursor().execute("SELECT DISTINCT root, root_bytes FROM files WHERE root IS NOT NULL").fetchall()
+        return sorted({real_path(r, b) for r, b in rows})
+
+    def file_location(self, file_id: int) -> tuple[str, str | None] | None:
+        """(path, root) of a stored file as on disk (the names to open), None if there is no such file."""
+        row = self.cursor().execute("SELECT path, path_bytes, root, root_bytes FROM files WHERE id = ?", [int(file_id)]).fetchone()
+        return (real_path(row[0], row[1]), real_path(row[2], row[3])) if row else None
 
     def decoding_of(self, file_id: int) -> tuple:
         """(sample_rate, channels, codec, decoder, notes) of a stored file: what decoding it found."""
@@ -282,8 +297,8 @@ class IndexStore:
 
     def files_by_path(self) -> dict[str, tuple]:
         """path -> (id, size, mtime, hash, status) for every known file."""
-        rows = self.cursor().execute("SELECT path, id, size, mtime, hash, status FROM files").fetchall()
-        return {r[0]: r[1:] for r in rows}
+        rows = self.cursor().execute("SELECT path, id, size, mtime, hash, status, path_bytes FROM files").fetchall()
+        return {real_path(r[0], r[6]): r[1:6] for r in rows}
 
     def iter_vectors(self, chunk: int, where: str = "", params: dict | None = None) -> Iterator[WindowChunk]:
         """Stored windows with their vectors, ``chunk`` at a time, in id order (memory stays flat)."""
@@ -350,13 +365,16 @@ class IndexStore:
 
     def _apply(self, cur, plan: CommitPlan, run_id: int) -> np.ndarray:
         relinked = [r.id for r in plan.relinks]
-        # Rows to drop: explicit removals, plus any other row holding a path we are about to (re)write.
-        paths = pa.table({"p": pa.array([f.path for f in plan.files] + [r.path for r in plan.relinks], pa.string())})
+        # Rows to drop: explicit removals, plus any other row holding a path we are about to (re)write
+        # (the same name on disk: two names that differ only in bytes that are not UTF-8 share a display form).
+        written = [f.path for f in plan.files] + [r.path for r in plan.relinks]
+        paths = pa.table({"p": pa.array([display_path(p) for p in written], pa.string()),
+                          "b": pa.array([path_bytes(p) for p in written], pa.binary())})
         cur.register("written_paths", paths)
         try:
-            doomed = cur.execute(
-                "SELECT id FROM files WHERE path IN (SELECT p FROM written_paths)"
-            ).fetchnumpy()["id"].tolist()
+            doomed = [r[0] for r in cur.execute(
+                "SELECT f.id FROM files f JOIN written_paths w ON f.path = w.p AND f.path_bytes IS NOT DISTINCT FROM w.b"
+            ).fetchall()]
         finally:
             cur.unregister("written_paths")
         doomed = sorted({int(i) for i in doomed if int(i) not in relinked} | {int(i) for i in plan.remove_file_ids})
@@ -372,15 +390,17 @@ class IndexStore:
             finally:
                 cur.unregister("doomed_files")
         for r in plan.relinks:
-            cur.execute("UPDATE files SET path = ?, root = ?, size = ?, mtime = ?, hash = ?, run_id = ?, "
-                        "updated_at = current_timestamp WHERE id = ?", [r.path, r.root, r.size, r.mtime, r.hash, run_id, r.id])
+            cur.execute("UPDATE files SET path = ?, path_bytes = ?, root = ?, root_bytes = ?, size = ?, mtime = ?, hash = ?, "
+                        "run_id = ?, updated_at = current_timestamp WHERE id = ?",
+                        [display_path(r.path), path_bytes(r.path), _display(r.root), path_bytes(r.root), r.size, r.mtime,
+                         r.hash, run_id, r.id])
         if plan.files:
             cur.executemany(
-                "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, run_id, notes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, "
+                "run_id, notes, path_bytes, root_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (f.id, f.path, f.root, f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels, f.codec,
-                     f.decoder, f.status, f.error, run_id, f.notes)
+                    (f.id, display_path(f.path), _display(f.root), f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels,
+                     f.codec, f.decoder, f.status, _display(f.error), run_id, _display(f.notes), path_bytes(f.path), path_bytes(f.root))
                     for f in plan.files
                 ],
             )
@@ -480,6 +500,10 @@ class IndexStore:
             "settings": json.loads(meta.get("feature_config", "{}")),
             "commit_seq": int(meta.get("commit_seq", 0)),
         }
+
+
+def _display(text: str | None) -> str | None:
+    return None if text is None else display_path(text)
 
 
 def open_error(index_dir: Path, exc: BaseException):

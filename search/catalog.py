@@ -101,12 +101,15 @@ class WindowLocation:
 def window_location(sx: SoundIndex, window_id: int) -> WindowLocation:
     """The archive file and span of a window; NotServable unless the file is indexed and really inside its root."""
     row = sx.store.cursor().execute(
-        'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
+        'SELECT f.id, f.size, f.mtime, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
         "WHERE w.id = ? AND f.status = 'indexed'", [window_id]).fetchall()
     if not row:
         raise NotServable(f"no window {window_id} in the index")
-    path, root, size, mtime, start, end, duration = row[0]
-    roots = [r for (r,) in sx.store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()]
+    file_id, size, mtime, start, end, duration = row[0]
+    path, root = sx.store.file_location(file_id) or (None, None)  # names as on disk, whatever their bytes
+    if path is None:
+        raise NotServable(f"no window {window_id} in the index")
+    roots = sx.store.roots()
     real = os.path.realpath(path)
     inside = any(real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep) for r in [root, *roots] if r)
     if not inside or not os.path.isfile(real):
