@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import BadInput
+from plugins.safe_files import SIDECAR_LIMIT, not_regular_reason, open_regular, read_limited, special_kind
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class ScannedFile:
 @dataclass
 class ScanResult:
     files: list[ScannedFile]
-    skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable
+    skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable, not a regular file
 
 
 SIDECAR_SUFFIXES = (".toml", ".json")  # e.g. take1.pcm.toml: how a headerless file decodes
@@ -44,7 +46,10 @@ def _inside(real: str, roots: list[str]) -> bool:
 
 
 def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanResult:
-    """Every audio file under ``paths`` (files given directly are taken whatever their extension)."""
+    """Every audio file under ``paths`` (files given directly are taken whatever their extension).
+
+    Only regular files are taken; a FIFO, a device or a socket is skipped with the reason and never opened.
+    """
     exts = {e.lower().lstrip(".") for e in extensions}
     roots = [str(p) for p in paths]
     missing = [r for r in roots if not os.path.exists(r)]
@@ -67,12 +72,14 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanRe
         except OSError as exc:
             skipped.append((path, f"cannot stat: {exc.strerror}"))
             return
-        if not os.path.isfile(path):
+        kind = special_kind(st.st_mode)
+        if kind is not None:  # a FIFO named x.wav would block whoever opens it: never opened, only reported
+            skipped.append((path, not_regular_reason(kind)))
             return
         found.setdefault(path, ScannedFile(path, root, st.st_size, max([st.st_mtime, *_sidecar_mtimes(path)])))
 
     for root in roots:
-        if os.path.isfile(root):
+        if not os.path.isdir(root):
             consider(root, os.path.dirname(root) or ".", explicit=True)
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -92,14 +99,23 @@ def content_hash(path: str | Path) -> str:
     import hashlib
 
     h = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while block := fh.read(HASH_BLOCK):
             h.update(block)
     for suffix in SIDECAR_SUFFIXES:  # the same bytes with another sidecar decode differently
-        try:
-            sidecar = Path(str(path) + suffix).read_bytes()
-        except OSError:
+        sidecar_path = str(path) + suffix
+        if not os.path.lexists(sidecar_path):
             continue
+        try:
+            sidecar = read_limited(sidecar_path, SIDECAR_LIMIT)
+        except OSError as exc:
+            # A special or oversized sidecar is never read; the decoder reports it. What it is still counts,
+            # so replacing it with a good one is a change.
+            try:
+                st = os.stat(sidecar_path)
+                sidecar = f"unusable {stat.S_IFMT(st.st_mode)} {st.st_size} {st.st_mtime_ns}".encode()
+            except OSError:
+                sidecar = f"unusable {type(exc).__name__}".encode()
         h.update(suffix.encode() + len(sidecar).to_bytes(8, "little") + sidecar)
     return h.hexdigest()
 

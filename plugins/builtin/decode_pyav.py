@@ -19,6 +19,8 @@ def _ffmpeg_reason(exc: Exception) -> str:
     """PyAV's message without the errno and the repeated file name."""
     if isinstance(exc, av.FFmpegError) and exc.strerror:
         return exc.strerror
+    if not isinstance(exc, av.FFmpegError):  # a binding's own error: named, so the indexer reports it as internal
+        return f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return str(exc).replace("\n", " ")
 
 
@@ -36,6 +38,9 @@ class PyAVSource:
             raise DecodeError("no audio stream")
         self._stream = streams[0]
         ctx = self._stream.codec_context
+        if ctx is None:  # a stream whose codec this FFmpeg does not know (PyAV leaves no context)
+            self._container.close()
+            raise DecodeError("unsupported audio codec: this FFmpeg has no decoder for it")
         self.sample_rate = int(ctx.sample_rate or 0)
         self.channels = int(ctx.channels or 0)
         self.codec = ctx.name or "unknown"

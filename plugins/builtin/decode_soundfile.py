@@ -16,6 +16,8 @@ BLOCK_FRAMES = 1 << 16
 
 def _reason(exc: Exception) -> str:
     """libsndfile's own sentence, without the file name soundfile wraps around it."""
+    if not isinstance(exc, sf.LibsndfileError):  # a binding's own error: named, so the indexer reports it as internal
+        return f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return (getattr(exc, "error_string", None) or str(exc)).replace("\n", " ")
 
 
