@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.errors import BadInput
-from search.api import SoundIndex, label_matrix, prepare_all
+from search.sound_index import SoundIndex, label_matrix, prepare_all
 from search.classify import ClassifyOptions, policy_named, score_chunks
 from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.queries import combined_vectors, parse_labels

@@ -30,7 +30,7 @@ def _settings(index: Path | None = None, model: str | None = None, device: str |
 
 
 def _emit_json(document) -> None:
-    from search.api import dumps
+    from search.sound_index import dumps
 
     sys.stdout.write(dumps(document) + "\n")
 
@@ -80,7 +80,7 @@ def index(
     json_out: JsonOpt = False,
 ):
     """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS (only what changed)."""
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:  # before loading a model: a typo should cost no time
@@ -202,7 +202,7 @@ def search(
     json_out: JsonOpt = False,
 ):
     """Top-k windows for each query."""
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
     from search.filters import Filters
 
     settings = _settings(index, model, device)
@@ -225,52 +225,6 @@ def search(
         out.print(table)
 
 
-def _write_rows(path: Path, header, rows) -> int:
-    """Stream rows to .csv, .jsonl or .parquet; returns the count."""
-    suffix = path.suffix.lower()
-    names = header.labels
-    count = 0
-    if suffix == ".jsonl":
-        with open(path, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n")
-                count += 1
-    elif suffix == ".csv":
-        import csv
-
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["path", "start", "end", "label", *names])
-            for row in rows:
-                writer.writerow([row.path, row.start, row.end, row.label or "", *(row.scores[n] for n in names)])
-                count += 1
-    elif suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pa.schema([("path", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("label", pa.string()),
-                            *[(n, pa.float32()) for n in names]])
-        with pq.ParquetWriter(path, schema) as writer:
-            buffer: list = []
-
-            def flush():
-                cols = {"path": [r.path for r in buffer], "start": [r.start for r in buffer], "end": [r.end for r in buffer],
-                        "label": [r.label for r in buffer], **{n: [r.scores[n] for r in buffer] for n in names}}
-                writer.write_table(pa.table(cols, schema=schema))
-                buffer.clear()
-
-            for row in rows:
-                buffer.append(row)
-                count += 1
-                if len(buffer) >= 65536:
-                    flush()
-            if buffer:
-                flush()
-    else:
-        raise SoundsiftError(f"--out must end in .csv, .jsonl or .parquet, not {path.name}")
-    return count
-
-
 @app.command()
 def classify(
     labels: Annotated[str, typer.Option("--labels", help="comma-separated labels, e.g. 'glass breaking, dog barking'")],
@@ -287,8 +241,9 @@ def classify(
     json_out: JsonOpt = False,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set."""
-    from search.api import SoundIndex
     from search.filters import Filters
+    from search.sound_index import SoundIndex
+    from search.writers import write_rows
 
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
@@ -297,7 +252,7 @@ def classify(
                                         filters=Filters(path_glob=path_glob), strict=strict or None,
                                         policy_options=policy_options)
         if out_path is not None:
-            count = _write_rows(out_path, header, rows)
+            count = write_rows(out_path, header, rows)
             if json_out:
                 _emit_json({"labels": header.labels, "texts": header.texts, "policy": policy, "rows_written": count, "out": str(out_path)})
             else:
@@ -331,7 +286,7 @@ def classify_file_cmd(
 ):
     """Classify one file, window by window and as a whole; no index needed."""
     from plugins.manager import default_plugins
-    from search.api import classify_file, load_encoder
+    from search.sound_index import classify_file, load_encoder
     from search.classify import policy_named
     from search.queries import parse_labels
 
@@ -353,7 +308,7 @@ def classify_file_cmd(
 @app.command()
 def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False):
     """Files (indexed, failed, skipped), windows, hours of audio, model and settings."""
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
 
     settings = _settings(index, model)
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
@@ -401,7 +356,7 @@ def doctor(model: ModelOpt = None, device: DeviceOpt = None):
     import transformers
 
     from indexer.errors import ModelNotFound
-    from search.api import load_encoder
+    from search.sound_index import load_encoder
 
     settings = _settings(None, model, device)
     out.print(f"python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from indexer.errors import SoundsiftError
 
 if TYPE_CHECKING:
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 HISTORY_KEPT = 100

@@ -44,8 +44,8 @@ def run_server(settings: Settings, reindex_every: str | None = None, reindex_pat
     """Serve the API and the web page until interrupted; re-index every ``reindex_every`` (e.g. '1h') if given."""
     import uvicorn
 
-    from search.api import SoundIndex
-    from search.app import create_app
+    from search.sound_index import SoundIndex
+    from search.http_api import create_app
     from search.jobs import parse_interval
 
     try:

@@ -32,7 +32,7 @@ def api_settings(index_dir: Path, model_dir: Path, **overrides) -> Settings:
 
 
 def build_index(settings: Settings, paths: list[Path]) -> None:
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
 
     with SoundIndex.open(settings.index, settings=settings, create=True) as sx:
         sx.index([str(p) for p in paths], progress=False)

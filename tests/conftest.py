@@ -60,7 +60,7 @@ def write_sound():
 @pytest.fixture()
 def open_index(tmp_path, make_settings, tiny_encoder):
     """``open_index(name="index", **settings)`` -> a SoundIndex created under tmp_path (closed after the test)."""
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
 
     opened = []
 

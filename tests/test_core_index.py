@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from search.api import SoundIndex, classify_array, classify_file
+from search.sound_index import SoundIndex, classify_array, classify_file
 from search.filters import Filters
 
 SR = 48_000

@@ -5,7 +5,7 @@ import pytest
 
 from indexer import ownership
 from indexer.errors import IndexLocked
-from search.api import SoundIndex
+from search.sound_index import SoundIndex
 
 
 def test_readers_share_writers_exclude(tmp_path, write_sound, make_settings, tiny_encoder, monkeypatch):
@@ -55,7 +55,7 @@ def test_swagger_ui_loads_nothing_from_a_cdn(tmp_path, write_sound, make_setting
 
     from fastapi.testclient import TestClient
 
-    from search.app import create_app
+    from search.http_api import create_app
 
     settings = make_settings(tmp_path / "index")
     sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder, role="serve")

@@ -50,7 +50,7 @@ def _zygote(model_dir: str) -> None:
                 os.environ[crashpoints.ENV] = cmd.get("pause") or "trace"  # trace: announce phases, never pause
                 crashpoints.reset()
                 from indexer.settings import load_settings
-                from search.api import SoundIndex
+                from search.sound_index import SoundIndex
 
                 settings = load_settings(index=cmd["index"], model=model_dir, device="cpu", decode_workers=1,
                                          batch_size=2, commit_every_files=1)

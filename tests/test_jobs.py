@@ -80,7 +80,7 @@ def test_cli_hands_index_to_the_running_server_and_a_second_server_is_refused(tm
 
 
 def test_scheduler_reindexes_the_roots_in_the_index(tmp_path, tiny_model_dir, write_sound):
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
     from search.jobs import JobManager, ReindexScheduler
     from api_server import api_settings
 

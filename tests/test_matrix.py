@@ -7,7 +7,7 @@ import torch
 
 from indexer.matrix import WindowMatrix, matrix_files, matrix_paths
 from plugins.builtin.policies import softmax
-from search.api import SoundIndex
+from search.sound_index import SoundIndex
 from search.classify import LabelMatrix, chunk_logits
 from search.filters import Filters
 

@@ -24,7 +24,7 @@ def extra_plugins(monkeypatch):
 
 def test_crashing_and_hanging_decoders_fail_their_files_and_the_run_goes_on(tmp_path, extra_plugins, write_sound,
                                                                             make_settings, tiny_encoder):
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
 
     extra_plugins("crashy", "hangy", "broken_import", "broken_register")
     archive = tmp_path / "archive"

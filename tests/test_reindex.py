@@ -14,7 +14,7 @@ import pytest
 from indexer.errors import BadInput, IndexCorrupt
 from indexer.store import IndexStore
 from indexer.vectors import VectorIndex, faiss_files
-from search.api import SoundIndex
+from search.sound_index import SoundIndex
 
 SR = 16_000
 

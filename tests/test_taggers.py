@@ -44,7 +44,7 @@ def test_acoustic_flags_on_synthetic_windows():
 
 
 def test_a_tag_filters_search_and_classify(tmp_path, make_settings, tiny_encoder):
-    from search.api import SoundIndex
+    from search.sound_index import SoundIndex
     from search.demo_audio import write_audio
 
     archive = tmp_path / "archive"

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_model_dir):
-    from search.app import create_app
+    from search.http_api import create_app
 
     root = tmp_path_factory.mktemp("web")
     archive = write_archive(root / "archive")

@@ -1,0 +1,93 @@
+"""Classification routes: the index against a label set (paged or streamed), and one uploaded file."""
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from indexer.errors import BadInput, DecodeError
+from search.catalog import check_labels
+from search.classify import policy_named
+from search.http_models import MAX_LABELS, ClassifyRequest
+from search.results import ClassifyResponse, FileClassification
+from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
+from search.sound_index import classify_file
+
+NDJSON = "application/x-ndjson"
+UPLOAD_CHUNK = 1 << 20
+
+router = APIRouter()
+
+
+@router.post("/classify", response_model=ClassifyResponse, dependencies=Guarded, tags=["classify"],
+          responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}},
+                           "description": f"a page of rows; with `Accept: {NDJSON}`, a header line then every row"}})
+def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
+    """Every window (or file) scored against a label set, a page at a time or streamed as ndjson."""
+    check_labels(body.labels, MAX_LABELS)
+    position = decode_cursor(body.cursor) if body.cursor else {}
+    after = position.get("after") if body.top is None else None
+    header, rows = sx.iter_classify(body.labels, policy=body.policy, by=body.by, top=body.top, threshold=body.threshold,
+                                    filters=body.filters, strict=body.strict or None, after=after)
+    if body.top is not None and position.get("offset"):
+        rows = itertools.islice(rows, position["offset"], None)
+    if NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse(_ndjson(header, rows), media_type=NDJSON)
+    try:
+        page = list(itertools.islice(rows, body.limit + 1))
+    finally:
+        getattr(rows, "close", lambda: None)()
+    header.rows = page[: body.limit]
+    if len(page) > body.limit:
+        last = header.rows[-1]
+        header.next_cursor = encode_cursor(
+            {"offset": position.get("offset", 0) + body.limit} if body.top is not None
+            else {"after": last.window_id if body.by == "window" else last.file_id})
+    return header
+
+@router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"])
+async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
+                          labels: Annotated[str, Form(min_length=1, max_length=4000, description="comma-separated labels")],
+                          policy: Annotated[str, Form(max_length=100)] = "softmax") -> FileClassification:
+    """One uploaded file classified per window and as a whole; the upload is deleted when the request ends."""
+    check_labels(labels, MAX_LABELS)
+    policy_named(sx.plugins.policies, policy)
+    suffix = Path(file.filename or "").suffix.lower()
+    suffix = suffix if suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 9 else ""
+    with tempfile.NamedTemporaryFile(dir=request.app.state.upload_dir, suffix=suffix, delete=False) as fh:
+        saved = Path(fh.name)
+    try:
+        with open(saved, "wb") as out:
+            while chunk := await file.read(UPLOAD_CHUNK):
+                out.write(chunk)
+        if saved.stat().st_size == 0:
+            raise BadInput("the upload is empty")
+        result = await run_in_threadpool(classify_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy,
+                                         sx.settings.decode_timeout_s)
+        result.path = file.filename
+        for row in [*result.windows, result.file]:
+            row.path = file.filename or "upload"
+        return result
+    except DecodeError as exc:
+        raise DecodeError(str(exc).replace(str(saved), file.filename or "upload")) from None
+    finally:
+        saved.unlink(missing_ok=True)
+        await file.close()
+
+
+
+def _ndjson(header: ClassifyResponse, rows: Iterator) -> Iterator[bytes]:
+    """A header line (labels, texts, policy) and one line per row; the rows are read chunk by chunk."""
+    try:
+        yield (json.dumps({"header": header.model_dump(mode="json", exclude={"rows", "next_cursor"})}, ensure_ascii=False) + "\n").encode()
+        for row in rows:
+            yield (json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n").encode()
+    finally:
+        getattr(rows, "close", lambda: None)()

@@ -1,0 +1,370 @@
+"""The Python API: open or create an index, index paths, search, classify, classify one file or array.
+
+The CLI and the HTTP API are thin layers over this module (``search.sound_index`` is its older name, kept as an alias).
+The top-k algorithm itself lives in ``search.topk``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.decode_workers import DecodeJob, DecodePool, FileFailed, WindowsDecoded
+from indexer.errors import BadInput, DecodeError
+from indexer.matrix import WindowMatrix
+from indexer.model import ClapEncoder, load_clap
+from indexer.ownership import IndexOwnership
+from indexer.runner import IndexReport, IndexRunner
+from indexer.settings import DEFAULT_MODEL, Settings, load_settings
+from indexer.store import DB_NAME, IndexStore
+from indexer.tiny_clap import is_tiny
+from indexer.vectors import VectorIndex
+from indexer.windows import WindowCutter
+from plugins.contract import ArchiveStats
+from plugins.manager import PluginHost, default_plugins
+from search.classify import (
+    ClassifyOptions,
+    LabelMatrix,
+    archive_stats,
+    check_policy_options,
+    chunk_rows,
+    in_memory_chunks,
+    policy_named,
+    score_chunks,
+)
+from search.filters import Filters
+from search.queries import PreparedQuery, combined_vectors, parse_labels, prepare_query
+from search.results import (
+    ClassifyResponse,
+    ClassifyRow,
+    FileClassification,
+    QueryResult,
+    SearchResponse,
+)
+from search.topk import top_k_hits, vectors_exact
+
+_TINY_WARNED = False
+
+
+def warn_if_tiny(encoder: ClapEncoder) -> None:
+    """Say once per process, on stderr, that the tiny random CLAP's scores mean nothing."""
+    global _TINY_WARNED
+    if os.environ.get("SOUNDSIFT_TINY_NOTED"):  # a parent (the demo) has said it already
+        _TINY_WARNED = True
+    if not _TINY_WARNED and is_tiny(Path(encoder.identity.model_id)):
+        _TINY_WARNED = True
+        print(
+            "note: using the tiny random CLAP (no real weights here) - scores are meaningless. "
+            "Get real weights with `huggingface-cli download laion/clap-htsat-fused` and pass --model.",
+            file=sys.stderr,
+        )
+
+
+def stored_model_id(index_dir: Path) -> str | None:
+    """The model an existing index was built with, read without taking ownership (None if no index)."""
+    import duckdb
+
+    db = index_dir / DB_NAME
+    if not db.exists():
+        return None
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except Exception:
+        return None  # locked by its owner or unreadable: IndexStore.open reports it properly
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
+        return row[0] if row else None
+    except Exception:
+        return None
+    finally:
+        con.close()
+
+
+def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncoder:
+    """The CLAP named by settings, else the one the index was built with, else the default checkpoint."""
+    model = settings.model or (stored_model_id(index_dir) if index_dir else None) or DEFAULT_MODEL
+    encoder = load_clap(model, settings.model_revision, settings.device, settings.precision,
+                        settings.window_s, settings.hop_s, settings.text_cache_size)
+    warn_if_tiny(encoder)
+    return encoder
+
+
+def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None) -> list[PreparedQuery]:
+    strict = settings.strict_translation if strict is None else strict
+    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict) for t in texts]
+
+
+def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMatrix:
+    import torch
+
+    positive = combined_vectors(encoder, [p.texts for p in prepared])
+    negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
+    negative = encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
+    return LabelMatrix(
+        labels=[p.as_label() for p in prepared],
+        positive=torch.from_numpy(positive).to(encoder.device),
+        negative=torch.from_numpy(negative).to(encoder.device),
+        negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
+        logit_scale=encoder.logit_scale,
+    )
+
+
+def _label_key(matrix: LabelMatrix) -> str:
+    """A short key for a label set's vectors (archive statistics are cached per label set and filter)."""
+    import hashlib
+
+    digest = hashlib.sha256(matrix.positive.detach().cpu().numpy().tobytes())
+    digest.update(matrix.negative.detach().cpu().numpy().tobytes())
+    digest.update(np.asarray(matrix.negative_owner).tobytes())
+    return digest.hexdigest()
+
+
+class FilePaths(dict):
+    """file id -> path, preloaded; a file committed after the preload (a job running meanwhile) is looked up on demand."""
+
+    def __init__(self, store: IndexStore):
+        super().__init__(store.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
+        self._store = store
+
+    def __missing__(self, file_id: int) -> str:
+        row = self._store.cursor().execute("SELECT path FROM files WHERE id = ?", [int(file_id)]).fetchone()
+        self[file_id] = path = row[0] if row else f"<file {file_id} removed>"
+        return path
+
+
+class SoundIndex:
+    """An open index: the DuckDB store, its FAISS index, the CLAP encoder and the plugins. One owner per index."""
+
+    def __init__(self, settings: Settings, encoder: ClapEncoder, store: IndexStore, vectors: VectorIndex,
+                 plugins: PluginHost, ownership: IndexOwnership):
+        self.settings = settings
+        self.encoder = encoder
+        self.store = store
+        self.vectors = vectors
+        self.plugins = plugins
+        self._ownership = ownership
+        self._matrix: WindowMatrix | None = None
+        self._paths: tuple[int, FilePaths] | None = None
+
+    @classmethod
+    def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None, create: bool = False,
+             encoder: ClapEncoder | None = None, plugins: PluginHost | None = None, role: str = "cli",
+             url: str | None = None, read_only: bool = False) -> "SoundIndex":
+        """Open the index at ``index_dir`` (created when ``create``); raises IndexLocked, ModelMismatch, ModelNotFound...
+
+        ``read_only`` opens it as one of possibly several readers (search, classify, stats); only an
+        exclusive owner (the default) may index.
+        """
+        settings = settings or load_settings()
+        index_dir = Path(index_dir or settings.index)
+        if not create and not (index_dir / DB_NAME).exists():
+            from indexer.errors import IndexMissing
+
+            raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
+        ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
+        try:
+            encoder = encoder or load_encoder(settings, index_dir)
+            store = IndexStore.open(index_dir, encoder.identity, create=create, read_only=ownership.shared)
+            vectors = VectorIndex.open(store)
+        except BaseException:
+            ownership.release()
+            raise
+        return cls(settings, encoder, store, vectors, plugins or default_plugins(), ownership)
+
+    def close(self) -> None:
+        try:
+            self.store.close()
+        finally:
+            self._ownership.release()
+
+    def __enter__(self) -> "SoundIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- indexing ----------------------------------------------------------------------------
+    def index(self, paths: list[str | Path], retry_failed: bool = False, progress: bool | None = None,
+              on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
+        """Index new and changed audio files under ``paths``."""
+        runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress)
+        return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
+                          allow_empty_root=allow_empty_root)
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None) -> SearchResponse:
+        """Top-k windows per query by cosine between the query's text vector and the window vectors."""
+        if not queries:
+            raise BadInput("no query given")
+        if k < 1:
+            raise BadInput("k must be at least 1")
+        prepared = prepare_all(queries, self.plugins, self.settings, strict)
+        qv = combined_vectors(self.encoder, [p.texts for p in prepared])
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            where, params = filters.to_sql()
+            allowed = self.store.cursor().sql(
+                f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
+            ).fetchnumpy()["id"]
+        results = []
+        if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
+            hits_per_query = [[] for _ in prepared]
+        else:
+            hits_per_query = top_k_hits(self.store, self.vectors, qv, k, allowed, self.window_matrix)
+        for p, hits in zip(prepared, hits_per_query):
+            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated, hits=hits))
+        return SearchResponse(results=results)
+
+    # -- classification ----------------------------------------------------------------------
+    def iter_classify(self, labels: list[str] | str, policy: str = "softmax", by: str = "window", top: int | None = None,
+                      threshold: float | None = None, filters: Filters | None = None, policy_options: dict | None = None,
+                      strict: bool | None = None, after: int | None = None) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
+        """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
+
+        ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
+        larger id (``by="file"``) are scored; archive statistics always cover the whole index.
+        """
+        if by not in ("window", "file"):
+            raise BadInput(f"--by must be window or file, not {by!r}")
+        names = parse_labels(labels)
+        scoring = policy_named(self.plugins.policies, policy)
+        prepared = prepare_all(names, self.plugins, self.settings, strict)
+        matrix = label_matrix(prepared, self.encoder)
+        where, params = (filters or Filters()).to_sql()
+        # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
+        wm = self.window_matrix()
+        chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
+        allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
+        after = None if after is None else int(after)
+        scope = wm.select(allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None)
+        options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
+        check_policy_options(scoring, matrix, options)
+        stats = self.label_stats(matrix) if scoring.needs_archive_stats else None
+        paths = self.file_paths(wm.seq)
+        chunks = wm.chunks(chunk, scope)
+        rows = score_chunks(chunks, paths, matrix, scoring, stats, options)
+        header = ClassifyResponse(labels=names, texts=[p.texts for p in prepared], policy=policy, by=by, rows=[],
+                                  untranslated=[u for p in prepared for u in p.untranslated])
+        return header, rows
+
+    def file_paths(self, seq: int) -> "FilePaths":
+        """file id -> path, read once per commit (a file committed later is looked up on a miss)."""
+        held = self._paths
+        if held is None or held[0] != seq:
+            held = self._paths = (seq, FilePaths(self.store))
+        return held[1]
+
+    def label_stats(self, matrix: LabelMatrix) -> ArchiveStats:
+        """Each label's logit distribution over the whole index (the archive policy), cached per label set and commit."""
+        wm = self.window_matrix()
+        chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
+        return wm.cached(_label_key(matrix), lambda: archive_stats(matrix, wm.chunks(chunk)))
+
+    def window_matrix(self) -> WindowMatrix:
+        """The memory-mapped window matrix of the last commit (written here when missing or stale)."""
+        m = self._matrix
+        if m is None or m.seq != self.store.commit_seq():
+            m = self._matrix = WindowMatrix.current(self.store, self.vectors.lock)
+        return m
+
+    def vectors_exact(self) -> bool:
+        """True while FAISS is an exact (flat) index."""
+        return vectors_exact(self.vectors)
+
+    def _allowed_ids(self, where: str, params: dict) -> np.ndarray:
+        return self.store.cursor().sql(
+            f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
+        ).fetchnumpy()["id"]
+
+    def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:
+        """Every window (or file) scored against ``labels``; see `iter_classify` for the options."""
+        header, rows = self.iter_classify(labels, **kwargs)
+        header.rows = list(rows)
+        return header
+
+    def stats(self) -> dict:
+        """Files (indexed, failed, skipped), windows, hours of audio, model and settings."""
+        out = self.store.stats()
+        out["faiss_vectors"] = self.vectors.ntotal
+        return out
+
+
+# -- one file, no index ----------------------------------------------------------------------
+def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, float]], labels: list[str] | str,
+                     encoder: ClapEncoder, settings: Settings, plugins: PluginHost, policy: str = "softmax",
+                     path: str | None = None, strict: bool | None = None,
+                     policy_options: dict | None = None) -> FileClassification:
+    """Score windows held in memory against ``labels``: per-window rows and the file row (max per label)."""
+    names = parse_labels(labels)
+    scoring = policy_named(plugins.policies, policy)
+    if scoring.needs_archive_stats:
+        raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
+    prepared = prepare_all(names, plugins, settings, strict)
+    matrix = label_matrix(prepared, encoder)
+    vectors = encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
+    options = ClassifyOptions(by="window", policy_options=policy_options or {})
+    check_policy_options(scoring, matrix, options)
+    rows = list(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options))
+    file_options = ClassifyOptions(by="file", policy_options=policy_options or {})
+    file_row = next(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None,
+                                 file_options), None)
+    if file_row is None:
+        raise BadInput("no audio to classify")
+    for row in rows + [file_row]:
+        row.window_id = None
+        row.file_id = None
+    return FileClassification(path=path, labels=names, texts=[p.texts for p in prepared], policy=policy, windows=rows, file=file_row)
+
+
+def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str, encoder: ClapEncoder,
+                   settings: Settings | None = None, plugins: PluginHost | None = None, policy: str = "softmax",
+                   policy_options: dict | None = None) -> FileClassification:
+    """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
+    import soxr
+
+    settings = settings or load_settings()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise BadInput("the audio has non-finite samples")
+    if sample_rate != TARGET_RATE:
+        audio = soxr.resample(audio, sample_rate, TARGET_RATE, quality="HQ").astype(np.float32)
+    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
+    cutter = WindowCutter(window, hop)
+    pieces = list(cutter.feed(audio)) + list(cutter.finish())
+    return classify_windows([w for _, w in pieces], [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
+                            labels, encoder, settings, plugins or default_plugins(), policy, policy_options=policy_options)
+
+
+def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncoder, settings: Settings | None = None,
+                  plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None,
+                  policy_options: dict | None = None) -> FileClassification:
+    """Classify one file without an index; decoding runs in a worker process under a time limit."""
+    settings = settings or load_settings()
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"no such file: {path}")
+    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
+    job = DecodeJob(window=window, hop=hop, plugin_settings=settings.plugin_view(),
+                    limits=DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s))
+    windows, spans = [], []
+    for event in DecodePool(job, workers=1, timeout_s=timeout_s or settings.decode_timeout_s).run([str(path)]):
+        if isinstance(event, FileFailed):
+            raise DecodeError(f"{path}: {event.reason}")
+        if isinstance(event, WindowsDecoded):
+            for start, length, audio in zip(event.starts, event.lengths, event.audio):
+                windows.append(audio[:length])
+                spans.append((start / TARGET_RATE, (start + length) / TARGET_RATE))
+    return classify_windows(windows, spans, labels, encoder, settings, plugins or default_plugins(), policy, path=str(path),
+                            policy_options=policy_options)
+
+
+def dumps(model) -> str:
+    """One JSON document for a result model (the --json output)."""
+    return json.dumps(model.model_dump(mode="json") if hasattr(model, "model_dump") else model, ensure_ascii=False)
