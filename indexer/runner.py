@@ -64,6 +64,7 @@ class IndexReport:
     runs_interrupted: int = 0  # earlier runs found killed mid-way (marked 'interrupted')
     errors: list[FileError] = field(default_factory=list)
     warnings: list[FileError] = field(default_factory=list)  # indexed files the decoder left something out of
+    skipped: list[FileError] = field(default_factory=list)  # files the scan left out for a reason (not their extension)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -144,7 +145,8 @@ class IndexRunner:
         if not allow_empty_root:
             refuse_unmounted(roots, scan, known)
         max_file, max_window, max_run = self.store.max_ids()
-        report = IndexReport(run_id=max_run + 1, files_skipped=len(scan.skipped))
+        report = IndexReport(run_id=max_run + 1, files_skipped=len(scan.skipped),
+                             skipped=[FileError(p, why) for p, why in scan.skipped if why != "extension not indexed"])
         command = " ".join(sys.argv)
         report.runs_interrupted = self.store.start_run(report.run_id, wall0, command)
         self._next_file_id = max_file + 1
@@ -447,4 +449,5 @@ def report_summary(report: IndexReport) -> dict:
         "timings": {k: round(v, 4) for k, v in report.timings.items()},
         "errors": [{"path": e.path, "error": e.error} for e in report.errors],
         "warnings": [{"path": e.path, "warning": e.error} for e in report.warnings],
+        "skipped": [{"path": e.path, "reason": e.error} for e in report.skipped],
     }

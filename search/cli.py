@@ -105,6 +105,7 @@ def index(
         "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
         "windows": report.windows, "errors": [{"path": e.path, "error": e.error} for e in report.errors],
         "warnings": [{"path": e.path, "warning": e.error} for e in report.warnings],
+        "skipped": [{"path": e.path, "reason": e.error} for e in report.skipped],
         "timings": {k: round(v, 4) for k, v in report.timings.items()}, "windows_per_s": round(report.windows_per_s, 3),
         "files_added": report.files_added, "files_updated": report.files_updated, "files_removed": report.files_removed,
         "files_renamed": report.files_renamed, "files_reused": report.files_reused,
@@ -125,6 +126,8 @@ def index(
         out.print(f"  failed: {e.path}: {e.error}", markup=False, highlight=False)
     for e in report.warnings:
         out.print(f"  indexed with a note: {e.path}: {e.error}", markup=False, highlight=False)
+    for e in report.skipped:
+        out.print(f"  skipped: {e.path}: {e.error}", markup=False, highlight=False)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Built-in decoder: libsndfile through soundfile (wav, flac, ogg/vorbis/opus, aiff, au, caf...)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ class SoundFileSource:
 
     def __init__(self, path: Path):
         try:
-            self._file = sf.SoundFile(str(path))
+            # The name's own bytes: soundfile encodes a str strictly, which fails on names that are not UTF-8.
+            self._file = sf.SoundFile(os.fsencode(path))
         except Exception as exc:
             raise DecodeError(_reason(exc)) from None
         self.sample_rate = int(self._file.samplerate)
