@@ -143,8 +143,9 @@ def failure_reason(path: str | Path, head: bytes, said: Sequence[tuple[str, str]
     first_decoder, first_kind, first_words = plain[0]
     if first_kind == "own":  # our decoders' and checks' sentences are already plain and specific
         others = [(d, w) for d, k, w in plain[1:] if k not in ("unrecognised", "internal")]
-        return first_words if len(plain) == 1 else \
-            f"{first_decoder}: {first_words}" + "".join(f"; {d}: {w}" for d, w in others)
+        if not others:  # the rest do not recognise the file: their words add nothing
+            return first_words
+        return f"{first_decoder}: {first_words}" + "".join(f"; {d}: {w}" for d, w in others)
     lead = _lead([k for _, k, _ in plain], fmt, has_known_magic(head))
     return f"{lead}: {details}"
 
