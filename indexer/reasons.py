@@ -73,7 +73,8 @@ _PLAIN: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"channel changed mid stream", re.I), "corrupt", "the channel count changes mid-stream"),
     (re.compile(r"psf_fseek|psf_fread|psf_\w+\(\) failed", re.I), "corrupt", "the data ends before its header says it does"),
     (re.compile(r"^Operation not permitted$|^Permission denied$", re.I), "corrupt", "a damaged container FFmpeg refuses to read"),
-    (re.compile(r"DEC_PAYLOAD_ERROR|DEC_\w+_ERROR", re.I), "corrupt", "a packet that does not decode"),
+    (re.compile(r"DEC_PAYLOAD_ERROR|DEC_\w+_ERROR|^SILK decoder: [A-Z_]+$"), "corrupt", "a packet that does not decode"),
+    (re.compile(r"SF_INFO|^Internal error", re.I), "corrupt", "a header with missing or impossible values"),
     (re.compile(r"^Immediate exit requested|^Resource temporarily unavailable", re.I), "corrupt", "a read that could not finish"),
     (re.compile(r"^Cannot allocate memory", re.I), "corrupt", "sizes too large to allocate"),
     (re.compile(r"^No such file or directory", re.I), "corrupt", "a reference to data that is not there"),
@@ -115,7 +116,7 @@ def _lead(kinds: list[str], fmt: str | None, known_magic: bool) -> str:
         if len(found) < len(kinds):
             return "could not be decoded (one decoder failed internally, the others do not recognise the file)"
         return "not an audio file (no decoder recognises it)" if fmt is None else \
-            f"not an audio file, or a {fmt} file no decoder here reads"
+            f"not an audio file, or too damaged to read as {fmt}"
     if "unsupported" in found and "corrupt" not in found:
         return f"unsupported {what} encoding"
     if not found:

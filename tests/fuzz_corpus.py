@@ -27,7 +27,8 @@ BASE_SECONDS = 1.5
 
 # A reason a person can act on: plain words. These give away an internal error instead.
 UNCLEAR_REASON = re.compile(
-    r"NoneType|Traceback|[A-Za-z]*(Error|Exception)\b|_ERROR\b|object has no attribute|not subscriptable|"
+    r"NoneType|Traceback|[A-Za-z]*(Error|Exception)\b|_ERROR\b|Internal error|SF_INFO|psf_|: [A-Z_]{4,}$|"
+    r"object has no attribute|not subscriptable|"
     r"unexpected keyword|positional argument|psf_|patches welcome|Operation not permitted|"
     r"index out of range|division by zero|unpack requires|invalid literal"
 )

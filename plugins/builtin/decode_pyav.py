@@ -55,9 +55,14 @@ class PyAVSource:
 
     def _frames(self) -> Iterator[np.ndarray]:
         # Packed float32 at the stream's own rate and layout; soxr resamples later, in one place.
-        resampler = av.AudioResampler(format="flt", layout=self._stream.codec_context.layout, rate=self.sample_rate)
+        layout = self._stream.codec_context.layout
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=self.sample_rate)
         try:
             for frame in self._container.decode(self._stream):
+                if frame.sample_rate != self.sample_rate or frame.layout.nb_channels != self.channels:
+                    # A damaged frame header (an MP3 bit flip) announces another rate or layout mid-stream.
+                    raise DecodeError(f"a frame switches to {frame.sample_rate} Hz, {frame.layout.nb_channels} channel(s) "
+                                      f"mid-stream (the stream is {self.sample_rate} Hz, {self.channels}): damaged data")
                 for out in resampler.resample(frame):
                     yield out.to_ndarray().reshape(-1, self.channels)
             for out in resampler.resample(None):
