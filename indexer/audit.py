@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from indexer.paths import display_path
+from indexer.queries import FileLocation
 from indexer.store import CommitPlan, IndexStore
 from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_files, faiss_ids, leftover_tmp_files, load_latest
 
@@ -20,19 +21,7 @@ def _sample(values) -> list:
 
 def _windows_scan(store: IndexStore) -> tuple[np.ndarray, np.ndarray]:
     """(ids of windows with a non-finite vector, ids of windows whose file row is missing or not indexed)."""
-    dim = store.embedding_dim
-    bad: list[np.ndarray] = []
-    cur = store.cursor()
-    reader = cur.sql("SELECT id, embedding FROM windows ORDER BY id").to_arrow_reader(REBUILD_CHUNK)
-    for batch in reader:
-        if batch.num_rows:
-            vecs = batch.column(1).flatten().to_numpy().reshape(-1, dim)
-            bad.append(batch.column(0).to_numpy()[~np.isfinite(vecs).all(axis=1)])
-    dangling = store.cursor().execute(
-        "SELECT w.id FROM windows w LEFT JOIN files f ON f.id = w.file_id WHERE f.id IS NULL OR f.status <> 'indexed' ORDER BY w.id"
-    ).fetchnumpy()["id"]
-    non_finite = np.concatenate(bad) if bad else np.zeros(0, np.int64)
-    return non_finite.astype(np.int64), np.asarray(dangling, dtype=np.int64)
+    return store.non_finite_window_ids(REBUILD_CHUNK), store.dangling_window_ids()
 
 
 def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) -> np.ndarray:
@@ -52,9 +41,9 @@ def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) ->
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
-def missing_files(store: IndexStore) -> list[tuple[int, str, str]]:
-    """(id, path, root) of stored files that no longer exist on disk: path as displayed, root as on disk."""
-    return [(row[0], display_path(row[1]), row[2]) for row in store.files_rows() if not os.path.exists(row[1])]
+def missing_files(store: IndexStore) -> list[FileLocation]:
+    """(id, path, root) of stored files that no longer exist on disk (path and root as on disk)."""
+    return [f for f in store.file_locations() if not os.path.exists(f.path)]
 
 
 def audit(store: IndexStore) -> dict:
@@ -73,7 +62,7 @@ def audit(store: IndexStore) -> dict:
     gone = missing_files(store)
     tmp = leftover_tmp_files(index_dir)
     seq = store.commit_seq()
-    interrupted = store.cursor().execute("SELECT count(*) FROM runs WHERE status IN ('running', 'interrupted')").fetchone()[0]
+    interrupted = store.unfinished_run_count()
     problems = []
     if index is None:
         problems.append("no readable FAISS file: the next open rebuilds it from DuckDB")
@@ -110,7 +99,7 @@ def audit(store: IndexStore) -> dict:
         "mismatched_vectors": int(len(mismatched)),
         "non_finite": int(len(non_finite)), "non_finite_sample": _sample(non_finite),
         "dangling_windows": int(len(dangling)),
-        "missing_files": len(gone), "missing_file_paths": _sample(p for _, p, _ in gone),
+        "missing_files": len(gone), "missing_file_paths": _sample(display_path(p) for _, p, _ in gone),
         "unreadable_faiss_files": unreadable,
         "leftover_tmp_files": [p.name for p in tmp],
         "interrupted_runs": int(interrupted),
@@ -139,9 +128,9 @@ def repair(store: IndexStore) -> dict:
     gone = missing_files(store)
     removable = [i for i, _, root in gone if root and os.path.isdir(root) and any(os.scandir(root))]
     keep = set(removable)
-    done["kept_missing"] = [p for i, p, _ in gone if i not in keep][:SAMPLE]
+    done["kept_missing"] = [display_path(p) for i, p, _ in gone if i not in keep][:SAMPLE]
     if removable:
-        run_id = store.max_ids()[2]
+        run_id = store.max_ids().run
         store.commit(CommitPlan(files=[], remove_file_ids=removable), run_id)
     done["removed_files"] = len(removable)
     if before["mismatched_vectors"]:

@@ -34,7 +34,7 @@ from plugins.safe_files import SIDECAR_LIMIT, FileTooLarge, NotRegularFile, open
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {"sample_rate": 16_000, "channels": 1, "sample_format": "s16le"}
-SIDECAR_SUFFIXES = (".toml", ".json")
+SIDECAR_SUFFIXES = (".toml", ".json")  # declared on the Decoder: the scan re-indexes a file when its sidecar changes
 MAX_SIDECAR_BYTES = SIDECAR_LIMIT
 
 
@@ -134,4 +134,4 @@ def open_pcm(path: Path, settings: Mapping[str, Any]) -> PcmSource:
 
 @hookimpl
 def register_decoders(register):
-    register(Decoder(name="pcm", open=open_pcm, extensions=("pcm", "raw")))
+    register(Decoder(name="pcm", open=open_pcm, extensions=("pcm", "raw"), sidecar_suffixes=SIDECAR_SUFFIXES))

@@ -17,6 +17,7 @@ from search.catalog import check_labels
 from search.classify import policy_named
 from search.http_models import MAX_LABELS, ClassifyRequest
 from search.results import ClassifyResponse, FileClassification
+from search.request_options import check_prompt_template, parse_policy_options
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
 from search.sound_index import classify_file
 
@@ -35,7 +36,8 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
     header, rows = sx.iter_classify(body.labels, policy=body.policy, by=body.by, top=body.top, threshold=body.threshold,
-                                    filters=body.filters, strict=body.strict or None, after=after)
+                                    filters=body.filters, strict=body.strict or None, after=after,
+                                    policy_options=body.policy_options, prompt_template=body.prompt_template)
     if body.top is not None and position.get("offset"):
         rows = itertools.islice(rows, position["offset"], None)
     if NDJSON in request.headers.get("accept", ""):
@@ -55,10 +57,35 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
 @router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"])
 async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
                           labels: Annotated[str, Form(min_length=1, max_length=4000, description="comma-separated labels")],
-                          policy: Annotated[str, Form(max_length=100)] = "softmax") -> FileClassification:
-    """One uploaded file classified per window and as a whole; the upload is deleted when the request ends."""
+                          policy: Annotated[str, Form(max_length=100)] = "softmax",
+                          policy_options: Annotated[str | None, Form(max_length=20_000, description=
+                                                    'the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}')] = None,
+                          threshold: Annotated[str | None, Form(max_length=4000, description=
+                                               'a number, or per label as JSON: {"dog": 0.3}')] = None,
+                          prompt_template: Annotated[str | None, Form(max_length=500, description="e.g. 'the sound of {}'")] = None,
+                          start: Annotated[float | None, Form(ge=0, le=1e7, description="classify from here, seconds")] = None,
+                          duration: Annotated[float | None, Form(gt=0, le=1e7, description="classify this long, seconds")] = None,
+                          pcm_sample_rate: Annotated[int | None, Form(ge=1, le=10_000_000, description="raw PCM: sample rate")] = None,
+                          pcm_channels: Annotated[int | None, Form(ge=1, le=1024, description="raw PCM: channels")] = None,
+                          pcm_format: Annotated[str | None, Form(max_length=16, description="raw PCM: s16le, s24le, s32le, f32le, u8")] = None,
+                          envelope_points: Annotated[int, Form(ge=0, le=20_000, description="waveform points to return (0: none)")] = 0,
+                          mel_width: Annotated[int, Form(ge=0, le=4000, description="log-mel image width, pixels")] = 600,
+                          ) -> FileClassification:
+    """One uploaded file classified per window and as a whole; the upload is deleted when the request ends.
+
+    Every option of one request: policy and `policy_options`, `threshold`, `prompt_template`, a segment
+    (`start`, `duration`), the layout of raw PCM, and the envelope (waveform + log-mel image) to draw.
+    """
     check_labels(labels, MAX_LABELS)
     policy_named(sx.plugins.policies, policy)
+    options = parse_policy_options(policy_options)
+    limit = _threshold(threshold)
+    if prompt_template is not None:
+        check_prompt_template(prompt_template)
+    settings = sx.settings
+    pcm = {k: v for k, v in (("sample_rate", pcm_sample_rate), ("channels", pcm_channels), ("sample_format", pcm_format)) if v is not None}
+    if pcm:
+        settings = settings.model_copy(update={"plugin": {**settings.plugin, "pcm": {**settings.plugin.get("pcm", {}), **pcm}}})
     suffix = Path(file.filename or "").suffix.lower()
     suffix = suffix if suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 9 else ""
     with tempfile.NamedTemporaryFile(dir=request.app.state.upload_dir, suffix=suffix, delete=False) as fh:
@@ -69,8 +96,10 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
                 out.write(chunk)
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
-        result = await run_in_threadpool(classify_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy,
-                                         sx.settings.decode_timeout_s)
+        result = await run_in_threadpool(
+            classify_file, saved, labels, sx.encoder, settings, sx.plugins, policy, settings.decode_timeout_s, options,
+            threshold=limit, prompt_template=prompt_template, start=start, duration=duration,
+            envelope_points=envelope_points, mel_width=mel_width)
         result.path = file.filename
         for row in [*result.windows, result.file]:
             row.path = file.filename or "upload"
@@ -81,6 +110,18 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         saved.unlink(missing_ok=True)
         await file.close()
 
+
+def _threshold(raw: str | None) -> float | dict | None:
+    """The form's threshold: one number, or a JSON object / list of numbers per label."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float, dict, list)):
+        raise BadInput(f"threshold must be a number or a JSON object of numbers per label, not {raw[:80]!r}")
+    return value
 
 
 def _ndjson(header: ClassifyResponse, rows: Iterator) -> Iterator[bytes]:
