@@ -90,12 +90,19 @@ class ScanFormats:
         return sniff_container(head)
 
     def sidecars(self, path: str) -> list[str]:
-        """The sidecar files of ``path`` that the decoders of its extension declare and that exist."""
+        """The sidecar files of ``path`` that the decoders of its extension declare and that exist.
+
+        Anything by a sidecar's name counts, a FIFO or a link to a device included: it is never read (the
+        hash records what it is), and its file fails with the reason, not as a twin of another file.
+        """
         out: list[str] = []
         for decoder in self.decoders:
-            for sidecar in decoder.sidecars(path):
-                if str(sidecar) not in out:
-                    out.append(str(sidecar))
+            found = [str(s) for s in decoder.sidecars(path)]
+            if decoder.sidecar_suffixes and decoder.handles_extension(path):
+                found += [str(path) + suffix for suffix in decoder.sidecar_suffixes if os.path.lexists(str(path) + suffix)]
+            for sidecar in found:
+                if sidecar not in out:
+                    out.append(sidecar)
         return out
 
     def sidecar_of(self, path: str) -> str | None:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from api_server import LiveServer, api_settings, build_index, write_archive
+from indexer.formats import ScanFormats
 from indexer.scan import content_hash, scan_paths
+from plugins.manager import build_plugin_manager
 from plugins.safe_files import FileTooLarge, NotRegularFile, open_regular, read_limited
 
 pytestmark = pytest.mark.timeout(180)  # a regression here is a hang: fail it instead of stalling the suite
@@ -62,17 +64,18 @@ def test_safe_reads_refuse_special_and_huge_files_without_blocking(tmp_path):
 def test_scan_skips_special_files_and_hashing_never_opens_them(tmp_path, write_sound):
     root = hostile_archive(tmp_path / "a", write_sound)
     os.symlink("/dev/zero", root / "zero.wav")
-    scan = scan_paths([root], ["wav", "pcm"])
+    formats = ScanFormats.of(build_plugin_manager().decoders)
+    scan = scan_paths([root], formats=formats)
     assert sorted(os.path.basename(f.path) for f in scan.files) == ["fifo.pcm", "good.pcm", "good.wav", "huge.pcm", "tagged.wav", "zero.pcm"]
     reasons = {os.path.basename(p): why for p, why in scan.skipped}
     assert reasons["pipe.wav"] == FIFO
     assert reasons["zero.wav"] == "symlink out of the indexed roots"
     t0 = time.monotonic()
-    hashes = {os.path.basename(f.path): content_hash(f.path) for f in scan.files}
+    hashes = {os.path.basename(f.path): content_hash(f.path, f.sidecars) for f in scan.files}
     assert time.monotonic() - t0 < 5
     assert len(set(hashes.values())) == len(hashes)
     # a FIFO given directly is skipped too, not opened
-    assert scan_paths([root / "pipe.wav"], ["wav"]).skipped == [(str(root / "pipe.wav"), FIFO)]
+    assert scan_paths([root / "pipe.wav"], formats=formats).skipped == [(str(root / "pipe.wav"), FIFO)]
 
 
 def test_index_run_records_each_hostile_sidecar_and_finishes(tmp_path, write_sound, run_cli):
@@ -87,7 +90,8 @@ def test_index_run_records_each_hostile_sidecar_and_finishes(tmp_path, write_sou
     assert errors["huge.pcm"].startswith("sidecar huge.pcm.toml refused: larger than 64 KiB")
     assert report["files_indexed"] == 3  # good.wav, good.pcm, tagged.wav
     skipped = {os.path.basename(s["path"]): s["reason"] for s in report["skipped"]}
-    assert skipped == {"pipe.wav": FIFO}
+    assert skipped["pipe.wav"] == skipped["fifo.pcm.toml"] == FIFO  # listed, never opened
+    assert skipped["good.pcm.toml"] == "sidecar of good.pcm"
     assert elapsed < 120, elapsed
     assert run_cli("check", "--index", tmp_path / "index", "--json").json["ok"] is True
 
