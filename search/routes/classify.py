@@ -111,7 +111,7 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         await file.close()
 
 
-def _threshold(raw: str | None) -> float | dict | None:
+def _threshold(raw: str | None) -> float | dict | list | None:
     """The form's threshold: one number, or a JSON object / list of numbers per label."""
     if raw is None or not raw.strip():
         return None

@@ -92,13 +92,13 @@ def file_envelope_route(file_id: str, request: Request, sx: IndexDep,
     fid = parse_id(file_id, "file")
     if end is not None and end <= start:
         raise BadInput(f"end ({end}) must be after start ({start})")
-    first = sx.store.cursor().execute("SELECT min(id) FROM windows WHERE file_id = ?", [fid]).fetchone()
+    first = sx.store.first_window_of(fid)
     try:
-        if not first or first[0] is None:
+        if first is None:
             raise NotServable(f"no file {file_id} with windows in the index")
-        where = window_location(sx, int(first[0]))  # the same servability checks as a window's audio
+        where = window_location(sx, first)  # the same servability checks as a window's audio
     except NotServable as exc:
-        raise HTTPException(404, str(exc).replace(f"window {first[0] if first else ''}", f"file {file_id}")) from None
+        raise HTTPException(404, str(exc).replace(f"window {first if first is not None else ''}", f"file {file_id}")) from None
     stat = Path(where.path).stat()
     key = (where.path, stat.st_size, stat.st_mtime, points, mel_width, start, end)
     cache = request.app.state.__dict__.setdefault("envelopes", OrderedDict())
