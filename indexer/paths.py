@@ -11,6 +11,7 @@ that is valid UTF-8 has no BLOB (NULL): its display form is the name.
 from __future__ import annotations
 
 import os
+from typing import overload
 
 
 def display_path(path: str) -> str:
@@ -33,6 +34,10 @@ def path_bytes(path: str | None) -> bytes | None:
         return os.fsencode(path)
 
 
+@overload
+def real_path(display: str, raw: bytes | None) -> str: ...
+@overload
+def real_path(display: None, raw: bytes | None) -> str | None: ...
 def real_path(display: str | None, raw: bytes | None) -> str | None:
     """The name to open: rebuilt from the stored bytes when there are any, else the display form itself."""
     if raw is not None:

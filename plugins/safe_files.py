@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 from typing import BinaryIO
 
 SIDECAR_LIMIT = 64 * 1024  # bytes: a sidecar holds a few settings, never more
