@@ -78,6 +78,7 @@ def test_scan_skips_special_files_and_hashing_never_opens_them(tmp_path, write_s
     assert scan_paths([root / "pipe.wav"], formats=formats).skipped == [(str(root / "pipe.wav"), FIFO)]
 
 
+@pytest.mark.slow  # two CLI runs
 def test_index_run_records_each_hostile_sidecar_and_finishes(tmp_path, write_sound, run_cli):
     root = hostile_archive(tmp_path / "archive", write_sound)
     t0 = time.monotonic()
