@@ -55,6 +55,17 @@ class FileFailed:
     reason: str
 
 
+@dataclass
+class WindowsEmbedded:
+    """Windows already embedded elsewhere (a cluster's actors): their spans, vectors and tags, no audio."""
+
+    file_idx: int
+    starts: np.ndarray  # int64 samples at 48 kHz
+    lengths: np.ndarray  # int64 samples
+    vectors: np.ndarray  # (n, dim) float32 unit vectors
+    tags: list[dict]
+
+
 DecodeEvent = FileOpened | WindowsDecoded | FileDecoded | FileFailed
 
 
@@ -163,11 +174,13 @@ class _Worker:
 class DecodePool:
     """Decodes files in worker processes and yields their events; a worker that dies or hangs fails its file only."""
 
-    def __init__(self, job: DecodeJob, workers: int, timeout_s: float):
+    def __init__(self, job: DecodeJob, workers: int, timeout_s: float, start_method: str = "spawn"):
         self.job = job
         self.workers = max(1, workers)
         self.timeout_s = timeout_s
-        self._ctx = mp.get_context("spawn")  # fork after torch/duckdb threads have started is unsafe
+        # fork after torch/duckdb threads have started is unsafe; a cluster task uses "forkserver", whose server
+        # outlives the task in a reused Ray worker, so each file's decoder starts without importing anything.
+        self._ctx = mp.get_context(start_method)
 
     def run(self, paths: list[str]) -> Iterator[DecodeEvent]:
         """Yield events for every path (by index into ``paths``), each file ending in FileDecoded or FileFailed."""

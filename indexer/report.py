@@ -52,6 +52,7 @@ class IndexReport(BaseModel):
     warnings: list[FileWarning] = Field(default_factory=list)
     skipped: list[FileSkipped] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
+    stages: dict[str, Any] = Field(default_factory=dict)  # where each stage ran (a Ray run); a local run has none
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -66,7 +67,7 @@ class IndexReport(BaseModel):
 
     def document(self) -> dict[str, Any]:
         """The JSON document of the run: what `--json` prints, the runs table keeps and HTTP jobs carry."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude=None if self.stages else {"stages"})
 
     @classmethod
     def from_document(cls, doc: dict[str, Any], run_id: int) -> IndexReport | None:

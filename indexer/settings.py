@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     max_upload_mb: float = 200.0
     plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ray: str | None = None  # a Ray cluster ('auto' or an address): indexing decodes and embeds there (soundsift[ray])
 
     @field_validator("extensions")
     @classmethod
