@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, computed_field, field_serializer
+from pydantic import BaseModel, BeforeValidator, Field, computed_field, field_serializer, model_serializer
 
 from indexer.paths import display_path
 
@@ -65,9 +65,17 @@ class IndexReport(BaseModel):
     def _round_timings(self, timings: dict[str, float]) -> dict[str, float]:
         return {k: round(v, 4) for k, v in timings.items()}  # 0.1 ms: finer is noise
 
+    @model_serializer(mode="wrap")
+    def _omit_local_stages(self, handler: Any) -> dict[str, Any]:
+        # `stages` exists only for a Ray run, so a local run's document is the same wherever it is serialised.
+        data = handler(self)
+        if not data.get("stages"):
+            data.pop("stages", None)
+        return data
+
     def document(self) -> dict[str, Any]:
         """The JSON document of the run: what `--json` prints, the runs table keeps and HTTP jobs carry."""
-        return self.model_dump(mode="json", exclude=None if self.stages else {"stages"})
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_document(cls, doc: dict[str, Any], run_id: int) -> IndexReport | None:
