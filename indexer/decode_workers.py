@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from indexer.decode import DecodeLimits, mono_48k_blocks, open_audio
+from indexer.reasons import stream_failure_reason
 from indexer.windows import WindowCutter
 
 WINDOWS_PER_MESSAGE = 8
@@ -94,6 +95,7 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
         if task is None:
             return
         file_idx, path = task
+        opened = None
         try:
             opened = open_audio(Path(path), decoders, job.plugin_settings, job.limits)
             src = opened.source
@@ -127,11 +129,22 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
                 raise DecodeError("no audio samples decoded")
             conn.send(FileDecoded(file_idx, cutter.total))
         except DecodeError as exc:
-            conn.send(FileFailed(file_idx, str(exc) or "decode failed"))
+            message = str(exc) or "decode failed"
+            if opened is not None:  # failed mid-stream: the reason in plain words, with what the others said
+                message = stream_failure_reason(path, opened.head, opened.decoder, message, opened.refused)
+            conn.send(FileFailed(file_idx, _one_line(message)))
         except MemoryError:
             conn.send(FileFailed(file_idx, "out of memory while decoding"))
-        except Exception as exc:
-            conn.send(FileFailed(file_idx, f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]))
+        except Exception as exc:  # a decoder's bug: logged by the reasons module, never the reason itself
+            if opened is not None:
+                message = stream_failure_reason(path, opened.head, opened.decoder, f"{type(exc).__name__}: {exc}", opened.refused)
+            else:
+                message = "could not be decoded (an internal error while opening it)"
+            conn.send(FileFailed(file_idx, _one_line(message)))
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())[:1000]
 
 
 class _Worker:
