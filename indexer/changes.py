@@ -33,8 +33,8 @@ class Candidate:
 @dataclass
 class ChangeSet:
     unchanged: int = 0
-    touched: list[tuple[KnownFile, ScannedFile, str]] = field(default_factory=list)  # same path, same content
-    renamed: list[tuple[KnownFile, ScannedFile, str]] = field(default_factory=list)  # content moved to a new path
+    touched: list[tuple[KnownFile, ScannedFile, str | None]] = field(default_factory=list)  # same path, same content
+    renamed: list[tuple[KnownFile, ScannedFile, str | None]] = field(default_factory=list)  # content moved to a new path
     copies: list[Candidate] = field(default_factory=list)  # content stored under another path
     decode: list[Candidate] = field(default_factory=list)  # one per distinct content
     twins: dict[str, list[Candidate]] = field(default_factory=dict)  # hash -> candidates waiting on a decode
@@ -69,7 +69,7 @@ def plan_changes(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]
     for f in scan.files:
         prev = known.get(f.path)
         same_stat = prev is not None and prev.size == f.size and prev.mtime == f.mtime
-        if same_stat and not verify_content and not (retry_failed and prev.status == "failed"):
+        if prev is not None and same_stat and not verify_content and not (retry_failed and prev.status == "failed"):
             changes.unchanged += 1
         else:
             need_hash.append(f)

@@ -76,13 +76,21 @@ class RunRecord(NamedTuple):
     summary: dict[str, Any] | None
 
 
+def scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None, default: Any = 0) -> Any:
+    """The first column of the first row of ``sql`` (``default`` when there is no row)."""
+    row = cur.execute(sql, params or []).fetchone()
+    return row[0] if row else default
+
+
 class StoreQueries:
     """Read queries of `IndexStore` (it provides ``cursor()`` and ``embedding_dim``)."""
 
     def cursor(self) -> duckdb.DuckDBPyConnection:  # pragma: no cover - provided by IndexStore
         raise NotImplementedError
 
-    embedding_dim: int
+    @property
+    def embedding_dim(self) -> int:  # pragma: no cover - provided by IndexStore
+        raise NotImplementedError
 
     def known_files(self) -> list[FileRecord]:
         """Every stored file row, in id order (what change detection compares a scan with)."""
@@ -101,8 +109,7 @@ class StoreQueries:
 
     def indexed_window_count(self) -> int:
         """Windows of indexed files (those search and classification may return)."""
-        return int(self.cursor().execute(
-            f"SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED}").fetchone()[0])
+        return int(scalar(self.cursor(), f"SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED}"))
 
     def non_finite_window_ids(self, chunk: int = 65_536) -> np.ndarray:
         """Ids of windows whose stored vector holds NaN or Inf (one streaming pass)."""
@@ -124,8 +131,7 @@ class StoreQueries:
 
     def unfinished_run_count(self) -> int:
         """Runs left 'running' or marked 'interrupted' (killed mid-way)."""
-        return int(self.cursor().execute(
-            "SELECT count(*) FROM runs WHERE status IN ('running', 'interrupted')").fetchone()[0])
+        return int(scalar(self.cursor(), "SELECT count(*) FROM runs WHERE status IN ('running', 'interrupted')"))
 
     def runs(self, limit: int = 20, run_id: int | None = None) -> list[RunRecord]:
         """The latest ``limit`` runs, newest first (or just ``run_id``)."""

@@ -176,14 +176,15 @@ class IndexRunner:
         # before it); other copies follow in batches so memory stays bounded.
         step = self.commit_every_files
         dropped = {k.id for k in changes.removed} | {c.previous.id for c in changes.copies if c.previous is not None}
-        fragile = [c for c in changes.copies if c.source.id in dropped]
-        stable = [c for c in changes.copies if c.source.id not in dropped]
+        fragile = [c for c in changes.copies if _source(c).id in dropped]
+        stable = [c for c in changes.copies if _source(c).id not in dropped]
         chunks = [fragile + stable[:step]] + [stable[i: i + step] for i in range(step, len(stable), step)]
         for start, chunk in enumerate(chunks):
             records, batches = [], []
             for c in chunk:
-                record, batch = self._copy(c, self.store.window_batch_of(c.source.id), c.source.duration,
-                                           self.store.decoding_of(c.source.id))
+                source = _source(c)
+                record, batch = self._copy(c, self.store.window_batch_of(source.id), source.duration,
+                                           self.store.decoding_of(source.id))
                 if record.notes:  # the copy inherits what decoding its twin left out
                     report.warnings.append(FileWarning(path=record.path, warning=record.notes))
                 records.append(record)
@@ -396,6 +397,12 @@ class IndexRunner:
         for c, reused in done:
             self._count_indexed(c, report, reused=reused)
         self._commit_s += time.monotonic() - t
+
+
+def _source(c: Candidate) -> FileRecord:
+    """The stored file a copy takes its windows from (every copy has one)."""
+    assert c.source is not None
+    return c.source
 
 
 def _concat(batches: list[WindowBatch], dim: int) -> WindowBatch | None:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from indexer import crashpoints
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
-from indexer.queries import DB_NAME, FileDecoding, FileState, MaxIds, StoreQueries, WindowRow
+from indexer.queries import DB_NAME, FileDecoding, FileState, MaxIds, StoreQueries, WindowRow, scalar
 
 # The base schema (version 1); every later change is a numbered migration below, applied in order on open.
 SCHEMA = """
@@ -259,9 +259,9 @@ class IndexStore(StoreQueries):
         so a FAISS file written before a delete can never hold a stale vector under a live id)."""
         cur = self.cursor()
         meta = dict(cur.execute("SELECT key, value FROM meta WHERE key IN ('max_file_id', 'max_window_id')").fetchall())
-        f = cur.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()[0]
-        w = cur.execute("SELECT coalesce(max(id), 0) FROM windows").fetchone()[0]
-        r = cur.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0]
+        f = scalar(cur, "SELECT coalesce(max(id), 0) FROM files")
+        w = scalar(cur, "SELECT coalesce(max(id), 0) FROM windows")
+        r = scalar(cur, "SELECT coalesce(max(id), 0) FROM runs")
         return MaxIds(max(int(f), int(meta.get("max_file_id", 0))), max(int(w), int(meta.get("max_window_id", 0))), int(r))
 
     def window_ids(self) -> np.ndarray:
@@ -346,7 +346,7 @@ class IndexStore(StoreQueries):
         return {r[0]: WindowRow(*r[1:]) for r in rows}
 
     def window_count(self) -> int:
-        return int(self.cursor().execute("SELECT count(*) FROM windows").fetchone()[0])
+        return int(scalar(self.cursor(), "SELECT count(*) FROM windows"))
 
     # -- writes ------------------------------------------------------------------------------
     def commit(self, plan: CommitPlan, run_id: int) -> tuple[int, np.ndarray]:
@@ -440,7 +440,7 @@ class IndexStore(StoreQueries):
         elif int(row[0]) < value:
             cur.execute("UPDATE meta SET value = ? WHERE key = ?", [str(value), key])
 
-    def delete_windows(self, window_ids: Sequence[int], fail_files_reason: str | None = None) -> tuple[int, np.ndarray]:
+    def delete_windows(self, window_ids: Sequence[int] | np.ndarray, fail_files_reason: str | None = None) -> tuple[int, np.ndarray]:
         """Drop the given windows (audit repair). With ``fail_files_reason`` their files are marked failed and
         lose all their windows, so `soundsift index --retry-failed` embeds them again whole."""
         ids = pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())})
@@ -490,8 +490,8 @@ class IndexStore(StoreQueries):
     def stats(self) -> dict:
         cur = self.cursor()
         by_status = dict(cur.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
-        windows, = cur.execute("SELECT count(*) FROM windows").fetchone()
-        hours, = cur.execute("SELECT coalesce(sum(duration), 0) / 3600 FROM files WHERE status = 'indexed'").fetchone()
+        windows = scalar(cur, "SELECT count(*) FROM windows")
+        hours = scalar(cur, "SELECT coalesce(sum(duration), 0) / 3600 FROM files WHERE status = 'indexed'")
         last = cur.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         meta = self.identity_meta() or {}
         return {

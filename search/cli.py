@@ -5,7 +5,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -344,7 +344,7 @@ def plugins(json_out: JsonOpt = False):
     from plugins.manager import default_plugins
 
     host = default_plugins()
-    doc = {
+    doc: dict[str, Any] = {
         "plugins": [{"name": n, "hooks": host.hooks_of(n)} for n in host.plugin_names()],
         "decoders": [{"name": d.name, "extensions": list(d.extensions), "magic": [m.decode("latin-1") for m in d.magic],
                       "generic": d.generic} for d in host.decoders.values()],

@@ -1,6 +1,7 @@
 """Re-index jobs inside the server: one at a time in a worker thread, others queued, with progress and a scheduler."""
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import threading
@@ -138,9 +139,9 @@ class JobManager:
         history = [j for j in self._history(limit=limit) if j.run_id not in seen_runs]
         return (mine + history)[:limit]
 
-    def _history(self, limit: int = 20, run_id: int | None = None) -> list[JobInfo]:
+    def _history(self, limit: int = 20, run_id: int | None = None) -> builtins.list[JobInfo]:
         out = []
-        for rid, started, finished, status, command, summary in self.sound_index.store.runs(limit, run_id):
+        for rid, started, finished, status, _command, summary in self.sound_index.store.runs(limit, run_id):
             report = summary or {}
             out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running") else "failed", paths=[],
                                trigger="history", started_at=started, finished_at=finished, run_id=rid,

@@ -111,6 +111,8 @@ def localize_hits(sx, results, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = D
     settings = with_prompt_template(sx.settings, prompt_template)
     limits = DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s)
     for result in results:
+        if not result.hits:  # includes a query with no English: it was not searched
+            continue
         prepared = prepare_all([result.query], sx.plugins, settings, strict)[0]
         qv = combined_vectors(sx.encoder, [prepared.texts])[0]
         for hit in result.hits:

@@ -1,7 +1,7 @@
 """Result models shared by the Python API, the CLI's --json output and the HTTP API (the output contract)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 
 class SearchHit(BaseModel):
@@ -12,6 +12,14 @@ class SearchHit(BaseModel):
     window_id: int
     file_id: int
     localized: "Localization | None" = Field(None, description="where inside the window the sound is (search --localize)")
+
+    @model_serializer(mode="wrap")
+    def _omit_unlocalized(self, handler):
+        # `localized` appears only when asked for, so a plain hit keeps exactly its documented keys.
+        data = handler(self)
+        if data.get("localized") is None:
+            data.pop("localized", None)
+        return data
 
 
 class QueryResult(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +174,7 @@ class SoundIndex:
         self.close()
 
     # -- indexing ----------------------------------------------------------------------------
-    def index(self, paths: list[str | Path], retry_failed: bool = False, progress: bool | None = None,
+    def index(self, paths: Sequence[str | Path], retry_failed: bool = False, progress: bool | None = None,
               on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
         """Index new and changed audio files under ``paths``."""
         runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress)
@@ -205,7 +205,7 @@ class SoundIndex:
             ).fetchnumpy()["id"]
         results = []
         if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
-            hits_per_query = [[] for _ in prepared]
+            hits_per_query: list[list] = [[] for _ in prepared]
         else:
             hits_per_query = top_k_hits(self.store, self.vectors, qv, k, allowed, self.window_matrix)
         for p, hits in zip(prepared, hits_per_query):

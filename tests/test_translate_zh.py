@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -322,6 +321,9 @@ def test_cli_search_reports_a_query_without_english_and_runs_the_others(run_cli,
     assert "coffee maker" in coffee["texts"][0] and len(coffee["hits"]) == 2  # the general dictionary covers it
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: no English found for: 某某 (in '某某'); not searched"]
+    # localizing the hits skips the query that was not searched
+    localized = run_cli("search", "某某", "glass breaking", "--localize", "--index", tiny_index, "-k", "1", "--json").json
+    assert localized["results"][0]["hits"] == [] and localized["results"][1]["hits"][0]["localized"] is not None
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Composition: tagged tokens to English noun phrases, split into positive and negative clauses."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plugins.builtin.translate_zh.segment import Token
@@ -180,7 +181,7 @@ def _acting(tokens: list[Token]) -> list[str] | None:
     return _dedupe(out)
 
 
-def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_from: list[Token] = ()) -> list[str]:
+def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_from: Sequence[Token] = ()) -> list[str]:
     """Phrasings for one simple part: [modifiers] + things + heard/suffix (+ place)."""
     acting = _acting(tokens) if thing_override is None else None
     if acting:
