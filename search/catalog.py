@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.errors import BadInput
-from search.sound_index import SoundIndex, label_matrix, prepare_all
+from indexer.store import WindowChunk
 from search.classify import ClassifyOptions, policy_named, score_chunks
 from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.queries import combined_vectors, parse_labels
-from indexer.store import WindowChunk
+from search.sound_index import SoundIndex, label_matrix, prepare_all
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
 

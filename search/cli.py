@@ -125,7 +125,8 @@ def check(
     json_out: JsonOpt = False,
 ):
     """Audit an index: FAISS ids vs window rows, non-finite vectors, files gone from disk; exit 1 on a problem."""
-    from indexer.audit import audit, repair as repair_index
+    from indexer.audit import audit
+    from indexer.audit import repair as repair_index
     from indexer.ownership import IndexOwnership
     from indexer.store import DB_NAME, IndexStore
 
@@ -195,8 +196,8 @@ def search(
     json_out: JsonOpt = False,
 ):
     """Top-k windows for each query."""
-    from search.sound_index import SoundIndex
     from search.filters import Filters
+    from search.sound_index import SoundIndex
 
     settings = _settings(index, model, device)
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
@@ -291,11 +292,10 @@ def classify_file_cmd(
 ):
     """Classify one file, window by window and as a whole; no index needed."""
     from plugins.manager import default_plugins
-    from search.sound_index import classify_file, load_encoder
     from search.classify import policy_named
     from search.queries import parse_labels
-
     from search.request_options import check_prompt_template, check_segment
+    from search.sound_index import classify_file, load_encoder
 
     parse_labels(labels)  # fail on a bad label list, policy or option before loading a model
     policy_named(default_plugins().policies, policy)
@@ -315,7 +315,8 @@ def classify_file_cmd(
     _print_rows(result.labels, result.texts, result.windows, policy)
     best = result.file
     out.print(f"file: [bold]{best.label}[/bold] " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items())
-              + (f" (peak {_fmt_time(best.peak_start)}-{_fmt_time(best.peak_end)})" if best.peak_start is not None else ""))
+              + (f" (peak {_fmt_time(best.peak_start)}-{_fmt_time(best.peak_end)})"
+                 if best.peak_start is not None and best.peak_end is not None else ""))
     for warning in result.warnings:
         out.print(f"[yellow]warning: {warning}[/yellow]")
 

@@ -18,9 +18,9 @@ from indexer.errors import BadInput
 from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder, load_clap
 from indexer.ownership import IndexOwnership
+from indexer.queries import stored_model_id
 from indexer.runner import IndexReport, IndexRunner, check_window
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
-from indexer.queries import stored_model_id
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex

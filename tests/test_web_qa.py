@@ -12,7 +12,6 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-
 from api_server import LiveServer, api_settings
 from band_encoder import BandEncoder, burst_in_noise
 from conftest import REPO

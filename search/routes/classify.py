@@ -16,8 +16,8 @@ from indexer.errors import BadInput, DecodeError
 from search.catalog import check_labels
 from search.classify import policy_named
 from search.http_models import MAX_LABELS, ClassifyRequest
-from search.results import ClassifyResponse, FileClassification
 from search.request_options import check_prompt_template, parse_policy_options
+from search.results import ClassifyResponse, FileClassification
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
 from search.sound_index import classify_file
 
@@ -111,7 +111,7 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         await file.close()
 
 
-def _threshold(raw: str | None) -> float | dict | None:
+def _threshold(raw: str | None) -> float | dict | list | None:
     """The form's threshold: one number, or a JSON object / list of numbers per label."""
     if raw is None or not raw.strip():
         return None
