@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.errors import BadInput
-from indexer.store import WindowChunk
+from search.sound_index import SoundIndex, label_matrix, prepare_all
 from search.classify import ClassifyOptions, policy_named, score_chunks
 from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.queries import combined_vectors, parse_labels
-from search.sound_index import SoundIndex, label_matrix, prepare_all
+from indexer.store import WindowChunk
+from indexer.tag_store import tags_of_windows
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
 
@@ -57,7 +58,8 @@ def file_detail(sx: SoundIndex, file_id: int, query: str | None = None, labels: 
     ids = table.column("id").to_pylist()
     starts, ends = table.column("start").to_pylist(), table.column("end").to_pylist()
     tags = [json.loads(t) if t else {} for t in table.column("tags").to_pylist()]
-    windows = [WindowInfo(id=i, start=s, end=e, tags=t) for i, s, e, t in zip(ids, starts, ends, tags)]
+    labelled = tags_of_windows(cur, ids)
+    windows = [WindowInfo(id=i, start=s, end=e, tags=t, model_tags=labelled.get(i, {})) for i, s, e, t in zip(ids, starts, ends, tags)]
     detail = FileDetail(**_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows)
     if not windows or not (query or labels):
         return detail

@@ -63,6 +63,7 @@ class JobInfo(BaseModel):
     report: IndexReport | None = Field(None, description="the run's report: the document `soundsift index --json` prints")
     error: str | None = None
     run_id: int | None = None
+    tag: dict | None = Field(None, description="a tag job's model, top_k, function_to_apply and retag")
 
 
 @dataclass
@@ -102,6 +103,18 @@ class JobManager:
         """Queue an index job over ``paths`` (absolute); returns it as queued."""
         info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time(),
                        retry_failed=retry_failed)
+        with self._lock:
+            self._jobs[info.id] = _Job(info)
+            self._queue.append(info.id)
+            self._forget_old()
+            self._wake.notify_all()
+            return info.model_copy(deep=True)
+
+    def submit_tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
+                   trigger: str = "api") -> JobInfo:
+        """Queue a tag pass of ``model`` over the index (windows it has not tagged yet); returns it as queued."""
+        info = JobInfo(id=uuid.uuid4().hex[:12], kind="tag", status="queued", paths=[], trigger=trigger, submitted_at=time.time(),
+                       tag={"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag})
         with self._lock:
             self._jobs[info.id] = _Job(info)
             self._queue.append(info.id)
@@ -170,6 +183,8 @@ class JobManager:
             self._run(job)
 
     def _run(self, job: _Job) -> None:
+        if job.info.kind == "tag":
+            return self._run_tag(job)
         try:
             paths = spelled_as_indexed(self.sound_index.store, job.info.paths)
             report = self.sound_index.index(paths, retry_failed=job.info.retry_failed, progress=False,
@@ -189,6 +204,30 @@ class JobManager:
                 p.files_done = report.files_indexed + report.files_failed
                 p.files_total = max(p.files_total or 0, p.files_done)
                 p.windows = report.windows
+                p.windows_per_s = round(report.windows_per_s, 3)
+                p.eta_s = 0.0
+        finally:
+            job.done.set()
+
+    def _run_tag(self, job: _Job) -> None:
+        spec = job.info.tag or {}
+        try:
+            report = self.sound_index.tag(spec["model"], top_k=spec.get("top_k"), function_to_apply=spec.get("function_to_apply"),
+                                          retag=bool(spec.get("retag")), progress=False, on_progress=lambda p: self._progress(job, p))
+        except Exception as exc:  # a job's failure is reported on the job; the server goes on
+            with self._lock:
+                job.info.status = "failed"
+                job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
+                job.info.finished_at = time.time()
+        else:
+            with self._lock:
+                job.info.status = "completed"
+                job.info.finished_at = time.time()
+                job.info.report = report.document()
+                p = job.info.progress
+                p.files_done = report.files_tagged + report.files_failed
+                p.files_total = max(p.files_total or 0, p.files_done)
+                p.windows = report.windows_tagged
                 p.windows_per_s = round(report.windows_per_s, 3)
                 p.eta_s = 0.0
         finally:

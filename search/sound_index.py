@@ -18,9 +18,9 @@ from indexer.errors import BadInput
 from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder, load_clap
 from indexer.ownership import IndexOwnership
-from indexer.queries import stored_model_id
 from indexer.runner import IndexReport, IndexRunner, check_window
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
+from indexer.queries import stored_model_id
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
@@ -181,6 +181,14 @@ class SoundIndex:
         return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
 
+    def tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
+            progress: bool | None = None, on_progress=None):
+        """Tag the windows without tags from ``model`` (hub id, directory or ``alias=id``) on CLAP's device (a TagReport)."""
+        from indexer.tag_pass import run_tag_pass
+
+        return run_tag_pass(self.store, self.plugins, self.settings, model, top_k=top_k, function_to_apply=function_to_apply,
+                            retag=retag, device=str(self.encoder.device), progress=progress, on_progress=on_progress)
+
     # -- search ------------------------------------------------------------------------------
     def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None,
                prompt_template: str | None = None, localize: bool = False) -> SearchResponse:
@@ -199,7 +207,7 @@ class SoundIndex:
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
         allowed = None
         if filters is not None and not filters.is_empty():
-            where, params = filters.to_sql()
+            where, params = filters.to_sql(self.store.tag_models())
             allowed = self.store.cursor().sql(
                 f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
             ).fetchnumpy()["id"]
@@ -233,7 +241,7 @@ class SoundIndex:
         scoring = policy_named(self.plugins.policies, policy)
         prepared = prepare_all(names, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
         matrix = label_matrix(prepared, self.encoder)
-        where, params = (filters or Filters()).to_sql()
+        where, params = (filters or Filters()).to_sql(self.store.tag_models())
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
         wm = self.window_matrix()
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)

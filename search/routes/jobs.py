@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from indexer.errors import BadInput
-from search.http_models import JobRequest
+from search.http_models import JobRequest, TagJobRequest
 from search.jobs import JobInfo
 from search.routes.deps import Guarded, JobsDep
 
@@ -26,6 +26,14 @@ def submit_index_job(body: JobRequest, jobs: JobsDep) -> JobInfo:
             raise BadInput(f"no such file or directory on the server: {raw}")
         paths.append(str(path))
     return jobs.submit(paths, trigger="api", retry_failed=body.retry_failed)
+
+@router.post("/jobs/tag", response_model=JobInfo, status_code=202, dependencies=Guarded, tags=["jobs"])
+def submit_tag_job(body: TagJobRequest, jobs: JobsDep) -> JobInfo:
+    """Queue a classifier tag pass over the index: only windows without tags from that model and revision."""
+    if "\x00" in body.model:
+        raise BadInput("a model name cannot contain NUL")
+    return jobs.submit_tag(body.model, top_k=body.top_k, function_to_apply=body.function_to_apply, retag=body.retag)
+
 
 @router.get("/jobs", response_model=list[JobInfo], dependencies=Guarded, tags=["jobs"])
 def list_jobs(jobs: JobsDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[JobInfo]:
