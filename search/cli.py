@@ -445,7 +445,6 @@ def classify_file_cmd(
     from indexer.errors import UnknownPolicy
     from plugins.manager import default_plugins
     from search.queries import parse_labels
-
     from search.request_options import check_prompt_template, check_segment
 
     parse_labels(labels)  # fail on a bad label list, policy or option before loading a model (or asking a server)
@@ -480,7 +479,8 @@ def classify_file_cmd(
     _print_rows(result.labels, result.texts, result.windows, policy)
     best = result.file
     out.print(f"file: [bold]{best.label}[/bold] " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items())
-              + (f" (peak {_fmt_time(best.peak_start)}-{_fmt_time(best.peak_end)})" if best.peak_start is not None else ""))
+              + (f" (peak {_fmt_time(best.peak_start)}-{_fmt_time(best.peak_end)})"
+                 if best.peak_start is not None and best.peak_end is not None else ""))
     for warning in result.warnings:
         out.print(f"[yellow]warning: {warning}[/yellow]")
 

@@ -17,6 +17,7 @@ from search.results import Localization, SubWindowScore
 DEFAULT_SUB_S = 1.0
 DEFAULT_HOP_S = 0.25
 MAX_SUB_WINDOWS = 400  # one request embeds at most this many clips
+LOCALIZE_MAX_HITS = 20  # search --localize: the best hits per query are localized, later ones keep None
 
 
 def sub_window_spans(samples: int, sub: int, hop: int) -> list[tuple[int, int]]:
@@ -102,7 +103,7 @@ def localize_window(sx, window_id: int, query: str, *, sub_s: float = DEFAULT_SU
 
 def localize_hits(sx, results, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = DEFAULT_HOP_S,
                   prompt_template: str | None = None, strict: bool | None = None) -> None:
-    """Set ``localized`` on every hit of search ``results`` (a hit whose file is gone keeps None)."""
+    """Set ``localized`` on the best `LOCALIZE_MAX_HITS` hits of each query (a hit whose file is gone keeps None)."""
     from search.catalog import NotServable
     from search.queries import combined_vectors
     from search.request_options import with_prompt_template
@@ -115,7 +116,7 @@ def localize_hits(sx, results, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = D
             continue
         prepared = prepare_all([result.query], sx.plugins, settings, strict)[0]
         qv = combined_vectors(sx.encoder, [prepared.texts])[0]
-        for hit in result.hits:
+        for hit in result.hits[:LOCALIZE_MAX_HITS]:
             try:
                 from search.catalog import window_location
 

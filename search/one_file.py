@@ -47,7 +47,7 @@ def acoustic_warnings(flags: dict[str, list], spans: list[tuple[float, float]]) 
 
 def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncoder, settings: Settings | None = None,
                   plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None,
-                  policy_options: dict | None = None, *, threshold: float | dict | None = None,
+                  policy_options: dict | None = None, *, threshold: float | dict | list | None = None,
                   prompt_template: str | None = None, start: float | None = None, duration: float | None = None,
                   envelope_points: int = 0, mel_width: int = 600, strict: bool | None = None) -> FileClassification:
     """Classify one file (or its part from ``start`` for ``duration`` seconds) without an index.

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from api_server import LiveServer, api_settings, build_index, write_archive
 from conftest import REPO
 

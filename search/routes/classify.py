@@ -16,8 +16,8 @@ from indexer.errors import BadInput, DecodeError
 from search.catalog import check_labels
 from search.classify import policy_named
 from search.http_models import MAX_LABELS, ClassifyRequest
-from search.results import ClassifyResponse, FileClassification
 from search.request_options import check_prompt_template, parse_policy_options
+from search.results import ClassifyResponse, FileClassification
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
 from search.sound_index import classify_file
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from indexer.decode import DecodeLimits
+from indexer.errors import BadInput
 from search.audio_cut import cut_clip
 from search.catalog import (
     NotServable,
@@ -17,7 +18,6 @@ from search.catalog import (
     list_files,
     window_location,
 )
-from indexer.errors import BadInput
 from search.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
 from search.http_models import MAX_LABELS, MAX_MARGIN_S, FileDetail, FilesPage
 from search.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window

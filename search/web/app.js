@@ -121,11 +121,15 @@ function renderSearch(doc) {
         el("span", { title: fmtScore(h.score) }, el("div", { class: "bar" }, el("span", { style: `width:${width(h.score).toFixed(1)}%` })),
           el("span", { class: "score" }, fmtScore(h.score))),
         el("span", { class: "hit-actions" }, playButton(h.window_id, `${h.path} ${fmtTime(h.start)}–${fmtTime(h.end)}`),
-          el("button", { type: "button", class: "play localize", title: "where in this window is the sound?",
-            onclick: (e) => guarded(async () => {
-              const doc = await api(`/windows/${h.window_id}/localize?${new URLSearchParams({ query: r.query })}`);
-              e.target.closest("li").querySelector(".where").textContent = `sound at ${fmtTime(doc.start)}–${fmtTime(doc.end)}`;
-            }) }, "where?")),
+          el("button", { type: "button", class: "localize", title: "where in this window is the sound?",
+            onclick: (e) => {
+              const where = e.currentTarget.closest("li").querySelector(".where");
+              where.textContent = "…";
+              return guarded(async () => {
+                const doc = await api(`/windows/${h.window_id}/localize?${new URLSearchParams({ query: r.query })}`);
+                where.textContent = `sound at ${fmtTime(doc.start)}–${fmtTime(doc.end)}`;
+              });
+            } }, "where?")),
         el("span", { class: "where hint" }, ""))))
         : el("p", { class: "hint" }, "no hits"));
   }));
@@ -387,14 +391,14 @@ async function openFile(fileId, scoring = {}) {
     const labels = scoring.query ? [scoring.query] : scored.length && scored[0].scores ? Object.keys(scored[0].scores) : [];
     const windows = f.windows.map((w) => ({ ...w, scores: w.scores || (w.score !== null && w.score !== undefined ? { [scoring.query]: w.score } : {}) }));
     const file = { viewer: { envelope: env, windows, labels, label: scoring.label || labels[0], region: null,
-      onPlay: (t) => { const w = windows.find((x) => t >= x.start && t < x.end) || windows[windows.length - 1]; if (w) playFrom({ windowId: w.id }, t - w.start, label(w)); } } };
+      onPlay: (t) => { const w = windows.find((x) => t >= x.start && t < x.end) || windows[windows.length - 1]; if (w) playFrom({ windowId: w.id, offset: w.start }, t - w.start, label(w)); } } };
     state.file = file;
     drawViewer($("#file-viewer"), file.viewer);
     $("#file-strip").replaceChildren(...f.windows.map((w) => el("div", {
       class: "cell", "data-window": w.id, title: `${fmtTime(w.start)}–${fmtTime(w.end)} score ${fmtScore(w.score)}`,
       style: `background:${w.score === null || w.score === undefined ? "#dfe3e8" : scoreColour(norm(w.score))}`,
       onclick: () => play(w.id, label(w)) })));
-    const where = (w) => (labels.length ? el("button", { type: "button", class: "play localize", title: "where in this window is the sound?",
+    const where = (w) => (labels.length ? el("button", { type: "button", class: "localize", title: "where in this window is the sound?",
       onclick: () => guarded(() => localizeIn(w, scoring.query || file.viewer.label || labels[0], file)) }, "where?") : "");
     $("#file-windows tbody").replaceChildren(...f.windows.map((w) => el("tr", { "data-window": w.id },
       el("td", {}, w.id), el("td", {}, `${fmtTime(w.start)}–${fmtTime(w.end)}`), el("td", { class: "score" }, fmtScore(w.score)),
