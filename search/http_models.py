@@ -110,3 +110,35 @@ class WindowInfo(BaseModel):
 class FileDetail(FileInfo):
     windows: list[WindowInfo] = Field(default_factory=list)
     query_texts: list[str] | None = Field(None, description="the English texts embedded for `query`")
+
+
+class ErrorItem(BaseModel):
+    """One thing wrong with a request (the fields FastAPI's validation reports)."""
+
+    loc: list[str | int] = Field(default_factory=list, description="where: e.g. ['body', 'k']")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: one line saying what went wrong and what to do; a 422 from validation also lists each problem."""
+
+    detail: str
+    errors: list[ErrorItem] | None = Field(None, description="with 422: each invalid field")
+
+
+ERROR_TEXT = {
+    401: "missing or wrong API key (only when the server has one)",
+    403: "a path outside the roots this server may index",
+    404: "no such item",
+    409: "the index is owned by another process or was built with another model",
+    413: "the request body, or the uploaded audio, is over the server's limits",
+    422: "the request is not valid (the fields, a label set, a filter, or audio that cannot be decoded)",
+    429: "too many jobs are waiting",
+    503: "the model or the index cannot be used right now",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` entries for ``codes``, all with the ErrorResponse body."""
+    return {code: {"model": ErrorResponse, "description": ERROR_TEXT[code]} for code in codes}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -19,8 +20,9 @@ from indexer.errors import SoundsiftError
 if TYPE_CHECKING:
     from search.sound_index import SoundIndex
 
-JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 HISTORY_KEPT = 100
+MAX_QUEUED = 16
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -42,6 +44,10 @@ def report_document(report) -> dict:
     return doc
 
 
+class QueueFull(SoundsiftError):
+    """Too many jobs are waiting (HTTP 429)."""
+
+
 class JobProgress(BaseModel):
     files_done: int = 0
     files_total: int | None = None
@@ -58,6 +64,7 @@ class JobInfo(BaseModel):
     status: JobStatus
     paths: list[str]
     trigger: str = Field("api", description="api, schedule, cli, or history (a run recorded in the index)")
+    status_note: str | None = Field(None, description="why a job is interrupted (the server stopped while it ran)")
     submitted_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -71,6 +78,7 @@ class JobInfo(BaseModel):
 @dataclass
 class _Job:
     info: JobInfo
+    seq: int = 0  # submission order, kept with the persisted job
     started_mono: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -87,27 +95,107 @@ def spelled_as_indexed(store, paths: list[str]) -> list[str]:
     return [by_real.get(os.path.realpath(p), p) for p in paths]
 
 
-class JobManager:
-    """Runs index jobs on one SoundIndex, one at a time; queries keep reading committed snapshots meanwhile."""
+JOBS_TABLE = "server_jobs"
 
-    def __init__(self, sound_index: "SoundIndex"):
+
+class JobManager:
+    """Runs index jobs on one SoundIndex, one at a time; queries keep reading committed snapshots meanwhile.
+
+    Jobs are kept in the index's DuckDB (table ``server_jobs``): queued jobs survive a restart and resume,
+    a job that was running when the server died is reported ``interrupted``. Identical queued jobs are
+    one job; at most ``max_queued`` wait.
+    """
+
+    def __init__(self, sound_index: "SoundIndex", max_queued: int | None = None):
         self.sound_index = sound_index
+        self.max_queued = max_queued or getattr(sound_index.settings, "max_queued_jobs", MAX_QUEUED)
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
+        self._seq = 0
+        self._persist = not getattr(sound_index.store, "read_only", False)
+        self._restore()
         self._thread = threading.Thread(target=self._work, name="soundsift-jobs", daemon=True)
         self._thread.start()
 
+    # -- persistence -------------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Load persisted jobs: running ones (the server died under them) become interrupted, queued ones queue again."""
+        if not self._persist:
+            return
+        try:
+            cur = self.sound_index.store.cursor()
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} (id VARCHAR PRIMARY KEY, seq BIGINT, status VARCHAR, doc VARCHAR)")
+            # This process owns the index: a run still marked running was cut short by a kill.
+            cur.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+            rows = cur.execute(f"SELECT seq, doc FROM {JOBS_TABLE} ORDER BY seq").fetchall()
+        except Exception as exc:  # a read-only or damaged store: jobs live in memory only
+            print(f"warning: jobs are not persisted ({type(exc).__name__}: {exc})", file=sys.stderr)
+            self._persist = False
+            return
+        for seq, doc in rows:
+            try:
+                info = JobInfo.model_validate_json(doc)
+            except ValueError:
+                continue
+            self._seq = max(self._seq, int(seq))
+            job = _Job(info, seq=int(seq))
+            if info.status == "running":
+                info.status = "interrupted"
+                info.status_note = "the server stopped while this job ran; what it committed is kept, submit it again to finish"
+                info.finished_at = info.finished_at or time.time()
+                job.done.set()
+                self._save(info)
+            elif info.status == "queued":
+                self._queue.append(info.id)
+            else:
+                job.done.set()
+            self._jobs[info.id] = job
+
+    def _save(self, info: JobInfo) -> None:
+        if not self._persist:
+            return
+        try:
+            self.sound_index.store.cursor().execute(
+                f"INSERT OR REPLACE INTO {JOBS_TABLE} VALUES (?, ?, ?, ?)",
+                [info.id, self._seq_of(info.id), info.status, info.model_dump_json()])
+        except Exception as exc:  # the job still runs; only its record after a restart is lost
+            print(f"warning: cannot record job {info.id} ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+    def _seq_of(self, job_id: str) -> int:
+        job = self._jobs.get(job_id)
+        return job.seq if job is not None else 0
+
+    def _drop_saved(self, job_ids: list[str]) -> None:
+        if self._persist and job_ids:
+            try:
+                self.sound_index.store.cursor().execute(f"DELETE FROM {JOBS_TABLE} WHERE id IN ({', '.join('?' * len(job_ids))})",
+                                                        job_ids)
+            except Exception:
+                pass
+
     # -- submitting and reading --------------------------------------------------------------
     def submit(self, paths: list[str], trigger: str = "api", retry_failed: bool = False) -> JobInfo:
-        """Queue an index job over ``paths`` (absolute); returns it as queued."""
-        info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time(),
-                       retry_failed=retry_failed)
+        """Queue an index job over ``paths`` (absolute); an identical queued job is returned instead of a second one.
+
+        Raises QueueFull when ``max_queued`` jobs are already waiting.
+        """
         with self._lock:
-            self._jobs[info.id] = _Job(info)
+            for job_id in self._queue:
+                queued = self._jobs[job_id].info
+                if sorted(queued.paths) == sorted(paths) and queued.retry_failed == retry_failed and queued.kind == "index":
+                    return queued.model_copy(deep=True)
+            if len(self._queue) >= self.max_queued:
+                raise QueueFull(f"the job queue is full ({len(self._queue)} jobs waiting); "
+                                "wait for one to finish (GET /jobs) and submit again")
+            info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time(),
+                           retry_failed=retry_failed)
+            self._seq += 1
+            self._jobs[info.id] = _Job(info, seq=self._seq)
             self._queue.append(info.id)
+            self._save(info)
             self._forget_old()
             self._wake.notify_all()
             return info.model_copy(deep=True)
@@ -117,7 +205,7 @@ class JobManager:
             job = self._jobs.get(job_id)
             if job is not None:
                 return job.info.model_copy(deep=True)
-        if job_id.startswith("run-") and job_id[4:].isdigit():
+        if job_id.startswith("run-") and job_id[4:].isdigit() and len(job_id) < 20:
             return next((j for j in self._history(run_id=int(job_id[4:]))), None)
         return None
 
@@ -133,13 +221,21 @@ class JobManager:
         with self._lock:
             return bool(self._queue) or any(j.info.status == "running" for j in self._jobs.values())
 
+    def queued(self) -> int:
+        """How many jobs wait to run."""
+        with self._lock:
+            return len(self._queue)
+
     def list(self, limit: int = 20) -> list[JobInfo]:
-        """This server's jobs (newest first), then earlier runs recorded in the index's ``runs`` table."""
+        """This server's jobs (newest first), then earlier runs recorded in the index's ``runs`` table.
+
+        A run this server's job made is listed once, as the job (each job knows its run id from its start).
+        """
         with self._lock:
             mine = [j.info.model_copy(deep=True) for j in self._jobs.values()]
         mine.sort(key=lambda j: j.submitted_at or 0, reverse=True)
         seen_runs = {j.run_id for j in mine if j.run_id is not None}
-        history = [j for j in self._history(limit=limit) if j.run_id not in seen_runs]
+        history = [j for j in self._history(limit=limit + len(seen_runs)) if j.run_id not in seen_runs]
         return (mine + history)[:limit]
 
     def _history(self, limit: int = 20, run_id: int | None = None) -> list[JobInfo]:
@@ -153,19 +249,22 @@ class JobManager:
         out = []
         for rid, started, finished, status, command, summary in self.sound_index.store.cursor().execute(sql, params).fetchall():
             report = json.loads(summary) if summary else {}
-            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running") else "failed", paths=[],
-                               trigger="history", started_at=started, finished_at=finished, report=report, run_id=rid,
+            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running", "interrupted") else "failed",
+                               paths=[], trigger="history", started_at=started, finished_at=finished, report=report, run_id=rid,
                                progress=JobProgress(files_done=report.get("files_indexed", 0) + report.get("files_failed", 0),
                                                     windows=report.get("windows", 0))))
         return out
 
     def _forget_old(self) -> None:
-        finished = [k for k, j in self._jobs.items() if j.info.status in ("completed", "failed", "cancelled")]
-        for key in finished[: max(0, len(self._jobs) - HISTORY_KEPT)]:
+        finished = [k for k, j in self._jobs.items() if j.info.status in ("completed", "failed", "cancelled", "interrupted")]
+        dropped = finished[: max(0, len(self._jobs) - HISTORY_KEPT)]
+        for key in dropped:
             del self._jobs[key]
+        self._drop_saved(dropped)
 
     # -- the worker --------------------------------------------------------------------------
     def _work(self) -> None:
+        lower_priority()
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:
@@ -176,18 +275,30 @@ class JobManager:
                 job.info.status = "running"
                 job.info.started_at = time.time()
                 job.started_mono = time.monotonic()
+                # Jobs run one at a time in the index's only writer: the run the runner starts takes the next id.
+                job.info.run_id = self.sound_index.store.max_ids()[2] + 1
+                self._save(job.info)
             self._run(job)
 
     def _run(self, job: _Job) -> None:
+        from indexer.runner import IndexRunner
+
+        sx = self.sound_index
         try:
-            paths = spelled_as_indexed(self.sound_index.store, job.info.paths)
-            report = self.sound_index.index(paths, retry_failed=job.info.retry_failed, progress=False,
-                                            on_progress=lambda p: self._progress(job, p))
+            paths = spelled_as_indexed(sx.store, job.info.paths)
+            runner = IndexRunner(sx.store, sx.vectors, sx.encoder, sx.settings, sx.plugins, False,
+                                 lambda p: self._progress(job, p))
+            runner.refuse_hardlinks = not getattr(sx.settings, "allow_hardlinks", False)
+            report = runner.run(paths, retry_failed=job.info.retry_failed)
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
                 job.info.status = "failed"
                 job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
                 job.info.finished_at = time.time()
+                if job.info.run_id is not None and not sx.store.cursor().execute(
+                        "SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id]).fetchone()[0]:
+                    job.info.run_id = None  # refused before its run started
+                self._save(job.info)
         else:
             with self._lock:
                 job.info.status = "completed"
@@ -200,6 +311,7 @@ class JobManager:
                 p.windows = report.windows
                 p.windows_per_s = round(report.windows_per_s, 3)
                 p.eta_s = 0.0
+                self._save(job.info)
         finally:
             job.done.set()
 
@@ -215,15 +327,23 @@ class JobManager:
                 p.eta_s = round(elapsed / p.files_done * (p.files_total - p.files_done), 1)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Stop taking jobs; queued ones are cancelled, a running one is waited for (it commits as it goes)."""
+        """Stop taking jobs; a running one is waited for (it commits as it goes). Queued jobs stay queued in the
+        index and run when the server starts again."""
         with self._lock:
             self._stopping = True
-            for job_id in self._queue:
-                self._jobs[job_id].info.status = "cancelled"
-                self._jobs[job_id].done.set()
-            self._queue.clear()
             self._wake.notify_all()
         self._thread.join(timeout_s)
+
+
+def lower_priority() -> None:
+    """Make the calling (job) thread nicer than the request threads; decode workers it spawns inherit it.
+
+    On Linux niceness is per thread; elsewhere this does nothing.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 class ReindexScheduler:
@@ -248,7 +368,10 @@ class ReindexScheduler:
         while not self._stop.wait(self.interval_s):
             roots = self.roots()
             if roots and not self.jobs.busy():
-                self.jobs.submit(roots, trigger="schedule")
+                try:
+                    self.jobs.submit(roots, trigger="schedule")
+                except QueueFull:
+                    pass
 
     def close(self) -> None:
         self._stop.set()

@@ -23,7 +23,7 @@ def live(tmp_path_factory, tiny_model_dir):
     outside = root / "outside.wav"
     write_archive(root / "x", [("outside.wav", "tone", 3.0, 9)])
     (root / "x" / "outside.wav").rename(outside)
-    settings = api_settings(root / "index", tiny_model_dir, api_key=KEY, max_upload_mb=1.0)
+    settings = api_settings(root / "index", tiny_model_dir, api_key=KEY, max_upload_mb=1.0, allow_roots=[str(root / "extra")])
     build_index(settings, [archive])
     with LiveServer(create_app(settings)) as server:
         server.archive, server.outside = archive, outside

@@ -15,10 +15,10 @@ from fastapi.responses import StreamingResponse
 from indexer.errors import BadInput, DecodeError
 from search.catalog import check_labels
 from search.classify import policy_named
-from search.http_models import MAX_LABELS, ClassifyRequest
+from search.http_models import MAX_LABELS, ClassifyRequest, error_responses
 from search.results import ClassifyResponse, FileClassification
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
-from search.sound_index import classify_file
+from search.uploads import classify_upload as classify_upload_file
 
 NDJSON = "application/x-ndjson"
 UPLOAD_CHUNK = 1 << 20
@@ -52,11 +52,21 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
             else {"after": last.window_id if body.by == "window" else last.file_id})
     return header
 
-@router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"])
+@router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"],
+             responses=error_responses(413))
 async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
-                          labels: Annotated[str, Form(min_length=1, max_length=4000, description="comma-separated labels")],
+                          labels: Annotated[str, Form(min_length=1, max_length=4000,
+                                                      description="comma-separated labels; a repeated `labels` field adds its labels")],
                           policy: Annotated[str, Form(max_length=100)] = "softmax") -> FileClassification:
-    """One uploaded file classified per window and as a whole; the upload is deleted when the request ends."""
+    """One uploaded file classified per window and as a whole; the upload is deleted when the request ends.
+
+    The upload may hold at most `max_upload_duration_s` of audio (checked from its header, then while it
+    decodes) and take at most `upload_time_budget_s` to classify: 413 beyond either.
+    """
+    form = await request.form()
+    labels = form_labels(form.getlist("labels")) or labels
+    if len(set(form.getlist("policy"))) > 1:
+        raise BadInput("give `policy` once")
     check_labels(labels, MAX_LABELS)
     policy_named(sx.plugins.policies, policy)
     suffix = Path(file.filename or "").suffix.lower()
@@ -69,8 +79,7 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
                 out.write(chunk)
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
-        result = await run_in_threadpool(classify_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy,
-                                         sx.settings.decode_timeout_s)
+        result = await run_in_threadpool(classify_upload_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy)
         result.path = file.filename
         for row in [*result.windows, result.file]:
             row.path = file.filename or "upload"
@@ -81,6 +90,11 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         saved.unlink(missing_ok=True)
         await file.close()
 
+
+def form_labels(values: list) -> str:
+    """Repeated `labels` form fields joined into one comma-separated label set (``-F labels=a -F labels=b`` is ``a, b``)."""
+    texts = [v for v in values if isinstance(v, str)]
+    return ", ".join(t for t in texts if t.strip())
 
 
 def _ndjson(header: ClassifyResponse, rows: Iterator) -> Iterator[bytes]:

@@ -16,7 +16,7 @@ from search.catalog import (
     list_files,
     window_location,
 )
-from search.http_models import MAX_LABELS, MAX_MARGIN_S, FileDetail, FilesPage
+from search.http_models import MAX_LABELS, MAX_MARGIN_S, FileDetail, FilesPage, error_responses
 from search.routes.deps import Guarded, IndexDep, parse_id
 
 router = APIRouter()
@@ -29,7 +29,7 @@ def files(sx: IndexDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offse
     """Files in the index, by path, with their window counts."""
     return list_files(sx, limit, offset, path_glob, status)
 
-@router.get("/files/{file_id}", response_model=FileDetail, dependencies=Guarded, tags=["files"])
+@router.get("/files/{file_id}", response_model=FileDetail, dependencies=Guarded, tags=["files"], responses=error_responses(404))
 def file(file_id: str, sx: IndexDep, query: Annotated[str | None, Query(max_length=1000)] = None,
          labels: Annotated[str | None, Query(max_length=4000)] = None,
          policy: Annotated[str, Query(max_length=100)] = "softmax") -> FileDetail:
