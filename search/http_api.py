@@ -29,7 +29,7 @@ from indexer.errors import (
 )
 from indexer.settings import Settings
 from search.http_models import ErrorResponse, error_responses
-from search.job_paths import OutsideRoots
+from search.job_paths import NotUnderRoots, OutsideRoots
 from search.jobs import JobManager, QueueFull, ReindexScheduler
 from search.request_limits import BodySizeLimit
 from search.uploads import UploadTooLong
@@ -39,7 +39,7 @@ from search.sound_index import SoundIndex
 
 STATUS_OF: list[tuple[type[SoundsiftError], int]] = [
     (IndexMissing, 404), (IndexLocked, 409), (ModelMismatch, 409), (ModelNotFound, 503), (IndexCorrupt, 503),
-    (BadInput, 422), (OutsideRoots, 403), (QueueFull, 429), (UploadTooLong, 413),
+    (BadInput, 422), (OutsideRoots, 403), (NotUnderRoots, 404), (QueueFull, 429), (UploadTooLong, 413),
 ]
 VALIDATION_SHOWN = 3  # problems named in a 422's one-line detail (all are in its `errors`)
 
@@ -139,7 +139,7 @@ def truthful_openapi(app: FastAPI) -> dict:
             responses = op.setdefault("responses", {})
             codes = {422} if (op.get("parameters") or op.get("requestBody")) else set()
             if op.get("requestBody"):
-                codes.add(413)
+                codes |= {400, 413}
             if "security" in op:
                 if keyed:
                     codes.add(401)
@@ -150,5 +150,25 @@ def truthful_openapi(app: FastAPI) -> dict:
                 description = responses.get(str(code), {}).get("description") or entry["description"]
                 responses[str(code)] = {"description": description,
                                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    sx = getattr(app.state, "sound_index", None)
+    if sx is not None:
+        _policy_enums(doc, sx.plugins.policies)
     app.openapi_schema = doc
     return doc
+
+
+def _policy_enums(node, policies: dict, upload: bool = False) -> None:
+    """Name the registered scoring policies wherever a `policy` string is accepted (an upload: those needing no index)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "policy" and isinstance(value, dict) and value.get("type") == "string":
+                value["enum"] = sorted(n for n, p in policies.items() if not (upload and p.needs_archive_stats))
+            elif key == "parameters" and isinstance(value, list):
+                for param in value:
+                    if param.get("name") == "policy" and param.get("schema", {}).get("type") == "string":
+                        param["schema"]["enum"] = sorted(policies)
+            else:
+                _policy_enums(value, policies, upload or key.startswith("Body_classify_upload"))
+    elif isinstance(node, list):
+        for item in node:
+            _policy_enums(item, policies, upload)

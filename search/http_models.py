@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from search.filters import Filters
 from search.queries import MAX_QUERY_CHARS
@@ -18,11 +18,28 @@ MAX_JOB_PATHS = 100
 MAX_MARGIN_S = 30.0
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
-QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
+# A text with something in it: blank queries and labels are refused by the schema itself.
+# (Spelled out rather than \s: JSON Schema, Python and pydantic's Rust regex disagree on what \s matches.)
+NOT_BLANK = r"[^\x00-\x20\x7f-\xa0,\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)]
+# Request bodies are strict: `"k": "10"` or `"strict": 0` are refused (422), not coerced.
+STRICT = ConfigDict(strict=True)
+
+
+def _a_json_number(value):
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError("must be a number")
+    return value
+
+
+# An integer as JSON Schema has it: 90 and 90.0 are integers, "90" and true are not.
+JsonInt = Annotated[int, Field(strict=False), BeforeValidator(_a_json_number)]
 
 
 class RequestFilters(Filters):
     """The same filters as the CLI and the Python API; tag names are plain identifiers."""
+
+    model_config = STRICT
 
     @field_validator("tags")
     @classmethod
@@ -36,23 +53,25 @@ class RequestFilters(Filters):
 
 
 class SearchRequest(BaseModel):
+    model_config = STRICT
     queries: list[QueryText] = Field(..., min_length=1, max_length=MAX_QUERIES,
                                      description="descriptions, e.g. ['glass breaking', '轴承异响']")
-    k: int = Field(10, ge=1, le=MAX_K, description="hits per query")
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
     strict: bool = Field(False, description="fail when part of a query has no English translation")
 
 
 class ClassifyRequest(BaseModel):
-    labels: list[QueryText] | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4)] = Field(
+    model_config = STRICT
+    labels: list[QueryText] | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, pattern=NOT_BLANK)] = Field(
         ..., description="a list of labels, or one comma-separated string")
     policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
-    top: int | None = Field(None, ge=1, le=MAX_TOP, description="keep the N best rows, best first")
+    top: JsonInt | None = Field(None, ge=1, le=MAX_TOP, description="keep the N best rows, best first")
     filters: RequestFilters | None = None
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
-    limit: int = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
+    limit: JsonInt = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
     strict: bool = False
 
     @field_validator("labels")
@@ -67,6 +86,7 @@ class ClassifyRequest(BaseModel):
 
 
 class JobRequest(BaseModel):
+    model_config = STRICT
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         ..., min_length=1, max_length=MAX_JOB_PATHS, description="files or directories on the server to (re)index")
     retry_failed: bool = Field(False, description="decode files that failed before again")
@@ -128,6 +148,7 @@ class ErrorResponse(BaseModel):
 
 
 ERROR_TEXT = {
+    400: "the body cannot be parsed (not JSON, not UTF-8, not a form)",
     401: "missing or wrong API key (only when the server has one)",
     403: "a path outside the roots this server may index",
     404: "no such item",

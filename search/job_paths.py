@@ -19,6 +19,10 @@ class OutsideRoots(SoundsiftError):
     """A job named a path outside the roots this server may index (HTTP 403)."""
 
 
+class NotUnderRoots(SoundsiftError):
+    """A job named a path under an allowed root that does not exist (HTTP 404)."""
+
+
 def _inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -44,8 +48,8 @@ def resolve_job_path(raw: str, roots: list[str]) -> str:
     """``raw`` as an absolute, normalised path under one of ``roots``.
 
     Raises OutsideRoots (same text whether or not the path exists) for anything outside them, a
-    kernel/device tree included; BadInput for a path under a root that is missing or is not a regular
-    file or a directory (FIFOs, sockets, devices).
+    kernel/device tree included; NotUnderRoots for a path under a root that is missing; BadInput for one
+    that is not a regular file or a directory (FIFOs, sockets, devices).
     """
     if "\x00" in raw:
         raise BadInput("a path cannot contain NUL")
@@ -62,7 +66,7 @@ def resolve_job_path(raw: str, roots: list[str]) -> str:
     try:
         mode = os.stat(real).st_mode
     except OSError:
-        raise BadInput(f"no such file or directory under the allowed roots: {raw}") from None
+        raise NotUnderRoots(f"no such file or directory under the allowed roots: {raw}") from None
     if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
         raise BadInput(f"not a regular file or a directory: {raw}")
     return path

@@ -239,7 +239,7 @@ def test_index_job_with_progress_and_history(live, write_sound):
     write_sound(extra / "new.wav", "noise", 21.0)
     write_sound(extra / "new2.wav", "tone", 4.0)
     bad = live.http.post("/jobs/index", json={"paths": [str(extra / "missing")]})
-    assert bad.status_code == 422 and "no such file" in bad.json()["detail"]
+    assert bad.status_code == 404 and "no such file" in bad.json()["detail"]
     job = live.http.post("/jobs/index", json={"paths": [str(extra)]})
     assert job.status_code == 202 and job.json()["status"] in ("queued", "running")
     done = live.app.state.jobs.wait(job.json()["id"], timeout_s=120)

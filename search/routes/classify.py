@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from indexer.errors import BadInput, DecodeError
 from search.catalog import check_labels
 from search.classify import policy_named
-from search.http_models import MAX_LABELS, ClassifyRequest, error_responses
+from search.http_models import MAX_LABELS, NOT_BLANK, ClassifyRequest, error_responses
 from search.results import ClassifyResponse, FileClassification
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
 from search.uploads import classify_upload as classify_upload_file
@@ -55,7 +55,7 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
 @router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"],
              responses=error_responses(413))
 async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
-                          labels: Annotated[str, Form(min_length=1, max_length=4000,
+                          labels: Annotated[str, Form(min_length=1, max_length=4000, pattern=NOT_BLANK,
                                                       description="comma-separated labels; a repeated `labels` field adds its labels")],
                           policy: Annotated[str, Form(max_length=100)] = "softmax") -> FileClassification:
     """One uploaded file classified per window and as a whole; the upload is deleted when the request ends.

@@ -14,13 +14,13 @@ router = APIRouter()
 
 
 @router.post("/jobs/index", response_model=JobInfo, status_code=202, dependencies=Guarded, tags=["jobs"],
-             responses=error_responses(403, 429))
+             responses=error_responses(403, 404, 429))
 def submit_index_job(body: JobRequest, jobs: JobsDep, request: Request) -> JobInfo:
     """Queue a re-index of server-side paths (new, changed and failed-before files); runs one at a time.
 
     Paths must lie under the allowed roots (the roots already in the index and the server's `--allow-root`
     directories); relative paths are taken relative to those roots. Any path outside them gets the same 403,
-    whether it exists or not. An identical job still queued is returned instead of a second one; when the
+    whether it exists or not; a path under them that does not exist is 404. An identical job still queued is returned instead of a second one; when the
     queue is full the answer is 429.
     """
     roots = allowed_roots(jobs.sound_index.store, getattr(request.app.state, "allow_roots", []))
