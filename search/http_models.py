@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from search.filters import Filters
 from search.queries import MAX_QUERY_CHARS
@@ -21,7 +21,20 @@ _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # A text with something in it: blank queries and labels are refused by the schema itself.
 # (Spelled out rather than \s: JSON Schema, Python and pydantic's Rust regex disagree on what \s matches.)
 NOT_BLANK = r"[^\x00-\x20\x7f-\xa0,\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)]
+_SOMETHING = re.compile(NOT_BLANK)
+
+
+def _not_blank(what: str):
+    def check(text: str) -> str:
+        if not _SOMETHING.search(text):
+            raise ValueError(what)
+        return text
+    return AfterValidator(check)
+
+
+# The pattern is in the schema; the check is ours, so the answer keeps its plain message.
+QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": NOT_BLANK}),
+                      _not_blank("empty query")]
 # Request bodies are strict: `"k": "10"` or `"strict": 0` are refused (422), not coerced.
 STRICT = ConfigDict(strict=True)
 
@@ -63,7 +76,7 @@ class SearchRequest(BaseModel):
 
 class ClassifyRequest(BaseModel):
     model_config = STRICT
-    labels: list[QueryText] | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, pattern=NOT_BLANK)] = Field(
+    labels: list[QueryText] | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})] = Field(
         ..., description="a list of labels, or one comma-separated string")
     policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"

@@ -283,7 +283,12 @@ class JobManager:
     def _run(self, job: _Job) -> None:
         from indexer.runner import IndexRunner
 
+        import torch
+
         sx = self.sound_index
+        threads = torch.get_num_threads()
+        # One core for the job's model; the rest stays with the requests (a search embeds its text on it).
+        torch.set_num_threads(1)
         try:
             paths = spelled_as_indexed(sx.store, job.info.paths)
             runner = IndexRunner(sx.store, sx.vectors, sx.encoder, sx.settings, sx.plugins, False,
@@ -313,6 +318,7 @@ class JobManager:
                 p.eta_s = 0.0
                 self._save(job.info)
         finally:
+            torch.set_num_threads(threads)
             job.done.set()
 
     def _progress(self, job: _Job, update: dict) -> None:

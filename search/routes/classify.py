@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from indexer.errors import BadInput, DecodeError
@@ -17,7 +16,7 @@ from search.catalog import check_labels
 from search.classify import policy_named
 from search.http_models import MAX_LABELS, NOT_BLANK, ClassifyRequest, error_responses
 from search.results import ClassifyResponse, FileClassification
-from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
+from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
 from search.uploads import classify_upload as classify_upload_file
 
 NDJSON = "application/x-ndjson"
@@ -29,8 +28,12 @@ router = APIRouter()
 @router.post("/classify", response_model=ClassifyResponse, dependencies=Guarded, tags=["classify"],
           responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}},
                            "description": f"a page of rows; with `Accept: {NDJSON}`, a header line then every row"}})
-def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
+async def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
     """Every window (or file) scored against a label set, a page at a time or streamed as ndjson."""
+    return await run_heavy(request, _classify, body, request, sx)
+
+
+def _classify(body: ClassifyRequest, request: Request, sx):
     check_labels(body.labels, MAX_LABELS)
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
@@ -55,7 +58,7 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
 @router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"],
              responses=error_responses(413))
 async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
-                          labels: Annotated[str, Form(min_length=1, max_length=4000, pattern=NOT_BLANK,
+                          labels: Annotated[str, Form(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK},
                                                       description="comma-separated labels; a repeated `labels` field adds its labels")],
                           policy: Annotated[str, Form(max_length=100)] = "softmax") -> FileClassification:
     """One uploaded file classified per window and as a whole; the upload is deleted when the request ends.
@@ -79,7 +82,7 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
                 out.write(chunk)
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
-        result = await run_in_threadpool(classify_upload_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy)
+        result = await run_heavy(request, classify_upload_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy)
         result.path = file.filename
         for row in [*result.windows, result.file]:
             row.path = file.filename or "upload"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from indexer.decode import DecodeLimits
@@ -17,7 +17,7 @@ from search.catalog import (
     window_location,
 )
 from search.http_models import MAX_LABELS, MAX_MARGIN_S, FileDetail, FilesPage, error_responses
-from search.routes.deps import Guarded, IndexDep, parse_id
+from search.routes.deps import Guarded, IndexDep, parse_id, run_heavy
 
 router = APIRouter()
 
@@ -44,9 +44,13 @@ def file(file_id: str, sx: IndexDep, query: Annotated[str | None, Query(max_leng
 @router.get("/windows/{window_id}/audio", dependencies=Guarded, tags=["files"],
          responses={200: {"content": {"audio/wav": {}, "audio/ogg": {}}, "description": "the window's audio"},
                     404: {"description": "no such window, or its file is not servable"}})
-def window_audio(window_id: str, sx: IndexDep, format: Literal["wav", "ogg"] = "wav",
-                 margin: Annotated[float, Query(ge=0, le=MAX_MARGIN_S, description="seconds added each side")] = 0.0) -> Response:
+async def window_audio(window_id: str, sx: IndexDep, request: Request, format: Literal["wav", "ogg"] = "wav",
+                       margin: Annotated[float, Query(ge=0, le=MAX_MARGIN_S, description="seconds added each side")] = 0.0) -> Response:
     """The window's audio cut from its archive file (mono), for playback."""
+    return await run_heavy(request, _window_audio, window_id, sx, format, margin)
+
+
+def _window_audio(window_id: str, sx, format: str, margin: float) -> Response:
     try:
         where = window_location(sx, parse_id(window_id, "window"))
     except NotServable as exc:
