@@ -62,6 +62,8 @@ class ClapEncoder:
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()  # one forward at a time: torch modules are not re-entrant-safe under autocast
+        # The text cache has its own lock: a cached query never waits behind a job's audio batch.
+        self._cache_lock = threading.Lock()
 
     @property
     def embedding_dim(self) -> int:
@@ -93,19 +95,20 @@ class ClapEncoder:
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(n, dim) unit vectors for ``texts``, served from an LRU cache where possible."""
-        with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        with self._cache_lock:
+            found = {t: self._text_cache[t] for t in dict.fromkeys(texts) if t in self._text_cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             tokens = self.tokenizer(missing, padding=True, truncation=True, return_tensors="pt").to(self.device)
             with self._lock:
                 pooled = self.model.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output
                 vectors = torch.nn.functional.normalize(self.model.text_projection(pooled).float(), dim=-1).cpu().numpy()
+            with self._cache_lock:
                 for text, vector in zip(missing, vectors):
-                    self._text_cache[text] = vector
+                    self._text_cache[text] = found[text] = vector
                 while len(self._text_cache) > self._cache_size:
                     self._text_cache.popitem(last=False)
-        with self._lock:
-            return np.stack([self._text_cache[t] for t in texts]).astype(np.float32)
+        return np.stack([found[t] for t in texts]).astype(np.float32)
 
 
 def _fingerprint(model, config) -> str:
