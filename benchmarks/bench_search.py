@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     vectors = np.concatenate([x for _, x in clustered_unit_vectors(n)])  # float32, the same stream as the matrix
     ids = np.arange(1, n + 1, dtype=np.int64)
-    chunks = lambda: ((ids[i: i + 65_536], vectors[i: i + 65_536]) for i in range(0, n, 65_536))
+    chunks = lambda: ((ids[i: i + 65_536], vectors[i: i + 65_536]) for i in range(0, n, 65_536))  # noqa: F821 (called before the del below)
     t = time.perf_counter()
     index, info = faiss_factory.build_index(vectors.shape[1], n, chunks, flat_max=flat_max)
     build_s = time.perf_counter() - t

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from indexer.queries import FileLocation
 from indexer.store import CommitPlan, IndexStore
 from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_files, faiss_ids, leftover_tmp_files, load_latest
 
@@ -19,19 +20,7 @@ def _sample(values) -> list:
 
 def _windows_scan(store: IndexStore) -> tuple[np.ndarray, np.ndarray]:
     """(ids of windows with a non-finite vector, ids of windows whose file row is missing or not indexed)."""
-    dim = store.embedding_dim
-    bad: list[np.ndarray] = []
-    cur = store.cursor()
-    reader = cur.sql("SELECT id, embedding FROM windows ORDER BY id").to_arrow_reader(REBUILD_CHUNK)
-    for batch in reader:
-        if batch.num_rows:
-            vecs = batch.column(1).flatten().to_numpy().reshape(-1, dim)
-            bad.append(batch.column(0).to_numpy()[~np.isfinite(vecs).all(axis=1)])
-    dangling = store.cursor().execute(
-        "SELECT w.id FROM windows w LEFT JOIN files f ON f.id = w.file_id WHERE f.id IS NULL OR f.status <> 'indexed' ORDER BY w.id"
-    ).fetchnumpy()["id"]
-    non_finite = np.concatenate(bad) if bad else np.zeros(0, np.int64)
-    return non_finite.astype(np.int64), np.asarray(dangling, dtype=np.int64)
+    return store.non_finite_window_ids(REBUILD_CHUNK), store.dangling_window_ids()
 
 
 def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) -> np.ndarray:
@@ -51,10 +40,9 @@ def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) ->
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
-def missing_files(store: IndexStore) -> list[tuple[int, str, str]]:
+def missing_files(store: IndexStore) -> list[FileLocation]:
     """(id, path, root) of stored files that no longer exist on disk."""
-    rows = store.cursor().execute("SELECT id, path, root FROM files ORDER BY id").fetchall()
-    return [(i, p, r) for i, p, r in rows if not os.path.exists(p)]
+    return [f for f in store.file_locations() if not os.path.exists(f.path)]
 
 
 def audit(store: IndexStore) -> dict:
@@ -73,7 +61,7 @@ def audit(store: IndexStore) -> dict:
     gone = missing_files(store)
     tmp = leftover_tmp_files(index_dir)
     seq = store.commit_seq()
-    interrupted = store.cursor().execute("SELECT count(*) FROM runs WHERE status IN ('running', 'interrupted')").fetchone()[0]
+    interrupted = store.unfinished_run_count()
     problems = []
     if index is None:
         problems.append("no readable FAISS file: the next open rebuilds it from DuckDB")
@@ -141,7 +129,7 @@ def repair(store: IndexStore) -> dict:
     keep = set(removable)
     done["kept_missing"] = [p for i, p, _ in gone if i not in keep][:SAMPLE]
     if removable:
-        run_id = store.max_ids()[2]
+        run_id = store.max_ids().run
         store.commit(CommitPlan(files=[], remove_file_ids=removable), run_id)
     done["removed_files"] = len(removable)
     if before["mismatched_vectors"]:

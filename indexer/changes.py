@@ -13,20 +13,11 @@ from dataclasses import dataclass, field
 
 from indexer.errors import BadInput
 from indexer.scan import ScannedFile, ScanResult, content_hashes, under_root
+from indexer.store import FileRecord
 
 
-@dataclass(frozen=True)
-class KnownFile:
-    """A stored file row, as far as change detection cares."""
-
-    id: int
-    path: str
-    root: str
-    size: int
-    mtime: float
-    hash: str | None
-    status: str
-    duration: float | None
+# A stored file row, as far as change detection cares: the store's one file record.
+KnownFile = FileRecord
 
 
 @dataclass
@@ -42,17 +33,17 @@ class Candidate:
 @dataclass
 class ChangeSet:
     unchanged: int = 0
-    touched: list[tuple[KnownFile, ScannedFile, str]] = field(default_factory=list)  # same path, same content
-    renamed: list[tuple[KnownFile, ScannedFile, str]] = field(default_factory=list)  # content moved to a new path
+    touched: list[tuple[KnownFile, ScannedFile, str | None]] = field(default_factory=list)  # same path, same content
+    renamed: list[tuple[KnownFile, ScannedFile, str | None]] = field(default_factory=list)  # content moved to a new path
     copies: list[Candidate] = field(default_factory=list)  # content stored under another path
     decode: list[Candidate] = field(default_factory=list)  # one per distinct content
     twins: dict[str, list[Candidate]] = field(default_factory=dict)  # hash -> candidates waiting on a decode
     removed: list[KnownFile] = field(default_factory=list)
 
 
-def known_files(rows: list[tuple]) -> dict[str, KnownFile]:
-    """path -> KnownFile from `IndexStore.files_rows`."""
-    return {r[1]: KnownFile(*r) for r in rows}
+def known_files(records: list[FileRecord]) -> dict[str, FileRecord]:
+    """path -> stored file, from `IndexStore.known_files`."""
+    return {r.path: r for r in records}
 
 
 def refuse_unmounted(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]) -> None:
@@ -78,11 +69,11 @@ def plan_changes(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]
     for f in scan.files:
         prev = known.get(f.path)
         same_stat = prev is not None and prev.size == f.size and prev.mtime == f.mtime
-        if same_stat and not verify_content and not (retry_failed and prev.status == "failed"):
+        if prev is not None and same_stat and not verify_content and not (retry_failed and prev.status == "failed"):
             changes.unchanged += 1
         else:
             need_hash.append(f)
-    hashes = content_hashes([f.path for f in need_hash], hash_threads)
+    hashes = content_hashes([f.path for f in need_hash], hash_threads, {f.path: f.sidecars for f in need_hash})
     scanned_paths = {f.path for f in scan.files}
     gone = [k for k in known.values() if k.path not in scanned_paths and any(under_root(k.path, r) for r in roots)]
     gone_by_hash: dict[str, list[KnownFile]] = {}

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from indexer.durable import fsync_path
+from indexer.queries import INDEXED  # noqa: F401  (kept importable from here)
 from indexer.store import IndexStore, WindowChunk
 
 MATRIX_RE = re.compile(r"^vectors-(\d+)\.matrix\.npy$")
 ROW_DTYPE = np.dtype([("id", "<i8"), ("file_id", "<i8"), ("start", "<f8"), ("end", "<f8")])
 BUILD_CHUNK = 65_536
 FLOAT16_FROM = 200_000
-INDEXED = "f.status = 'indexed'"  # the windows classification and search may return
 
 
 def matrix_paths(index_dir: Path, seq: int) -> tuple[Path, Path]:
@@ -74,7 +74,7 @@ class WindowMatrix:
         index_dir = store.index_dir
         if store.read_only:
             return cls._build_in_memory(store, seq, dtype)
-        n = int(store.cursor().execute(f"SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED}").fetchone()[0])
+        n = store.indexed_window_count()
         dim = store.embedding_dim
         vec_path, row_path = matrix_paths(index_dir, seq)
         tmp_vec = vec_path.with_name(f".{vec_path.name}.tmp{os.getpid()}")
@@ -86,7 +86,7 @@ class WindowMatrix:
             vectors = np.lib.format.open_memmap(tmp_vec, mode="w+", dtype=dtype, shape=(n, dim))
             rows = np.lib.format.open_memmap(tmp_row, mode="w+", dtype=ROW_DTYPE, shape=(n,))
             at = 0
-            for c in store.iter_vectors(BUILD_CHUNK, INDEXED):
+            for c in store.iter_indexed_vectors(BUILD_CHUNK):
                 m = len(c.ids)
                 vectors[at: at + m] = c.vectors
                 rows["id"][at: at + m] = c.ids

@@ -77,4 +77,4 @@ class IndexOwnership:
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
-            self._fd = None
+            self._fd = None  # type: ignore[assignment]  # released: never used again

@@ -20,8 +20,11 @@ import torch
 from indexer import crashpoints
 from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, refuse_unmounted
 from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.errors import BadInput
 from indexer.decode_workers import DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded
 from indexer.model import ClapEncoder
+from indexer.report import FileError, FileSkipped, FileWarning, IndexReport, report_summary
+from indexer.formats import ScanFormats
 from indexer.scan import ScanResult, ScannedFile, scan_paths
 from indexer.settings import Settings
 from indexer.matrix import WindowMatrix
@@ -31,39 +34,7 @@ from plugins.manager import PluginHost
 
 COMMIT_EVERY_FILES = 256
 COMMIT_EVERY_S = 30.0
-
-
-@dataclass
-class FileError:
-    path: str
-    error: str
-
-
-@dataclass
-class IndexReport:
-    """What a run did; ``--json`` prints exactly these fields."""
-
-    run_id: int
-    files_indexed: int = 0  # added + updated
-    files_failed: int = 0
-    files_unchanged: int = 0
-    files_skipped: int = 0
-    files_added: int = 0
-    files_updated: int = 0
-    files_removed: int = 0
-    files_renamed: int = 0
-    files_reused: int = 0  # added or updated by copying the windows of identical content (not embedded)
-    windows: int = 0  # windows written (embedded or copied)
-    windows_removed: int = 0
-    runs_interrupted: int = 0  # earlier runs found killed mid-way (marked 'interrupted')
-    errors: list[FileError] = field(default_factory=list)
-    warnings: list[FileError] = field(default_factory=list)  # indexed files the decoder left something out of
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def windows_per_s(self) -> float:
-        total = self.timings.get("total_s", 0.0)
-        return self.windows / total if total > 0 else 0.0
+SKIPPED_LISTED = 1000  # the report lists this many skipped files with their reason; files_skipped counts all
 
 
 @dataclass
@@ -102,6 +73,14 @@ def auto_batch_size(encoder: ClapEncoder) -> int:
     return int(min(512, max(16, (free // 2) // (100 * 2**20) // 16 * 16)))
 
 
+def check_window(window_s: float, encoder: ClapEncoder) -> None:
+    """Refuse a window longer than the model's input (it would be cut, and windows of mixed length cannot batch)."""
+    max_samples = int(getattr(encoder, "window_samples", 0) or 0)
+    if max_samples and int(round(window_s * TARGET_RATE)) > max_samples:
+        raise BadInput(f"--window {window_s:g} s is longer than the model accepts: the maximum is "
+                       f"{max_samples / TARGET_RATE:g} s; use a shorter --window (and --hop)")
+
+
 class IndexRunner:
     """Indexes paths into one store with one encoder; used by the CLI, the API's jobs and the Python API."""
 
@@ -116,6 +95,7 @@ class IndexRunner:
         self.on_progress = on_progress
         self.window = int(round(settings.window_s * TARGET_RATE))
         self.hop = int(round(settings.hop_s * TARGET_RATE))
+        check_window(settings.window_s, encoder)
         self.batch_size = settings.batch_size or auto_batch_size(encoder)
         self.commit_every_files = getattr(settings, "commit_every_files", COMMIT_EVERY_FILES)
         self.commit_every_s = getattr(settings, "commit_every_s", COMMIT_EVERY_S)
@@ -132,16 +112,16 @@ class IndexRunner:
         t0 = time.monotonic()
         cpu0 = process_cpu_s()
         wall0 = time.time()
-        # A specific (non-generic) decoder plugin exists for its format: its extensions are indexed too.
-        plugin_exts = [e for d in self.plugins.decoders.values() if not d.generic for e in d.extensions]
-        scan = scan_paths(roots, [*self.settings.extensions, *plugin_exts])
-        known = known_files(self.store.files_rows())
+        # What the loaded decoders open (their extensions, magic and sidecars), plus any extensions the settings add.
+        scan = scan_paths(roots, formats=ScanFormats.of(self.plugins.decoders, self.settings.extensions))
+        known = known_files(self.store.known_files())
         if self.refuse_hardlinks:
             scan = without_hard_links(scan, known)
         if not allow_empty_root:
             refuse_unmounted(roots, scan, known)
         max_file, max_window, max_run = self.store.max_ids()
-        report = IndexReport(run_id=max_run + 1, files_skipped=len(scan.skipped))
+        report = IndexReport(run_id=max_run + 1, files_skipped=len(scan.skipped),
+                             skipped=[FileSkipped(path=p, reason=r) for p, r in scan.skipped[:SKIPPED_LISTED]])
         command = " ".join(sys.argv)
         report.runs_interrupted = self.store.start_run(report.run_id, wall0, command)
         self._next_file_id = max_file + 1
@@ -199,16 +179,17 @@ class IndexRunner:
         # before it); other copies follow in batches so memory stays bounded.
         step = self.commit_every_files
         dropped = {k.id for k in changes.removed} | {c.previous.id for c in changes.copies if c.previous is not None}
-        fragile = [c for c in changes.copies if c.source.id in dropped]
-        stable = [c for c in changes.copies if c.source.id not in dropped]
+        fragile = [c for c in changes.copies if _source(c).id in dropped]
+        stable = [c for c in changes.copies if _source(c).id not in dropped]
         chunks = [fragile + stable[:step]] + [stable[i: i + step] for i in range(step, len(stable), step)]
         for start, chunk in enumerate(chunks):
             records, batches = [], []
             for c in chunk:
-                record, batch = self._copy(c, self.store.window_batch_of(c.source.id), c.source.duration,
-                                           self.store.decoding_of(c.source.id))
+                source = _source(c)
+                record, batch = self._copy(c, self.store.window_batch_of(source.id), source.duration,
+                                           self.store.decoding_of(source.id))
                 if record.notes:  # the copy inherits what decoding its twin left out
-                    report.warnings.append(FileError(record.path, record.notes))
+                    report.warnings.append(FileWarning(path=record.path, warning=record.notes))
                 records.append(record)
                 batches.append(batch)
             first = start == 0
@@ -371,7 +352,7 @@ class IndexRunner:
                                       status="failed", error=reason))
         for c in [w.candidate, *twins]:
             report.files_failed += 1
-            report.errors.append(FileError(c.scanned.path, reason))
+            report.errors.append(FileError(path=c.scanned.path, error=reason))
         self._apply(CommitPlan(files=records), report)
 
     def _file_record(self, w: _FileWork, status: str, error: str | None = None, duration: float | None = None) -> FileRecord:
@@ -395,7 +376,7 @@ class IndexRunner:
             total = max((w.starts[i] + w.lengths[i] for i in order), default=0)
             record = self._file_record(w, status="indexed", duration=total / TARGET_RATE)
             if record.notes:
-                report.warnings.append(FileError(record.path, record.notes))
+                report.warnings.append(FileWarning(path=record.path, warning=record.notes))
             n = len(order)
             batch = WindowBatch(
                 ids=np.arange(self._next_window_id, self._next_window_id + n, dtype=np.int64),
@@ -413,7 +394,7 @@ class IndexRunner:
                                                      (record.sample_rate, record.channels, record.codec, record.decoder,
                                                       record.notes))
                 if twin_record.notes:
-                    report.warnings.append(FileError(twin_record.path, twin_record.notes))
+                    report.warnings.append(FileWarning(path=twin_record.path, warning=twin_record.notes))
                 records.append(twin_record)
                 batches.append(twin_batch)
                 done.append((twin, True))
@@ -444,6 +425,12 @@ def without_hard_links(scan: ScanResult, known: dict) -> ScanResult:
     return ScanResult(files, scan.skipped)
 
 
+def _source(c: Candidate) -> FileRecord:
+    """The stored file a copy takes its windows from (every copy has one)."""
+    assert c.source is not None
+    return c.source
+
+
 def _concat(batches: list[WindowBatch], dim: int) -> WindowBatch | None:
     if not batches:
         return None
@@ -455,16 +442,4 @@ def _concat(batches: list[WindowBatch], dim: int) -> WindowBatch | None:
     )
 
 
-def report_summary(report: IndexReport) -> dict:
-    """The JSON document of a run (what `soundsift index --json` prints and the runs table keeps)."""
-    return {
-        "files_indexed": report.files_indexed, "files_failed": report.files_failed,
-        "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
-        "files_added": report.files_added, "files_updated": report.files_updated,
-        "files_removed": report.files_removed, "files_renamed": report.files_renamed,
-        "files_reused": report.files_reused, "windows": report.windows, "windows_removed": report.windows_removed,
-        "runs_interrupted": report.runs_interrupted,
-        "timings": {k: round(v, 4) for k, v in report.timings.items()},
-        "errors": [{"path": e.path, "error": e.error} for e in report.errors],
-        "warnings": [{"path": e.path, "warning": e.error} for e in report.warnings],
-    }
+__all__ = ["FileError", "FileSkipped", "FileWarning", "IndexReport", "IndexRunner", "report_summary"]

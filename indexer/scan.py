@@ -1,4 +1,8 @@
-"""Archive scan: walk the given roots for audio files by extension (following no symlink out of them) and hash contents."""
+"""Archive scan: walk the given roots for audio files (following no symlink out of them) and hash contents.
+
+A file is taken when a loaded decoder declares its extension or, failing that, when its first bytes are
+a known audio container (see indexer/formats.py); every other file is skipped with its reason.
+"""
 from __future__ import annotations
 
 import os
@@ -7,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import BadInput
+from indexer.formats import ScanFormats
 
 
 @dataclass(frozen=True)
@@ -16,7 +21,8 @@ class ScannedFile:
     path: str
     root: str
     size: int
-    mtime: float
+    mtime: float  # the latest of the file's and its sidecars' mtimes
+    sidecars: tuple[str, ...] = ()  # sidecar files the decoders of this file declare (hashed with it)
 
 
 @dataclass
@@ -25,15 +31,12 @@ class ScanResult:
     skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable
 
 
-SIDECAR_SUFFIXES = (".toml", ".json")  # e.g. take1.pcm.toml: how a headerless file decodes
-
-
-def _sidecar_mtimes(path: str) -> list[float]:
+def _sidecar_mtimes(sidecars: Iterable[str]) -> list[float]:
     """Modified times of the file's sidecars: editing one changes how the file decodes, so it counts as a change."""
     times = []
-    for suffix in SIDECAR_SUFFIXES:
+    for sidecar in sidecars:
         try:
-            times.append(os.stat(path + suffix).st_mtime)
+            times.append(os.stat(sidecar).st_mtime)
         except OSError:
             pass
     return times
@@ -43,9 +46,14 @@ def _inside(real: str, roots: list[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanResult:
-    """Every audio file under ``paths`` (files given directly are taken whatever their extension)."""
-    exts = {e.lower().lstrip(".") for e in extensions}
+def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str] = (), formats: ScanFormats | None = None) -> ScanResult:
+    """Every audio file under ``paths`` (files given directly are taken whatever their extension).
+
+    ``formats`` (what the loaded decoders open) gives the extensions, sniffing and sidecars; ``extensions``
+    adds more extensions to index.
+    """
+    formats = formats or ScanFormats.of(())
+    exts = set(formats.extensions) | {e.lower().lstrip(".") for e in extensions}
     roots = [str(p) for p in paths]
     missing = [r for r in roots if not os.path.exists(r)]
     if missing:
@@ -55,9 +63,6 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanRe
     skipped: list[tuple[str, str]] = []
 
     def consider(path: str, root: str, explicit: bool) -> None:
-        if not explicit and os.path.splitext(path)[1].lower().lstrip(".") not in exts:
-            skipped.append((path, "extension not indexed"))
-            return
         real = os.path.realpath(path)
         if os.path.islink(path) and not _inside(real, real_roots):
             skipped.append((path, "symlink out of the indexed roots"))
@@ -69,7 +74,14 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanRe
             return
         if not os.path.isfile(path):
             return
-        found.setdefault(path, ScannedFile(path, root, st.st_size, max([st.st_mtime, *_sidecar_mtimes(path)])))
+        ext = os.path.splitext(path)[1].lower().lstrip(".")
+        if not explicit and ext not in exts:
+            reason = _not_audio(path, ext, formats)
+            if reason:
+                skipped.append((path, reason))
+                return
+        sidecars = tuple(formats.sidecars(path))
+        found.setdefault(path, ScannedFile(path, root, st.st_size, max([st.st_mtime, *_sidecar_mtimes(sidecars)]), sidecars))
 
     for root in roots:
         if os.path.isfile(root):
@@ -84,33 +96,55 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str]) -> ScanRe
     return ScanResult(sorted(found.values(), key=lambda f: f.path), skipped)
 
 
+def _not_audio(path: str, ext: str, formats: ScanFormats) -> str | None:
+    """Why a file whose extension no decoder declares is skipped; None when its head is a known audio container."""
+    owner = formats.sidecar_of(path)
+    if owner is not None:
+        return f"sidecar of {os.path.basename(owner)}"
+    try:
+        if formats.sniff(path) is not None:
+            return None
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    named = f"extension .{ext}" if ext else "no extension"
+    return f"not a known audio format ({named}: no loaded decoder declares it and its first bytes are no known container)"
+
+
 HASH_BLOCK = 1 << 20
 
 
-def content_hash(path: str | Path) -> str:
-    """BLAKE2b-160 of the whole file, streamed in 1 MiB blocks (how renames, copies and touched files are recognised)."""
+def content_hash(path: str | Path, sidecars: Iterable[str | Path] = ()) -> str:
+    """BLAKE2b-160 of the whole file, streamed in 1 MiB blocks (how renames, copies and touched files are recognised).
+
+    ``sidecars`` (files named after ``path`` plus a suffix, as decoders declare them) are hashed with it.
+    """
     import hashlib
 
     h = hashlib.blake2b(digest_size=20)
     with open(path, "rb") as fh:
         while block := fh.read(HASH_BLOCK):
             h.update(block)
-    for suffix in SIDECAR_SUFFIXES:  # the same bytes with another sidecar decode differently
+    for sidecar_path in sidecars:  # the same bytes with another sidecar decode differently
+        suffix = str(sidecar_path)[len(str(path)):]
         try:
-            sidecar = Path(str(path) + suffix).read_bytes()
+            sidecar = Path(sidecar_path).read_bytes()
         except OSError:
             continue
         h.update(suffix.encode() + len(sidecar).to_bytes(8, "little") + sidecar)
     return h.hexdigest()
 
 
-def content_hashes(paths: list[str], threads: int = 4) -> dict[str, str | None]:
-    """path -> content hash (None when the file cannot be read); hashlib releases the GIL, so threads overlap the reads."""
+def content_hashes(paths: list[str], threads: int = 4,
+                   sidecars: dict[str, tuple[str, ...]] | None = None) -> dict[str, str | None]:
+    """path -> content hash (None when the file cannot be read); hashlib releases the GIL, so threads overlap the reads.
+
+    ``sidecars``: path -> its sidecar files (`ScannedFile.sidecars`), hashed with it.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     def one(path: str) -> str | None:
         try:
-            return content_hash(path)
+            return content_hash(path, (sidecars or {}).get(path, ()))
         except OSError:
             return None
 

@@ -1,6 +1,7 @@
 """Settings: one pydantic-settings model from configs/default.toml, a user TOML file, SOUNDSIFT_* env, then CLI flags."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -9,7 +10,19 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-DEFAULT_TOML = REPO_CONFIGS / "default.toml"
+
+
+def shipped_defaults() -> Path:
+    """configs/default.toml: the copy an installed wheel carries (package ``soundsift.configs``), else the checkout's."""
+    spec = importlib.util.find_spec("soundsift")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        packaged = Path(location) / "configs" / "default.toml"
+        if packaged.is_file():
+            return packaged
+    return REPO_CONFIGS / "default.toml"
+
+
+DEFAULT_TOML = shipped_defaults()
 DEFAULT_MODEL = "laion/clap-htsat-fused"
 
 
@@ -25,12 +38,8 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     window_s: float = Field(10.0, gt=0)
     hop_s: float = Field(10.0, gt=0)
-    extensions: list[str] = Field(
-        default_factory=lambda: [
-            "wav", "mp3", "flac", "ogg", "opus", "m4a", "aac", "wma", "aiff", "aif",
-            "webm", "mp4", "mka", "caf", "au", "slk", "silk", "amr", "awb", "pcm", "raw",
-        ]
-    )
+    # Extensions to index beyond those the loaded decoders declare (which are always indexed).
+    extensions: list[str] = Field(default_factory=list)
     prompt_template: str = "This is a sound of {}."
     batch_size: int = Field(0, ge=0)  # 0 = chosen from the device
     decode_workers: int = Field(0, ge=0)  # 0 = one per core

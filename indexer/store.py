@@ -15,24 +15,28 @@ import pyarrow as pa
 from indexer import crashpoints
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
+from indexer.queries import DB_NAME, FileDecoding, FileState, MaxIds, StoreQueries, WindowRow, scalar
 
-DB_NAME = "soundsift.duckdb"
-SCHEMA_VERSION = "1"
-
+# The base schema (version 1); every later change is a numbered migration below, applied in order on open.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
 CREATE TABLE IF NOT EXISTS files (
     id BIGINT, path VARCHAR NOT NULL, root VARCHAR, size BIGINT, mtime DOUBLE, hash VARCHAR,
     duration DOUBLE, sample_rate INTEGER, channels INTEGER, codec VARCHAR, decoder VARCHAR,
-    status VARCHAR NOT NULL, error VARCHAR, run_id BIGINT, updated_at TIMESTAMP DEFAULT current_timestamp,
-    notes VARCHAR
+    status VARCHAR NOT NULL, error VARCHAR, run_id BIGINT, updated_at TIMESTAMP DEFAULT current_timestamp
 );
-ALTER TABLE files ADD COLUMN IF NOT EXISTS notes VARCHAR;
 CREATE TABLE IF NOT EXISTS runs (
     id BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, command VARCHAR,
     summary JSON
 );
 """
+# version -> statements bringing an index from version - 1 to it; each runs in one transaction with the
+# version bump, by the index's owner on open. Append only: a released migration is never edited.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE files ADD COLUMN IF NOT EXISTS notes VARCHAR",),  # what decoding left out of a file
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
 WINDOWS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
     id BIGINT NOT NULL, file_id BIGINT NOT NULL, start DOUBLE NOT NULL, "end" DOUBLE NOT NULL,
@@ -43,7 +47,7 @@ CREATE TABLE IF NOT EXISTS windows (
 
 @dataclass
 class FileRecord:
-    """One file row: what the scan saw and what decoding found."""
+    """One file row: what the scan saw and what decoding found (also what change detection compares a scan with)."""
 
     id: int
     path: str
@@ -114,7 +118,7 @@ def is_disk_full(exc: BaseException) -> bool:
     return any(s in text for s in ("no space left", "disk quota", "file too large", "not enough space"))
 
 
-class IndexStore:
+class IndexStore(StoreQueries):
     """A DuckDB index file. One connection per process; threads read through their own cursors."""
 
     def __init__(self, index_dir: Path, con: duckdb.DuckDBPyConnection):
@@ -142,11 +146,12 @@ class IndexStore:
         try:
             if not read_only:
                 con.execute(SCHEMA)
+                store.migrate()
         except duckdb.Error as exc:
             con.close()
             raise open_error(index_dir, exc) from None
         stored = store.identity_meta()
-        if stored is None:
+        if stored is None or "model_fingerprint" not in stored:  # a new file (migrations may have written the version)
             if identity is None:
                 raise IndexMissing(f"the index at {index_dir} is empty: run `soundsift index` first")
             store._initialise(identity)
@@ -154,11 +159,32 @@ class IndexStore:
             store.check_identity(identity)
         return store
 
+    def schema_version(self) -> int:
+        """The schema version recorded in the index metadata (1 for indexes from before versions were numbered)."""
+        row = self.cursor().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 1
+
+    def migrate(self) -> list[int]:
+        """Apply the numbered migrations past the index's schema version, each with its version bump in one
+        transaction; returns the versions applied. An index from a newer soundsift is refused."""
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise IndexCorrupt(f"the index at {self.index_dir} has schema version {current}, newer than this soundsift "
+                               f"knows ({SCHEMA_VERSION}); upgrade soundsift to open it")
+        applied = []
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            with self.transaction() as cur:
+                for statement in MIGRATIONS[version]:
+                    cur.execute(statement)
+                cur.execute("DELETE FROM meta WHERE key = 'schema_version'")
+                cur.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(version)])
+            applied.append(version)
+        return applied
+
     def _initialise(self, identity: ModelIdentity) -> None:
         with self.transaction() as con:
             con.execute(WINDOWS_SCHEMA.format(dim=identity.embedding_dim))
             values = {
-                "schema_version": SCHEMA_VERSION,
                 "model_id": identity.model_id,
                 "model_revision": identity.revision,
                 "model_fingerprint": identity.fingerprint,
@@ -167,6 +193,8 @@ class IndexStore:
                 "commit_seq": "0",
             }
             con.executemany("INSERT INTO meta VALUES (?, ?)", list(values.items()))
+            con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def identity_meta(self) -> dict[str, str] | None:
         rows = dict(self.cursor().execute("SELECT key, value FROM meta").fetchall())
@@ -226,15 +254,15 @@ class IndexStore:
         row = self.cursor().execute("SELECT value FROM meta WHERE key = 'commit_seq'").fetchone()
         return int(row[0]) if row else 0
 
-    def max_ids(self) -> tuple[int, int, int]:
+    def max_ids(self) -> MaxIds:
         """Highest file, window and run ids ever handed out (deleted ones included: ids are never reused,
         so a FAISS file written before a delete can never hold a stale vector under a live id)."""
         cur = self.cursor()
         meta = dict(cur.execute("SELECT key, value FROM meta WHERE key IN ('max_file_id', 'max_window_id')").fetchall())
-        f = cur.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()[0]
-        w = cur.execute("SELECT coalesce(max(id), 0) FROM windows").fetchone()[0]
-        r = cur.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0]
-        return max(int(f), int(meta.get("max_file_id", 0))), max(int(w), int(meta.get("max_window_id", 0))), int(r)
+        f = scalar(cur, "SELECT coalesce(max(id), 0) FROM files")
+        w = scalar(cur, "SELECT coalesce(max(id), 0) FROM windows")
+        r = scalar(cur, "SELECT coalesce(max(id), 0) FROM runs")
+        return MaxIds(max(int(f), int(meta.get("max_file_id", 0))), max(int(w), int(meta.get("max_window_id", 0))), int(r))
 
     def window_ids(self) -> np.ndarray:
         """Every stored window id, sorted (int64)."""
@@ -256,14 +284,10 @@ class IndexStore:
                 vectors = got.column(1).combine_chunks().flatten().to_numpy().reshape(-1, dim)
                 yield got.column(0).to_numpy().astype(np.int64), np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def files_rows(self) -> list[tuple]:
-        """(id, path, root, size, mtime, hash, status, duration) for every known file."""
-        return self.cursor().execute("SELECT id, path, root, size, mtime, hash, status, duration FROM files ORDER BY id").fetchall()
-
-    def decoding_of(self, file_id: int) -> tuple:
-        """(sample_rate, channels, codec, decoder, notes) of a stored file: what decoding it found."""
+    def decoding_of(self, file_id: int) -> FileDecoding:
+        """What decoding found for a stored file (all None for an unknown id)."""
         row = self.cursor().execute("SELECT sample_rate, channels, codec, decoder, notes FROM files WHERE id = ?", [file_id]).fetchone()
-        return tuple(row) if row else (None, None, None, None, None)
+        return FileDecoding(*row) if row else FileDecoding(None, None, None, None, None)
 
     def window_batch_of(self, file_id: int) -> WindowBatch:
         """A file's stored windows (ids and file id as stored), to copy onto an identical file."""
@@ -280,10 +304,10 @@ class IndexStore:
             vectors=np.ascontiguousarray(vectors, dtype=np.float32),
         )
 
-    def files_by_path(self) -> dict[str, tuple]:
+    def files_by_path(self) -> dict[str, FileState]:
         """path -> (id, size, mtime, hash, status) for every known file."""
         rows = self.cursor().execute("SELECT path, id, size, mtime, hash, status FROM files").fetchall()
-        return {r[0]: r[1:] for r in rows}
+        return {r[0]: FileState(*r[1:]) for r in rows}
 
     def iter_vectors(self, chunk: int, where: str = "", params: dict | None = None) -> Iterator[WindowChunk]:
         """Stored windows with their vectors, ``chunk`` at a time, in id order (memory stays flat)."""
@@ -305,7 +329,7 @@ class IndexStore:
                 vectors=batch.column(4).flatten().to_numpy().reshape(-1, dim),
             )
 
-    def window_rows(self, ids: Sequence[int]) -> dict[int, tuple]:
+    def window_rows(self, ids: Sequence[int]) -> dict[int, WindowRow]:
         """window id -> (path, start, end, file_id) for the given ids."""
         if not len(ids):
             return {}
@@ -319,10 +343,10 @@ class IndexStore:
             ).fetchall()
         finally:
             cur.unregister("wanted_ids")
-        return {r[0]: r[1:] for r in rows}
+        return {r[0]: WindowRow(*r[1:]) for r in rows}
 
     def window_count(self) -> int:
-        return int(self.cursor().execute("SELECT count(*) FROM windows").fetchone()[0])
+        return int(scalar(self.cursor(), "SELECT count(*) FROM windows"))
 
     # -- writes ------------------------------------------------------------------------------
     def commit(self, plan: CommitPlan, run_id: int) -> tuple[int, np.ndarray]:
@@ -417,7 +441,7 @@ class IndexStore:
         elif int(row[0]) < value:
             cur.execute("UPDATE meta SET value = ? WHERE key = ?", [str(value), key])
 
-    def delete_windows(self, window_ids: Sequence[int], fail_files_reason: str | None = None) -> tuple[int, np.ndarray]:
+    def delete_windows(self, window_ids: Sequence[int] | np.ndarray, fail_files_reason: str | None = None) -> tuple[int, np.ndarray]:
         """Drop the given windows (audit repair). With ``fail_files_reason`` their files are marked failed and
         lose all their windows, so `soundsift index --retry-failed` embeds them again whole."""
         ids = pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())})
@@ -467,8 +491,8 @@ class IndexStore:
     def stats(self) -> dict:
         cur = self.cursor()
         by_status = dict(cur.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
-        windows, = cur.execute("SELECT count(*) FROM windows").fetchone()
-        hours, = cur.execute("SELECT coalesce(sum(duration), 0) / 3600 FROM files WHERE status = 'indexed'").fetchone()
+        windows = scalar(cur, "SELECT count(*) FROM windows")
+        hours = scalar(cur, "SELECT coalesce(sum(duration), 0) / 3600 FROM files WHERE status = 'indexed'")
         last = cur.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         meta = self.identity_meta() or {}
         return {

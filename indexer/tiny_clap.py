@@ -54,7 +54,7 @@ def build_tiny_clap(target: Path, seed: int = 0, projection_dim: int = 512) -> P
     # Default init (std 0.02) makes every text embed to nearly the same vector; wider weights keep
     # texts apart so rankings in tests and the demo differ by query.
     with torch.no_grad():
-        for name, param in model.text_model.named_parameters():
+        for param in model.text_model.parameters():
             if param.dim() == 2:
                 param.normal_(0.0, 0.4)
     model.save_pretrained(str(target))

@@ -37,7 +37,7 @@ def leftover_tmp_files(index_dir: Path) -> list[Path]:
 
 def load_latest(index_dir: Path) -> tuple[faiss.Index | None, int, Path | None, list[str]]:
     """The newest FAISS file that reads back: (index, its commit, path, problems with newer unreadable ones)."""
-    problems = []
+    problems: list[str] = []
     for seq, path in faiss_files(index_dir):
         try:
             return faiss.read_index(str(path)), seq, path, problems
@@ -96,9 +96,11 @@ class VectorIndex:
         seq = store.commit_seq()
         index, file_seq, path, problems = load_latest(store.index_dir)
         vectors, rebuilt = None, False
+        added: int | None
+        removed: int | None
         if file_seq > seq:
             # The file reflects commits DuckDB no longer has (its log was moved aside): ids may be reused, rebuild.
-            problems.append(f"{path.name} is ahead of the database (commit {seq}); rebuilt")
+            problems.append(f"{path.name if path else 'the FAISS file'} is ahead of the database (commit {seq}); rebuilt")
             index = None
         if index is not None and index.d == store.embedding_dim:
             vectors = cls(store.index_dir, index, file_seq)

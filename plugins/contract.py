@@ -1,7 +1,9 @@
 """The small types the hooks pass: decoders and their streaming sources, policies, taggers, translations."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import functools
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -35,6 +37,28 @@ class AudioSource(Protocol):
     def close(self) -> None: ...
 
 
+class OpenAudio(Protocol):
+    """``open(path, settings)``: an opened `AudioSource`, or `DecodeError` saying in one line why not.
+
+    ``settings`` is the flat dotted view of the settings (``{"pcm.sample_rate": 16000, ...}``).
+    """
+
+    def __call__(self, path: Path, settings: Mapping[str, Any], /) -> AudioSource: ...
+
+
+class ScoreFunction(Protocol):
+    """``score(logits, negative_logits, labels, stats, options)`` -> `PolicyResult` (see `ScoringPolicy`)."""
+
+    def __call__(self, logits: np.ndarray, negative_logits: np.ndarray, labels: Sequence[LabelTexts],
+                 stats: ArchiveStats | None, options: Mapping[str, Any], /) -> PolicyResult: ...
+
+
+class TagFunction(Protocol):
+    """``tag(windows, sample_rate)``: (n, samples) float32 mono windows -> tag name -> n values."""
+
+    def __call__(self, windows: np.ndarray, sample_rate: int, /) -> Mapping[str, Sequence[Any] | np.ndarray]: ...
+
+
 @dataclass(frozen=True)
 class Decoder:
     """A way to open audio files.
@@ -42,18 +66,34 @@ class Decoder:
     ``extensions`` are lower-case without the dot; ``magic`` are byte prefixes sniffed from the
     file head (a magic match wins over an extension match, whatever the file is named).
     ``generic`` decoders (FFmpeg, libsndfile) are tried after every specific one that applies.
-    ``open(path, settings)`` returns an `AudioSource` or raises `DecodeError`.
+    ``open(path, settings)`` (an `OpenAudio`) returns an `AudioSource` or raises `DecodeError`.
+    ``sidecar_suffixes`` name the files next to an audio file that change how this decoder reads it
+    (``take1.pcm`` + ``.toml`` -> ``take1.pcm.toml``): editing one re-indexes the file, and the scan
+    does not report them as skipped audio. The indexer scans every extension a loaded decoder declares.
     """
 
     name: str
-    open: Callable[[Path, Mapping[str, Any]], AudioSource]
+    open: OpenAudio
     extensions: tuple[str, ...] = ()
     magic: tuple[bytes, ...] = ()
     generic: bool = False
     magic_offset: int = 0
+    sidecar_suffixes: tuple[str, ...] = ()
 
     def matches_magic(self, head: bytes) -> bool:
+        """True when the file head starts (at ``magic_offset``) with one of this decoder's magic prefixes."""
         return any(head[self.magic_offset:].startswith(m) for m in self.magic)
+
+    def handles_extension(self, path: str | Path) -> bool:
+        """True when ``path``'s extension is one this decoder declares."""
+        return os.path.splitext(str(path))[1].lower().lstrip(".") in self.extensions
+
+    def sidecars(self, path: str | Path) -> list[Path]:
+        """The sidecar files of ``path`` that exist as regular files (none unless this decoder handles its extension)."""
+        if not self.sidecar_suffixes or not self.handles_extension(path):
+            return []
+        candidates = (Path(str(path) + suffix) for suffix in self.sidecar_suffixes)
+        return [c for c in candidates if c.is_file()]
 
 
 @dataclass(frozen=True)
@@ -92,18 +132,53 @@ class ScoringPolicy:
     texts (-inf where a label has none); ``stats`` is given when ``needs_archive_stats`` is set.
     ``options`` carries user options such as ``threshold`` (a float or one per label).
     ``option_help`` names the options the policy reads (name -> one line), for docs and ``soundsift plugins``;
-    a bad option value raises `PolicyOptionError`.
+    soundsift refuses any other option name (besides ``threshold`` and ``logit_scale``, which every policy is
+    given) with `PolicyOptionError` before ``score`` runs, so a policy checks only its values.
     """
 
     name: str
-    score: Callable[..., PolicyResult]
+    score: ScoreFunction
     description: str = ""
     needs_archive_stats: bool = False
     option_help: Mapping[str, str] = field(default_factory=dict, hash=False)
 
+    def __post_init__(self) -> None:
+        # The core checks option names against option_help on every call, so no policy repeats the check.
+        if not getattr(self.score, "_soundsift_checked", False):
+            object.__setattr__(self, "score", _checking_options(self.name, self.score, self.option_help))
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Refuse option names this policy does not declare in ``option_help`` (`PolicyOptionError`)."""
+        check_options(self.name, options, self.option_help)
+
 
 class PolicyOptionError(ValueError):
     """A scoring-policy option the user gave is unusable; the message names the option and says why."""
+
+
+# soundsift puts these in every policy's options: the --threshold flag and the model's logit scale.
+ALWAYS_GIVEN_OPTIONS = frozenset({"threshold", "logit_scale"})
+
+
+def check_options(policy: str, options: Mapping[str, Any], known: Mapping[str, str] | Iterable[str]) -> None:
+    """Refuse option names the policy does not read (a typo would otherwise be ignored silently)."""
+    unknown = sorted(set(options) - ALWAYS_GIVEN_OPTIONS - set(known))
+    if unknown:
+        raise PolicyOptionError(f"the {policy} policy has no option {', '.join(map(repr, unknown))}; "
+                                f"it reads: {', '.join(sorted(known)) or 'none'}")
+
+
+def _checking_options(name: str, score: ScoreFunction, known: Mapping[str, str]) -> ScoreFunction:
+    """``score`` preceded by the check of option names against the policy's declared options."""
+    known = dict(known)
+
+    @functools.wraps(score)
+    def checked(logits, negative_logits, labels, stats, options, /):
+        check_options(name, options, known)
+        return score(logits, negative_logits, labels, stats, options)
+
+    checked._soundsift_checked = True  # type: ignore[attr-defined]
+    return checked
 
 
 @dataclass(frozen=True)
@@ -115,7 +190,7 @@ class WindowTagger:
     """
 
     name: str
-    tag: Callable[[np.ndarray, int], Mapping[str, Sequence[Any] | np.ndarray]]
+    tag: TagFunction
     description: str = ""
 
 

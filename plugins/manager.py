@@ -9,6 +9,7 @@ recorded by name with the reason and skipped whole; everything else keeps workin
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -145,6 +146,10 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     )
 
 
+def _itself(obj: object) -> object:
+    return obj
+
+
 def build_plugin_manager(extra: list[object] | None = None) -> PluginHost:
     """Load built-in, entry-point and SOUNDSIFT_EXTRA_PLUGINS plugins (narrowed by SOUNDSIFT_PLUGINS), plus ``extra`` objects."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -168,13 +173,13 @@ def build_plugin_manager(extra: list[object] | None = None) -> PluginHost:
             failures.append(PluginFailure(name, f"implements unknown hook(s) {', '.join(unknown)}; the hooks are: {known_hooks}"))
 
     for module in BUILTIN_PLUGINS:
-        load(module.rsplit(".", 1)[-1], lambda module=module: importlib.import_module(module))
+        load(module.rsplit(".", 1)[-1], functools.partial(importlib.import_module, module))
     for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
         load(ep.name, ep.load)
     for module in _names_from_env("SOUNDSIFT_EXTRA_PLUGINS") or []:
-        load(module, lambda module=module: importlib.import_module(module))
+        load(module, functools.partial(importlib.import_module, module))
     for i, obj in enumerate(extra or []):
-        load(getattr(obj, "__name__", f"extra-{i}"), lambda obj=obj: obj, narrowable=False)
+        load(getattr(obj, "__name__", f"extra-{i}"), functools.partial(_itself, obj), narrowable=False)
     pm.check_pending()  # unknown hooks were already reported and unregistered above, so this passes
     return PluginHost(pm, failures)
 

@@ -7,6 +7,8 @@ from search.sound_index import (  # noqa: F401
                                 FilePaths,
                                 SoundIndex,
                                 classify_array,
+                                classify_audio,
+                                classify_audio_result,
                                 classify_file,
                                 classify_windows,
                                 dumps,

@@ -57,7 +57,7 @@ def _read_streaming(path: Path, start_s: float, end_s: float, decoders: Mapping[
             if seen >= last:
                 break
     finally:
-        blocks.close()
+        blocks.close()  # type: ignore[attr-defined]  # a generator: closing it closes the decoder
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 

@@ -70,7 +70,7 @@ def file_detail(sx: SoundIndex, file_id: int, query: str | None = None, labels: 
             w.score = float(score)
         detail.query_texts = prepared[0].texts
     else:
-        _score_labels(sx, windows, vectors, labels, policy)
+        _score_labels(sx, windows, vectors, labels or "", policy)
     return detail
 
 

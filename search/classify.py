@@ -4,6 +4,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,7 +156,7 @@ def _window_rows(chunks, paths, matrix, policy, stats, policy_options, names) ->
             )
 
 
-def _row_keys(result: PolicyResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _row_keys(result: PolicyResult) -> tuple[np.ndarray, np.ndarray, Any]:
     """Per row: the best fired label (-1 if none), the ranking key (its score, else the best score) as _best_label does."""
     fired_scores = np.where(result.fired, result.scores, -np.inf)
     best = fired_scores.argmax(axis=1)
@@ -225,7 +226,7 @@ def _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> I
             path=paths[fid], start=float(start), end=float(end),
             scores={name: float(best[fid][j]) for j, name in enumerate(names)},
             label=names[label_idx] if len(fired) else None, window_id=int(wid), file_id=fid,
-            fired=[names[j] for j in fired],
+            fired=[names[j] for j in fired], peak_window=int(wid), peak_start=float(start), peak_end=float(end),
         )
 
 

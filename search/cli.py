@@ -5,7 +5,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -100,16 +100,7 @@ def index(
     with sx:
         report = sx.index([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
-    doc = {
-        "files_indexed": report.files_indexed, "files_failed": report.files_failed,
-        "files_unchanged": report.files_unchanged, "files_skipped": report.files_skipped,
-        "windows": report.windows, "errors": [{"path": e.path, "error": e.error} for e in report.errors],
-        "warnings": [{"path": e.path, "warning": e.error} for e in report.warnings],
-        "timings": {k: round(v, 4) for k, v in report.timings.items()}, "windows_per_s": round(report.windows_per_s, 3),
-        "files_added": report.files_added, "files_updated": report.files_updated, "files_removed": report.files_removed,
-        "files_renamed": report.files_renamed, "files_reused": report.files_reused,
-        "windows_removed": report.windows_removed, "run_id": report.run_id,
-    }
+    doc = report.document()
     if json_out:
         _emit_json(doc)
         return
@@ -123,8 +114,8 @@ def index(
               f"windows removed {report.windows_removed}")
     for e in report.errors:
         out.print(f"  failed: {e.path}: {e.error}", markup=False, highlight=False)
-    for e in report.warnings:
-        out.print(f"  indexed with a note: {e.path}: {e.error}", markup=False, highlight=False)
+    for w in report.warnings:
+        out.print(f"  indexed with a note: {w.path}: {w.warning}", markup=False, highlight=False)
 
 
 @app.command()
@@ -199,6 +190,8 @@ def search(
     k: Annotated[int, typer.Option("-k", "--k", help="hits per query")] = 10,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob", help="only files whose path matches")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="fail when part of a query has no English translation")] = False,
+    localize: Annotated[bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")] = False,
+    prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
     json_out: JsonOpt = False,
 ):
     """Top-k windows for each query."""
@@ -207,7 +200,12 @@ def search(
 
     settings = _settings(index, model, device)
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None)
+        response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None,
+                             prompt_template=prompt_template, localize=localize)
+    for result in response.results:  # on stderr, so --json output stays clean
+        if result.untranslated:
+            searched = "" if result.texts else "; not searched"
+            sys.stderr.write(f"warning: no English found for: {', '.join(result.untranslated)} (in {result.query!r}){searched}\n")
     if json_out:
         _emit_json(response)
         return
@@ -218,10 +216,12 @@ def search(
         if result.untranslated:
             out.print(f"  [yellow]no English found for: {', '.join(result.untranslated)}[/yellow]")
         table = Table(show_edge=False, pad_edge=False)
-        for col in ("#", "score", "start", "end", "path"):
+        for col in ("#", "score", "start", "end", *(("where",) if localize else ()), "path"):
             table.add_column(col, justify="right" if col != "path" else "left")
         for rank, hit in enumerate(result.hits, 1):
-            table.add_row(str(rank), f"{hit.score:.4f}", _fmt_time(hit.start), _fmt_time(hit.end), hit.path)
+            where = () if not localize else (
+                f"{_fmt_time(hit.localized.start)}-{_fmt_time(hit.localized.end)}" if hit.localized else "-",)
+            table.add_row(str(rank), f"{hit.score:.4f}", _fmt_time(hit.start), _fmt_time(hit.end), *where, hit.path)
         out.print(table)
 
 
@@ -236,6 +236,7 @@ def classify(
     policy_option: Annotated[Optional[list[str]], typer.Option(
         "--policy-option", help="policy option key=value (JSON value), repeatable, e.g. 'thresholds={\"dog\": 0.3}'")] = None,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
+    prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl")] = None,
     strict: Annotated[bool, typer.Option("--strict")] = False,
     json_out: JsonOpt = False,
@@ -250,7 +251,7 @@ def classify(
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx, _policy_option_errors():
         header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
                                         filters=Filters(path_glob=path_glob), strict=strict or None,
-                                        policy_options=policy_options)
+                                        policy_options=policy_options, prompt_template=prompt_template)
         if out_path is not None:
             count = write_rows(out_path, header, rows)
             if json_out:
@@ -282,6 +283,10 @@ def classify_file_cmd(
     model: ModelOpt = None, device: DeviceOpt = None,
     policy: Annotated[str, typer.Option("--policy")] = "softmax",
     policy_option: Annotated[Optional[list[str]], typer.Option("--policy-option", help="policy option key=value, repeatable")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="fire a label only at this score or above")] = None,
+    prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
+    start: Annotated[Optional[float], typer.Option("--start", help="classify from here, seconds")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="classify this many seconds")] = None,
     json_out: JsonOpt = False,
 ):
     """Classify one file, window by window and as a whole; no index needed."""
@@ -290,19 +295,29 @@ def classify_file_cmd(
     from search.classify import policy_named
     from search.queries import parse_labels
 
-    parse_labels(labels)  # fail on a bad label list or policy before loading a model
+    from search.request_options import check_prompt_template, check_segment
+
+    parse_labels(labels)  # fail on a bad label list, policy or option before loading a model
     policy_named(default_plugins().policies, policy)
+    check_segment(start, duration)
+    if prompt_template is not None:
+        check_prompt_template(prompt_template)
     if not file.is_file():
         raise BadInput(f"no such file: {file}")
     settings = _settings(None, model, device)
-    result = classify_file(file, labels, load_encoder(settings), settings, policy=policy,
-                           policy_options=_policy_options(policy_option))
+    with _policy_option_errors():
+        result = classify_file(file, labels, load_encoder(settings), settings, policy=policy,
+                               policy_options=_policy_options(policy_option), threshold=threshold,
+                               prompt_template=prompt_template, start=start, duration=duration)
     if json_out:
         _emit_json(result)
         return
     _print_rows(result.labels, result.texts, result.windows, policy)
     best = result.file
-    out.print(f"file: [bold]{best.label}[/bold] " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items()))
+    out.print(f"file: [bold]{best.label}[/bold] " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items())
+              + (f" (peak {_fmt_time(best.peak_start)}-{_fmt_time(best.peak_end)})" if best.peak_start is not None else ""))
+    for warning in result.warnings:
+        out.print(f"[yellow]warning: {warning}[/yellow]")
 
 
 @app.command()
@@ -329,7 +344,7 @@ def plugins(json_out: JsonOpt = False):
     from plugins.manager import default_plugins
 
     host = default_plugins()
-    doc = {
+    doc: dict[str, Any] = {
         "plugins": [{"name": n, "hooks": host.hooks_of(n)} for n in host.plugin_names()],
         "decoders": [{"name": d.name, "extensions": list(d.extensions), "magic": [m.decode("latin-1") for m in d.magic],
                       "generic": d.generic} for d in host.decoders.values()],

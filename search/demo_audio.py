@@ -16,7 +16,7 @@ def synthesize(kind: str, seconds: float, sample_rate: int = 48_000, seed: int =
     if kind == "tone":
         x = 0.5 * np.sin(2 * np.pi * 440 * t)
     elif kind == "bell":
-        x = sum(np.sin(2 * np.pi * f * t) * np.exp(-(t % 2.0) * d) for f, d in ((880, 1.5), (2205, 2.5), (3520, 4.0))) * 0.3
+        x = np.asarray(sum(np.sin(2 * np.pi * f * t) * np.exp(-(t % 2.0) * d) for f, d in ((880, 1.5), (2205, 2.5), (3520, 4.0)))) * 0.3
     elif kind == "noise":
         x = 0.3 * rng.standard_normal(len(t))
     elif kind == "bearing":

@@ -51,8 +51,10 @@ def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        sx = sound_index or await run_in_threadpool(
-            lambda: SoundIndex.open(settings.index, settings=settings, create=True, role="serve", url=url))
+        sx = sound_index
+        if sx is None:
+            sx = await run_in_threadpool(
+                lambda: SoundIndex.open(settings.index, settings=settings, create=True, role="serve", url=url))
         app.state.sound_index = sx
         app.state.jobs = JobManager(sx, max_queued=settings.max_queued_jobs)
         app.state.scheduler = ReindexScheduler(app.state.jobs, reindex_every_s, reindex_paths) if reindex_every_s else None

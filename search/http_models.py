@@ -65,6 +65,18 @@ class RequestFilters(Filters):
         return tags
 
 
+def _check_template(value: str | None) -> str | None:
+    from indexer.errors import BadInput
+    from search.request_options import check_prompt_template
+
+    if value is None:
+        return value
+    try:
+        return check_prompt_template(value)
+    except BadInput as exc:
+        raise ValueError(str(exc).removeprefix("prompt_template ")) from None
+
+
 class SearchRequest(BaseModel):
     model_config = STRICT
     queries: list[QueryText] = Field(..., min_length=1, max_length=MAX_QUERIES,
@@ -72,6 +84,13 @@ class SearchRequest(BaseModel):
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
     strict: bool = Field(False, description="fail when part of a query has no English translation")
+    prompt_template: str | None = Field(None, max_length=500, description="replaces the configured prompt template, e.g. 'the sound of {}'")
+    localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, value):
+        return _check_template(value)
 
 
 class ClassifyRequest(BaseModel):
@@ -86,6 +105,14 @@ class ClassifyRequest(BaseModel):
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
     limit: JsonInt = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
     strict: bool = False
+    policy_options: dict[str, Any] | None = Field(None, description="the policy's options, e.g. {\"min_margin\": 0.2} or "
+                                                  "{\"thresholds\": {\"dog\": 0.3}} (see `soundsift plugins`)")
+    prompt_template: str | None = Field(None, max_length=500, description="replaces the configured prompt template, e.g. 'the sound of {}'")
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, value):
+        return _check_template(value)
 
     @field_validator("labels")
     @classmethod

@@ -1,7 +1,7 @@
 """Re-index jobs inside the server: one at a time in a worker thread, others queued, with progress and a scheduler."""
 from __future__ import annotations
 
-import json
+import builtins
 import os
 import re
 import sys
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from indexer.errors import SoundsiftError
+from indexer.report import IndexReport
 
 if TYPE_CHECKING:
     from search.sound_index import SoundIndex
@@ -36,12 +37,8 @@ def parse_interval(text: str) -> float:
 
 
 def report_document(report) -> dict:
-    """An IndexReport as JSON (the same fields as `soundsift index --json`, whatever the runner adds)."""
-    doc = {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str)) and not k.startswith("_")}
-    doc["errors"] = [{"path": e.path, "error": e.error} for e in report.errors]
-    doc["timings"] = {k: round(v, 4) for k, v in report.timings.items()}
-    doc["windows_per_s"] = round(report.windows_per_s, 3)
-    return doc
+    """An IndexReport as JSON: the same document as `soundsift index --json` and the runs table."""
+    return report.document()
 
 
 class QueueFull(SoundsiftError):
@@ -70,7 +67,7 @@ class JobInfo(BaseModel):
     finished_at: float | None = None
     progress: JobProgress = Field(default_factory=JobProgress)
     retry_failed: bool = False
-    report: dict | None = None
+    report: IndexReport | None = Field(None, description="the run's report: the document `soundsift index --json` prints")
     error: str | None = None
     run_id: int | None = None
 
@@ -128,8 +125,6 @@ class JobManager:
         try:
             cur = self.sound_index.store.cursor()
             cur.execute(f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} (id VARCHAR PRIMARY KEY, seq BIGINT, status VARCHAR, doc VARCHAR)")
-            # This process owns the index: a run still marked running was cut short by a kill.
-            cur.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
             rows = cur.execute(f"SELECT seq, doc FROM {JOBS_TABLE} ORDER BY seq").fetchall()
         except Exception as exc:  # a read-only or damaged store: jobs live in memory only
             print(f"warning: jobs are not persisted ({type(exc).__name__}: {exc})", file=sys.stderr)
@@ -238,19 +233,17 @@ class JobManager:
         history = [j for j in self._history(limit=limit + len(seen_runs)) if j.run_id not in seen_runs]
         return (mine + history)[:limit]
 
-    def _history(self, limit: int = 20, run_id: int | None = None) -> list[JobInfo]:
-        sql = "SELECT id, epoch(started_at), epoch(finished_at), status, command, summary FROM runs"
-        params: list = []
-        if run_id is not None:
-            sql += " WHERE id = ?"
-            params.append(run_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
+    def _history(self, limit: int = 20, run_id: int | None = None) -> builtins.list[JobInfo]:
+        with self._lock:
+            live = {j.info.run_id for j in self._jobs.values() if j.info.status == "running"}
         out = []
-        for rid, started, finished, status, command, summary in self.sound_index.store.cursor().execute(sql, params).fetchall():
-            report = json.loads(summary) if summary else {}
-            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running", "interrupted") else "failed",
-                               paths=[], trigger="history", started_at=started, finished_at=finished, report=report, run_id=rid,
+        for rid, started, finished, status, _command, summary in self.sound_index.store.runs(limit, run_id):
+            report = summary or {}
+            if status == "running" and rid not in live:
+                status = "interrupted"  # this server owns the index: a run it is not running was cut short by a kill
+            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running", "interrupted") else "failed", paths=[],
+                               trigger="history", started_at=started, finished_at=finished, run_id=rid,
+                               report=IndexReport.from_document(report, rid) if report else None, error=report.get("error"),
                                progress=JobProgress(files_done=report.get("files_indexed", 0) + report.get("files_failed", 0),
                                                     windows=report.get("windows", 0))))
         return out
@@ -309,7 +302,7 @@ class JobManager:
                 job.info.status = "completed"
                 job.info.finished_at = time.time()
                 job.info.run_id = report.run_id
-                job.info.report = report_document(report)
+                job.info.report = report.model_copy(deep=True)
                 p = job.info.progress  # the final numbers (callbacks come per decoded file, before the last batch)
                 p.files_done = report.files_indexed + report.files_failed
                 p.files_total = max(p.files_total or 0, p.files_done)

@@ -14,6 +14,13 @@ from plugins.manager import PluginHost
 MAX_QUERY_CHARS = 1000
 _NEGATION_CONTINUES = ("但不是", "而不是", "不是", "但", "除了", "but not", "and not", "except", "without")
 _BUT_NOT = re.compile(r"\s+(?:but|and)\s+not\s+|\s+except\s+|\s+without\s+", re.IGNORECASE)
+#: Words that say nothing about what is heard: a translated phrasing made only of these is not embedded
+#: ("求救声" with 求救 unknown would otherwise search for "sound", and "主管训斥员工" for "people").
+FILLER_WORDS = frozenset({
+    "sound", "sounds", "people", "person", "persons", "someone", "somebody", "something", "thing", "things", "stuff",
+    "a", "an", "the", "of", "from", "some", "and", "or", "with", "in", "on", "at", "by", "to", "heard",
+})
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 @dataclass
@@ -34,25 +41,47 @@ def _english(text: str) -> QueryTranslation:
     return QueryTranslation(texts=[positive.strip()], negatives=[n.strip() for n in negatives if n.strip()])
 
 
-def prepare_query(text: str, plugins: PluginHost, template: str, plugin_settings: dict, strict: bool = False) -> PreparedQuery:
-    """Translate (hook ``translate_query``), split negatives, and wrap every phrasing in the prompt template."""
+def only_filler(phrase: str) -> bool:
+    """True when a phrasing has no word besides filler ("sound", "people", "a sound of something")."""
+    return all(w in FILLER_WORDS for w in _WORD.findall(phrase.lower()))
+
+
+def prepare_query(text: str, plugins: PluginHost, template: str, plugin_settings: dict, strict: bool = False,
+                  keep_untranslated: bool = False) -> PreparedQuery:
+    """Translate (hook ``translate_query``), split negatives, and wrap every phrasing in the prompt template.
+
+    A translated phrasing made only of filler words is dropped. A query left with no English raises
+    :class:`BadInput`, unless ``keep_untranslated``: then it comes back with no texts and its parts in
+    ``untranslated`` (search gives it no hits and still runs the other queries). ``strict`` raises
+    whenever anything is untranslated.
+    """
     query = (text or "").strip()
     if not query:
         raise BadInput("empty query or label")
     if len(query) > MAX_QUERY_CHARS:
         raise BadInput(f"query longer than {MAX_QUERY_CHARS} characters")
-    translation = plugins.translate_query(query, plugin_settings) or _english(query)
+    translated = plugins.translate_query(query, plugin_settings)
+    translation = translated or _english(query)
     texts = [t for t in translation.texts if t.strip()]
-    if translation.untranslated and strict:
-        raise BadInput(f"no English found for: {', '.join(translation.untranslated)} (in {query!r})")
+    negatives = [t for t in translation.negatives if t.strip()]
+    untranslated = list(translation.untranslated)
+    if translated is not None:  # what the user typed in English is embedded as typed, filler or not
+        texts = [t for t in texts if not only_filler(t)]
+        negatives = [t for t in negatives if not only_filler(t)]
+        if not texts and not untranslated:
+            untranslated = [query]  # nothing but filler: the whole query had no English worth embedding
+    if untranslated and strict:
+        raise BadInput(f"no English found for: {', '.join(untranslated)} (in {query!r})")
     if not texts:
-        missing = ", ".join(translation.untranslated) or query
-        raise BadInput(f"no English found for: {missing}")
+        if not keep_untranslated:
+            raise BadInput(f"no English found for: {', '.join(untranslated) or query}")
+        negatives = []
+        untranslated = untranslated or [query]
     return PreparedQuery(
         query=query,
         texts=[template.format(t) for t in texts],
-        negatives=[template.format(t) for t in translation.negatives if t.strip()],
-        untranslated=list(translation.untranslated),
+        negatives=[template.format(t) for t in negatives],
+        untranslated=untranslated,
     )
 
 

@@ -1,7 +1,7 @@
 """Result models shared by the Python API, the CLI's --json output and the HTTP API (the output contract)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 
 class SearchHit(BaseModel):
@@ -11,6 +11,15 @@ class SearchHit(BaseModel):
     score: float
     window_id: int
     file_id: int
+    localized: "Localization | None" = Field(None, description="where inside the window the sound is (search --localize)")
+
+    @model_serializer(mode="wrap")
+    def _omit_unlocalized(self, handler):
+        # `localized` appears only when asked for, so a plain hit keeps exactly its documented keys.
+        data = handler(self)
+        if data.get("localized") is None:
+            data.pop("localized", None)
+        return data
 
 
 class QueryResult(BaseModel):
@@ -35,6 +44,15 @@ class ClassifyRow(BaseModel):
     file_id: int | None = None
     extras: dict[str, float] = Field(default_factory=dict)
     fired: list[str] = Field(default_factory=list, description="every label the policy fired for this row (multilabel, archive)")
+    peak_window: int | None = Field(None, description="file rows: the window where the row's label peaks (its window id in "
+                                    "the index; for one file classified alone, its position in `windows`)")
+    peak_start: float | None = Field(None, description="file rows: start of the peak window, seconds")
+    peak_end: float | None = Field(None, description="file rows: end of the peak window, seconds")
+
+    @property
+    def confidence(self) -> float | None:
+        """The policy's confidence for this row (the margin policy's best-minus-second), None when it gives none."""
+        return self.extras.get("confidence")
 
 
 class ClassifyResponse(BaseModel):
@@ -56,3 +74,60 @@ class FileClassification(BaseModel):
     policy: str
     windows: list[ClassifyRow]
     file: ClassifyRow
+    info: "AudioInfo | None" = Field(None, description="what the decoder reported: duration, sample rate, channels, codec")
+    warnings: list[str] = Field(default_factory=list, description="acoustic warnings in words (silence, clipping, DC offset)")
+    start: float = Field(0.0, description="start of the classified part, seconds of the file")
+    duration: float | None = Field(None, description="length of the classified part, seconds")
+    envelope: "Envelope | None" = Field(None, description="waveform envelope and log-mel image (when asked for)")
+
+
+class AudioInfo(BaseModel):
+    """A decoded file as its decoder describes it."""
+
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    codec: str | None = None
+    decoder: str | None = None
+
+
+class Envelope(BaseModel):
+    """A compact picture of audio for drawing: min/max per bucket and a small log-mel image (PNG, base64)."""
+
+    start: float = Field(description="seconds of the file where the envelope begins")
+    duration: float = Field(description="seconds the envelope covers")
+    points: int
+    min: list[float]
+    max: list[float]
+    rms_db: list[float] = Field(default_factory=list, description="RMS level per bucket, dBFS")
+    mel_png: str | None = Field(None, description="log-mel spectrogram, PNG as base64 (low frequencies at the bottom)")
+    mel_width: int = 0
+    mel_bands: int = 0
+    mel_fmax: float = 0.0
+    sample_rate: int = 0
+
+
+class SubWindowScore(BaseModel):
+    start: float
+    end: float
+    score: float
+
+
+class Localization(BaseModel):
+    """Where inside a window the sound is: the best short sub-window, in seconds of the file."""
+
+    query: str = ""
+    texts: list[str] = Field(default_factory=list, description="the exact strings embedded for the query")
+    start: float
+    end: float
+    score: float = Field(description="cosine of the best sub-window with the query")
+    window_id: int | None = None
+    window_start: float
+    window_end: float
+    sub_s: float
+    hop_s: float
+    steps: list[SubWindowScore] = Field(default_factory=list, description="every sub-window's score, in time order")
+
+
+SearchHit.model_rebuild()
+FileClassification.model_rebuild()

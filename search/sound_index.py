@@ -8,19 +8,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from indexer.decode import TARGET_RATE, DecodeLimits
-from indexer.decode_workers import DecodeJob, DecodePool, FileFailed, WindowsDecoded
-from indexer.errors import BadInput, DecodeError
+from indexer.decode import TARGET_RATE
+from indexer.errors import BadInput
 from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder, load_clap
 from indexer.ownership import IndexOwnership
-from indexer.runner import IndexReport, IndexRunner
+from indexer.runner import IndexReport, IndexRunner, check_window
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
+from indexer.queries import stored_model_id
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
@@ -39,6 +39,7 @@ from search.classify import (
 )
 from search.filters import Filters
 from search.queries import PreparedQuery, combined_vectors, parse_labels, prepare_query
+from search.request_options import with_prompt_template
 from search.results import (
     ClassifyResponse,
     ClassifyRow,
@@ -65,26 +66,6 @@ def warn_if_tiny(encoder: ClapEncoder) -> None:
         )
 
 
-def stored_model_id(index_dir: Path) -> str | None:
-    """The model an existing index was built with, read without taking ownership (None if no index)."""
-    import duckdb
-
-    db = index_dir / DB_NAME
-    if not db.exists():
-        return None
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except Exception:
-        return None  # locked by its owner or unreadable: IndexStore.open reports it properly
-    try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
-        return row[0] if row else None
-    except Exception:
-        return None
-    finally:
-        con.close()
-
-
 def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncoder:
     """The CLAP named by settings, else the one the index was built with, else the default checkpoint."""
     model = settings.model or (stored_model_id(index_dir) if index_dir else None) or DEFAULT_MODEL
@@ -94,9 +75,11 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
-def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None) -> list[PreparedQuery]:
+def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None,
+                keep_untranslated: bool = False) -> list[PreparedQuery]:
     strict = settings.strict_translation if strict is None else strict
-    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict) for t in texts]
+    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
+            for t in texts]
 
 
 def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMatrix:
@@ -169,6 +152,8 @@ class SoundIndex:
         ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
         try:
             encoder = encoder or load_encoder(settings, index_dir)
+            if create:  # before the index is created with a window the model cannot take
+                check_window(settings.window_s, encoder)
             store = IndexStore.open(index_dir, encoder.identity, create=create, read_only=ownership.shared)
             vectors = VectorIndex.open(store)
         except BaseException:
@@ -189,7 +174,7 @@ class SoundIndex:
         self.close()
 
     # -- indexing ----------------------------------------------------------------------------
-    def index(self, paths: list[str | Path], retry_failed: bool = False, progress: bool | None = None,
+    def index(self, paths: Sequence[str | Path], retry_failed: bool = False, progress: bool | None = None,
               on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
         """Index new and changed audio files under ``paths``."""
         runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress)
@@ -197,13 +182,20 @@ class SoundIndex:
                           allow_empty_root=allow_empty_root)
 
     # -- search ------------------------------------------------------------------------------
-    def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None) -> SearchResponse:
-        """Top-k windows per query by cosine between the query's text vector and the window vectors."""
+    def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None,
+               prompt_template: str | None = None, localize: bool = False) -> SearchResponse:
+        """Top-k windows per query by cosine between the query's text vector and the window vectors.
+
+        ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
+        inside its window the sound is (`search.localize`).
+        """
         if not queries:
             raise BadInput("no query given")
         if k < 1:
             raise BadInput("k must be at least 1")
-        prepared = prepare_all(queries, self.plugins, self.settings, strict)
+        # A query with no English gets no hits (and its untranslated parts); the others still run.
+        prepared = prepare_all(queries, self.plugins, with_prompt_template(self.settings, prompt_template), strict,
+                               keep_untranslated=True)
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
         allowed = None
         if filters is not None and not filters.is_empty():
@@ -213,17 +205,23 @@ class SoundIndex:
             ).fetchnumpy()["id"]
         results = []
         if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
-            hits_per_query = [[] for _ in prepared]
+            hits_per_query: list[list] = [[] for _ in prepared]
         else:
             hits_per_query = top_k_hits(self.store, self.vectors, qv, k, allowed, self.window_matrix)
         for p, hits in zip(prepared, hits_per_query):
-            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated, hits=hits))
+            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated,
+                                       hits=hits if p.texts else []))
+        if localize:
+            from search.localize import localize_hits
+
+            localize_hits(self, results, prompt_template=prompt_template, strict=strict)
         return SearchResponse(results=results)
 
     # -- classification ----------------------------------------------------------------------
     def iter_classify(self, labels: list[str] | str, policy: str = "softmax", by: str = "window", top: int | None = None,
                       threshold: float | None = None, filters: Filters | None = None, policy_options: dict | None = None,
-                      strict: bool | None = None, after: int | None = None) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
+                      strict: bool | None = None, after: int | None = None,
+                      prompt_template: str | None = None) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
@@ -233,7 +231,7 @@ class SoundIndex:
             raise BadInput(f"--by must be window or file, not {by!r}")
         names = parse_labels(labels)
         scoring = policy_named(self.plugins.policies, policy)
-        prepared = prepare_all(names, self.plugins, self.settings, strict)
+        prepared = prepare_all(names, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
         matrix = label_matrix(prepared, self.encoder)
         where, params = (filters or Filters()).to_sql()
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
@@ -298,15 +296,19 @@ class SoundIndex:
 def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, float]], labels: list[str] | str,
                      encoder: ClapEncoder, settings: Settings, plugins: PluginHost, policy: str = "softmax",
                      path: str | None = None, strict: bool | None = None,
-                     policy_options: dict | None = None) -> FileClassification:
-    """Score windows held in memory against ``labels``: per-window rows and the file row (max per label)."""
+                     policy_options: dict | None = None, vectors: np.ndarray | None = None) -> FileClassification:
+    """Score windows held in memory against ``labels``: per-window rows and the file row (max per label).
+
+    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
+    """
     names = parse_labels(labels)
     scoring = policy_named(plugins.policies, policy)
     if scoring.needs_archive_stats:
         raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
     prepared = prepare_all(names, plugins, settings, strict)
     matrix = label_matrix(prepared, encoder)
-    vectors = encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
+    if vectors is None:
+        vectors = encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
     options = ClassifyOptions(by="window", policy_options=policy_options or {})
     check_policy_options(scoring, matrix, options)
     rows = list(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options))
@@ -315,6 +317,10 @@ def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, f
                                  file_options), None)
     if file_row is None:
         raise BadInput("no audio to classify")
+    peak = next((i for i, (a, b) in enumerate(spans) if (a, b) == (file_row.start, file_row.end)), None)
+    file_row.peak_window, file_row.peak_start, file_row.peak_end = peak, file_row.start, file_row.end
+    if peak is not None and not file_row.extras:
+        file_row.extras = dict(rows[peak].extras)  # the file's confidence is its peak window's
     for row in rows + [file_row]:
         row.window_id = None
         row.file_id = None
@@ -344,25 +350,44 @@ def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str,
 
 def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncoder, settings: Settings | None = None,
                   plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None,
-                  policy_options: dict | None = None) -> FileClassification:
-    """Classify one file without an index; decoding runs in a worker process under a time limit."""
-    settings = settings or load_settings()
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"no such file: {path}")
-    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
-    job = DecodeJob(window=window, hop=hop, plugin_settings=settings.plugin_view(),
-                    limits=DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s))
-    windows, spans = [], []
-    for event in DecodePool(job, workers=1, timeout_s=timeout_s or settings.decode_timeout_s).run([str(path)]):
-        if isinstance(event, FileFailed):
-            raise DecodeError(f"{path}: {event.reason}")
-        if isinstance(event, WindowsDecoded):
-            for start, length, audio in zip(event.starts, event.lengths, event.audio):
-                windows.append(audio[:length])
-                spans.append((start / TARGET_RATE, (start + length) / TARGET_RATE))
-    return classify_windows(windows, spans, labels, encoder, settings, plugins or default_plugins(), policy, path=str(path),
-                            policy_options=policy_options)
+                  policy_options: dict | None = None, **options) -> FileClassification:
+    """Classify one file without an index; decoding runs in a worker process under a time limit.
+
+    ``options``: threshold, prompt_template, start, duration (seconds), envelope_points, mel_width, strict
+    (see `search.one_file.classify_file`).
+    """
+    from search.one_file import classify_file as classify_one
+
+    return classify_one(path, labels, encoder, settings, plugins, policy, timeout_s, policy_options, **options)
+
+
+_ENCODERS: dict[tuple, ClapEncoder] = {}
+
+
+def classify_audio_result(path: str | Path, labels: list[str] | str, *, policy: str = "softmax",
+                          policy_options: dict | None = None, threshold: float | dict | None = None,
+                          prompt_template: str | None = None, start: float | None = None, duration: float | None = None,
+                          model: str | None = None, device: str | None = None, encoder: ClapEncoder | None = None,
+                          settings: Settings | None = None, envelope_points: int = 0) -> FileClassification:
+    """One audio file classified against ``labels``: the whole `FileClassification` (windows, file row, info, warnings).
+
+    The model is ``encoder``, else ``model`` (loaded once per process and kept), else the configured one.
+    """
+    settings = settings or load_settings(model=model, device=device)
+    if encoder is None:
+        key = (settings.model or DEFAULT_MODEL, settings.model_revision, settings.device, settings.precision)
+        encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
+    return classify_file(path, labels, encoder, settings, policy=policy, policy_options=policy_options, threshold=threshold,
+                         prompt_template=prompt_template, start=start, duration=duration, envelope_points=envelope_points)
+
+
+def classify_audio(path: str | Path, labels: list[str] | str, *, detailed: bool = False, **options):
+    """``{label: score}`` for one audio file, as the transformers pipeline's users expect (the file row: each
+    label's best window). ``detailed=True`` returns the whole `FileClassification` instead. ``options`` are
+    those of `classify_audio_result` (policy, policy_options, threshold, prompt_template, start, duration, model...).
+    """
+    result = classify_audio_result(path, labels, **options)
+    return result if detailed else dict(result.file.scores)
 
 
 def dumps(model) -> str:

@@ -61,6 +61,8 @@ def test_bad_files_are_recorded_and_skipped(tmp_path, write_sound, run_cli):
     (("classify-file", "{tmp}/a.wav", "--labels", " , ,"), "error: empty label list"),
     (("classify-file", "{tmp}/a.wav", "--labels", "x", "--model", "{tmp}/no-model"), "error: CLAP weights for '{tmp}/no-model' are not available"),
     (("classify-file", "{tmp}/a.wav", "--labels", "x", "--policy", "nope"), "error: no scoring policy named 'nope'"),
+    (("index", "{tmp}/a.wav", "--index", "{tmp}/i", "--window", "20", "--hop", "20"),
+     "error: --window 20 s is longer than the model accepts: the maximum is 10 s"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, write_sound, run_cli, args, message):
     write_sound(tmp_path / "a.wav", "tone", 2.0)

@@ -163,7 +163,7 @@ def test_cli_outputs_csv_parquet_jsonl(tmp_path, write_sound, run_cli):
     rows = list(csv.DictReader(open(tmp_path / "r.csv", encoding="utf-8")))
     assert len(rows) == 3 and set(rows[0]) >= {"path", "start", "end", "label", "tone"}
     table = pq.read_table(tmp_path / "r.parquet")
-    assert table.num_rows == 3 and table.column_names == ["path", "start", "end", "label", "tone", "noise"]
+    assert table.num_rows == 3 and table.column_names == ["path", "start", "end", "label", "tone", "noise", "confidence", "fired"]
     lines = [json.loads(line) for line in open(tmp_path / "r.jsonl", encoding="utf-8")]
     assert [l["start"] for l in lines] == [0.0, 10.0, 11.0]
 

@@ -221,7 +221,7 @@ def test_kill_loop_every_phase(tmp_path, write_sound, zygote):
     plan = [("pause", p) for p in PHASES for _ in range(KILLS_PER_PHASE)] + [("random", None)] * RANDOM_KILLS
     rng.shuffle(plan)
     figures: dict[str, list] = {}
-    recoveries, attempts, completed, last_indexed = [], 0, 0, 0
+    recoveries, attempts, completed = [], 0, 0
     t_loop = time.monotonic()
     while plan and attempts < 60:
         kind, phase = plan[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import sys
 import types
 import warnings
 from pathlib import Path
@@ -65,10 +66,17 @@ def test_the_environment_variables_are_documented():
         assert f"`{variable}=" in DOC
 
 
+def documented_tests() -> list[str]:
+    """The python examples of docs/plugins.md that are a plugin's tests (they open with a tests/ path)."""
+    return [code for code in re.findall(r"```python\n(.*?)```", DOC, re.DOTALL) if code.startswith('"""tests/')]
+
+
 def documented_plugins() -> list[types.ModuleType]:
-    """Each python example in docs/plugins.md, loaded as a module."""
+    """Each python example in docs/plugins.md that is a plugin, loaded as a module."""
     modules = []
     for i, code in enumerate(re.findall(r"```python\n(.*?)```", DOC, re.DOTALL)):
+        if code in documented_tests():
+            continue
         module = types.ModuleType(f"docs_example_{i}")
         exec(compile(code, f"docs/plugins.md example {i}", "exec"), module.__dict__)
         modules.append(module)
@@ -106,3 +114,48 @@ def test_the_worked_examples_register_and_work(tmp_path):
     tags = host.taggers["zcr"].tag(np.stack([np.sin(2 * np.pi * 100 * t + 0.1), np.sin(2 * np.pi * 5000 * t + 0.1)]), 48_000)
     np.testing.assert_allclose(tags["zcr_hz"], [200.0, 10_000.0], atol=1.0)
     assert tags["noisy"].tolist() == [False, True]
+
+
+def test_the_testing_example_passes_against_the_documented_policy(monkeypatch):
+    (code,) = documented_tests()
+    lead = next(m for m in documented_plugins() if hasattr(m, "score_lead"))
+    monkeypatch.setitem(sys.modules, "lead_policy", lead)
+    module = types.ModuleType("docs_testing_example")
+    exec(compile(code, "docs/plugins.md testing example", "exec"), module.__dict__)
+    tests = [fn for name, fn in vars(module).items() if name.startswith("test_")]
+    assert len(tests) == 1
+    for test in tests:
+        test()
+
+
+def test_the_documented_translator_order_holds():
+    """tryfirst before plain implementations, the plugin loaded last first, a wrapper around them all."""
+    from soundsift import QueryTranslation, hookimpl
+
+    calls: list[str] = []
+
+    def plugin(name: str, answer: bool, **marks):
+        module = types.ModuleType(name)
+
+        @hookimpl(**marks)
+        def translate_query(text, settings):
+            calls.append(name)
+            return QueryTranslation(texts=[name], translator=name) if answer else None
+
+        module.translate_query = translate_query
+        return module
+
+    wrapper = types.ModuleType("wrapping")
+
+    @hookimpl(wrapper=True)
+    def wrap(text, settings):
+        result = yield
+        return QueryTranslation(texts=[*result.texts, "wrapped"], translator=result.translator)
+
+    wrapper.translate_query = wrap
+    host = build_plugin_manager(extra=[plugin("early", False), plugin("late", True), plugin("first", False, tryfirst=True),
+                                       plugin("last", True, trylast=True), wrapper])
+    result = host.translate_query("bark", {})
+    assert calls == ["first", "late"]  # zh (tryfirst) passed on non-Chinese text; late answered before early ran
+    assert result.texts == ["late", "wrapped"] and result.translator == "late"
+    assert host.translate_query("狗叫", {}).translator.startswith("zh")  # the built-in tryfirst translator answers Chinese

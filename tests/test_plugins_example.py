@@ -103,3 +103,12 @@ def test_example_policy_refuses_a_bad_option(installed_example, monkeypatch):
     np.testing.assert_allclose(result.scores[0], [np.e / (np.e + 1), 1 / (np.e + 1)], rtol=1e-6)  # softmax([1, 0])
     with pytest.raises(PolicyOptionError, match="temperature must be a positive number, not -1"):
         score_tempered(logits, logits, labels, None, {"temperature": -1})
+
+
+def test_the_example_plugins_own_tests_pass(tmp_path):
+    """docs/example-plugin/tests is what docs/plugins.md shows under "Testing your plugin": it must pass."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout

@@ -32,7 +32,7 @@ from plugins.hookspecs import hookimpl
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {"sample_rate": 16_000, "channels": 1, "sample_format": "s16le"}
-SIDECAR_SUFFIXES = (".toml", ".json")
+SIDECAR_SUFFIXES = (".toml", ".json")  # declared on the Decoder: the scan re-indexes a file when its sidecar changes
 MAX_SIDECAR_BYTES = 64 * 1024
 
 
@@ -126,4 +126,4 @@ def open_pcm(path: Path, settings: Mapping[str, Any]) -> PcmSource:
 
 @hookimpl
 def register_decoders(register):
-    register(Decoder(name="pcm", open=open_pcm, extensions=("pcm", "raw")))
+    register(Decoder(name="pcm", open=open_pcm, extensions=("pcm", "raw"), sidecar_suffixes=SIDECAR_SUFFIXES))

@@ -14,6 +14,32 @@ from plugins.hookspecs import hookimpl
 
 BLOCK_FRAMES = 1 << 16
 
+# FFmpeg demuxers of audio (or audio-bearing) containers; the extensions each declares are scanned, minus
+# image and subtitle ones, plus common audio names FFmpeg leaves to probing (.oga, .opus, .spx are Ogg).
+AUDIO_DEMUXERS = (
+    "aac", "ac3", "aiff", "amr", "amrnb", "amrwb", "ape", "asf", "au", "caf", "dsf", "dts", "eac3", "flac",
+    "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "mp3", "mpc", "mpc8", "ogg", "oma", "tak", "tta", "voc",
+    "w64", "wav", "wv", "xwma",
+)
+EXTRA_EXTENSIONS = {"ogg": ("oga", "opus", "spx"), "mov,mp4,m4a,3gp,3g2,mj2": ("m4r",), "asf": ("wma",)}
+NOT_AUDIO = frozenset({"heic", "heif", "avif", "psp", "ism", "isma", "ismv", "mj2", "f4v", "mks", "mk3d", "mkv", "mov",
+                       "wmv", "apl", "mac"})
+
+
+def ffmpeg_extensions() -> tuple[str, ...]:
+    """Extensions of the audio containers this FFmpeg build can demux (av.formats_available)."""
+    available = av.formats_available
+    out: set[str] = set()
+    for name in AUDIO_DEMUXERS:
+        if name not in available:
+            continue
+        try:
+            declared = av.ContainerFormat(name).extensions
+        except Exception:  # a demuxer PyAV cannot describe: its extras only
+            declared = set()
+        out |= {e.lower() for e in declared} | set(EXTRA_EXTENSIONS.get(name, ()))
+    return tuple(sorted(out - NOT_AUDIO))
+
 
 def _ffmpeg_reason(exc: Exception) -> str:
     """PyAV's message without the errno and the repeated file name."""
@@ -75,7 +101,7 @@ def register_decoders(register):
         Decoder(
             name="ffmpeg",
             open=open_pyav,
-            extensions=("mp3", "m4a", "aac", "mp4", "opus", "ogg", "oga", "webm", "wma", "mka", "wav", "flac", "aiff", "aif", "caf", "3gp", "amr"),
+            extensions=ffmpeg_extensions(),
             generic=True,
         )
     )

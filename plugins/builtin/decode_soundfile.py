@@ -13,6 +13,26 @@ from plugins.hookspecs import hookimpl
 
 BLOCK_FRAMES = 1 << 16
 
+# libsndfile's major formats (soundfile.available_formats()) -> the file extensions they are saved under.
+# RAW is headerless (the pcm decoder's job, with a layout); MAT4/MAT5 are Matlab data files, rarely audio.
+FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "WAV": ("wav",), "WAVEX": ("wav",), "RF64": ("rf64",), "W64": ("w64",), "AIFF": ("aiff", "aif", "aifc"),
+    "AU": ("au", "snd"), "CAF": ("caf",), "FLAC": ("flac",), "OGG": ("ogg", "oga", "opus"), "MP3": ("mp3",),
+    "AVR": ("avr",), "HTK": ("htk",), "SVX": ("8svx", "16sv"), "MPC2K": ("mpc2k",), "PAF": ("paf",), "PVF": ("pvf",),
+    "SD2": ("sd2",), "SDS": ("sds",), "IRCAM": ("ircam",), "VOC": ("voc",), "NIST": ("nist", "sph"), "WVE": ("wve",),
+    "XI": ("xi",), "RAW": (), "MAT4": (), "MAT5": (),
+}
+
+
+def soundfile_extensions() -> tuple[str, ...]:
+    """The extensions of the formats this libsndfile build reads (an unlisted new format by its own name)."""
+    out: list[str] = []
+    for name in sorted(sf.available_formats()):
+        for ext in FORMAT_EXTENSIONS.get(name, (name.lower(),)):
+            if ext not in out:
+                out.append(ext)
+    return tuple(out)
+
 
 def _reason(exc: Exception) -> str:
     """libsndfile's own sentence, without the file name soundfile wraps around it."""
@@ -58,7 +78,7 @@ def register_decoders(register):
         Decoder(
             name="soundfile",
             open=open_soundfile,
-            extensions=("wav", "flac", "ogg", "oga", "aiff", "aif", "au", "caf", "w64", "rf64"),
+            extensions=soundfile_extensions(),
             generic=True,
         )
     )

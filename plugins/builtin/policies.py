@@ -1,85 +1,17 @@
 """Built-in scoring policies: softmax (pipeline parity), multilabel, margin, contrast and archive."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 import numpy as np
 
-from plugins.contract import ArchiveStats, LabelTexts, PolicyOptionError, PolicyResult, ScoringPolicy
+from plugins.contract import ALWAYS_GIVEN_OPTIONS as ALWAYS_GIVEN
+from plugins.contract import ArchiveStats, PolicyResult, ScoringPolicy, check_options
 from plugins.hookspecs import hookimpl
+from plugins.scoring import best_label_fired, number, per_label, sigmoid, softmax
 
-# soundsift puts these in every policy's options: the --threshold flag and the model's logit scale.
-ALWAYS_GIVEN = {"threshold", "logit_scale"}
+__all__ = ["ALWAYS_GIVEN", "best_label_fired", "check_options", "number", "per_label", "register_scoring_policies",
+           "sigmoid", "softmax"]
+
 THRESHOLD_HELP = "fire a label only when its score is at least this: one number, or one per label ({label: value} or a list in label order)"
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
-    # One new array, then in place: at a million windows x 1,000 labels each temporary costs seconds.
-    out = np.asarray(logits, dtype=np.float32) - np.max(logits, axis=1, keepdims=True)
-    np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
-    return out
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow warnings for large |x|."""
-    return np.exp(-np.logaddexp(0.0, -x)).astype(np.float32)
-
-
-def check_options(policy: str, options: Mapping[str, Any], known: Mapping[str, str]) -> None:
-    """Refuse option names the policy does not read (a typo would otherwise be ignored silently)."""
-    unknown = sorted(set(options) - ALWAYS_GIVEN - set(known))
-    if unknown:
-        raise PolicyOptionError(f"the {policy} policy has no option {', '.join(map(repr, unknown))}; "
-                                f"it reads: {', '.join(sorted(known)) or 'none'}")
-
-
-def per_label(name: str, value: Any, labels: Sequence[LabelTexts], default: float | np.ndarray) -> np.ndarray:
-    """``value`` as one float per label: None (``default``), a number, ``{label: number}`` (others keep
-    ``default``) or a list with one number per label, in label order."""
-    names = [lt.label for lt in labels]
-    out = np.broadcast_to(np.asarray(default, dtype=np.float32), (len(names),)).copy()
-    try:
-        if value is None:
-            return out
-        if isinstance(value, Mapping):
-            strangers = sorted(set(value) - set(names))
-            if strangers:
-                raise PolicyOptionError(f"{name} names labels that are not in the label set: {', '.join(map(repr, strangers))}")
-            for j, label in enumerate(names):
-                if label in value:
-                    out[j] = float(value[label])
-            return out
-        if isinstance(value, Sequence) and not isinstance(value, str):
-            if len(value) != len(names):
-                raise PolicyOptionError(f"{name} has {len(value)} values for {len(names)} labels")
-            return np.array([float(v) for v in value], dtype=np.float32)
-        out[:] = float(value)
-        return out
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, PolicyOptionError):
-            raise
-        raise PolicyOptionError(f"{name} must be a number, {{label: number}} or a list of numbers, not {value!r}") from None
-
-
-def number(name: str, value: Any, default: float) -> float:
-    """An option that is one number."""
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise PolicyOptionError(f"{name} must be a number, not {value!r}") from None
-
-
-def best_label_fired(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Only each window's best label fires, and only if it reaches its threshold."""
-    fired = np.zeros(scores.shape, dtype=bool)
-    if scores.shape[1]:
-        fired[np.arange(len(scores)), scores.argmax(axis=1)] = True
-    return fired & (scores >= thresholds[None, :])
 
 
 # -- softmax -------------------------------------------------------------------------------------
@@ -88,7 +20,6 @@ SOFTMAX_OPTIONS = {"threshold": THRESHOLD_HELP + " (a probability; default none)
 
 def score_softmax(logits, negative_logits, labels, stats, options) -> PolicyResult:
     """Softmax over the labels of logit_scale * cosine: what the transformers pipeline returns."""
-    check_options("softmax", options, SOFTMAX_OPTIONS)
     scores = softmax(logits)
     thresholds = per_label("threshold", options.get("threshold"), labels, -np.inf)
     return PolicyResult(scores, best_label_fired(scores, thresholds))
@@ -107,7 +38,6 @@ def score_multilabel(logits, negative_logits, labels, stats, options) -> PolicyR
 
     Labels do not compete: one window may fire several labels, or none.
     """
-    check_options("multilabel", options, MULTILABEL_OPTIONS)
     logit_scale = number("logit_scale", options.get("logit_scale"), 100.0)
     center = per_label("center", options.get("center"), labels, 0.25)
     scores = sigmoid(logits - logit_scale * center[None, :])
@@ -125,7 +55,6 @@ MARGIN_OPTIONS = {
 
 def score_margin(logits, negative_logits, labels, stats, options) -> PolicyResult:
     """Softmax, plus ``confidence`` = best minus second-best probability; the best label fires when confidence >= min_margin."""
-    check_options("margin", options, MARGIN_OPTIONS)
     scores = softmax(logits)
     if scores.shape[1] >= 2:
         top2 = np.sort(scores, axis=1)[:, -2:]
@@ -151,7 +80,6 @@ def score_contrast(logits, negative_logits, labels, stats, options) -> PolicyRes
     one much closer to the label loses almost nothing. Labels without negatives (negative logit -inf)
     are unchanged, so with no negatives this equals softmax.
     """
-    check_options("contrast", options, CONTRAST_OPTIONS)
     weight = per_label("weight", options.get("weight"), labels, 1.0)
     penalty = np.logaddexp(0.0, negative_logits - logits)  # softplus; exactly 0 where the negative is -inf
     scores = softmax(logits - weight[None, :] * penalty)
@@ -168,7 +96,6 @@ def score_archive(logits, negative_logits, labels, stats: ArchiveStats | None, o
 
     Labels do not compete: a window fires every label it matches unusually well for this archive.
     """
-    check_options("archive", options, ARCHIVE_OPTIONS)
     if stats is None:
         raise ValueError("the archive policy needs archive statistics (ScoringPolicy.needs_archive_stats)")
     z = ((logits - stats.mean[None, :]) / np.maximum(stats.std[None, :], 1e-6)).astype(np.float32)

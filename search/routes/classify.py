@@ -16,6 +16,7 @@ from search.catalog import check_labels
 from search.classify import policy_named
 from search.http_models import MAX_LABELS, NOT_BLANK, ClassifyRequest, error_responses
 from search.results import ClassifyResponse, FileClassification
+from search.request_options import check_prompt_template, parse_policy_options
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
 from search.uploads import classify_upload as classify_upload_file
 
@@ -38,7 +39,8 @@ def _classify(body: ClassifyRequest, request: Request, sx):
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
     header, rows = sx.iter_classify(body.labels, policy=body.policy, by=body.by, top=body.top, threshold=body.threshold,
-                                    filters=body.filters, strict=body.strict or None, after=after)
+                                    filters=body.filters, strict=body.strict or None, after=after,
+                                    policy_options=body.policy_options, prompt_template=body.prompt_template)
     if body.top is not None and position.get("offset"):
         rows = itertools.islice(rows, position["offset"], None)
     if NDJSON in request.headers.get("accept", ""):
@@ -60,18 +62,43 @@ def _classify(body: ClassifyRequest, request: Request, sx):
 async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
                           labels: Annotated[str, Form(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK},
                                                       description="comma-separated labels; a repeated `labels` field adds its labels")],
-                          policy: Annotated[str, Form(max_length=100)] = "softmax") -> FileClassification:
+                          policy: Annotated[str, Form(max_length=100)] = "softmax",
+                          policy_options: Annotated[str | None, Form(max_length=20_000, description=
+                                                    'the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}')] = None,
+                          threshold: Annotated[str | None, Form(max_length=4000, description=
+                                               'a number, or per label as JSON: {"dog": 0.3}')] = None,
+                          prompt_template: Annotated[str | None, Form(max_length=500, description="e.g. 'the sound of {}'")] = None,
+                          start: Annotated[float | None, Form(ge=0, le=1e7, description="classify from here, seconds")] = None,
+                          duration: Annotated[float | None, Form(gt=0, le=1e7, description="classify this long, seconds")] = None,
+                          pcm_sample_rate: Annotated[int | None, Form(ge=1, le=10_000_000, description="raw PCM: sample rate")] = None,
+                          pcm_channels: Annotated[int | None, Form(ge=1, le=1024, description="raw PCM: channels")] = None,
+                          pcm_format: Annotated[str | None, Form(max_length=16, description="raw PCM: s16le, s24le, s32le, f32le, u8")] = None,
+                          envelope_points: Annotated[int, Form(ge=0, le=20_000, description="waveform points to return (0: none)")] = 0,
+                          mel_width: Annotated[int, Form(ge=0, le=4000, description="log-mel image width, pixels")] = 600,
+                          ) -> FileClassification:
     """One uploaded file classified per window and as a whole; the upload is deleted when the request ends.
 
-    The upload may hold at most `max_upload_duration_s` of audio (checked from its header, then while it
-    decodes) and take at most `upload_time_budget_s` to classify: 413 beyond either.
+    Every option of one request: policy and `policy_options`, `threshold`, `prompt_template`, a segment
+    (`start`, `duration`), the layout of raw PCM, and the envelope (waveform + log-mel image) to draw.
+
+    The upload may hold at most `max_upload_duration_s` of audio to decode (checked from its header, then
+    while it decodes) and take at most `upload_time_budget_s` to classify: 413 beyond either.
     """
     form = await request.form()
     labels = form_labels(form.getlist("labels")) or labels
-    if len(set(form.getlist("policy"))) > 1:
-        raise BadInput("give `policy` once")
+    repeated = [name for name in form.keys() if name not in ("labels", "file") and len(form.getlist(name)) > 1]
+    if repeated:
+        raise BadInput(f"give `{repeated[0]}` once")
     check_labels(labels, MAX_LABELS)
     policy_named(sx.plugins.policies, policy)
+    options = parse_policy_options(policy_options)
+    limit = _threshold(threshold)
+    if prompt_template is not None:
+        check_prompt_template(prompt_template)
+    settings = sx.settings
+    pcm = {k: v for k, v in (("sample_rate", pcm_sample_rate), ("channels", pcm_channels), ("sample_format", pcm_format)) if v is not None}
+    if pcm:
+        settings = settings.model_copy(update={"plugin": {**settings.plugin, "pcm": {**settings.plugin.get("pcm", {}), **pcm}}})
     suffix = Path(file.filename or "").suffix.lower()
     suffix = suffix if suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 9 else ""
     with tempfile.NamedTemporaryFile(dir=request.app.state.upload_dir, suffix=suffix, delete=False) as fh:
@@ -82,7 +109,10 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
                 out.write(chunk)
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
-        result = await run_heavy(request, classify_upload_file, saved, labels, sx.encoder, sx.settings, sx.plugins, policy)
+        result = await run_heavy(
+            request, classify_upload_file, saved, labels, sx.encoder, settings, sx.plugins, policy, options,
+            threshold=limit, prompt_template=prompt_template, start=start, duration=duration,
+            envelope_points=envelope_points, mel_width=mel_width)
         result.path = file.filename
         for row in [*result.windows, result.file]:
             row.path = file.filename or "upload"
@@ -98,6 +128,19 @@ def form_labels(values: list) -> str:
     """Repeated `labels` form fields joined into one comma-separated label set (``-F labels=a -F labels=b`` is ``a, b``)."""
     texts = [v for v in values if isinstance(v, str)]
     return ", ".join(t for t in texts if t.strip())
+
+
+def _threshold(raw: str | None) -> float | dict | None:
+    """The form's threshold: one number, or a JSON object / list of numbers per label."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float, dict, list)):
+        raise BadInput(f"threshold must be a number or a JSON object of numbers per label, not {raw[:80]!r}")
+    return value
 
 
 def _ndjson(header: ClassifyResponse, rows: Iterator) -> Iterator[bytes]:

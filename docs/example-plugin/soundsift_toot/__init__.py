@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins.contract import DecodeError, Decoder, PolicyOptionError, PolicyResult, ScoringPolicy
-from plugins.hookspecs import hookimpl
+from soundsift import DecodeError, Decoder, PolicyOptionError, PolicyResult, ScoringPolicy, best_label_fired, hookimpl, softmax
 
 MAGIC = b"TOOT"
 HEADER = struct.Struct("<4sIHI")  # magic, sample rate, channels, frames
@@ -55,22 +54,17 @@ def open_toot(path: Path, settings) -> TootSource:
 
 
 def score_tempered(logits, negative_logits, labels, stats, options) -> PolicyResult:
-    """softmax(logits / temperature): the pipeline's probabilities, flattened (T > 1) or sharpened (T < 1)."""
-    unknown = set(options) - {"temperature", "threshold", "logit_scale"}
-    if unknown:
-        raise PolicyOptionError(f"the tempered policy has no option {', '.join(sorted(unknown))}; it reads: temperature, threshold")
+    """softmax(logits / temperature): the pipeline's probabilities, flattened (T > 1) or sharpened (T < 1).
+
+    soundsift has already refused option names not in option_help; only the values are checked here.
+    """
     temperature = options.get("temperature", 2.0)
     if not isinstance(temperature, (int, float)) or temperature <= 0:
         raise PolicyOptionError(f"temperature must be a positive number, not {temperature!r}")
-    z = logits / float(temperature)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    scores = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-    fired = np.zeros(scores.shape, dtype=bool)
-    if scores.shape[1]:
-        fired[np.arange(len(scores)), scores.argmax(axis=1)] = True
-    if options.get("threshold") is not None:
-        fired &= scores >= float(options["threshold"])
-    return PolicyResult(scores, fired)
+    scores = softmax(logits / float(temperature))
+    threshold = options.get("threshold")
+    thresholds = np.full(scores.shape[1], -np.inf if threshold is None else float(threshold), np.float32)
+    return PolicyResult(scores, best_label_fired(scores, thresholds))
 
 
 @hookimpl

@@ -1,13 +1,17 @@
 """Composition: tagged tokens to English noun phrases, split into positive and negative clauses."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plugins.builtin.translate_zh.segment import Token
 
 MAX_TEXTS = 4
 MAX_NEGATIVES = 4
-_CONTENT = frozenset({"thing", "heard", "modifier", "suffix", "place", "english"})
+_CONTENT = frozenset({"thing", "heard", "action", "modifier", "suffix", "place", "english"})
+_IRREGULAR_PLURALS = {"person": "people", "man": "men", "woman": "women", "child": "children", "foot": "feet",
+                      "mouse": "mice", "goose": "geese", "tooth": "teeth", "sheep": "sheep", "fish": "fish",
+                      "staff": "staff", "police": "police", "people": "people", "crowd": "crowd"}
 
 
 @dataclass
@@ -133,8 +137,55 @@ def _article(noun: str) -> str:
     return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
-def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_from: list[Token] = ()) -> list[str]:
+def plural(noun: str) -> str:
+    """The plural of a noun phrase's last word: tourist -> tourists, person -> people, bus -> buses."""
+    head, _, last = noun.rpartition(" ")
+    low = last.lower()
+    if low in _IRREGULAR_PLURALS:
+        word = _IRREGULAR_PLURALS[low]
+    elif low.endswith("s") and not low.endswith("ss"):
+        word = last  # already plural
+    elif low.endswith(("ss", "x", "ch", "sh", "z")):
+        word = last + "es"
+    elif low.endswith("y") and low[-2:-1] not in "aeiou":
+        word = last[:-1] + "ies"
+    else:
+        word = last + "s"
+    return f"{head} {word}".strip()
+
+
+def _acting(tokens: list[Token]) -> list[str] | None:
+    """Subject + action + object for a part with a verb ("主管训斥员工" -> "manager scolding employees").
+
+    The verb is a general-dictionary action, or a heard event with a thing after it. Things before it
+    are the subject (plural when the general dictionary named them: "tourists cheering"), things after
+    it the object. None when the part has no such verb.
+    """
+    index = next((i for i, t in enumerate(tokens) if t.role == "action"), None)
+    if index is None:
+        index = next((i for i, t in enumerate(tokens) if t.role == "heard" and t.kind == "event"
+                      and "{}" not in t.english[0] and any(u.role in ("thing", "english") for u in tokens[i + 1:])), None)
+    if index is None:
+        return None
+    verb = tokens[index]
+    before = [t for t in tokens[:index] if t.role in ("thing", "english")]
+    after = [t for t in tokens[index + 1:] if t.role in ("thing", "english", "action")]
+    subject = _thing_phrase(before)
+    obj = " ".join(t.english[0] for t in after if t.english)
+    if before and before[-1].source == "dict" and subject and not obj:
+        subject = plural(subject)
+    out = [" ".join(p for p in (subject, en, obj) if p) for en in verb.english[:3]]
+    heard = [t for t in tokens if t.role == "heard" and t is not verb]
+    if heard:
+        out = [_fill(h, o) for o in out[:1] for h in heard[-1].english[:2]] + out
+    return _dedupe(out)
+
+
+def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_from: Sequence[Token] = ()) -> list[str]:
     """Phrasings for one simple part: [modifiers] + things + heard/suffix (+ place)."""
+    acting = _acting(tokens) if thing_override is None else None
+    if acting:
+        return _finish(acting, tokens, modifiers_from)
     things = [t for t in tokens if t.role in ("thing", "english")]
     heard = [t for t in tokens if t.role == "heard"]
     suffixes = [t for t in tokens if t.role == "suffix"]
@@ -143,6 +194,8 @@ def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_fr
     thing = thing_override if thing_override is not None else _thing_phrase(things)
     thing_alt = _thing_phrase(things, synonym=1) if thing_override is None and things else thing
     events = [t for t in heard if t.kind == "event"]
+    if events and heard[-1].kind == "event" and things and things[-1].source == "dict" and thing_override is None:
+        thing = plural(thing)  # what the general dictionary names, doing something: "tourists cheering"
     if events and len(events) < len(heard):
         # An event before a fault is what the fault is heard in: 通话 + 断断续续 -> "phone call dropout".
         heard = [t for t in heard if t.kind != "event"]
@@ -169,7 +222,11 @@ def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_fr
         else:
             phrasings += [_bare(v) for v in variants]
     elif thing:
-        calls = things[-1].calls if thing_override is None and len(things) == 1 else []
+        calls = things[-1].calls if thing_override is None else []
+        if len(things) > 1 and calls:
+            # 紧急 + 刹车: words before a sound term qualify its typical sound: "emergency braking".
+            prefix = " ".join(t.english[0] for t in things[:-1] if t.english)
+            calls = [f"{prefix} {c}" for c in calls] if all(t.source == "dict" for t in things[:-1]) else []
         phrasings += calls[:2]
         if suffixes:
             for en in suffixes[-1].english:
@@ -182,6 +239,13 @@ def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_fr
                 phrasings.append(thing_alt)
     elif suffixes or modifiers or places:
         phrasings += suffixes[-1].english[:1] if suffixes else ["sound"]
+    return _finish(phrasings, tokens, modifiers_from)
+
+
+def _finish(phrasings: list[str], tokens: list[Token], modifiers_from: list[Token] = ()) -> list[str]:
+    """Modifiers in front and the place after every phrasing."""
+    places = [t.english[0] for t in tokens if t.role == "place" and t.english]
+    modifiers = _dedupe([t.english[0] for t in [*modifiers_from, *tokens] if t.role == "modifier" and t.english])
     phrasings = _dedupe(phrasings)
     if modifiers:
         phrasings = [_with_modifiers(p, modifiers) for p in phrasings]

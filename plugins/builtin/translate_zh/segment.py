@@ -7,6 +7,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from plugins.builtin.translate_zh.dictionary import GeneralDictionary, get_dictionary
 from plugins.builtin.translate_zh.vocabulary import HEARD_KINDS, Vocabulary, get_vocabulary
 
 #: Han, kana and Hangul: text with none of these is not ours to translate.
@@ -14,15 +15,26 @@ CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\
 _LATIN = re.compile(r"^[A-Za-z0-9\s\-.'&+#%]+$")
 _PUNCT = re.compile(r"^[，,；;。！!？?、/|:：\n\r\t()（）\[\]【】「」『』“”\"《》…~～]+$")
 _ENGLISH_NEGATION = re.compile(r"\b(?:but not|and not|not|except|without|excluding|no)\b", re.IGNORECASE)
-_WORD_FREQ = 1000
+#: jieba weights: a sound term beats a general word over the same span, but one general word beats two
+#: sound terms (紧急 "emergency" before 紧 + 急 "tight rapid"), and anything beats an unknown character.
+_WORD_FREQ = 2000
+_GENERAL_FREQ = 100
+#: A one-character modifier (紧 "tight", 急 "rapid") is the most ambiguous sound term: general words outrank
+#: it; and one-character general words come last.
+_CHAR_FREQ = 50
+_GENERAL_CHAR_FREQ = 10
+#: Kinds that make a sound-term split of a general word compositional: 铁门 -> 铁 + 门 "metal door",
+#: 风声 -> 风 + 声 "wind sound"; a split into modifiers only (紧 + 急) is not, and the general word stays.
+_COMPOSING_KINDS = frozenset({"thing", "sound", "fault", "event", "suffix", "call", "place"})
 
 
 @dataclass
 class Token:
     """One segment of a query: its surface text, role and English phrasings.
 
-    ``role`` is thing, heard (sound/fault/event), modifier, suffix, place, conj, neg, stop, punct,
-    english (a Latin run kept as typed) or unknown (no English found).
+    ``role`` is thing, heard (sound/fault/event), action (a general-dictionary verb, English as "-ing"),
+    modifier, suffix, place, conj, neg, stop, punct, english (a Latin run kept as typed) or unknown
+    (no English found). ``source`` says where the English came from: ``vocab``, ``dict`` or empty.
     """
 
     text: str
@@ -32,24 +44,49 @@ class Token:
     kind: str = ""
     start: int = 0
     end: int = 0
+    source: str = ""
 
 
 class Segmenter:
-    """A private jieba tokenizer whose dictionary is the sound vocabulary, plus OpenCC t2s."""
+    """A private jieba tokenizer over the sound vocabulary and the general dictionary, plus OpenCC t2s."""
 
-    def __init__(self, vocabulary: Vocabulary):
+    def __init__(self, vocabulary: Vocabulary, general: GeneralDictionary | None = None):
         import jieba
         from opencc import OpenCC
 
         logging.getLogger("jieba").setLevel(logging.WARNING)
         self.vocabulary = vocabulary
+        self.general = general if general is not None else GeneralDictionary({})
         self._t2s = OpenCC("t2s")
         self._jieba = jieba.Tokenizer()
-        # The vocabulary is the whole dictionary: built in memory, no cache file, nothing printed.
+        # Built in memory from both word lists: no jieba cache file, nothing printed.
         words = [w for w in vocabulary.entries if CJK.search(w)]
-        lines = "".join(f"{w} {_WORD_FREQ}\n" for w in words).encode("utf-8")
-        self._jieba.FREQ, self._jieba.total = self._jieba.gen_pfdict(io.BytesIO(lines))
+        freq = {w: _CHAR_FREQ if len(w) == 1 and vocabulary.entries[w].kind == "modifier" else _WORD_FREQ for w in words}
+        longest = max((len(w) for w in words), default=1)
+        for w in self.general.entries:
+            if w not in freq and not self._composes(w, longest):
+                freq[w] = _GENERAL_FREQ if len(w) > 1 else _GENERAL_CHAR_FREQ
+        self._jieba.FREQ, self._jieba.total = _prefix_dict(freq)
         self._jieba.initialized = True
+
+    def _composes(self, word: str, longest: int) -> bool:
+        """True when sound terms cover ``word`` whole and one of them is a thing or a sound (see _COMPOSING_KINDS)."""
+        if len(word) < 2:
+            return False
+        # best[i]: can word[:i] be covered, and does the cover hold a composing kind
+        reach: list[bool | None] = [None] * (len(word) + 1)
+        reach[0] = False
+        for i in range(len(word)):
+            if reach[i] is None:
+                continue
+            for j in range(i + 1, min(len(word), i + longest) + 1):
+                if j - i == len(word):
+                    continue  # the whole word is not in the vocabulary (checked by the caller)
+                entry = self.vocabulary.entries.get(word[i:j])
+                if entry is not None:
+                    composing = bool(reach[i]) or entry.kind in _COMPOSING_KINDS
+                    reach[j] = composing if reach[j] is None else (reach[j] or composing)
+        return bool(reach[len(word)])
 
     def to_simplified(self, text: str) -> str:
         """Traditional Chinese converted to Simplified (Simplified text is left as it is)."""
@@ -78,11 +115,40 @@ class Segmenter:
     def _word(self, word: str, start: int, end: int) -> Token:
         entry = self.vocabulary.get(word)
         if entry is None:
-            role = "stop" if word.isspace() else "unknown"
-            return Token(word, role, start=start, end=end)
+            if word.isspace():
+                return Token(word, "stop", start=start, end=end)
+            return self._general(word, start, end)
         kind = entry.kind
         role = "heard" if kind in HEARD_KINDS else kind
-        return Token(word, role, list(entry.english), list(entry.calls), kind, start, end)
+        return Token(word, role, self._with_general(word, kind, list(entry.english)), list(entry.calls), kind, start,
+                     end, "vocab")
+
+    def _with_general(self, word: str, kind: str, english: list[str]) -> list[str]:
+        """A sound term's English, plus the general dictionary's sense when it names something the term's
+        English does not (推土机: "construction noise", then "bulldozer"; 跳水: "swimming", then "diving"):
+        the term's own phrasing stays first."""
+        if kind not in ("thing", *HEARD_KINDS) or len(word) < 2:
+            return english
+        general = self.general.get(word)
+        if general is None or general.pos == "adj" or (general.pos == "verb" and kind not in HEARD_KINDS):
+            return english
+        sense = gerund(general.senses[0]) if general.pos == "verb" else general.senses[0]
+        known = {w for en in english for w in re.findall(r"[a-z]+", en.lower())}
+        # Any shared word with any of the general senses: the two already agree (压缩机 compressor).
+        if any(w in known or w.rstrip("s") in known for g in general.senses for w in re.findall(r"[a-z]+", g.lower())):
+            return english
+        return [english[0], sense, *english[1:]]
+
+    def _general(self, word: str, start: int, end: int) -> Token:
+        """A word only the general dictionary knows: verbs act ("scolding"), adjectives modify, the rest are things."""
+        entry = self.general.get(word)
+        if entry is None:
+            return Token(word, "unknown", start=start, end=end)
+        if entry.pos == "verb":
+            return Token(word, "action", [gerund(s) for s in entry.senses], kind="action", start=start, end=end,
+                         source="dict")
+        role = "modifier" if entry.pos == "adj" else "thing"
+        return Token(word, role, list(entry.senses), kind=role, start=start, end=end, source="dict")
 
     def _latin(self, run: str, offset: int) -> list[Token]:
         """A Latin run: English kept in place (known words take their vocabulary role), negations split out."""
@@ -111,6 +177,36 @@ class Segmenter:
         return Token(phrase, role, [phrase], list(entry.calls), entry.kind, start, end)
 
 
+def _prefix_dict(freq: dict[str, int]) -> tuple[dict[str, int], int]:
+    """jieba's prefix dictionary (every word, and each of its prefixes at 0) and the total count."""
+    pfdict = dict(freq)
+    for word in freq:
+        for i in range(1, len(word)):
+            pfdict.setdefault(word[:i], 0)
+    return pfdict, sum(freq.values())
+
+
+_VOWELS = "aeiou"
+
+
+def gerund(verb: str) -> str:
+    """The "-ing" form of a verb phrase's first word: scold -> scolding, make soy milk -> making soy milk."""
+    first, _, rest = verb.partition(" ")
+    w = first.lower()
+    if w == "be":
+        ing = "being"
+    elif w.endswith("ie"):
+        ing = first[:-2] + "ying"
+    elif w.endswith("e") and not w.endswith(("ee", "ye", "oe")) and len(w) > 2:
+        ing = first[:-1] + "ing"
+    elif (len(w) >= 3 and w[-1] not in _VOWELS + "wxy" and w[-2] in _VOWELS and w[-3] not in _VOWELS
+          and sum(1 for a, b in zip(" " + w, w) if b in _VOWELS and a not in _VOWELS) == 1):
+        ing = first + first[-1] + "ing"  # one syllable ending consonant-vowel-consonant: stop -> stopping
+    else:
+        ing = first + "ing"
+    return f"{ing} {rest}".strip()
+
+
 def _merge_unknown(tokens: list[Token], text: str) -> list[Token]:
     """Adjacent unknown pieces become one span ("某某"), reported whole."""
     merged: list[Token] = []
@@ -126,4 +222,4 @@ def _merge_unknown(tokens: list[Token], text: str) -> list[Token]:
 @functools.cache
 def get_segmenter() -> Segmenter:
     """The process-wide segmenter, built on first use (a race at start-up at worst builds it twice)."""
-    return Segmenter(get_vocabulary())
+    return Segmenter(get_vocabulary(), get_dictionary())
