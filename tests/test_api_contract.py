@@ -147,8 +147,11 @@ def test_hard_links_are_left_out_of_server_jobs(live):
     os.link(live.root / "secret" / "s.wav", allowed / "linked.wav")
     (allowed / "own.wav").write_bytes(_wav(2.0))
     job = live.http.post("/jobs/index", json={"paths": [str(allowed)]}).json()
-    done = live.app.state.jobs.wait(job["id"], 120)
-    assert done.status == "completed" and done.report["files_indexed"] == 1
-    assert done.report["files_skipped"] == 1
+    live.app.state.jobs.wait(job["id"], 120)
+    done = live.http.get(f"/jobs/{job['id']}").json()
+    assert done["status"] == "completed" and done["report"]["files_indexed"] == 1
+    assert done["report"]["files_skipped"] == 1
+    assert [s["path"] for s in done["report"]["skipped"]] == [str(allowed / "linked.wav")]
+    assert "hard link (2 links)" in done["report"]["skipped"][0]["reason"]
     paths = [f["path"] for f in live.http.get("/files", params={"limit": 1000}).json()["files"]]
     assert str(allowed / "own.wav") in paths and str(allowed / "linked.wav") not in paths
