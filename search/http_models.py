@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from search.filters import Filters
 from search.queries import MAX_QUERY_CHARS
+from search.request_options import TEMPLATE_PATTERN
 
 MAX_QUERIES = 32
 MAX_LABELS = 64
@@ -49,10 +50,17 @@ def _a_json_number(value):
 JsonInt = Annotated[int, Field(strict=False), BeforeValidator(_a_json_number)]
 
 
+def _tag_names_in_schema(schema: dict) -> None:
+    tags = schema.get("properties", {}).get("tags")
+    if tags is not None:
+        tags["propertyNames"] = {"pattern": _TAG_NAME.pattern}
+        tags["maxProperties"] = 16
+
+
 class RequestFilters(Filters):
     """The same filters as the CLI and the Python API; tag names are plain identifiers."""
 
-    model_config = STRICT
+    model_config = ConfigDict(strict=True, json_schema_extra=_tag_names_in_schema)
 
     @field_validator("tags")
     @classmethod
@@ -84,7 +92,8 @@ class SearchRequest(BaseModel):
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
     strict: bool = Field(False, description="fail when part of a query has no English translation")
-    prompt_template: str | None = Field(None, max_length=500, description="replaces the configured prompt template, e.g. 'the sound of {}'")
+    prompt_template: str | None = Field(None, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
+                                        description="replaces the configured prompt template, e.g. 'the sound of {}'")
     localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
 
     @field_validator("prompt_template")
@@ -107,7 +116,8 @@ class ClassifyRequest(BaseModel):
     strict: bool = False
     policy_options: dict[str, Any] | None = Field(None, description="the policy's options, e.g. {\"min_margin\": 0.2} or "
                                                   "{\"thresholds\": {\"dog\": 0.3}} (see `soundsift plugins`)")
-    prompt_template: str | None = Field(None, max_length=500, description="replaces the configured prompt template, e.g. 'the sound of {}'")
+    prompt_template: str | None = Field(None, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
+                                        description="replaces the configured prompt template, e.g. 'the sound of {}'")
 
     @field_validator("prompt_template")
     @classmethod
@@ -122,6 +132,8 @@ class ClassifyRequest(BaseModel):
             raise ValueError(f"at most {MAX_LABELS} labels")
         if isinstance(labels, list) and not labels:
             raise ValueError("give at least one label")
+        if isinstance(labels, str) and not _SOMETHING.search(labels):
+            raise ValueError("empty label list")
         return labels
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from indexer.errors import BadInput, DecodeError
 from search.catalog import check_labels
 from search.classify import policy_named
-from search.http_models import MAX_LABELS, NOT_BLANK, ClassifyRequest, error_responses
+from search.http_models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
 from search.results import ClassifyResponse, FileClassification
 from search.request_options import check_prompt_template, parse_policy_options
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
@@ -67,7 +67,8 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
                                                     'the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}')] = None,
                           threshold: Annotated[str | None, Form(max_length=4000, description=
                                                'a number, or per label as JSON: {"dog": 0.3}')] = None,
-                          prompt_template: Annotated[str | None, Form(max_length=500, description="e.g. 'the sound of {}'")] = None,
+                          prompt_template: Annotated[str | None, Form(max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
+                                                                     description="e.g. 'the sound of {}'")] = None,
                           start: Annotated[float | None, Form(ge=0, le=1e7, description="classify from here, seconds")] = None,
                           duration: Annotated[float | None, Form(gt=0, le=1e7, description="classify this long, seconds")] = None,
                           pcm_sample_rate: Annotated[int | None, Form(ge=1, le=10_000_000, description="raw PCM: sample rate")] = None,

@@ -19,7 +19,7 @@ from search.catalog import (
 )
 from indexer.errors import BadInput
 from search.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
-from search.http_models import MAX_LABELS, MAX_MARGIN_S, FileDetail, FilesPage, error_responses
+from search.http_models import MAX_LABELS, MAX_MARGIN_S, TEMPLATE_PATTERN, FileDetail, FilesPage, error_responses
 from search.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
 from search.results import Envelope, Localization
 from search.routes.deps import Guarded, IndexDep, parse_id, run_heavy
@@ -75,7 +75,7 @@ def _window_audio(window_id: str, sx, format: str, margin: float) -> Response:
 def window_localize(window_id: str, sx: IndexDep, query: Annotated[str, Query(min_length=1, max_length=1000)],
                     sub_s: Annotated[float, Query(ge=0.1, le=10.0, description="sub-window length, seconds")] = DEFAULT_SUB_S,
                     hop_s: Annotated[float, Query(ge=0.05, le=10.0, description="step between sub-windows, seconds")] = DEFAULT_HOP_S,
-                    prompt_template: Annotated[str | None, Query(max_length=500)] = None) -> Localization:
+                    prompt_template: Annotated[str | None, Query(max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN})] = None) -> Localization:
     """Where inside the window the sound `query` describes is: `start`/`end`/`score` in seconds of the file, and
     every sub-window's score (`steps`), each sub-window prepared as CLAP prepares a short clip."""
     try:
@@ -94,8 +94,6 @@ def file_envelope_route(file_id: str, request: Request, sx: IndexDep,
     """The file's (or a span's) waveform envelope (min/max/RMS per point) and a log-mel image as base64 PNG;
     read block by block at the file's own rate, kept in a small cache per file version."""
     fid = parse_id(file_id, "file")
-    if end is not None and end <= start:
-        raise BadInput(f"end ({end}) must be after start ({start})")
     first = sx.store.cursor().execute("SELECT min(id) FROM windows WHERE file_id = ?", [fid]).fetchone()
     try:
         if not first or first[0] is None:
@@ -103,6 +101,8 @@ def file_envelope_route(file_id: str, request: Request, sx: IndexDep,
         where = window_location(sx, int(first[0]))  # the same servability checks as a window's audio
     except NotServable as exc:
         raise HTTPException(404, str(exc).replace(f"window {first[0] if first else ''}", f"file {file_id}")) from None
+    if end is not None and end <= start:
+        raise BadInput(f"end ({end}) must be after start ({start})")
     stat = Path(where.path).stat()
     key = (where.path, stat.st_size, stat.st_mtime, points, mel_width, start, end)
     cache = request.app.state.__dict__.setdefault("envelopes", OrderedDict())
