@@ -65,6 +65,28 @@ class WindowRow(NamedTuple):
     file_id: int
 
 
+class WindowPlace(NamedTuple):
+    """A window of an indexed file with where that file lives (what serving its audio needs)."""
+
+    path: str
+    root: str | None
+    size: int
+    mtime: float
+    start: float
+    end: float
+    duration: float | None
+
+
+class WindowsOfFile(NamedTuple):
+    """A file's stored windows in time order: parallel lists plus their (n, dim) vectors."""
+
+    ids: list[int]
+    starts: list[float]
+    ends: list[float]
+    tags: list[dict]
+    vectors: np.ndarray
+
+
 class RunRecord(NamedTuple):
     """One indexing run as the runs table holds it (``summary``: the run's report document, None while running)."""
 
@@ -76,10 +98,11 @@ class RunRecord(NamedTuple):
     summary: dict[str, Any] | None
 
 
-def scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None, default: Any = 0) -> Any:
-    """The first column of the first row of ``sql`` (``default`` when there is no row)."""
+def scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None,
+           default: Any = 0) -> Any:
+    """The first column of the first row of ``sql`` (``default`` when there is no row or it is NULL)."""
     row = cur.execute(sql, params or []).fetchone()
-    return row[0] if row else default
+    return row[0] if row and row[0] is not None else default
 
 
 class StoreQueries:
@@ -144,6 +167,58 @@ class StoreQueries:
         params.append(limit)
         return [RunRecord(rid, started, finished, status, command, json.loads(summary) if summary else None)
                 for rid, started, finished, status, command, summary in self.cursor().execute(sql, params).fetchall()]
+
+    def roots(self) -> list[str]:
+        """Every archive root the index holds files under, sorted."""
+        return [r for (r,) in self.cursor().execute(
+            "SELECT DISTINCT root FROM files WHERE root IS NOT NULL ORDER BY root").fetchall()]
+
+    def indexed_paths(self) -> dict[int, str]:
+        """file id -> path of every indexed file."""
+        return dict(self.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
+
+    def path_of(self, file_id: int) -> str | None:
+        """The stored path of a file (None for an unknown id)."""
+        return scalar(self.cursor(), "SELECT path FROM files WHERE id = ?", [int(file_id)], default=None)
+
+    def window_ids_where(self, where: str, params: dict[str, Any]) -> np.ndarray:
+        """Ids of the windows whose file matches ``where`` (SQL over ``f`` = files, ``w`` = windows, from `Filters`)."""
+        return self.cursor().sql(
+            f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
+        ).fetchnumpy()["id"]
+
+    def first_window_of(self, file_id: int) -> int | None:
+        """The smallest window id of a file (None when it has no windows)."""
+        return scalar(self.cursor(), "SELECT min(id) FROM windows WHERE file_id = ?", [int(file_id)], default=None)
+
+    def window_place(self, window_id: int) -> WindowPlace | None:
+        """A window of an indexed file, with its file's path, root, size, mtime and duration (None if not indexed)."""
+        row = self.cursor().execute(
+            'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
+            "WHERE w.id = ? AND f.status = 'indexed'", [int(window_id)]).fetchone()
+        return WindowPlace(*row) if row else None
+
+    def windows_of_file(self, file_id: int) -> WindowsOfFile:
+        """A file's windows ordered by start (then id), with their tags and vectors."""
+        table = self.cursor().sql('SELECT id, start, "end", tags, embedding FROM windows WHERE file_id = $f ORDER BY start, id',
+                                  params={"f": int(file_id)}).to_arrow_table()
+        dim = self.embedding_dim
+        vectors = (table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim) if table.num_rows
+                   else np.zeros((0, dim), np.float32))
+        return WindowsOfFile(table.column("id").to_pylist(), table.column("start").to_pylist(), table.column("end").to_pylist(),
+                             [json.loads(t) if t else {} for t in table.column("tags").to_pylist()], vectors)
+
+    def file_rows(self, columns: str, where: str = "TRUE", params: dict[str, Any] | None = None, limit: int | None = None,
+                  offset: int = 0, with_window_count: bool = True) -> tuple[int, list[tuple]]:
+        """(matching count, rows of ``columns`` over ``f`` = files ordered by path, each plus its window count)."""
+        cur = self.cursor()
+        params = params or {}
+        total = int(scalar(cur, f"SELECT count(*) FROM files f WHERE {where}", params))  # type: ignore[arg-type]
+        count = "(SELECT count(*) FROM windows w WHERE w.file_id = f.id)" if with_window_count else "0"
+        page = "" if limit is None else " LIMIT $limit OFFSET $offset"
+        rows = cur.execute(f"SELECT {columns}, {count} FROM files f WHERE {where} ORDER BY f.path{page}",
+                           {**params, **({} if limit is None else {"limit": limit, "offset": offset})}).fetchall()
+        return total, rows
 
     def iter_indexed_vectors(self, chunk: int) -> Iterator[Any]:
         """Windows of indexed files with their vectors, ``chunk`` at a time, in id order."""

@@ -29,6 +29,7 @@ from indexer.scan import ScanResult, ScannedFile, scan_paths
 from indexer.settings import Settings
 from indexer.matrix import WindowMatrix
 from indexer.store import CommitPlan, FileRecord, IndexStore, WindowBatch
+from indexer.tag_store import TagModel, TagRows
 from indexer.vectors import VectorIndex
 from plugins.manager import PluginHost
 
@@ -46,6 +47,7 @@ class _FileWork:
     lengths: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     tags: list[dict] = field(default_factory=list)
+    model_tags: list[list] = field(default_factory=list)  # per window: (label, score) pairs per classifier
     queued: int = 0  # windows waiting in the batch
 
     @property
@@ -102,6 +104,21 @@ class IndexRunner:
         self._twins: dict[str, list[Candidate]] = {}
         self._seq_at_start = vectors.seq
         self.refuse_hardlinks = False  # server jobs: a second link may be a way out of the allowed roots
+        self.classifiers: list = []  # fixed-label models configured in settings, loaded when a run starts
+        self.tag_models: list[TagModel] = []
+
+    def _load_classifiers(self) -> None:
+        """Load the configured classifiers on CLAP's device; a missing model or a changed label set stops the run
+        before anything is written."""
+        from indexer.tag_pass import check_label_set, load_tag_models
+
+        view = self.settings.plugin_view()
+        view["device"] = str(self.encoder.device)
+        self.classifiers = load_tag_models(self.plugins.taggers, view)
+        stored = self.store.tag_models()
+        self.tag_models = [TagModel.of(c, stored.get(c.model_id)) for c in self.classifiers]
+        for model in self.tag_models:
+            check_label_set(self.store, model)
 
     def run(self, roots: list[str], retry_failed: bool = False, verify_content: bool = False,
             allow_empty_root: bool = False) -> IndexReport:
@@ -114,6 +131,7 @@ class IndexRunner:
         wall0 = time.time()
         # What the loaded decoders open (their extensions, magic and sidecars), plus any extensions the settings add.
         scan = scan_paths(roots, formats=ScanFormats.of(self.plugins.decoders, self.settings.extensions))
+        self._load_classifiers()
         known = known_files(self.store.known_files())
         if self.refuse_hardlinks:
             scan = without_hard_links(scan, known)
@@ -183,18 +201,20 @@ class IndexRunner:
         stable = [c for c in changes.copies if _source(c).id not in dropped]
         chunks = [fragile + stable[:step]] + [stable[i: i + step] for i in range(step, len(stable), step)]
         for start, chunk in enumerate(chunks):
-            records, batches = [], []
+            records, batches, copied_tags = [], [], []
             for c in chunk:
                 source = _source(c)
-                record, batch = self._copy(c, self.store.window_batch_of(source.id), source.duration,
-                                           self.store.decoding_of(source.id))
+                stored = self.store.window_batch_of(source.id)
+                record, batch = self._copy(c, stored, source.duration, self.store.decoding_of(source.id))
+                copied_tags += self.store.model_tags_of(stored.ids, batch.ids)
                 if record.notes:  # the copy inherits what decoding its twin left out
                     report.warnings.append(FileWarning(path=record.path, warning=record.notes))
                 records.append(record)
                 batches.append(batch)
             first = start == 0
             plan = CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim),
-                              relinks=relinks if first else [], remove_file_ids=[k.id for k in changes.removed] if first else [])
+                              relinks=relinks if first else [], remove_file_ids=[k.id for k in changes.removed] if first else [],
+                              copied_tags=copied_tags)
             self._apply(plan, report)
             for c in chunk:
                 self._count_indexed(c, report, reused=True)
@@ -313,17 +333,37 @@ class IndexRunner:
         features = self.encoder.features
         audio = np.stack([row[3] if row[2] >= self.window else features.repeat_pad(row[3][: row[2]]) for row in rows])
         tags = self._tag(rows)
+        labelled = self._classify(rows)
         vectors = self.encoder.embed_waveforms(torch.from_numpy(audio))
         crashpoints.reached("embed")
-        for (file_idx, start, length, _), vector, tag in zip(rows, vectors, tags):
+        for (file_idx, start, length, _), vector, tag, pairs in zip(rows, vectors, tags, labelled):
             w = work[file_idx]
             w.starts.append(start)
             w.lengths.append(length)
             w.vectors.append(vector)
             w.tags.append(tag)
+            w.model_tags.append(pairs)
             w.queued -= 1
         self._embed_s += time.monotonic() - t
         return len(rows)
+
+    def _classify(self, rows) -> list[list]:
+        """Each classifier's (label, score) pairs per window, from the same decoded audio as CLAP (unpadded)."""
+        per_window: list[list] = [[] for _ in rows]
+        for classifier in self.classifiers:
+            results = classifier.classify([row[3][: row[2]] for row in rows], TARGET_RATE)
+            for i, pairs in enumerate(results):
+                per_window[i].append(pairs)
+        return per_window
+
+    def _model_tag_rows(self, ids: np.ndarray, per_window: list[list]) -> list[TagRows]:
+        out = []
+        for m, model in enumerate(self.tag_models):
+            rows = TagRows.empty(model)
+            for wid, pairs in zip(ids, per_window):
+                rows.add(int(wid), pairs[m])
+            out.append(rows)
+        return out
 
     def _tag(self, rows) -> list[dict]:
         tags: list[dict] = [{} for _ in rows]
@@ -366,7 +406,7 @@ class IndexRunner:
 
     def _commit(self, files: list[_FileWork], report: IndexReport) -> None:
         t = time.monotonic()
-        records, batches, done = [], [], []
+        records, batches, done, model_tags = [], [], [], []
         for w in files:
             order = np.argsort(w.starts, kind="stable")
             vecs = np.stack([w.vectors[i] for i in order]) if w.vectors else np.zeros((0, self.encoder.embedding_dim), np.float32)
@@ -389,6 +429,8 @@ class IndexRunner:
             records.append(record)
             batches.append(batch)
             done.append((w.candidate, False))
+            per_window = [w.model_tags[i] for i in order]
+            model_tags += self._model_tag_rows(batch.ids, per_window)
             for twin in self._twins.pop(w.candidate.hash, []) if w.candidate.hash else []:
                 twin_record, twin_batch = self._copy(twin, batch, record.duration,
                                                      (record.sample_rate, record.channels, record.codec, record.decoder,
@@ -398,9 +440,11 @@ class IndexRunner:
                 records.append(twin_record)
                 batches.append(twin_batch)
                 done.append((twin, True))
+                model_tags += self._model_tag_rows(twin_batch.ids, per_window)
         if not records:
             return
-        self._apply(CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim)), report)
+        self._apply(CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim),
+                               model_tags=[t for t in model_tags if len(t)]), report)
         for c, reused in done:
             self._count_indexed(c, report, reused=reused)
         self._commit_s += time.monotonic() - t

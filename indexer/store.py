@@ -15,7 +15,9 @@ import pyarrow as pa
 from indexer import crashpoints
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
+from indexer import tag_store
 from indexer.queries import DB_NAME, FileDecoding, FileState, MaxIds, StoreQueries, WindowRow, scalar
+from indexer.tag_store import TagRows
 
 # The base schema (version 1); every later change is a numbered migration below, applied in order on open.
 SCHEMA = """
@@ -34,6 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
 # version bump, by the index's owner on open. Append only: a released migration is never edited.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE files ADD COLUMN IF NOT EXISTS notes VARCHAR",),  # what decoding left out of a file
+    3: tag_store.TAG_TABLES,  # classifier tags: tag_models, window_tags
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -104,10 +107,14 @@ class CommitPlan:
     windows: WindowBatch | None = None
     relinks: list[FileRecord] = None  # type: ignore[assignment]
     remove_file_ids: list[int] = None  # type: ignore[assignment]
+    model_tags: list[TagRows] = None  # type: ignore[assignment]  # classifier tags of the new windows
+    copied_tags: list[tuple] = None  # type: ignore[assignment]  # (window id, model, revision, label, score) as stored
 
     def __post_init__(self) -> None:
         self.relinks = list(self.relinks or [])
         self.remove_file_ids = list(self.remove_file_ids or [])
+        self.model_tags = list(self.model_tags or [])
+        self.copied_tags = list(self.copied_tags or [])
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -426,6 +433,11 @@ class IndexStore(StoreQueries):
             finally:
                 cur.unregister("new_windows")
             self._raise_meta_max(cur, "max_window_id", int(windows.ids.max()))
+        tag_store.delete_for_windows(cur, removed)
+        for rows in plan.model_tags:
+            tag_store.upsert_model(cur, rows.model)
+            tag_store.insert_rows(cur, rows)
+        tag_store.insert_raw(cur, plan.copied_tags)
         if len(removed):
             self._raise_meta_max(cur, "max_window_id", int(removed.max()))
         if doomed:
@@ -458,6 +470,7 @@ class IndexStore(StoreQueries):
                     where = "id IN (SELECT wid FROM bad_windows)"
                 removed = np.asarray(cur.execute(f"SELECT id FROM windows WHERE {where}").fetchnumpy()["id"], dtype=np.int64)
                 cur.execute(f"DELETE FROM windows WHERE {where}")
+                tag_store.delete_for_windows(cur, removed)
                 if fail_files_reason:
                     cur.execute("DROP TABLE bad_files")
                 if len(removed):  # ids are never reused, even when repair drops the newest windows
@@ -487,6 +500,27 @@ class IndexStore(StoreQueries):
                 [run_id, started_at, finished_at, status, command, json.dumps(summary)],
             )
 
+    # -- model tags --------------------------------------------------------------------------
+    def tag_models(self) -> dict:
+        """model id -> `TagModel` for every model that has tagged this index."""
+        return tag_store.stored_models(self.cursor())
+
+    def model_tags_of(self, source_ids: np.ndarray, new_ids: np.ndarray) -> list[tuple]:
+        """The classifier tags stored for ``source_ids``, re-keyed to ``new_ids`` (a copy of identical content)."""
+        remap = {int(a): int(b) for a, b in zip(source_ids, new_ids)}
+        return [(remap[r[0]], *r[1:]) for r in tag_store.rows_of_windows(self.cursor(), source_ids) if r[0] in remap]
+
+    def commit_tags(self, rows: list[TagRows], retag: str | None = None) -> None:
+        """Store classifier tags in one transaction (``retag``: drop that model's tags first). No FAISS change,
+        so the commit number stays."""
+        with self.transaction() as cur:
+            if retag:
+                tag_store.drop_model(cur, retag)
+            for r in rows:
+                tag_store.upsert_model(cur, r.model)
+                tag_store.insert_rows(cur, r)
+            crashpoints.reached("tag_commit")
+
     # -- summaries ---------------------------------------------------------------------------
     def stats(self) -> dict:
         cur = self.cursor()
@@ -504,6 +538,7 @@ class IndexStore(StoreQueries):
                       "fingerprint": meta.get("model_fingerprint"), "embedding_dim": int(meta.get("embedding_dim", 0))},
             "settings": json.loads(meta.get("feature_config", "{}")),
             "commit_seq": int(meta.get("commit_seq", 0)),
+            "tags": tag_store.summary(cur),
         }
 
 

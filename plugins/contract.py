@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -152,8 +152,33 @@ class ScoringPolicy:
         check_options(self.name, options, self.option_help)
 
 
+class ClassifierLoadError(ValueError):
+    """A tagger's model cannot be loaded or used (missing, not an audio classifier, bad option); one line says why."""
+
+
 class PolicyOptionError(ValueError):
     """A scoring-policy option the user gave is unusable; the message names the option and says why."""
+
+
+@runtime_checkable
+class AudioClassifier(Protocol):
+    """A loaded fixed-label audio classification model (AST, wav2vec2, HuBERT...), run over windows.
+
+    ``model_id`` is the id or directory as configured, ``revision`` what identifies its weights (a hub
+    commit or a content hash), ``alias`` the short name tag filters use, ``labels`` the model's whole
+    label set in id order. ``classify(windows, sample_rate)`` takes (n, samples) float32 mono windows (or a
+    list of 1-D windows, a file's short last one shorter) and returns, per window, the ``top_k`` (label, score) pairs best first, after ``function_to_apply``.
+    """
+
+    model_id: str
+    revision: str
+    alias: str
+    labels: tuple[str, ...]
+    sample_rate: int
+    top_k: int
+    function_to_apply: str
+
+    def classify(self, windows: np.ndarray, sample_rate: int) -> list[list[tuple[str, float]]]: ...
 
 
 # soundsift puts these in every policy's options: the --threshold flag and the model's logit scale.
@@ -187,11 +212,17 @@ class WindowTagger:
 
     ``tag(windows, sample_rate)`` takes a (n, samples) float32 array of mono windows and returns a
     mapping of tag name -> array of n values (bool, int, float or str).
+
+    A tagger that runs fixed-label models also sets ``classifiers(settings)``: given the plugin settings
+    view (``device`` and its own ``<name>.*`` keys) it returns the `AudioClassifier` objects configured
+    there; their (label, score) results are stored per window, keyed by model and revision, apart from
+    the flat tags (its ``tag`` may then return nothing).
     """
 
     name: str
     tag: TagFunction
     description: str = ""
+    classifiers: Callable[[Mapping[str, Any]], Sequence[AudioClassifier]] | None = None
 
 
 @dataclass

@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.builtin.decode_pcm",
     "plugins.builtin.policies",
     "plugins.builtin.taggers",
+    "plugins.builtin.tag_classifier",
     "plugins.builtin.translate_zh",
     "plugins.builtin.translate_marian",
 )

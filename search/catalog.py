@@ -1,7 +1,6 @@
 """Files and windows of an open index as the HTTP API lists them, and the archive paths it may serve audio from."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ from search.classify import ClassifyOptions, policy_named, score_chunks
 from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.queries import combined_vectors, parse_labels
 from indexer.store import WindowChunk
+from indexer.tag_store import tags_of_windows
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
 
@@ -35,34 +35,25 @@ def list_files(sx: SoundIndex, limit: int, offset: int, path_glob: str | None, s
     if status:
         where.append("f.status = $status")
         params["status"] = status
-    cond = " AND ".join(where)
-    cur = sx.store.cursor()
-    total = cur.execute(f"SELECT count(*) FROM files f WHERE {cond}", params).fetchall()[0][0]
-    rows = cur.execute(
-        f"SELECT {_FILE_COLUMNS}, (SELECT count(*) FROM windows w WHERE w.file_id = f.id) FROM files f WHERE {cond} "
-        "ORDER BY f.path LIMIT $limit OFFSET $offset", {**params, "limit": limit, "offset": offset}).fetchall()
-    return FilesPage(total=int(total), offset=offset, files=[_file_info(r) for r in rows])
+    total, rows = sx.store.file_rows(_FILE_COLUMNS, " AND ".join(where), params, limit=limit, offset=offset)
+    return FilesPage(total=total, offset=offset, files=[_file_info(r) for r in rows])
 
 
 def file_detail(sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None,
                 policy: str = "softmax") -> FileDetail | None:
     """One file with its windows (tags = acoustic stats), optionally scored against a query or a label set."""
-    cur = sx.store.cursor()
-    found = cur.execute(f"SELECT {_FILE_COLUMNS}, 0 FROM files f WHERE f.id = ?", [file_id]).fetchall()
+    _, found = sx.store.file_rows(_FILE_COLUMNS, "f.id = $id", {"id": int(file_id)}, with_window_count=False)
     if not found:
         return None
     row = found[0]
-    table = cur.sql('SELECT id, start, "end", tags, embedding FROM windows WHERE file_id = $f ORDER BY start, id',
-                    params={"f": file_id}).to_arrow_table()
-    ids = table.column("id").to_pylist()
-    starts, ends = table.column("start").to_pylist(), table.column("end").to_pylist()
-    tags = [json.loads(t) if t else {} for t in table.column("tags").to_pylist()]
-    windows = [WindowInfo(id=i, start=s, end=e, tags=t) for i, s, e, t in zip(ids, starts, ends, tags)]
+    stored = sx.store.windows_of_file(file_id)
+    labelled = tags_of_windows(sx.store.cursor(), stored.ids)
+    windows = [WindowInfo(id=i, start=s, end=e, tags=t, model_tags=labelled.get(i, {}))
+               for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)]
     detail = FileDetail(**_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows)
     if not windows or not (query or labels):
         return detail
-    dim = sx.store.embedding_dim
-    vectors = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    vectors = stored.vectors
     if query:
         prepared = prepare_all([query], sx.plugins, sx.settings, None)
         qv = combined_vectors(sx.encoder, [prepared[0].texts])[0]
@@ -100,13 +91,11 @@ class WindowLocation:
 
 def window_location(sx: SoundIndex, window_id: int) -> WindowLocation:
     """The archive file and span of a window; NotServable unless the file is indexed and really inside its root."""
-    row = sx.store.cursor().execute(
-        'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
-        "WHERE w.id = ? AND f.status = 'indexed'", [window_id]).fetchall()
-    if not row:
+    place = sx.store.window_place(window_id)
+    if place is None:
         raise NotServable(f"no window {window_id} in the index")
-    path, root, size, mtime, start, end, duration = row[0]
-    roots = [r for (r,) in sx.store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()]
+    path, root, size, mtime, start, end, duration = place
+    roots = sx.store.roots()
     real = os.path.realpath(path)
     inside = any(real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep) for r in [root, *roots] if r)
     if not inside or not os.path.isfile(real):

@@ -23,6 +23,18 @@ IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index directo
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+TagOpt = Annotated[Optional[list[str]], typer.Option(
+    "--tag", help="only windows with this tag, repeatable: MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
+                  "for a classifier's label (alias or id prefix), NAME=VALUE for an acoustic tag (silence=false)")]
+
+
+def _filters(path_glob: str | None, tags: list[str] | None):
+    """Filters from the --path-glob and --tag options (tag syntax checked before any model loads)."""
+    from search.filters import Filters, parse_tag_filter
+
+    for text in tags or []:
+        parse_tag_filter(text)
+    return Filters(path_glob=path_glob, **({"tags": list(tags)} if tags else {}))
 
 
 def _settings(index: Path | None = None, model: str | None = None, device: str | None = None, **more) -> Settings:
@@ -60,7 +72,9 @@ def _policy_option_errors():
         raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
 
-def _fmt_time(seconds: float) -> str:
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:05.2f}"
 
@@ -189,6 +203,7 @@ def search(
     index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="hits per query")] = 10,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob", help="only files whose path matches")] = None,
+    tag: TagOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="fail when part of a query has no English translation")] = False,
     localize: Annotated[bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")] = False,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
@@ -196,11 +211,11 @@ def search(
 ):
     """Top-k windows for each query."""
     from search.sound_index import SoundIndex
-    from search.filters import Filters
 
     settings = _settings(index, model, device)
+    filters = _filters(path_glob, tag)
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        response = sx.search(queries, k=k, filters=Filters(path_glob=path_glob), strict=strict or None,
+        response = sx.search(queries, k=k, filters=filters, strict=strict or None,
                              prompt_template=prompt_template, localize=localize)
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
@@ -236,24 +251,30 @@ def classify(
     policy_option: Annotated[Optional[list[str]], typer.Option(
         "--policy-option", help="policy option key=value (JSON value), repeatable, e.g. 'thresholds={\"dog\": 0.3}'")] = None,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
+    tag: TagOpt = None,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl")] = None,
     strict: Annotated[bool, typer.Option("--strict")] = False,
     json_out: JsonOpt = False,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set."""
-    from search.filters import Filters
     from search.sound_index import SoundIndex
     from search.writers import write_rows
 
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
+    filters = _filters(path_glob, tag)
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx, _policy_option_errors():
         header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
-                                        filters=Filters(path_glob=path_glob), strict=strict or None,
+                                        filters=filters, strict=strict or None,
                                         policy_options=policy_options, prompt_template=prompt_template)
         if out_path is not None:
-            count = write_rows(out_path, header, rows)
+            from search.tag_columns import tag_column_names, with_tag_columns
+
+            tag_columns = tag_column_names(sx.store)  # each tagging model's best label and score per row
+            if tag_columns:
+                rows = with_tag_columns(sx.store, rows, by, tag_columns)  # type: ignore[assignment]  # (row, columns) pairs
+            count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
             if json_out:
                 _emit_json({"labels": header.labels, "texts": header.texts, "policy": policy, "rows_written": count, "out": str(out_path)})
             else:
@@ -336,6 +357,16 @@ def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = Fa
     out.print(f"windows: {doc['windows']} ({doc['hours']:.3f} h of audio)")
     out.print(f"model: {doc['model']['id']}@{doc['model']['revision']} ({doc['model']['embedding_dim']}-d)")
     out.print(f"settings: {json.dumps(doc['settings'])}", markup=False, highlight=False)
+    for t in doc.get("tags", []):
+        out.print(f"tags: {t['alias']} = {t['model']}@{t['revision']}: {t['windows_tagged']} windows, {t['labels']} labels, "
+                  f"top_k {t['top_k']}, {t['function_to_apply']}", markup=False, highlight=False)
+
+
+def _configured_models(tagger: str) -> list:
+    """The models ``[plugin.<tagger>] models`` names in the settings (not loaded)."""
+    from plugins.builtin.tag_classifier import model_entries
+
+    return model_entries({"classifier.models": (_settings().plugin.get(tagger) or {}).get("models")})
 
 
 @app.command()
@@ -349,7 +380,8 @@ def plugins(json_out: JsonOpt = False):
         "decoders": [{"name": d.name, "extensions": list(d.extensions), "magic": [m.decode("latin-1") for m in d.magic],
                       "generic": d.generic} for d in host.decoders.values()],
         "policies": [{"name": p.name, "description": p.description, "options": dict(p.option_help)} for p in host.policies.values()],
-        "taggers": [{"name": t.name, "description": t.description} for t in host.taggers.values()],
+        "taggers": [{"name": t.name, "description": t.description,
+                     **({"models": _configured_models(t.name)} if t.classifiers is not None else {})} for t in host.taggers.values()],
         "failed": [{"name": f.name, "error": f.error} for f in host.failures],
     }
     if json_out:
@@ -359,9 +391,48 @@ def plugins(json_out: JsonOpt = False):
         out.print(f"{p['name']}: {', '.join(p['hooks'])}")
     out.print("decoders: " + ", ".join(f"{d['name']} ({', '.join(d['extensions']) or 'magic'})" for d in doc["decoders"]))
     out.print("policies: " + ", ".join(p["name"] for p in doc["policies"]))
-    out.print("taggers: " + ", ".join(t["name"] for t in doc["taggers"]))
+    out.print("taggers: " + ", ".join(t["name"] + (f" (models: {', '.join(map(str, t['models'])) or 'none configured'})"
+                                                   if "models" in t else "") for t in doc["taggers"]))
     for f in doc["failed"]:
         err.print(f"failed to load {f['name']}: {f['error']}", style="red", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def tag(
+    model: Annotated[str, typer.Option("--model", help="audio-classification checkpoint: Hugging Face id, local directory, or alias=id")],
+    index: IndexOpt = None, device: DeviceOpt = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="labels kept per window (default 5; 0 = every label)")] = None,
+    function_to_apply: Annotated[Optional[str], typer.Option("--function-to-apply", help="softmax, sigmoid or none (default: the model's own)")] = None,
+    alias: Annotated[Optional[str], typer.Option("--alias", help="short name for --tag filters (default: the id's last part)")] = None,
+    retag: Annotated[bool, typer.Option("--retag", help="the model's labels or settings changed: drop its stored tags and tag again")] = False,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="decode worker processes (default: one per core)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")] = False,
+    json_out: JsonOpt = False,
+):
+    """Tag the windows of an index with a fixed-label audio classifier (only windows it has not tagged yet)."""
+    from search.tagging import hand_off_tag, model_ref, report_lines, tag_index
+
+    settings = _settings(index, None, device, batch_size=batch_size, decode_workers=workers)
+    ref = model_ref(model, alias)
+    try:
+        doc = tag_index(settings, ref, top_k=top_k, function_to_apply=function_to_apply, retag=retag).document()
+    except IndexLocked as locked:  # a running server owns it: the job goes to the server
+        url, job = hand_off_tag(settings.index, locked, {"model": ref, "top_k": top_k, "function_to_apply": function_to_apply,
+                                                         "retag": retag}, wait)
+        if json_out:
+            _emit_json({"handed_off": True, "server": url, "job": job})
+        elif not wait:
+            out.print(f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}`", markup=False, highlight=False)
+        elif job.get("report"):
+            for line in report_lines(job["report"]):
+                out.print(line, markup=False, highlight=False)
+        return
+    if json_out:
+        _emit_json(doc)
+        return
+    for line in report_lines(doc):
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command()

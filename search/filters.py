@@ -1,10 +1,73 @@
-"""Filters on files and windows (path glob, modified time, duration, window tags) as one SQL condition."""
+"""Filters on files and windows (path glob, modified time, duration, window tags, model tags) as one SQL condition.
+
+A tag filter is written ``MODEL:LABEL`` (the label is among the window's stored top-k labels of that
+model), ``MODEL:LABEL>=0.5`` (its stored score compares so: ``>=``, ``>``, ``<=``, ``<``, ``=``), or
+``NAME=VALUE`` for a flat tag of the acoustic tagger (``silence=false``; the value is read as JSON).
+MODEL is the alias the model was tagged under, its id, or an unambiguous prefix of either; labels are
+matched case-insensitively. A window without a stored score for the label (not in its top-k) matches
+no comparison.
+"""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from indexer.errors import BadInput
+
+_OPS = (">=", "<=", "==", ">", "<", "=")
+_COMPARISON = re.compile(r"^(?P<rest>.*?)\s*(?P<op>>=|<=|==|>|<|=)\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class TagFilter:
+    """One parsed tag filter: a model tag (``model``, ``label``, ``op``, ``value``; op None = present) or a flat one."""
+
+    model: str | None
+    label: str
+    op: str | None = None
+    value: Any = None
+
+    @property
+    def is_model_tag(self) -> bool:
+        return self.model is not None
+
+
+def parse_tag_filter(text: str) -> TagFilter:
+    """``'emotion:angry>=0.5'``, ``'ast:Speech'`` or ``'silence=false'`` -> TagFilter; BadInput says the syntax."""
+    raw = str(text).strip()
+    model, colon, rest = raw.partition(":")
+    eq = raw.find("=")
+    if colon and (eq < 0 or raw.find(":") < eq) and model.strip():
+        m = _COMPARISON.match(rest)
+        label, op, value = (m.group("rest"), m.group("op"), float(m.group("value"))) if m else (rest, None, None)
+        if label.strip():
+            return TagFilter(model.strip(), label.strip(), "=" if op == "==" else op, value)
+    name, sep, value_text = raw.partition("=")
+    if sep and name.strip():
+        try:
+            value = json.loads(value_text.strip())
+        except json.JSONDecodeError:
+            value = value_text.strip()  # type: ignore[assignment]  # an unquoted string compares as text
+        return TagFilter(None, name.strip(), "=", value)
+    raise BadInput(f"cannot read the tag filter {text!r}: write MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
+                   "or NAME=VALUE for an acoustic tag, e.g. 'emotion:angry>=0.5' or 'silence=false'")
+
+
+def resolve_model(name: str, models: Mapping[str, Any]) -> Any:
+    """The stored tag model a filter names: its alias, its id, else the one whose alias or id starts so."""
+    found = [m for m in models.values() if m.alias == name] or [m for m in models.values() if m.model == name] or \
+        [m for m in models.values() if m.alias.startswith(name) or m.model.startswith(name)]
+    if len(found) == 1:
+        return found[0]
+    known = ", ".join(f"{m.alias} ({m.model})" for m in models.values()) or "none: tag it first with `soundsift tag --model ID`"
+    if not found:
+        raise BadInput(f"no model tagged this index as {name!r}; models: {known}")
+    raise BadInput(f"{name!r} names several models ({', '.join(m.alias for m in found)}): use an alias or a longer prefix")
 
 
 class Filters(BaseModel):
@@ -15,13 +78,41 @@ class Filters(BaseModel):
     modified_before: float | None = Field(None, description="file mtime < this (Unix seconds)")
     min_duration: float | None = Field(None, ge=0, description="file duration >= this (seconds)")
     max_duration: float | None = Field(None, ge=0, description="file duration <= this (seconds)")
-    tags: dict[str, bool | int | float | str] = Field(default_factory=dict, description="window tags that must equal these values, e.g. {'silence': false}")
+    tags: dict[str, bool | int | float | str] | list[str] = Field(
+        default_factory=dict,
+        description="window tags: {'silence': false} (flat tags equal these values), or model tags as "
+                    "'MODEL:LABEL' keys ({'emotion:angry': 0.5} means score >= 0.5, a string value such as '<0.2' "
+                    "compares, true/false = among the stored top-k or not), or a list in the CLI's --tag syntax "
+                    "(['emotion:angry>=0.5', 'silence=false'])")
+
+    def tag_filters(self) -> list[TagFilter]:
+        """Every tag condition, parsed (dict and list forms alike)."""
+        if isinstance(self.tags, list):
+            return [parse_tag_filter(t) for t in self.tags]
+        out = []
+        for key, value in sorted(self.tags.items()):
+            model, colon, label = key.partition(":")
+            if not colon:
+                out.append(TagFilter(None, key, "=", value))
+            elif isinstance(value, bool):
+                out.append(TagFilter(model, label, None, value))
+            elif isinstance(value, (int, float)):
+                out.append(TagFilter(model, label, ">=", float(value)))
+            else:
+                parsed = parse_tag_filter(f"{key}{value}")
+                if parsed.op is None:
+                    raise BadInput(f"the model tag filter {key!r} takes a number (score >= it), true/false or a comparison such as '>=0.5'")
+                out.append(parsed)
+        return out
 
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_defaults=True)
 
-    def to_sql(self) -> tuple[str, dict[str, Any]]:
-        """A WHERE condition over ``w`` (windows) and ``f`` (files), with its named parameters."""
+    def to_sql(self, tag_models: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """A WHERE condition over ``w`` (windows) and ``f`` (files), with its named parameters.
+
+        ``tag_models`` (model id -> stored record, `IndexStore.tag_models`) resolves model tag filters
+        to one model and a known label, with a clear error otherwise; without it they match by SQL."""
         parts = ["f.status = 'indexed'"]
         params: dict[str, Any] = {}
         if self.path_glob:
@@ -33,8 +124,31 @@ class Filters(BaseModel):
             if value is not None:
                 parts.append(f"{column} {op} ${name}")
                 params[name] = value
-        for i, (tag, value) in enumerate(sorted(self.tags.items())):
-            parts.append(f"json_extract(w.tags, $tag_path{i}) = $tag_value{i}::JSON")
-            params[f"tag_path{i}"] = "$." + json.dumps(tag)
-            params[f"tag_value{i}"] = json.dumps(value)
+        for i, t in enumerate(self.tag_filters()):
+            if not t.is_model_tag:
+                parts.append(f"json_extract(w.tags, $tag_path{i}) = $tag_value{i}::JSON")
+                params[f"tag_path{i}"] = "$." + json.dumps(t.label)
+                params[f"tag_value{i}"] = json.dumps(t.value)
+                continue
+            parts.append(self._model_tag_sql(t, i, params, tag_models))
         return " AND ".join(parts), params
+
+    @staticmethod
+    def _model_tag_sql(t: TagFilter, i: int, params: dict[str, Any], tag_models: Mapping[str, Any] | None) -> str:
+        if tag_models is not None:
+            model = resolve_model(t.model, tag_models)  # type: ignore[arg-type]  # model tag filters always name one
+            label = next((x for x in model.labels if x.lower() == t.label.lower()), None)
+            if label is None:
+                raise BadInput(f"model {model.alias} has no label {t.label!r}; its labels include "
+                               f"{', '.join(repr(x) for x in model.labels[:8])}")
+            params[f"tm{i}"], params[f"tl{i}"] = model.model, label
+            cond = f"t.model = $tm{i} AND t.label = $tl{i}"
+        else:
+            params[f"tm{i}"], params[f"tl{i}"] = t.model, t.label
+            cond = (f"t.model IN (SELECT model FROM tag_models WHERE alias = $tm{i} OR model = $tm{i} "
+                    f"OR starts_with(alias, $tm{i}) OR starts_with(model, $tm{i})) AND lower(t.label) = lower($tl{i})")
+        if t.op is not None:
+            params[f"tv{i}"] = float(t.value)
+            cond += f" AND t.score {'=' if t.op == '=' else t.op} $tv{i}"
+        exists = f"EXISTS (SELECT 1 FROM window_tags t WHERE t.window_id = w.id AND {cond})"
+        return f"NOT {exists}" if t.op is None and t.value is False else exists

@@ -17,6 +17,7 @@ MAX_PAGE = 10_000
 MAX_TOP = 1_000_000
 MAX_JOB_PATHS = 100
 MAX_MARGIN_S = 30.0
+MAX_TAG_FILTER = 300
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 # A text with something in it: blank queries and labels are refused by the schema itself.
@@ -53,8 +54,12 @@ JsonInt = Annotated[int, Field(strict=False), BeforeValidator(_a_json_number)]
 def _tag_names_in_schema(schema: dict) -> None:
     tags = schema.get("properties", {}).get("tags")
     if tags is not None:
-        tags["propertyNames"] = {"pattern": _TAG_NAME.pattern}
-        tags["maxProperties"] = 16
+        # A flat tag name, or MODEL:LABEL (the same rule as `_plain_tag_names`); for the list form see its validator.
+        names = {"anyOf": [{"pattern": _TAG_NAME.pattern}, {"pattern": ":", "minLength": 3, "maxLength": MAX_TAG_FILTER}]}
+        for branch in tags.get("anyOf", [tags]):
+            if branch.get("type") == "object":
+                branch["propertyNames"] = names
+                branch["maxProperties"] = 16
 
 
 class RequestFilters(Filters):
@@ -64,12 +69,25 @@ class RequestFilters(Filters):
 
     @field_validator("tags")
     @classmethod
-    def _plain_tag_names(cls, tags: dict) -> dict:
-        bad = [name for name in tags if not _TAG_NAME.match(name)]
-        if bad:
-            raise ValueError(f"tag names are letters, digits, '_', '.', '-' (1-64 characters), not {bad[0]!r}")
+    def _plain_tag_names(cls, tags: dict | list) -> dict | list:
+        from indexer.errors import BadInput
+        from search.filters import parse_tag_filter
+
         if len(tags) > 16:
             raise ValueError("at most 16 tag filters")
+        if isinstance(tags, list):
+            for text in tags:
+                if len(text) > MAX_TAG_FILTER:
+                    raise ValueError(f"a tag filter is at most {MAX_TAG_FILTER} characters")
+                try:
+                    parse_tag_filter(text)
+                except BadInput as exc:
+                    raise ValueError(str(exc)) from None
+            return tags
+        # 'MODEL:LABEL' keys name a model's label (labels may hold spaces and commas); plain keys are flat tag names.
+        bad = [name for name in tags if not (_TAG_NAME.match(name) or (":" in name and 2 < len(name) <= MAX_TAG_FILTER))]
+        if bad:
+            raise ValueError(f"tag names are letters, digits, '_', '.', '-' (1-64 characters), or MODEL:LABEL, not {bad[0]!r}")
         return tags
 
 
@@ -144,6 +162,14 @@ class JobRequest(BaseModel):
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
+class TagJobRequest(BaseModel):
+    model: str = Field(..., min_length=1, max_length=4096,
+                       description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id")
+    top_k: int | None = Field(None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)")
+    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(None, description="default: the model's own")
+    retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
@@ -174,6 +200,8 @@ class WindowInfo(BaseModel):
     start: float
     end: float
     tags: dict[str, Any] = Field(default_factory=dict, description="acoustic stats and flags from the taggers")
+    model_tags: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="classifier tags by model alias: [{label, score}, ...] best first (soundsift tag)")
     score: float | None = Field(None, description="cosine with `query`, or the best label's score with `labels`")
     scores: dict[str, float] | None = None
     label: str | None = None

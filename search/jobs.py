@@ -70,6 +70,7 @@ class JobInfo(BaseModel):
     report: IndexReport | None = Field(None, description="the run's report: the document `soundsift index --json` prints")
     error: str | None = None
     run_id: int | None = None
+    tag: dict | None = Field(None, description="a tag job's model, top_k, function_to_apply and retag")
 
 
 @dataclass
@@ -87,7 +88,7 @@ def spelled_as_indexed(store, paths: list[str]) -> list[str]:
     Files are keyed by path, so without this the same archive indexed both ways would be two archives.
     Relative roots are resolved against this process's working directory.
     """
-    roots = [r for (r,) in store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()]
+    roots = store.roots()
     by_real = {os.path.realpath(r): r for r in roots}
     return [by_real.get(os.path.realpath(p), p) for p in paths]
 
@@ -177,16 +178,27 @@ class JobManager:
 
         Raises QueueFull when ``max_queued`` jobs are already waiting.
         """
+        return self._enqueue(JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger,
+                                     submitted_at=time.time(), retry_failed=retry_failed))
+
+    def submit_tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
+                   trigger: str = "api") -> JobInfo:
+        """Queue a tag pass of ``model`` over the index (windows it has not tagged yet); returns it as queued."""
+        return self._enqueue(JobInfo(id=uuid.uuid4().hex[:12], kind="tag", status="queued", paths=[], trigger=trigger,
+                                     submitted_at=time.time(),
+                                     tag={"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag}))
+
+    def _enqueue(self, info: JobInfo) -> JobInfo:
+        """Queue ``info`` unless the same job (kind, paths, options) is already queued; QueueFull past ``max_queued``."""
         with self._lock:
             for job_id in self._queue:
                 queued = self._jobs[job_id].info
-                if sorted(queued.paths) == sorted(paths) and queued.retry_failed == retry_failed and queued.kind == "index":
+                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag) == \
+                        (info.kind, sorted(info.paths), info.retry_failed, info.tag):
                     return queued.model_copy(deep=True)
             if len(self._queue) >= self.max_queued:
                 raise QueueFull(f"the job queue is full ({len(self._queue)} jobs waiting); "
                                 "wait for one to finish (GET /jobs) and submit again")
-            info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time(),
-                           retry_failed=retry_failed)
             self._seq += 1
             self._jobs[info.id] = _Job(info, seq=self._seq)
             self._queue.append(info.id)
@@ -268,12 +280,16 @@ class JobManager:
                 job.info.status = "running"
                 job.info.started_at = time.time()
                 job.started_mono = time.monotonic()
-                # Jobs run one at a time in the index's only writer: the run the runner starts takes the next id.
-                job.info.run_id = self.sound_index.store.max_ids()[2] + 1
+                if job.info.kind == "index":
+                    # Jobs run one at a time in the index's only writer: the run the runner starts takes the next id.
+                    job.info.run_id = self.sound_index.store.max_ids()[2] + 1
                 self._save(job.info)
             self._run(job)
 
     def _run(self, job: _Job) -> None:
+        if job.info.kind == "tag":
+            return self._run_tag(job)
+
         from indexer.runner import IndexRunner
 
         import torch
@@ -312,6 +328,31 @@ class JobManager:
                 self._save(job.info)
         finally:
             torch.set_num_threads(threads)
+            job.done.set()
+
+    def _run_tag(self, job: _Job) -> None:
+        spec = job.info.tag or {}
+        try:
+            report = self.sound_index.tag(spec["model"], top_k=spec.get("top_k"), function_to_apply=spec.get("function_to_apply"),
+                                          retag=bool(spec.get("retag")), progress=False, on_progress=lambda p: self._progress(job, p))
+        except Exception as exc:  # a job's failure is reported on the job; the server goes on
+            with self._lock:
+                job.info.status = "failed"
+                job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
+                job.info.finished_at = time.time()
+        else:
+            with self._lock:
+                job.info.status = "completed"
+                job.info.finished_at = time.time()
+                job.info.report = report.document()
+                p = job.info.progress
+                p.files_done = report.files_tagged + report.files_failed
+                p.files_total = max(p.files_total or 0, p.files_done)
+                p.windows = report.windows_tagged
+                p.windows_per_s = round(report.windows_per_s, 3)
+                p.eta_s = 0.0
+        finally:
+            self._save(job.info)
             job.done.set()
 
     def _progress(self, job: _Job, update: dict) -> None:
@@ -360,8 +401,7 @@ class ReindexScheduler:
         """The configured paths, else every root already in the index that still exists."""
         if self.paths:
             return list(self.paths)
-        rows = self.jobs.sound_index.store.cursor().execute("SELECT DISTINCT root FROM files ORDER BY root").fetchall()
-        return [r[0] for r in rows if r[0] and Path(r[0]).exists()]
+        return [r for r in self.jobs.sound_index.store.roots() if r and Path(r).exists()]
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

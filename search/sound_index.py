@@ -111,12 +111,12 @@ class FilePaths(dict):
     """file id -> path, preloaded; a file committed after the preload (a job running meanwhile) is looked up on demand."""
 
     def __init__(self, store: IndexStore):
-        super().__init__(store.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
+        super().__init__(store.indexed_paths())
         self._store = store
 
     def __missing__(self, file_id: int) -> str:
-        row = self._store.cursor().execute("SELECT path FROM files WHERE id = ?", [int(file_id)]).fetchone()
-        self[file_id] = path = row[0] if row else f"<file {file_id} removed>"
+        stored = self._store.path_of(file_id)
+        self[file_id] = path = stored if stored is not None else f"<file {file_id} removed>"
         return path
 
 
@@ -181,6 +181,14 @@ class SoundIndex:
         return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
 
+    def tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
+            progress: bool | None = None, on_progress=None):
+        """Tag the windows without tags from ``model`` (hub id, directory or ``alias=id``) on CLAP's device (a TagReport)."""
+        from indexer.tag_pass import run_tag_pass
+
+        return run_tag_pass(self.store, self.plugins, self.settings, model, top_k=top_k, function_to_apply=function_to_apply,
+                            retag=retag, device=str(self.encoder.device), progress=progress, on_progress=on_progress)
+
     # -- search ------------------------------------------------------------------------------
     def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None,
                prompt_template: str | None = None, localize: bool = False) -> SearchResponse:
@@ -199,10 +207,8 @@ class SoundIndex:
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
         allowed = None
         if filters is not None and not filters.is_empty():
-            where, params = filters.to_sql()
-            allowed = self.store.cursor().sql(
-                f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
-            ).fetchnumpy()["id"]
+            where, params = filters.to_sql(self.store.tag_models())
+            allowed = self.store.window_ids_where(where, params)
         results = []
         if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             hits_per_query: list[list] = [[] for _ in prepared]
@@ -233,7 +239,7 @@ class SoundIndex:
         scoring = policy_named(self.plugins.policies, policy)
         prepared = prepare_all(names, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
         matrix = label_matrix(prepared, self.encoder)
-        where, params = (filters or Filters()).to_sql()
+        where, params = (filters or Filters()).to_sql(self.store.tag_models())
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
         wm = self.window_matrix()
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
@@ -275,9 +281,7 @@ class SoundIndex:
         return vectors_exact(self.vectors)
 
     def _allowed_ids(self, where: str, params: dict) -> np.ndarray:
-        return self.store.cursor().sql(
-            f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
-        ).fetchnumpy()["id"]
+        return self.store.window_ids_where(where, params)
 
     def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:
         """Every window (or file) scored against ``labels``; see `iter_classify` for the options."""

@@ -213,6 +213,7 @@ def unchanged_on_disk(index_dir: Path) -> int:
                if os.path.exists(path) and (os.stat(path).st_size, os.stat(path).st_mtime) == (size, mtime))
 
 
+@pytest.mark.slow  # 22 kill -9s of a running indexer, each followed by an audit
 def test_kill_loop_every_phase(tmp_path, write_sound, zygote):
     archive = tmp_path / "archive"
     make_archive(archive, write_sound, 12)
@@ -288,6 +289,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow  # fills a real tmpfs with an indexing run
 def test_disk_full_fails_cleanly_and_keeps_serving(tmp_path, write_sound, zygote, small_disk):
     archive = tmp_path / "archive"
     make_archive(archive, write_sound, 3)

@@ -89,7 +89,7 @@ def test_plugins_command_lists_plugins_hooks_decoders_policies_and_failures(run_
     policies = {p["name"]: p for p in doc["policies"]}
     assert set(policies) >= BUILTIN_POLICIES
     assert set(policies["multilabel"]["options"]) == {"center", "threshold", "thresholds"}
-    assert [t["name"] for t in doc["taggers"]] == ["acoustic"]
+    assert [t["name"] for t in doc["taggers"]] == ["acoustic", "classifier"]
     assert {"name": "tests.plugins.broken_register",
             "error": "register_decoders: RuntimeError: the codec library is not initialised"} in doc["failed"]
 

@@ -61,6 +61,16 @@ def test_queries_return_named_records(open_index, write_sound, tmp_path):
     row = store.window_rows([1])[1]
     assert (row.path, row.start, row.end, row.file_id) == (str(tmp_path / "archive" / "a.wav"), 0.0, 10.0, 1)
     assert store.files_by_path()[row.path].status == "indexed"
+    path, root = str(tmp_path / "archive" / "a.wav"), str(tmp_path / "archive")
+    assert store.roots() == [root] and store.indexed_paths() == {1: path} and store.path_of(1) == path
+    assert store.path_of(99) is None and store.first_window_of(1) == 1 and store.first_window_of(99) is None
+    place = store.window_place(2)
+    assert (place.path, place.root, place.start, place.end, place.duration) == (path, root, 2.0, 12.0, pytest.approx(12.0))
+    windows = store.windows_of_file(1)
+    assert windows.ids == [1, 2] and windows.starts == [0.0, 2.0] and windows.vectors.shape == (2, store.embedding_dim)
+    assert store.window_ids_where("f.path GLOB $g", {"g": "*/a.wav"}).tolist() == [1, 2]
+    total, rows = store.file_rows("f.id, f.path", "f.status = $s", {"s": "indexed"}, limit=10)
+    assert (total, rows) == (1, [(1, path, 2)])
 
 
 def test_stored_model_id_reads_a_closed_index(open_index, tiny_model_dir):

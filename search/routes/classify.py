@@ -131,7 +131,7 @@ def form_labels(values: list) -> str:
     return ", ".join(t for t in texts if t.strip())
 
 
-def _threshold(raw: str | None) -> float | dict | None:
+def _threshold(raw: str | None) -> float | dict | list | None:
     """The form's threshold: one number, or a JSON object / list of numbers per label."""
     if raw is None or not raw.strip():
         return None

@@ -94,13 +94,13 @@ def file_envelope_route(file_id: str, request: Request, sx: IndexDep,
     """The file's (or a span's) waveform envelope (min/max/RMS per point) and a log-mel image as base64 PNG;
     read block by block at the file's own rate, kept in a small cache per file version."""
     fid = parse_id(file_id, "file")
-    first = sx.store.cursor().execute("SELECT min(id) FROM windows WHERE file_id = ?", [fid]).fetchone()
+    first = sx.store.first_window_of(fid)
     try:
-        if not first or first[0] is None:
+        if first is None:
             raise NotServable(f"no file {file_id} with windows in the index")
-        where = window_location(sx, int(first[0]))  # the same servability checks as a window's audio
+        where = window_location(sx, first)  # the same servability checks as a window's audio
     except NotServable as exc:
-        raise HTTPException(404, str(exc).replace(f"window {first[0] if first else ''}", f"file {file_id}")) from None
+        raise HTTPException(404, str(exc).replace(f"window {first if first is not None else ''}", f"file {file_id}")) from None
     if end is not None and end <= start:
         raise BadInput(f"end ({end}) must be after start ({start})")
     stat = Path(where.path).stat()

@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from search.http_models import JobRequest, error_responses
+from indexer.errors import BadInput
+from search.http_models import JobRequest, TagJobRequest, error_responses
 from search.job_paths import allowed_roots, resolve_job_path
 from search.jobs import JobInfo
 from search.routes.deps import Guarded, JobsDep
@@ -26,6 +27,15 @@ def submit_index_job(body: JobRequest, jobs: JobsDep, request: Request) -> JobIn
     roots = allowed_roots(jobs.sound_index.store, getattr(request.app.state, "allow_roots", []))
     paths = [resolve_job_path(raw, roots) for raw in body.paths]
     return jobs.submit(list(dict.fromkeys(paths)), trigger="api", retry_failed=body.retry_failed)
+
+@router.post("/jobs/tag", response_model=JobInfo, status_code=202, dependencies=Guarded, tags=["jobs"],
+             responses=error_responses(429))
+def submit_tag_job(body: TagJobRequest, jobs: JobsDep) -> JobInfo:
+    """Queue a classifier tag pass over the index: only windows without tags from that model and revision."""
+    if "\x00" in body.model:
+        raise BadInput("a model name cannot contain NUL")
+    return jobs.submit_tag(body.model, top_k=body.top_k, function_to_apply=body.function_to_apply, retag=body.retag)
+
 
 @router.get("/jobs", response_model=list[JobInfo], dependencies=Guarded, tags=["jobs"])
 def list_jobs(jobs: JobsDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[JobInfo]:

@@ -399,6 +399,8 @@ async function openFile(fileId, scoring = {}) {
     $("#file-windows tbody").replaceChildren(...f.windows.map((w) => el("tr", { "data-window": w.id },
       el("td", {}, w.id), el("td", {}, `${fmtTime(w.start)}–${fmtTime(w.end)}`), el("td", { class: "score" }, fmtScore(w.score)),
       el("td", {}, w.label || ""), el("td", { class: "hint" }, Object.entries(w.tags).map(([k, v]) => `${k}=${v}`).join(" ")),
+      el("td", { class: "model-tags" }, Object.entries(w.model_tags || {}).map(([model, pairs]) =>
+        `${model}: ${pairs.map((p) => `${p.label} ${fmtScore(p.score)}`).join(", ")}`).join(" · ")),
       el("td", {}, playButton(w.id, label(w))), el("td", {}, where(w)))));
     $("#file-windows").hidden = false;
   });

@@ -242,7 +242,7 @@ def _phrase(tokens: list[Token], thing_override: str | None = None, modifiers_fr
     return _finish(phrasings, tokens, modifiers_from)
 
 
-def _finish(phrasings: list[str], tokens: list[Token], modifiers_from: list[Token] = ()) -> list[str]:
+def _finish(phrasings: list[str], tokens: list[Token], modifiers_from: Sequence[Token] = ()) -> list[str]:
     """Modifiers in front and the place after every phrasing."""
     places = [t.english[0] for t in tokens if t.role == "place" and t.english]
     modifiers = _dedupe([t.english[0] for t in [*modifiers_from, *tokens] if t.role == "modifier" and t.english])

@@ -136,9 +136,9 @@ def reduce_entry(zh: str, readings: list[tuple[str, list[str]]]) -> DictEntry | 
     # The reading with most senses is the word's main one (打 da3 "to beat..." before da2 "dozen").
     ranked = sorted(common or readings, key=lambda r: -len(r[1]))
     scored: list[tuple[float, str]] = []
-    for rank, (_, senses) in enumerate(ranked):
-        for position, sense in enumerate(senses):
-            for i, candidate in enumerate(_candidates(sense)):
+    for rank, (_, glosses) in enumerate(ranked):
+        for position, sense in enumerate(glosses):
+            for candidate in _candidates(sense):
                 scored.append((_score(position, candidate, len(zh) == 1) + rank * 0.7, candidate))
     if not scored:
         return None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import re
 from dataclasses import dataclass, field

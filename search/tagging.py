@@ -1,0 +1,68 @@
+"""`soundsift tag`: a classifier pass over an existing index, run here as its owner or handed to the server that owns it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from indexer.errors import IndexLocked, IndexMissing, SoundsiftError
+from indexer.settings import Settings
+from indexer.tag_pass import TagReport, run_tag_pass
+
+
+def model_ref(model: str, alias: str | None) -> str:
+    """``--model`` with ``--alias`` folded in as ``alias=id`` (the form settings use); a local directory made absolute,
+    so the index keys it the same from any working directory (and a server resolves it as the user meant)."""
+    name, sep, rest = model.partition("=")
+    if sep and not alias and not Path(model).expanduser().exists():
+        alias, model = name, rest
+    local = Path(model).expanduser()
+    if local.is_dir():
+        model = str(local.resolve())
+    return f"{alias}={model}" if alias else model
+
+
+def tag_index(settings: Settings, model: str, top_k: int | None = None, function_to_apply: str | None = None,
+              retag: bool = False, progress: bool | None = None) -> TagReport:
+    """Own the index (one owner, as for `soundsift index`) and run the tag pass; no CLAP is loaded."""
+    from indexer.ownership import IndexOwnership
+    from indexer.store import DB_NAME, IndexStore
+    from plugins.manager import default_plugins
+
+    index_dir = Path(settings.index)
+    if not (index_dir / DB_NAME).exists():
+        raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
+    ownership = IndexOwnership(index_dir, role="tag")
+    try:
+        store = IndexStore.open(index_dir, None, create=False)
+        try:
+            return run_tag_pass(store, default_plugins(), settings, model, top_k=top_k, function_to_apply=function_to_apply,
+                                retag=retag, progress=progress)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
+
+
+def hand_off_tag(index_dir: Path, locked: IndexLocked, body: dict, wait: bool) -> tuple[str, dict]:
+    """POST the tag job to the server owning the index (re-raises ``locked`` when no server owns it); follow it with ``wait``."""
+    from search.handoff import _call, follow, owner_url
+
+    url = owner_url(index_dir)
+    if not url:
+        raise locked
+    url = url.rstrip("/")
+    job = _call(f"{url}/jobs/tag", "POST", body)
+    if wait:
+        job = follow(url, job["id"], show_progress=True)
+        if job["status"] != "completed":
+            raise SoundsiftError(f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}")
+    return url, job
+
+
+def report_lines(doc: dict) -> list[str]:
+    """The human-readable summary of a tag report document."""
+    lines = [f"tagged {doc['windows_tagged']} windows in {doc['files_tagged']} files with {doc['model']} "
+             f"(alias {doc['alias']}, revision {doc['revision']}, {doc['labels']} labels) "
+             f"[{doc.get('windows_per_s', 0):.2f} windows/s]; already tagged {doc['windows_already']}, failed files {doc['files_failed']}"
+             + ("; earlier tags of this model dropped (--retag)" if doc.get("retagged") else "")]
+    lines += [f"  failed: {e['path']}: {e['error']}" for e in doc.get("errors", [])]
+    return lines
