@@ -60,6 +60,10 @@ def _tag_names_in_schema(schema: dict) -> None:
             if branch.get("type") == "object":
                 branch["propertyNames"] = names
                 branch["maxProperties"] = 16
+            elif branch.get("type") == "array":  # MODEL:LABEL[op value] or NAME=VALUE, a name before the ':' or '='
+                branch["items"] = {"type": "string", "maxLength": MAX_TAG_FILTER,
+                                   "pattern": r"^\s*[^\s:=][^:=]*(:[\s\S]*\S[\s\S]*|=[\s\S]*)$"}
+                branch["maxItems"] = 16
 
 
 class RequestFilters(Filters):
@@ -163,9 +167,10 @@ class JobRequest(BaseModel):
 
 
 class TagJobRequest(BaseModel):
+    model_config = STRICT
     model: str = Field(..., min_length=1, max_length=4096,
                        description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id")
-    top_k: int | None = Field(None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)")
+    top_k: JsonInt | None = Field(None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)")
     function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(None, description="default: the model's own")
     retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
 
