@@ -6,10 +6,10 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: run test test-fast lint bench browser-deps clean
 
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,ray]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -30,9 +30,10 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy indexer search plugins
 
 # Two pytest workers: most tests wait on subprocesses, servers and disks, so two overlap well on two cores.
+# loadgroup: tests marked xdist_group (the Ray cluster tests) share one worker and so one local cluster.
 PYTEST_WORKERS ?= 2
 test: lint browser-deps
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The unit tier: no browser, nothing marked slow (under 2 minutes on two cores).
 test-fast: $(VENV)/.installed

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from indexer.paths import display_path
 from indexer.queries import FileLocation
 from indexer.store import CommitPlan, IndexStore
 from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_files, faiss_ids, leftover_tmp_files, load_latest
@@ -41,7 +42,7 @@ def _mismatched(index, store: IndexStore, ids: np.ndarray, tol: float = 1e-6) ->
 
 
 def missing_files(store: IndexStore) -> list[FileLocation]:
-    """(id, path, root) of stored files that no longer exist on disk."""
+    """(id, path, root) of stored files that no longer exist on disk (path and root as on disk)."""
     return [f for f in store.file_locations() if not os.path.exists(f.path)]
 
 
@@ -98,7 +99,7 @@ def audit(store: IndexStore) -> dict:
         "mismatched_vectors": int(len(mismatched)),
         "non_finite": int(len(non_finite)), "non_finite_sample": _sample(non_finite),
         "dangling_windows": int(len(dangling)),
-        "missing_files": len(gone), "missing_file_paths": _sample(p for _, p, _ in gone),
+        "missing_files": len(gone), "missing_file_paths": _sample(display_path(p) for _, p, _ in gone),
         "unreadable_faiss_files": unreadable,
         "leftover_tmp_files": [p.name for p in tmp],
         "interrupted_runs": int(interrupted),
@@ -127,7 +128,7 @@ def repair(store: IndexStore) -> dict:
     gone = missing_files(store)
     removable = [i for i, _, root in gone if root and os.path.isdir(root) and any(os.scandir(root))]
     keep = set(removable)
-    done["kept_missing"] = [p for i, p, _ in gone if i not in keep][:SAMPLE]
+    done["kept_missing"] = [display_path(p) for i, p, _ in gone if i not in keep][:SAMPLE]
     if removable:
         run_id = store.max_ids().run
         store.commit(CommitPlan(files=[], remove_file_ids=removable), run_id)

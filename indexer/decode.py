@@ -5,14 +5,16 @@ This module never imports torch: it runs inside decode worker processes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soxr
 
+from indexer.reasons import failure_reason
 from plugins.contract import AudioSource, DecodeError, Decoder
+from plugins.safe_files import not_regular_reason, open_regular, special_kind
 
 TARGET_RATE = 48_000
 HEAD_BYTES = 64
@@ -34,15 +36,23 @@ class OpenedAudio:
 
     decoder: str
     source: AudioSource
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (decoder, message) of those tried before it
+    head: bytes = b""  # the first bytes, for naming the format in a reason
 
 
-def decoder_order(path: Path, decoders: Mapping[str, Decoder]) -> list[Decoder]:
-    """Decoders to try for ``path``: magic-byte matches, then specific by extension, then generic ones."""
+def read_head(path: Path) -> bytes:
+    """The first bytes of a regular file (DecodeError if it cannot be read or is not a regular file)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
+        with open_regular(path) as fh:
+            return fh.read(HEAD_BYTES)
     except OSError as exc:
         raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
+
+
+def decoder_order(path: Path, decoders: Mapping[str, Decoder], head: bytes | None = None) -> list[Decoder]:
+    """Decoders to try for ``path``: magic-byte matches, then specific by extension, then generic ones."""
+    if head is None:
+        head = read_head(path)
     ext = path.suffix.lower().lstrip(".")
     by_magic = [d for d in decoders.values() if d.magic and d.matches_magic(head)]
     specific = [d for d in decoders.values() if not d.generic and ext in d.extensions and d not in by_magic]
@@ -53,21 +63,28 @@ def decoder_order(path: Path, decoders: Mapping[str, Decoder]) -> list[Decoder]:
 
 def open_audio(path: Path, decoders: Mapping[str, Decoder], settings: Mapping[str, Any], limits: DecodeLimits) -> OpenedAudio:
     """Open ``path`` with the first decoder that accepts it; one error lists what each decoder said."""
-    if path.stat().st_size == 0:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
+    kind = special_kind(st.st_mode)
+    if kind is not None:  # decoders would open it and block (a FIFO) or read forever (a device)
+        raise DecodeError(not_regular_reason(kind))
+    if st.st_size == 0:
         raise DecodeError("empty file (0 bytes)")
-    reasons: list[str] = []
-    for decoder in decoder_order(path, decoders):
+    head = read_head(path)
+    said: list[tuple[str, str]] = []
+    for decoder in decoder_order(path, decoders, head):
         try:
             source = decoder.open(path, settings)
             check_header(source, limits)
-            return OpenedAudio(decoder.name, source)
+            return OpenedAudio(decoder.name, source, said, head)
         except DecodeError as exc:
-            reasons.append(f"{decoder.name}: {exc}")
+            said.append((decoder.name, str(exc) or "refused the file"))
         except Exception as exc:  # a plugin's bug is this file's failure, not the run's
-            reasons.append(f"{decoder.name}: {type(exc).__name__}: {exc}")
-    if not reasons:
-        raise DecodeError("no decoder handles this file")
-    raise DecodeError("; ".join(r.replace("\n", " ") for r in reasons))
+            said.append((decoder.name, f"{type(exc).__name__}: {exc}"))
+    # What each decoder said, in plain words: never a library's internals or a Python error.
+    raise DecodeError(failure_reason(path, head, said))
 
 
 def check_header(source: AudioSource, limits: DecodeLimits) -> None:

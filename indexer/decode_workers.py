@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from indexer.decode import DecodeLimits, mono_48k_blocks, open_audio
+from indexer.reasons import stream_failure_reason
 from indexer.windows import WindowCutter
 
 WINDOWS_PER_MESSAGE = 8
@@ -54,6 +55,17 @@ class FileFailed:
     reason: str
 
 
+@dataclass
+class WindowsEmbedded:
+    """Windows already embedded elsewhere (a cluster's actors): their spans, vectors and tags, no audio."""
+
+    file_idx: int
+    starts: np.ndarray  # int64 samples at 48 kHz
+    lengths: np.ndarray  # int64 samples
+    vectors: np.ndarray  # (n, dim) float32 unit vectors
+    tags: list[dict]
+
+
 DecodeEvent = FileOpened | WindowsDecoded | FileDecoded | FileFailed
 
 
@@ -83,6 +95,7 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
         if task is None:
             return
         file_idx, path = task
+        opened = None
         try:
             opened = open_audio(Path(path), decoders, job.plugin_settings, job.limits)
             src = opened.source
@@ -116,11 +129,22 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
                 raise DecodeError("no audio samples decoded")
             conn.send(FileDecoded(file_idx, cutter.total))
         except DecodeError as exc:
-            conn.send(FileFailed(file_idx, str(exc) or "decode failed"))
+            message = str(exc) or "decode failed"
+            if opened is not None:  # failed mid-stream: the reason in plain words, with what the others said
+                message = stream_failure_reason(path, opened.head, opened.decoder, message, opened.refused)
+            conn.send(FileFailed(file_idx, _one_line(message)))
         except MemoryError:
             conn.send(FileFailed(file_idx, "out of memory while decoding"))
-        except Exception as exc:
-            conn.send(FileFailed(file_idx, f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]))
+        except Exception as exc:  # a decoder's bug: logged by the reasons module, never the reason itself
+            if opened is not None:
+                message = stream_failure_reason(path, opened.head, opened.decoder, f"{type(exc).__name__}: {exc}", opened.refused)
+            else:
+                message = "could not be decoded (an internal error while opening it)"
+            conn.send(FileFailed(file_idx, _one_line(message)))
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())[:1000]
 
 
 class _Worker:
@@ -150,11 +174,13 @@ class _Worker:
 class DecodePool:
     """Decodes files in worker processes and yields their events; a worker that dies or hangs fails its file only."""
 
-    def __init__(self, job: DecodeJob, workers: int, timeout_s: float):
+    def __init__(self, job: DecodeJob, workers: int, timeout_s: float, start_method: str = "spawn"):
         self.job = job
         self.workers = max(1, workers)
         self.timeout_s = timeout_s
-        self._ctx = mp.get_context("spawn")  # fork after torch/duckdb threads have started is unsafe
+        # fork after torch/duckdb threads have started is unsafe; a cluster task uses "forkserver", whose server
+        # outlives the task in a reused Ray worker, so each file's decoder starts without importing anything.
+        self._ctx = mp.get_context(start_method)
 
     def run(self, paths: list[str]) -> Iterator[DecodeEvent]:
         """Yield events for every path (by index into ``paths``), each file ending in FileDecoded or FileFailed."""

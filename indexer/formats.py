@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from plugins.contract import Decoder
+from plugins.safe_files import open_regular
 
 SNIFF_BYTES = 64
 
@@ -81,7 +82,7 @@ class ScanFormats:
 
     def sniff(self, path: str) -> str | None:
         """The container or decoder ``path``'s first bytes match (None: not audio we know); OSError if unreadable."""
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:  # never blocks on a FIFO swapped in after the scan's stat
             head = fh.read(SNIFF_BYTES)
         for decoder in self.decoders:
             if decoder.magic and decoder.matches_magic(head):
@@ -89,12 +90,19 @@ class ScanFormats:
         return sniff_container(head)
 
     def sidecars(self, path: str) -> list[str]:
-        """The sidecar files of ``path`` that the decoders of its extension declare and that exist."""
+        """The sidecar files of ``path`` that the decoders of its extension declare and that exist.
+
+        Anything by a sidecar's name counts, a FIFO or a link to a device included: it is never read (the
+        hash records what it is), and its file fails with the reason, not as a twin of another file.
+        """
         out: list[str] = []
         for decoder in self.decoders:
-            for sidecar in decoder.sidecars(path):
-                if str(sidecar) not in out:
-                    out.append(str(sidecar))
+            found = [str(s) for s in decoder.sidecars(path)]
+            if decoder.sidecar_suffixes and decoder.handles_extension(path):
+                found += [str(path) + suffix for suffix in decoder.sidecar_suffixes if os.path.lexists(str(path) + suffix)]
+            for sidecar in found:
+                if sidecar not in out:
+                    out.append(sidecar)
         return out
 
     def sidecar_of(self, path: str) -> str | None:

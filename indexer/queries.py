@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from indexer.paths import real_path
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -120,15 +122,18 @@ class StoreQueries:
         from indexer.store import FileRecord
 
         rows = self.cursor().execute(
-            "SELECT id, path, root, size, mtime, hash, status, duration, error, sample_rate, channels, codec, decoder, notes "
-            "FROM files ORDER BY id").fetchall()
-        return [FileRecord(id=r[0], path=r[1], root=r[2], size=r[3], mtime=r[4], hash=r[5], status=r[6], duration=r[7],
-                           error=r[8], sample_rate=r[9], channels=r[10], codec=r[11], decoder=r[12], notes=r[13])
+            "SELECT id, path, root, size, mtime, hash, status, duration, error, sample_rate, channels, codec, decoder, notes, "
+            "path_bytes, root_bytes FROM files ORDER BY id").fetchall()
+        # path and root as on disk (what a scan finds), whatever their bytes
+        return [FileRecord(id=r[0], path=real_path(r[1], r[14]), root=real_path(r[2], r[15]), size=r[3], mtime=r[4], hash=r[5],
+                           status=r[6], duration=r[7], error=r[8], sample_rate=r[9], channels=r[10], codec=r[11], decoder=r[12],
+                           notes=r[13])
                 for r in rows]
 
     def file_locations(self) -> list[FileLocation]:
-        """(id, path, root) of every stored file, in id order."""
-        return [FileLocation(*r) for r in self.cursor().execute("SELECT id, path, root FROM files ORDER BY id").fetchall()]
+        """(id, path, root) of every stored file, in id order; path and root as on disk (the names to open)."""
+        rows = self.cursor().execute("SELECT id, path, root, path_bytes, root_bytes FROM files ORDER BY id").fetchall()
+        return [FileLocation(i, real_path(p, pb), real_path(r, rb)) for i, p, r, pb, rb in rows]
 
     def indexed_window_count(self) -> int:
         """Windows of indexed files (those search and classification may return)."""
@@ -169,9 +174,9 @@ class StoreQueries:
                 for rid, started, finished, status, command, summary in self.cursor().execute(sql, params).fetchall()]
 
     def roots(self) -> list[str]:
-        """Every archive root the index holds files under, sorted."""
-        return [r for (r,) in self.cursor().execute(
-            "SELECT DISTINCT root FROM files WHERE root IS NOT NULL ORDER BY root").fetchall()]
+        """Every archive root the index holds files under, as on disk (whatever its bytes), sorted."""
+        rows = self.cursor().execute("SELECT DISTINCT root, root_bytes FROM files WHERE root IS NOT NULL").fetchall()
+        return sorted({str(real_path(r, b)) for r, b in rows})
 
     def indexed_paths(self) -> dict[int, str]:
         """file id -> path of every indexed file."""
@@ -192,11 +197,14 @@ class StoreQueries:
         return scalar(self.cursor(), "SELECT min(id) FROM windows WHERE file_id = ?", [int(file_id)], default=None)
 
     def window_place(self, window_id: int) -> WindowPlace | None:
-        """A window of an indexed file, with its file's path, root, size, mtime and duration (None if not indexed)."""
+        """A window of an indexed file, with its file's path and root as on disk (the names to open), size, mtime
+        and duration (None if not indexed)."""
         row = self.cursor().execute(
-            'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
-            "WHERE w.id = ? AND f.status = 'indexed'", [int(window_id)]).fetchone()
-        return WindowPlace(*row) if row else None
+            'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration, f.path_bytes, f.root_bytes '
+            "FROM windows w JOIN files f ON f.id = w.file_id WHERE w.id = ? AND f.status = 'indexed'", [int(window_id)]).fetchone()
+        if row is None:
+            return None
+        return WindowPlace(real_path(row[0], row[7]), real_path(row[1], row[8]), *row[2:7])
 
     def windows_of_file(self, file_id: int) -> WindowsOfFile:
         """A file's windows ordered by start (then id), with their tags and vectors."""

@@ -1,29 +1,34 @@
 """The index report: one pydantic model, serialised once, for ``soundsift index --json``, the runs table and HTTP jobs."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, computed_field, field_serializer
+from pydantic import BaseModel, BeforeValidator, Field, computed_field, field_serializer, model_serializer
+
+from indexer.paths import display_path
+
+# A file name as shown: one that is not UTF-8 shows U+FFFD for its stray bytes (JSON, DuckDB and terminals take it).
+DisplayPath = Annotated[str, BeforeValidator(lambda p: display_path(str(p)))]
 
 
 class FileError(BaseModel):
     """A file that failed to index, and why (one line)."""
 
-    path: str
+    path: DisplayPath
     error: str
 
 
 class FileWarning(BaseModel):
     """An indexed file the decoder left something out of (e.g. a partial last frame)."""
 
-    path: str
+    path: DisplayPath
     warning: str
 
 
 class FileSkipped(BaseModel):
-    """A file the scan did not index, and why (unknown format, symlink out of the roots, unreadable)."""
+    """A file the scan did not index, and why (unknown format, symlink out of the roots, unreadable, not a regular file)."""
 
-    path: str
+    path: DisplayPath
     reason: str
 
 
@@ -47,6 +52,7 @@ class IndexReport(BaseModel):
     warnings: list[FileWarning] = Field(default_factory=list)
     skipped: list[FileSkipped] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
+    stages: dict[str, Any] = Field(default_factory=dict)  # where each stage ran (a Ray run); a local run has none
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -58,6 +64,14 @@ class IndexReport(BaseModel):
     @field_serializer("timings")
     def _round_timings(self, timings: dict[str, float]) -> dict[str, float]:
         return {k: round(v, 4) for k, v in timings.items()}  # 0.1 ms: finer is noise
+
+    @model_serializer(mode="wrap")
+    def _omit_local_stages(self, handler: Any) -> dict[str, Any]:
+        # `stages` exists only for a Ray run, so a local run's document is the same wherever it is serialised.
+        data = handler(self)
+        if not data.get("stages"):
+            data.pop("stages", None)
+        return data
 
     def document(self) -> dict[str, Any]:
         """The JSON document of the run: what `--json` prints, the runs table keeps and HTTP jobs carry."""

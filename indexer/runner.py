@@ -21,7 +21,8 @@ from indexer import crashpoints
 from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, refuse_unmounted
 from indexer.decode import TARGET_RATE, DecodeLimits
 from indexer.errors import BadInput
-from indexer.decode_workers import DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded
+from indexer.decode_workers import (DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded,
+                                    WindowsEmbedded)
 from indexer.model import ClapEncoder
 from indexer.report import FileError, FileSkipped, FileWarning, IndexReport, report_summary
 from indexer.formats import ScanFormats
@@ -87,8 +88,10 @@ class IndexRunner:
     """Indexes paths into one store with one encoder; used by the CLI, the API's jobs and the Python API."""
 
     def __init__(self, store: IndexStore, vectors: VectorIndex, encoder: ClapEncoder, settings: Settings,
-                 plugins: PluginHost, progress: bool | None = None, on_progress: Callable[[dict], None] | None = None):
+                 plugins: PluginHost, progress: bool | None = None, on_progress: Callable[[dict], None] | None = None,
+                 cluster=None):
         self.store = store
+        self.cluster = cluster  # a RayPipeline (indexer/ray_pipeline.py): decode and embed there, commit here
         self.vectors = vectors
         self.encoder = encoder
         self.settings = settings
@@ -273,13 +276,12 @@ class IndexRunner:
         ready: list[int] = []
         last_commit = time.monotonic()
         started = time.monotonic()
-        job = DecodeJob(
-            window=self.window, hop=self.hop, plugin_settings=self.settings.plugin_view(),
-            limits=DecodeLimits(self.settings.min_sample_rate, self.settings.max_sample_rate,
-                                self.settings.max_channels, self.settings.max_duration_s),
-        )
-        workers = self.settings.decode_workers or max(1, (os.cpu_count() or 2))
-        pool = DecodePool(job, workers=workers, timeout_s=self.settings.decode_timeout_s)
+        job = self.decode_job()
+        if self.cluster is not None:
+            events = self.cluster.events(job, [c.scanned.path for c in todo], self)
+        else:
+            workers = self.settings.decode_workers or max(1, (os.cpu_count() or 2))
+            events = DecodePool(job, workers=workers, timeout_s=self.settings.decode_timeout_s).run([c.scanned.path for c in todo])
         bar = tqdm(total=len(todo), unit="file", disable=not self.progress, dynamic_ncols=True, leave=False)
         done_files = 0
         windows_done = 0
@@ -289,7 +291,7 @@ class IndexRunner:
                 ready.append(idx)
                 work[idx].decoded = False  # moved to the commit list
 
-        for event in pool.run([c.scanned.path for c in todo]):
+        for event in events:
             w = work[event.file_idx]
             if isinstance(event, FileOpened):
                 w.opened = event
@@ -301,6 +303,16 @@ class IndexRunner:
                 while len(batch_rows) >= self.batch_size:
                     windows_done += self._embed(batch_rows[: self.batch_size], work)
                     del batch_rows[: self.batch_size]
+            elif isinstance(event, WindowsEmbedded):  # embedded on a cluster: only the vectors come back
+                t = time.monotonic()
+                crashpoints.reached("embed")
+                w.starts.extend(int(s) for s in event.starts)
+                w.lengths.extend(int(n) for n in event.lengths)
+                w.vectors.extend(event.vectors)
+                w.tags.extend(event.tags)
+                w.model_tags.extend([] for _ in event.starts)  # model taggers do not run on a cluster (refused there)
+                windows_done += len(event.starts)
+                self._embed_s += time.monotonic() - t
             elif isinstance(event, FileDecoded):
                 w.decoded = True
             elif isinstance(event, FileFailed):
@@ -327,12 +339,22 @@ class IndexRunner:
         if ready:
             self._commit([work.pop(i) for i in ready], report)
         bar.close()
+        if self.cluster is not None:
+            report.stages = self.cluster.stages()
+
+    def decode_job(self) -> DecodeJob:
+        """What every decode worker (local process or cluster task) is told: window, hop, plugin settings, limits."""
+        return DecodeJob(
+            window=self.window, hop=self.hop, plugin_settings=self.settings.plugin_view(),
+            limits=DecodeLimits(self.settings.min_sample_rate, self.settings.max_sample_rate,
+                                self.settings.max_channels, self.settings.max_duration_s),
+        )
 
     def _embed(self, rows: list[tuple[int, int, int, np.ndarray]], work: dict[int, _FileWork]) -> int:
         t = time.monotonic()
         features = self.encoder.features
         audio = np.stack([row[3] if row[2] >= self.window else features.repeat_pad(row[3][: row[2]]) for row in rows])
-        tags = self._tag(rows)
+        tags = tag_windows(self.plugins.taggers.values(), rows, self.window)
         labelled = self._classify(rows)
         vectors = self.encoder.embed_waveforms(torch.from_numpy(audio))
         crashpoints.reached("embed")
@@ -364,23 +386,6 @@ class IndexRunner:
                 rows.add(int(wid), pairs[m])
             out.append(rows)
         return out
-
-    def _tag(self, rows) -> list[dict]:
-        tags: list[dict] = [{} for _ in rows]
-        full = [i for i, row in enumerate(rows) if row[2] >= self.window]
-        groups = [(full, np.stack([rows[i][3] for i in full]))] if full else []
-        groups += [([i], rows[i][3][None, : rows[i][2]]) for i, row in enumerate(rows) if row[2] < self.window]
-        for tagger in self.plugins.taggers.values():
-            for indices, audio in groups:
-                try:
-                    values = tagger.tag(audio, TARGET_RATE)
-                except Exception as exc:  # a tagger's bug loses its tags, not the window
-                    values = {f"{tagger.name}_error": [f"{type(exc).__name__}: {exc}"] * len(indices)}
-                for name, column in values.items():
-                    for j, idx in enumerate(indices):
-                        value = column[j]
-                        tags[idx][name] = value.item() if isinstance(value, np.generic) else value
-        return tags
 
     def _fail(self, w: _FileWork, reason: str, report: IndexReport) -> None:
         """Record a file (and any identical twin waiting on it) as failed, dropping windows it had."""
@@ -469,6 +474,28 @@ def without_hard_links(scan: ScanResult, known: dict) -> ScanResult:
     return ScanResult(files, scan.skipped)
 
 
+def tag_windows(taggers, rows, window: int) -> list[dict]:
+    """Tags per window from every tagger: full windows in one call, short ones (a short file) alone at their length.
+
+    ``rows`` are (file_idx, start, length, audio) with audio zero after ``length``; used locally and on cluster actors.
+    """
+    tags: list[dict] = [{} for _ in rows]
+    full = [i for i, row in enumerate(rows) if row[2] >= window]
+    groups = [(full, np.stack([rows[i][3] for i in full]))] if full else []
+    groups += [([i], rows[i][3][None, : rows[i][2]]) for i, row in enumerate(rows) if row[2] < window]
+    for tagger in taggers:
+        for indices, audio in groups:
+            try:
+                values = tagger.tag(audio, TARGET_RATE)
+            except Exception as exc:  # a tagger's bug loses its tags, not the window
+                values = {f"{tagger.name}_error": [f"{type(exc).__name__}: {exc}"] * len(indices)}
+            for name, column in values.items():
+                for j, idx in enumerate(indices):
+                    value = column[j]
+                    tags[idx][name] = value.item() if isinstance(value, np.generic) else value
+    return tags
+
+
 def _source(c: Candidate) -> FileRecord:
     """The stored file a copy takes its windows from (every copy has one)."""
     assert c.source is not None
@@ -486,4 +513,3 @@ def _concat(batches: list[WindowBatch], dim: int) -> WindowBatch | None:
     )
 
 
-__all__ = ["FileError", "FileSkipped", "FileWarning", "IndexReport", "IndexRunner", "report_summary"]

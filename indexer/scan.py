@@ -6,12 +6,14 @@ a known audio container (see indexer/formats.py); every other file is skipped wi
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import BadInput
 from indexer.formats import ScanFormats
+from plugins.safe_files import SIDECAR_LIMIT, not_regular_reason, open_regular, read_limited, special_kind
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class ScannedFile:
 @dataclass
 class ScanResult:
     files: list[ScannedFile]
-    skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable
+    skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable, not a regular file
 
 
 def _sidecar_mtimes(sidecars: Iterable[str]) -> list[float]:
@@ -50,7 +52,8 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str] = (), form
     """Every audio file under ``paths`` (files given directly are taken whatever their extension).
 
     ``formats`` (what the loaded decoders open) gives the extensions, sniffing and sidecars; ``extensions``
-    adds more extensions to index.
+    adds more extensions to index. Only regular files are taken; a FIFO, a device or a socket is skipped
+    with the reason and never opened.
     """
     formats = formats or ScanFormats.of(())
     exts = set(formats.extensions) | {e.lower().lstrip(".") for e in extensions}
@@ -72,7 +75,9 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str] = (), form
         except OSError as exc:
             skipped.append((path, f"cannot stat: {exc.strerror}"))
             return
-        if not os.path.isfile(path):
+        kind = special_kind(st.st_mode)
+        if kind is not None:  # a FIFO named x.wav would block whoever opens it: never opened, only reported
+            skipped.append((path, not_regular_reason(kind)))
             return
         ext = os.path.splitext(path)[1].lower().lstrip(".")
         if not explicit and ext not in exts:
@@ -84,7 +89,7 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str] = (), form
         found.setdefault(path, ScannedFile(path, root, st.st_size, max([st.st_mtime, *_sidecar_mtimes(sidecars)]), sidecars))
 
     for root in roots:
-        if os.path.isfile(root):
+        if not os.path.isdir(root):
             consider(root, os.path.dirname(root) or ".", explicit=True)
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -121,15 +126,23 @@ def content_hash(path: str | Path, sidecars: Iterable[str | Path] = ()) -> str:
     import hashlib
 
     h = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while block := fh.read(HASH_BLOCK):
             h.update(block)
     for sidecar_path in sidecars:  # the same bytes with another sidecar decode differently
         suffix = str(sidecar_path)[len(str(path)):]
-        try:
-            sidecar = Path(sidecar_path).read_bytes()
-        except OSError:
+        if not os.path.lexists(sidecar_path):
             continue
+        try:
+            sidecar = read_limited(sidecar_path, SIDECAR_LIMIT)
+        except OSError as exc:
+            # A special or oversized sidecar is never read; the decoder reports it. What it is still counts,
+            # so replacing it with a good one is a change.
+            try:
+                st = os.stat(sidecar_path)
+                sidecar = f"unusable {stat.S_IFMT(st.st_mode)} {st.st_size} {st.st_mtime_ns}".encode()
+            except OSError:
+                sidecar = f"unusable {type(exc).__name__}".encode()
         h.update(suffix.encode() + len(sidecar).to_bytes(8, "little") + sidecar)
     return h.hexdigest()
 

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     allow_hardlinks: bool = False  # server jobs skip files with more than one hard link unless set
     max_queued_jobs: int = Field(16, ge=1)  # server jobs waiting to run; 429 beyond it
     plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ray: str | None = None  # a Ray cluster ('auto' or an address): indexing decodes and embeds there (soundsift[ray])
 
     @field_validator("extensions")
     @classmethod

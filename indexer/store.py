@@ -16,6 +16,7 @@ from indexer import crashpoints
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer import tag_store
+from indexer.paths import display_path, path_bytes, real_path
 from indexer.queries import DB_NAME, FileDecoding, FileState, MaxIds, StoreQueries, WindowRow, scalar
 from indexer.tag_store import TagRows
 
@@ -37,6 +38,8 @@ CREATE TABLE IF NOT EXISTS runs (
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE files ADD COLUMN IF NOT EXISTS notes VARCHAR",),  # what decoding left out of a file
     3: tag_store.TAG_TABLES,  # classifier tags: tag_models, window_tags
+    # names that are not UTF-8: their bytes beside the display form in path/root (NULL for a UTF-8 name)
+    4: ("ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB", "ALTER TABLE files ADD COLUMN IF NOT EXISTS root_bytes BLOB"),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -313,8 +316,8 @@ class IndexStore(StoreQueries):
 
     def files_by_path(self) -> dict[str, FileState]:
         """path -> (id, size, mtime, hash, status) for every known file."""
-        rows = self.cursor().execute("SELECT path, id, size, mtime, hash, status FROM files").fetchall()
-        return {r[0]: FileState(*r[1:]) for r in rows}
+        rows = self.cursor().execute("SELECT path, id, size, mtime, hash, status, path_bytes FROM files").fetchall()
+        return {real_path(r[0], r[6]): FileState(*r[1:6]) for r in rows}
 
     def iter_vectors(self, chunk: int, where: str = "", params: dict | None = None) -> Iterator[WindowChunk]:
         """Stored windows with their vectors, ``chunk`` at a time, in id order (memory stays flat)."""
@@ -381,13 +384,16 @@ class IndexStore(StoreQueries):
 
     def _apply(self, cur, plan: CommitPlan, run_id: int) -> np.ndarray:
         relinked = [r.id for r in plan.relinks]
-        # Rows to drop: explicit removals, plus any other row holding a path we are about to (re)write.
-        paths = pa.table({"p": pa.array([f.path for f in plan.files] + [r.path for r in plan.relinks], pa.string())})
+        # Rows to drop: explicit removals, plus any other row holding a path we are about to (re)write
+        # (the same name on disk: two names that differ only in bytes that are not UTF-8 share a display form).
+        written = [f.path for f in plan.files] + [r.path for r in plan.relinks]
+        paths = pa.table({"p": pa.array([display_path(p) for p in written], pa.string()),
+                          "b": pa.array([path_bytes(p) for p in written], pa.binary())})
         cur.register("written_paths", paths)
         try:
-            doomed = cur.execute(
-                "SELECT id FROM files WHERE path IN (SELECT p FROM written_paths)"
-            ).fetchnumpy()["id"].tolist()
+            doomed = [r[0] for r in cur.execute(
+                "SELECT f.id FROM files f JOIN written_paths w ON f.path = w.p AND f.path_bytes IS NOT DISTINCT FROM w.b"
+            ).fetchall()]
         finally:
             cur.unregister("written_paths")
         doomed = sorted({int(i) for i in doomed if int(i) not in relinked} | {int(i) for i in plan.remove_file_ids})
@@ -403,15 +409,17 @@ class IndexStore(StoreQueries):
             finally:
                 cur.unregister("doomed_files")
         for r in plan.relinks:
-            cur.execute("UPDATE files SET path = ?, root = ?, size = ?, mtime = ?, hash = ?, run_id = ?, "
-                        "updated_at = current_timestamp WHERE id = ?", [r.path, r.root, r.size, r.mtime, r.hash, run_id, r.id])
+            cur.execute("UPDATE files SET path = ?, path_bytes = ?, root = ?, root_bytes = ?, size = ?, mtime = ?, hash = ?, "
+                        "run_id = ?, updated_at = current_timestamp WHERE id = ?",
+                        [display_path(r.path), path_bytes(r.path), _display(r.root), path_bytes(r.root), r.size, r.mtime,
+                         r.hash, run_id, r.id])
         if plan.files:
             cur.executemany(
-                "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, run_id, notes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, "
+                "run_id, notes, path_bytes, root_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (f.id, f.path, f.root, f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels, f.codec,
-                     f.decoder, f.status, f.error, run_id, f.notes)
+                    (f.id, display_path(f.path), _display(f.root), f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels,
+                     f.codec, f.decoder, f.status, _display(f.error), run_id, _display(f.notes), path_bytes(f.path), path_bytes(f.root))
                     for f in plan.files
                 ],
             )
@@ -540,6 +548,10 @@ class IndexStore(StoreQueries):
             "commit_seq": int(meta.get("commit_seq", 0)),
             "tags": tag_store.summary(cur),
         }
+
+
+def _display(text: str | None) -> str | None:
+    return None if text is None else display_path(text)
 
 
 def open_error(index_dir: Path, exc: BaseException):

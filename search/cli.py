@@ -23,6 +23,8 @@ IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index directo
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+RayOpt = Annotated[Optional[str], typer.Option(
+    "--ray", help="run on a Ray cluster: auto (this machine's cluster, else a local Ray; also `--ray` alone) or its address")]
 TagOpt = Annotated[Optional[list[str]], typer.Option(
     "--tag", help="only windows with this tag, repeatable: MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
                   "for a classifier's label (alias or id prefix), NAME=VALUE for an acoustic tag (silence=false)")]
@@ -91,6 +93,7 @@ def index(
     verify_content: Annotated[bool, typer.Option("--verify-content", help="hash every file, catching changes that kept size and mtime")] = False,
     allow_empty_root: Annotated[bool, typer.Option("--allow-empty-root", help="an empty root really is empty: drop its files from the index")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")] = False,
+    ray: RayOpt = None,
     json_out: JsonOpt = False,
 ):
     """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS (only what changed)."""
@@ -100,7 +103,12 @@ def index(
     if missing:  # before loading a model: a typo should cost no time
         raise BadInput(f"no such file or directory: {', '.join(missing)} (an archive root that is not mounted? "
                        "the index was not touched)")
-    settings = _settings(index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers)
+    settings = _settings(index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers,
+                         ray=ray)
+    if settings.ray:
+        from indexer.ray_pipeline import require_ray
+
+        require_ray()  # before loading a model
     try:
         sx = SoundIndex.open(settings.index, settings=settings, create=True)
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
@@ -253,8 +261,10 @@ def classify(
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
     tag: TagOpt = None,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl (with --ray: a directory of Parquet parts)")] = None,
     strict: Annotated[bool, typer.Option("--strict")] = False,
+    ray: RayOpt = None,
+    shards: Annotated[Optional[Path], typer.Option("--shards", help="with --ray: the windows `soundsift export` wrote (default: export --index first)")] = None,
     json_out: JsonOpt = False,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set."""
@@ -263,6 +273,10 @@ def classify(
 
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
+    if ray is not None or shards is not None:
+        _classify_on_cluster(settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options,
+                             path_glob or tag, strict, json_out)
+        return
     filters = _filters(path_glob, tag)
     with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx, _policy_option_errors():
         header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
@@ -285,6 +299,44 @@ def classify(
         _emit_json(header)
         return
     _print_rows(header.labels, header.texts, header.rows, policy)
+
+
+def _classify_on_cluster(settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options, path_glob,
+                         strict, json_out) -> None:
+    """`classify --ray`: score exported Parquet parts on the cluster, results as Parquet parts in --out DIR."""
+    from search.ray_classify import classify_on_cluster
+
+    if out_path is None:
+        raise BadInput("classify --ray writes Parquet parts: give --out DIR")
+    if path_glob:
+        raise BadInput("--path-glob and --tag are not available with --ray; filter the Parquet results instead")
+    with _policy_option_errors():
+        doc = classify_on_cluster(ray or settings.ray, settings, labels, out_dir=out_path, shards=shards,
+                                  index_dir=None if shards else settings.index, policy=policy, by=by, top=top,
+                                  threshold=threshold, policy_options=policy_options, strict=strict or None)
+    if json_out:
+        _emit_json(doc)
+    else:
+        out.print(f"wrote {doc['rows_written']} rows to {doc['parts']} Parquet parts in {out_path} "
+                  f"(scored on {', '.join(doc['scored_on']) or 'no node'})", markup=False, highlight=False)
+
+
+@app.command()
+def export(
+    index_dir: Annotated[Path, typer.Argument(help="the index directory")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for the Parquet parts")],
+    rows_per_part: Annotated[int, typer.Option("--rows-per-part", help="windows per Parquet part (whole files per part)")] = 1_000_000,
+    json_out: JsonOpt = False,
+):
+    """Export windows (ids, path, start, end, tags) and vectors as partitioned Parquet, for `classify --ray`."""
+    from indexer.export import export_index
+
+    meta = export_index(index_dir, out_dir, rows_per_part)
+    if json_out:
+        _emit_json(meta)
+    else:
+        out.print(f"exported {meta['windows']} windows of {meta['files']} files to {len(meta['parts'])} Parquet parts "
+                  f"in {out_dir}", markup=False, highlight=False)
 
 
 def _print_rows(labels, texts, rows, policy) -> None:
@@ -467,11 +519,12 @@ def serve(
     reindex_every: Annotated[Optional[str], typer.Option("--reindex-every", help="e.g. 30m, 1h")] = None,
     reindex_path: Annotated[Optional[list[Path]], typer.Option("--reindex-path", help="what --reindex-every re-indexes (default: the roots already in the index)")] = None,
     allow_root: Annotated[Optional[list[Path]], typer.Option("--allow-root", help="a directory API jobs may index besides the roots already in the index (repeatable)")] = None,
+    ray: RayOpt = None,
 ):
     """Serve the HTTP API and the web page (one process owns the index)."""
     from search.server import run_server
 
-    settings = _settings(index, model, device, host=host, port=port, api_key=api_key)
+    settings = _settings(index, model, device, host=host, port=port, api_key=api_key, ray=ray)
     if allow_root:
         settings.allow_roots = [*settings.allow_roots, *(str(p.resolve()) for p in allow_root)]
     run_server(settings, reindex_every=reindex_every, reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None)
@@ -488,10 +541,25 @@ def demo(
     run_demo(directory, model)
 
 
+def _ray_alone(argv: list[str]) -> list[str]:
+    """`--ray` with no value means `--ray auto` (a typer option cannot take an optional value).
+
+    The next word is taken as the address unless it is another option or an existing path without a colon.
+    """
+    import os
+
+    out = list(argv)
+    for i, word in enumerate(out):
+        nxt = out[i + 1] if i + 1 < len(out) else None
+        if word == "--ray" and (nxt is None or nxt.startswith("-") or (os.path.exists(nxt) and ":" not in nxt)):
+            out[i] = "--ray=auto"
+    return out
+
+
 def main() -> None:
     """Entry point: a user's mistake is one line on stderr and a non-zero exit, never a traceback."""
     try:
-        app(standalone_mode=False)
+        app(args=_ray_alone(sys.argv[1:]), standalone_mode=False)
     except SoundsiftError as exc:
         sys.stderr.write(f"error: {exc}\n")  # one line, never wrapped
         sys.exit(exc.exit_code)

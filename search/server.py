@@ -52,6 +52,10 @@ def run_server(settings: Settings, reindex_every: str | None = None, reindex_pat
         interval = parse_interval(reindex_every) if reindex_every else None
     except ValueError as exc:
         raise BadInput(f"--reindex-every: {exc}") from None
+    if settings.ray:  # re-index jobs decode and embed there: join the cluster now, so a bad address fails at start
+        from indexer.ray_pipeline import connect
+
+        connect(settings.ray)
     sock = bind_socket(settings.host, settings.port)
     url = public_url(settings.host, sock.getsockname()[1])
     try:

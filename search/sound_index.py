@@ -177,7 +177,10 @@ class SoundIndex:
     def index(self, paths: Sequence[str | Path], retry_failed: bool = False, progress: bool | None = None,
               on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
         """Index new and changed audio files under ``paths``."""
-        runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress)
+        from indexer.ray_pipeline import cluster_for
+
+        runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress,
+                             cluster=cluster_for(self.settings, self.encoder, self.plugins))
         return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
 

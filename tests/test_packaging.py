@@ -89,3 +89,14 @@ def test_contributing_names_the_tiers_and_how_to_run_one_test():
     for needle in ("make test-fast", "make test", "make lint", "-m \"not slow and not browser\"", "pytest -q tests/",
                    "make bench", "## Adding a decoder", "BUILTIN_PLUGINS"):
         assert needle in text, needle
+
+
+def test_the_package_list_names_every_package_folder():
+    import tomllib
+
+    from setuptools import find_namespace_packages
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = find_namespace_packages(str(REPO), include=["indexer*", "search*", "plugins*"], exclude=["plugins.soundsift_api*"])
+    assert set(on_disk) | {"soundsift", "soundsift.configs"} == set(config["packages"])
+    assert config["package-dir"] == {"soundsift": "plugins/soundsift_api", "soundsift.configs": "configs"}

@@ -298,3 +298,29 @@ def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
                 break
             time.sleep(0.1)
         assert info["status"] == "failed" and info["error"].startswith("no model directory at")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("emotion:angry>=0.5", ("emotion", "angry", ">=", 0.5)),
+    ("ast:Male speech, man speaking < 0.2", ("ast", "Male speech, man speaking", "<", 0.2)),
+    ("MIT/ast:Speech", ("MIT/ast", "Speech", None, None)),
+    ("w2v:yes==1e-1", ("w2v", "yes", "=", 0.1)),
+    ("silence=false", (None, "silence", "=", False)),
+    ("rms_db=-20", (None, "rms_db", "=", -20)),
+])
+def test_the_tag_filter_syntax(text, expected):
+    from search.filters import parse_tag_filter
+
+    t = parse_tag_filter(text)
+    assert (t.model, t.label, t.op, t.value) == expected
+
+
+def test_a_local_model_directory_is_keyed_by_its_absolute_path(tmp_path, monkeypatch):
+    from search.tagging import model_ref
+
+    (tmp_path / "emotion").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert model_ref("emotion", None) == str(tmp_path / "emotion")
+    assert model_ref("emotion", "emo") == f"emo={tmp_path / 'emotion'}"
+    assert model_ref("emo=emotion", None) == f"emo={tmp_path / 'emotion'}"
+    assert model_ref("superb/hubert-large-superb-er", None) == "superb/hubert-large-superb-er"

@@ -20,6 +20,7 @@ import numpy as np
 from plugins.builtin.pcm_formats import SAMPLE_FORMATS, block_frames, regroup
 from plugins.contract import DecodeError, Decoder
 from plugins.hookspecs import hookimpl
+from plugins.safe_files import open_regular
 
 READ_BYTES = 64 * 1024
 
@@ -34,6 +35,7 @@ class AmrFlavour:
     payload_bytes: tuple[int, ...]  # by frame type 0..15
     first_non_speech: int  # frame types from here on are SID / lost / no data
     decoders: tuple[str, ...]
+    reserved: tuple[int, ...] = ()  # frame types no encoder writes (RFC 4867 5.3): a damaged file
 
     @property
     def frame_samples(self) -> int:
@@ -42,9 +44,9 @@ class AmrFlavour:
 
 # Sizes as in RFC 4867 section 5.3 (and FFmpeg's amr demuxer); reserved types carry no payload.
 AMR_NB = AmrFlavour("amrnb", b"#!AMR\n", 8_000, (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0), 8,
-                    ("libopencore_amrnb", "amrnb"))
+                    ("libopencore_amrnb", "amrnb"), reserved=(9, 10, 11, 12, 13, 14))
 AMR_WB = AmrFlavour("amrwb", b"#!AMR-WB\n", 16_000, (17, 23, 32, 36, 40, 46, 50, 58, 60, 5, 0, 0, 0, 0, 0, 0), 9,
-                    ("libopencore_amrwb", "amrwb"))
+                    ("libopencore_amrwb", "amrwb"), reserved=(10, 11, 12, 13))
 MULTICHANNEL_MAGIC = (b"#!AMR_MC1.0\n", b"#!AMR-WB_MC1.0\n")
 
 
@@ -72,7 +74,10 @@ def amr_frames(fh: BinaryIO, flavour: AmrFlavour) -> Iterator[bytes]:
         pos = 0
         end = len(buf)
         while pos < end:
-            size = 1 + sizes[(buf[pos] >> 3) & 0x0F]
+            mode = (buf[pos] >> 3) & 0x0F
+            if mode in flavour.reserved:
+                raise DecodeError(f"unsupported AMR mode {mode} in frame {count + 1} (a reserved frame type: damaged data)")
+            size = 1 + sizes[mode]
             if pos + size > end:
                 break
             yield buf[pos:pos + size]
@@ -108,7 +113,7 @@ class AmrSource:
     def __init__(self, path: Path):
         self._path = path
         try:
-            with open(path, "rb") as fh:
+            with open_regular(path) as fh:
                 self.flavour = amr_flavour(fh.read(16))
                 fh.seek(len(self.flavour.magic))
                 self.frames = sum(1 for _ in amr_frames(fh, self.flavour))  # validates the whole file

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,17 +29,21 @@ import numpy as np
 from plugins.builtin.pcm_formats import SampleFormat, block_frames, check_stream, integer_setting, sample_format
 from plugins.contract import DecodeError, Decoder
 from plugins.hookspecs import hookimpl
+from plugins.safe_files import SIDECAR_LIMIT, FileTooLarge, NotRegularFile, open_regular, read_limited
 
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {"sample_rate": 16_000, "channels": 1, "sample_format": "s16le"}
 SIDECAR_SUFFIXES = (".toml", ".json")  # declared on the Decoder: the scan re-indexes a file when its sidecar changes
-MAX_SIDECAR_BYTES = 64 * 1024
+MAX_SIDECAR_BYTES = SIDECAR_LIMIT
 
 
 def sidecar_for(path: Path) -> Path | None:
-    """The sidecar of ``path`` (``<name>.toml`` or ``<name>.json``), None if there is none; DecodeError if both exist."""
-    found = [p for p in (path.with_name(path.name + s) for s in SIDECAR_SUFFIXES) if p.is_file()]
+    """The sidecar of ``path`` (``<name>.toml`` or ``<name>.json``), None if there is none; DecodeError if both exist.
+
+    Anything by that name counts, a FIFO or a broken link included: it is refused when read, never silently ignored.
+    """
+    found = [p for p in (path.with_name(path.name + s) for s in SIDECAR_SUFFIXES) if os.path.lexists(p)]
     if len(found) > 1:
         raise DecodeError(f"two sidecars, {found[0].name} and {found[1].name}: keep one")
     return found[0] if found else None
@@ -47,13 +52,16 @@ def sidecar_for(path: Path) -> Path | None:
 def read_sidecar(sidecar: Path) -> dict[str, Any]:
     """The keys of a sidecar file; DecodeError if it is unreadable, not a table or has unknown keys."""
     try:
-        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
-            raise DecodeError(f"sidecar {sidecar.name} is larger than {MAX_SIDECAR_BYTES // 1024} KiB")
-        text = sidecar.read_text(encoding="utf-8")
+        # Regular files only, opened without blocking and read with a limit: a FIFO, /dev/zero or a huge file is refused.
+        text = read_limited(sidecar, MAX_SIDECAR_BYTES).decode("utf-8")
         values = tomllib.loads(text) if sidecar.suffix == ".toml" else json.loads(text)
-    except DecodeError:
-        raise
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+    except (NotRegularFile, FileTooLarge) as exc:
+        raise DecodeError(f"sidecar {sidecar.name} refused: {exc}") from None
+    except OSError as exc:
+        raise DecodeError(f"sidecar {sidecar.name} unreadable: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise DecodeError(f"sidecar {sidecar.name} unreadable: not UTF-8 text") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"sidecar {sidecar.name} unreadable: {str(exc).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise DecodeError(f"sidecar {sidecar.name} must hold a table of {', '.join(DEFAULTS)}")
@@ -87,8 +95,8 @@ class PcmSource:
         self.codec = f"pcm_{self.format.name}"
         self._frame_bytes = self.format.width * self.channels
         try:
-            size = path.stat().st_size
-            self._file = open(path, "rb")
+            self._file = open_regular(path)
+            size = os.fstat(self._file.fileno()).st_size
         except OSError as exc:
             raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
         self.frames = size // self._frame_bytes

@@ -45,6 +45,8 @@ def _ffmpeg_reason(exc: Exception) -> str:
     """PyAV's message without the errno and the repeated file name."""
     if isinstance(exc, av.FFmpegError) and exc.strerror:
         return exc.strerror
+    if not isinstance(exc, av.FFmpegError):  # a binding's own error: named, so the indexer reports it as internal
+        return f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return str(exc).replace("\n", " ")
 
 
@@ -62,6 +64,9 @@ class PyAVSource:
             raise DecodeError("no audio stream")
         self._stream = streams[0]
         ctx = self._stream.codec_context
+        if ctx is None:  # a stream whose codec this FFmpeg does not know (PyAV leaves no context)
+            self._container.close()
+            raise DecodeError("unsupported audio codec: this FFmpeg has no decoder for it")
         self.sample_rate = int(ctx.sample_rate or 0)
         self.channels = int(ctx.channels or 0)
         self.codec = ctx.name or "unknown"
@@ -76,9 +81,14 @@ class PyAVSource:
 
     def _frames(self) -> Iterator[np.ndarray]:
         # Packed float32 at the stream's own rate and layout; soxr resamples later, in one place.
-        resampler = av.AudioResampler(format="flt", layout=self._stream.codec_context.layout, rate=self.sample_rate)
+        layout = self._stream.codec_context.layout
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=self.sample_rate)
         try:
             for frame in self._container.decode(self._stream):
+                if frame.sample_rate != self.sample_rate or frame.layout.nb_channels != self.channels:
+                    # A damaged frame header (an MP3 bit flip) announces another rate or layout mid-stream.
+                    raise DecodeError(f"a frame switches to {frame.sample_rate} Hz, {frame.layout.nb_channels} channel(s) "
+                                      f"mid-stream (the stream is {self.sample_rate} Hz, {self.channels}): damaged data")
                 for out in resampler.resample(frame):
                     yield out.to_ndarray().reshape(-1, self.channels)
             for out in resampler.resample(None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import queue
 import struct
 import threading
@@ -27,6 +28,7 @@ import pysilk
 from plugins.builtin.pcm_formats import SAMPLE_FORMATS, block_frames, check_stream, integer_setting
 from plugins.contract import DecodeError, Decoder
 from plugins.hookspecs import hookimpl
+from plugins.safe_files import open_regular
 
 MAGIC = b"#!SILK_V3"
 TENCENT_MAGIC = b"\x02" + MAGIC
@@ -130,10 +132,13 @@ class SilkSource:
         if self.sample_rate not in SILK_RATES:
             raise DecodeError(f"slk.sample_rate {self.sample_rate} Hz: SILK decodes at {', '.join(map(str, SILK_RATES))} Hz")
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise DecodeError(f"{size} bytes is beyond any SILK recording (limit {MAX_FILE_BYTES // 2**20} MiB)")
-            data = path.read_bytes()
+            with open_regular(path) as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size > MAX_FILE_BYTES:
+                    raise DecodeError(f"{size} bytes is beyond any SILK recording (limit {MAX_FILE_BYTES // 2**20} MiB)")
+                data = fh.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                raise DecodeError(f"grew beyond any SILK recording while read (limit {MAX_FILE_BYTES // 2**20} MiB)")
         except OSError as exc:
             raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
         self._payload, self.packets, self.lost_packets = silk_payload(data)

@@ -1,6 +1,7 @@
 """Built-in decoder: libsndfile through soundfile (wav, flac, ogg/vorbis/opus, aiff, au, caf...)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def soundfile_extensions() -> tuple[str, ...]:
 
 def _reason(exc: Exception) -> str:
     """libsndfile's own sentence, without the file name soundfile wraps around it."""
+    if not isinstance(exc, sf.LibsndfileError):  # a binding's own error: named, so the indexer reports it as internal
+        return f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return (getattr(exc, "error_string", None) or str(exc)).replace("\n", " ")
 
 
@@ -44,7 +47,8 @@ class SoundFileSource:
 
     def __init__(self, path: Path):
         try:
-            self._file = sf.SoundFile(str(path))
+            # The name's own bytes: soundfile encodes a str strictly, which fails on names that are not UTF-8.
+            self._file = sf.SoundFile(os.fsencode(path))
         except Exception as exc:
             raise DecodeError(_reason(exc)) from None
         self.sample_rate = int(self._file.samplerate)

@@ -95,7 +95,7 @@ def integer_setting(settings: Mapping[str, Any], key: str, default: int) -> int:
         raise DecodeError(f"setting {key} must be an integer, got {value!r}")
     try:
         number = int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
         raise DecodeError(f"setting {key} must be an integer, got {value!r}") from None
     if number != value and not isinstance(value, str):
         raise DecodeError(f"setting {key} must be an integer, got {value!r}")
