@@ -38,6 +38,13 @@ def table(results: dict[str, dict]) -> str:
                     f"({first['peak_rss_mb']:.0f} MB for {first['seconds'] / 60:.0f} minutes) | <= 1.5 GB, flat |")
     if (r := results.get("bench_cold_start")):
         rows.append(f"| cold start, `soundsift search` to first result | {r['search_to_first_result_s']:.1f} s | - |")
+        rows.append(f"| `soundsift stats` (wall, peak RSS) | {r['stats_s']:.2f} s, {r['stats_rss_mb']:.0f} MB | <= 1.0 s, <= 150 MB |")
+        if "search_cold_share_of_baseline" in r:
+            rows.append(f"| `soundsift search` cold, share of the code before the light CLI | "
+                        f"{100 * r['search_cold_share_of_baseline']:.0f} % | <= 45 % |")
+        rows.append(f"| `soundsift search` through a running server, process start included | {r['search_via_server_s']:.2f} s | <= 0.6 s |")
+        rows.append(f"| cold `index` + `classify` of {r['windows']} windows vs the transformers pipeline | "
+                    f"{r['index_classify_vs_pipeline']:.2f}x | >= 2x |")
     machine = next((r["machine"] for r in results.values() if "machine" in r), "unknown")
     return "\n".join(rows) + f"\n\nMachine: {machine}."
 

@@ -7,10 +7,23 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    class _Arrow:
+        """pyarrow on first use: it costs 25 MB and a quarter second, and `stats` never builds an Arrow table."""
+
+        def __getattr__(self, name: str):
+            import pyarrow
+
+            return getattr(pyarrow, name)
+
+    pa = _Arrow()
 
 from indexer import crashpoints
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
@@ -40,8 +53,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: tag_store.TAG_TABLES,  # classifier tags: tag_models, window_tags
     # names that are not UTF-8: their bytes beside the display form in path/root (NULL for a UTF-8 name)
     4: ("ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB", "ALTER TABLE files ADD COLUMN IF NOT EXISTS root_bytes BLOB"),
+    5: ("CREATE TABLE IF NOT EXISTS text_vectors (fingerprint VARCHAR NOT NULL, text VARCHAR NOT NULL, "
+        "vector FLOAT[] NOT NULL, PRIMARY KEY (fingerprint, text))",),  # embedded query/label texts, per model
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner
 
 WINDOWS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
@@ -136,6 +152,7 @@ class IndexStore(StoreQueries):
         self._con = con
         self._write_lock = threading.Lock()
         self.read_only = False
+        self.wrote_side_texts = False  # a reader left new text vectors in side files (folded into DuckDB on close if it can)
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -167,6 +184,11 @@ class IndexStore(StoreQueries):
             store._initialise(identity)
         elif identity is not None:
             store.check_identity(identity)
+            if not read_only and "logit_scale" not in stored and identity.logit_scale is not None:
+                with store.transaction() as cur:  # an index from before the scale was recorded
+                    cur.execute("INSERT INTO meta VALUES ('logit_scale', ?)", [repr(float(identity.logit_scale))])
+        if not read_only:
+            store.absorb_side_text_vectors()
         return store
 
     def schema_version(self) -> int:
@@ -202,6 +224,8 @@ class IndexStore(StoreQueries):
                 "feature_config": json.dumps(identity.feature_config, sort_keys=True),
                 "commit_seq": "0",
             }
+            if identity.logit_scale is not None:
+                values["logit_scale"] = repr(float(identity.logit_scale))
             con.executemany("INSERT INTO meta VALUES (?, ?)", list(values.items()))
             con.execute("DELETE FROM meta WHERE key = 'schema_version'")
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
@@ -508,6 +532,93 @@ class IndexStore(StoreQueries):
                 [run_id, started_at, finished_at, status, command, json.dumps(summary)],
             )
 
+    # -- remembered text vectors ---------------------------------------------------------------
+    def text_vectors(self, fingerprint: str, texts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Stored unit vectors of exact (prompt-applied) texts for a model fingerprint; all of them when ``texts`` is None.
+
+        Read from the DuckDB table and from side files readers left (see ``put_text_vectors``).
+        """
+        found: dict[str, np.ndarray] = {}
+        wanted = None if texts is None else set(texts)
+        try:
+            cur = self.cursor()
+            if wanted is None:
+                rows = cur.execute("SELECT text, vector FROM text_vectors WHERE fingerprint = ?", [fingerprint]).fetchall()
+            else:
+                table = pa.table({"t": pa.array(sorted(wanted), pa.string())})
+                cur.register("wanted_texts", table)
+                try:
+                    rows = cur.execute("SELECT text, vector FROM text_vectors WHERE fingerprint = ? "
+                                       "AND text IN (SELECT t FROM wanted_texts)", [fingerprint]).fetchall()
+                finally:
+                    cur.unregister("wanted_texts")
+        except duckdb.CatalogException:  # an index written before texts were remembered, opened read-only
+            rows = []
+        for text, vector in rows:
+            found[text] = np.asarray(vector, dtype=np.float32)
+        if wanted is None or len(found) < len(wanted):
+            for text, vector in self._side_text_vectors(fingerprint):
+                if text not in found and (wanted is None or text in wanted):
+                    found[text] = vector
+        return found
+
+    def put_text_vectors(self, fingerprint: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Remember embedded texts. The owner writes DuckDB; a read-only reader (which cannot) writes a small side
+        file under ``text_vectors/``, atomically, that every reader reads and the next owner folds into DuckDB."""
+        if not len(texts):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.read_only:
+            import os
+            import uuid
+
+            side = self.index_dir / TEXT_SIDE_DIR
+            try:
+                side.mkdir(exist_ok=True)
+                name = f"{fingerprint[:16]}-{uuid.uuid4().hex}.npz"
+                tmp = side / f".{name}.tmp"
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, fingerprint=np.array(fingerprint), texts=np.array(list(texts), dtype=str), vectors=vectors)
+                os.replace(tmp, side / name)
+                self.wrote_side_texts = True
+            except OSError:
+                pass  # a read-only file system: texts are embedded again next time, nothing is lost
+            return
+        table = pa.table({"t": pa.array(list(texts), pa.string()),
+                          "v": pa.array(list(vectors), pa.list_(pa.float32()))})
+        with self.transaction() as cur:
+            cur.register("new_texts", table)
+            try:
+                cur.execute("INSERT INTO text_vectors SELECT DISTINCT ON (t) ?, t, v FROM new_texts "
+                            "WHERE t NOT IN (SELECT text FROM text_vectors WHERE fingerprint = ?)", [fingerprint, fingerprint])
+            finally:
+                cur.unregister("new_texts")
+
+    def _side_files(self) -> list[Path]:
+        side = self.index_dir / TEXT_SIDE_DIR
+        return sorted(side.glob("*.npz")) if side.is_dir() else []
+
+    def _side_text_vectors(self, fingerprint: str) -> Iterator[tuple[str, np.ndarray]]:
+        for path in self._side_files():
+            if not path.name.startswith(fingerprint[:16]):
+                continue
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    if str(data["fingerprint"]) != fingerprint:
+                        continue
+                    yield from zip((str(t) for t in data["texts"]), np.asarray(data["vectors"], dtype=np.float32))
+            except (OSError, ValueError, KeyError):
+                continue  # a half-written or foreign file: ignored
+
+    def absorb_side_text_vectors(self) -> None:
+        """Fold the side files readers wrote into the DuckDB table (the owner does this when it opens the index)."""
+        for path in self._side_files():
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    self.put_text_vectors(str(data["fingerprint"]), [str(t) for t in data["texts"]], data["vectors"])
+            except (OSError, ValueError, KeyError):
+                pass
+            path.unlink(missing_ok=True)
     # -- model tags --------------------------------------------------------------------------
     def tag_models(self) -> dict:
         """model id -> `TagModel` for every model that has tagged this index."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -23,6 +24,10 @@ IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index directo
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+ServerOpt = Annotated[Optional[str], typer.Option(
+    "--server", envvar="SOUNDSIFT_SERVER",
+    help="URL of a running `soundsift serve` to ask (default: the server that owns the index, when one does)")]
+ApiKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY", help="the server's API key")]
 RayOpt = Annotated[Optional[str], typer.Option(
     "--ray", help="run on a Ray cluster: auto (this machine's cluster, else a local Ray; also `--ray` alone) or its address")]
 TagOpt = Annotated[Optional[list[str]], typer.Option(
@@ -44,9 +49,9 @@ def _settings(index: Path | None = None, model: str | None = None, device: str |
 
 
 def _emit_json(document) -> None:
-    from search.sound_index import dumps
-
-    sys.stdout.write(dumps(document) + "\n")
+    # search.sound_index.dumps, without importing the index's machinery for a document already made
+    data = document.model_dump(mode="json") if hasattr(document, "model_dump") else document
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
 
 
 def _policy_options(items: list[str] | None) -> dict:
@@ -74,6 +79,49 @@ def _policy_option_errors():
         raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
 
+def _client(index_dir: Path, server: str | None, api_key: str | None):
+    """A client of the server that answers for this index (``--server``, else the server owning it), or None: work locally."""
+    from search.remote import RemoteIndex, serving_owner
+
+    url = server or serving_owner(index_dir)
+    return RemoteIndex(url, api_key) if url else None
+
+
+def _reader(settings: Settings, server: str | None, api_key: str | None):
+    """(client, None) when a server answers for the index, else (None, the index opened read-only)."""
+    from search.sound_index import SoundIndex
+
+    client = _client(settings.index, server, api_key)
+    if client is not None:
+        return client, None
+    try:
+        return None, SoundIndex.open(settings.index, settings=settings, read_only=True)
+    except IndexLocked:
+        client = _client(settings.index, None, api_key)  # a server took the index meanwhile: ask it
+        if client is None:
+            raise
+        return client, None
+
+
+def _progress_rows(rows, enabled: bool, what: str = "rows"):
+    """``rows`` passed through, counted on a transient progress line on stderr when ``enabled`` (a terminal, no --json)."""
+    if not enabled:
+        yield from rows
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} " + what),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("scoring", total=None)
+        for row in rows:
+            bar.advance(task)
+            yield row
+
+
+def _show_progress(json_out: bool) -> bool:
+    return not json_out and sys.stderr.isatty()
+
+
 def _fmt_time(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -94,7 +142,7 @@ def index(
     allow_empty_root: Annotated[bool, typer.Option("--allow-empty-root", help="an empty root really is empty: drop its files from the index")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")] = False,
     ray: RayOpt = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, api_key: ApiKeyOpt = None,
 ):
     """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS (only what changed)."""
     from search.sound_index import SoundIndex
@@ -114,6 +162,9 @@ def index(
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
         from search.handoff import owner_url
 
+        if api_key:
+            os.environ["SOUNDSIFT_API_KEY"] = api_key  # read by the handoff's requests
+
         if (verify_content or allow_empty_root) and owner_url(settings.index):
             raise BadInput("--verify-content and --allow-empty-root cannot be handed to the server that owns "
                            f"{settings.index}; run them when it is stopped") from None
@@ -121,7 +172,7 @@ def index(
         return
     with sx:
         report = sx.index([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
-                          allow_empty_root=allow_empty_root)
+                          allow_empty_root=allow_empty_root, progress=_show_progress(json_out))
     doc = report.document()
     if json_out:
         _emit_json(doc)
@@ -144,27 +195,24 @@ def index(
 def check(
     index: IndexOpt = None,
     repair: Annotated[bool, typer.Option("--repair", help="fix what can be fixed from DuckDB (FAISS, bad rows, vanished files)")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
     """Audit an index: FAISS ids vs window rows, non-finite vectors, files gone from disk; exit 1 on a problem."""
-    from indexer.audit import audit, repair as repair_index
-    from indexer.ownership import IndexOwnership
-    from indexer.store import DB_NAME, IndexStore
+    from indexer.store import DB_NAME
 
     settings = _settings(index)
-    if not (settings.index / DB_NAME).exists():
-        from indexer.errors import IndexMissing
+    client = _client(settings.index, server, api_key)
+    if client is not None:
+        if repair:
+            raise BadInput(f"the server at {client.url} owns the index: stop it to run `soundsift check --repair` "
+                           "(a check without --repair goes through it)")
+        doc = client.check()
+    else:
+        if not (settings.index / DB_NAME).exists():
+            from indexer.errors import IndexMissing
 
-        raise IndexMissing(f"no index at {settings.index}")
-    ownership = IndexOwnership(settings.index, role="check")
-    try:
-        store = IndexStore.open(settings.index, None, create=False)
-        try:
-            doc = repair_index(store) if repair else audit(store)
-        finally:
-            store.close()
-    finally:
-        ownership.release()
+            raise IndexMissing(f"no index at {settings.index}")
+        doc = _check_locally(settings.index, repair)
     if json_out:
         _emit_json(doc)
     else:
@@ -179,6 +227,22 @@ def check(
         out.print("ok" if doc["ok"] else "NOT consistent: run `soundsift check --repair`")
     if not doc["ok"]:
         sys.exit(1)
+
+
+def _check_locally(index_dir: Path, repair: bool) -> dict:
+    from indexer.audit import audit, repair as repair_index
+    from indexer.ownership import IndexOwnership
+    from indexer.store import IndexStore
+
+    ownership = IndexOwnership(index_dir, role="check")
+    try:
+        store = IndexStore.open(index_dir, None, create=False)
+        try:
+            return repair_index(store) if repair else audit(store)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
 
 
 def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bool, wait: bool, json_out: bool) -> None:
@@ -215,16 +279,21 @@ def search(
     strict: Annotated[bool, typer.Option("--strict", help="fail when part of a query has no English translation")] = False,
     localize: Annotated[bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")] = False,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
-    """Top-k windows for each query."""
-    from search.sound_index import SoundIndex
-
+    """Top-k windows for each query (through the server that owns the index, when one does)."""
+    if k < 1:
+        raise BadInput("k must be at least 1")
     settings = _settings(index, model, device)
     filters = _filters(path_glob, tag)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        response = sx.search(queries, k=k, filters=filters, strict=strict or None,
-                             prompt_template=prompt_template, localize=localize)
+    client, sx = _reader(settings, server, api_key)
+    if client is not None:
+        response = client.search(queries, k=k, filters=filters.model_dump(mode="json", exclude_defaults=True), strict=strict,
+                                 prompt_template=prompt_template, localize=localize)
+    else:
+        with sx:
+            response = sx.search(queries, k=k, filters=filters, strict=strict or None,
+                                 prompt_template=prompt_template, localize=localize)
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
             searched = "" if result.texts else "; not searched"
@@ -265,12 +334,13 @@ def classify(
     strict: Annotated[bool, typer.Option("--strict")] = False,
     ray: RayOpt = None,
     shards: Annotated[Optional[Path], typer.Option("--shards", help="with --ray: the windows `soundsift export` wrote (default: export --index first)")] = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
-    """Zero-shot classification of every window (or file) in the index against a label set."""
-    from search.sound_index import SoundIndex
+    """Zero-shot classification of every window (or file) in the index against a label set (through the owning server, if any)."""
     from search.writers import write_rows
 
+    if by not in ("window", "file"):
+        raise BadInput(f"--by must be window or file, not {by!r}")
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
     if ray is not None or shards is not None:
@@ -278,14 +348,23 @@ def classify(
                              path_glob or tag, strict, json_out)
         return
     filters = _filters(path_glob, tag)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx, _policy_option_errors():
-        header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
-                                        filters=filters, strict=strict or None,
-                                        policy_options=policy_options, prompt_template=prompt_template)
+    client, sx = _reader(settings, server, api_key)
+    with contextlib.ExitStack() as stack, _policy_option_errors():
+        if client is not None:
+            header, rows = client.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
+                                                filters=filters.model_dump(mode="json", exclude_defaults=True), strict=strict,
+                                                policy_options=policy_options, prompt_template=prompt_template)
+        else:
+            stack.enter_context(sx)
+            header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
+                                            filters=filters, strict=strict or None,
+                                            policy_options=policy_options, prompt_template=prompt_template)
+        rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
             from search.tag_columns import tag_column_names, with_tag_columns
 
-            tag_columns = tag_column_names(sx.store)  # each tagging model's best label and score per row
+            # each tagging model's best label and score per row (read from the index: not through a server)
+            tag_columns = tag_column_names(sx.store) if sx is not None else []
             if tag_columns:
                 rows = with_tag_columns(sx.store, rows, by, tag_columns)  # type: ignore[assignment]  # (row, columns) pairs
             count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
@@ -360,28 +439,41 @@ def classify_file_cmd(
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
     start: Annotated[Optional[float], typer.Option("--start", help="classify from here, seconds")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="classify this many seconds")] = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, index: IndexOpt = None, server: ServerOpt = None, api_key: ApiKeyOpt = None,
 ):
-    """Classify one file, window by window and as a whole; no index needed."""
+    """Classify one file, window by window and as a whole; no index needed (uploaded to the owning server, if any)."""
+    from indexer.errors import UnknownPolicy
     from plugins.manager import default_plugins
-    from search.sound_index import classify_file, load_encoder
-    from search.classify import policy_named
     from search.queries import parse_labels
 
     from search.request_options import check_prompt_template, check_segment
 
-    parse_labels(labels)  # fail on a bad label list, policy or option before loading a model
-    policy_named(default_plugins().policies, policy)
+    parse_labels(labels)  # fail on a bad label list, policy or option before loading a model (or asking a server)
+    policies = default_plugins().policies
+    if policy not in policies:
+        raise UnknownPolicy(f"no scoring policy named {policy!r}; registered: {', '.join(sorted(policies))}")
     check_segment(start, duration)
     if prompt_template is not None:
         check_prompt_template(prompt_template)
     if not file.is_file():
         raise BadInput(f"no such file: {file}")
-    settings = _settings(None, model, device)
-    with _policy_option_errors():
-        result = classify_file(file, labels, load_encoder(settings), settings, policy=policy,
-                               policy_options=_policy_options(policy_option), threshold=threshold,
-                               prompt_template=prompt_template, start=start, duration=duration)
+    settings = _settings(index, model, device)
+    options = _policy_options(policy_option)
+    client = _client(settings.index, server, api_key)
+    if client is not None and not server and settings.model:
+        from search.sound_index import _model_source
+
+        if client.stats()["model"]["id"] != _model_source(settings.model):
+            client = None  # the owning server runs another model than the one asked for: classify here
+    if client is not None:
+        result = client.classify_file(file, labels, policy=policy, policy_options=options, threshold=threshold,
+                                      prompt_template=prompt_template, start=start, duration=duration)
+    else:
+        from search.sound_index import classify_file, load_encoder
+
+        with _policy_option_errors():
+            result = classify_file(file, labels, load_encoder(settings), settings, policy=policy, policy_options=options,
+                                   threshold=threshold, prompt_template=prompt_template, start=start, duration=duration)
     if json_out:
         _emit_json(result)
         return
@@ -394,13 +486,22 @@ def classify_file_cmd(
 
 
 @app.command()
-def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False):
-    """Files (indexed, failed, skipped), windows, hours of audio, model and settings."""
-    from search.sound_index import SoundIndex
+def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False, server: ServerOpt = None,
+          api_key: ApiKeyOpt = None):
+    """Files (indexed, failed, skipped), windows, hours of audio, model and settings (no model is loaded)."""
+    from indexer.index_stats import index_stats
 
-    settings = _settings(index, model)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        doc = sx.stats()
+    settings = _settings(index)  # counts only: --model is accepted, not needed
+    client = _client(settings.index, server, api_key)
+    if client is None:
+        try:
+            doc = index_stats(settings.index)
+        except IndexLocked:
+            client = _client(settings.index, None, api_key)  # a server took the index meanwhile: ask it
+            if client is None:
+                raise
+    if client is not None:
+        doc = client.stats()
     if json_out:
         _emit_json(doc)
         return
@@ -488,26 +589,54 @@ def tag(
 
 
 @app.command()
-def doctor(model: ModelOpt = None, device: DeviceOpt = None):
-    """Check the environment: versions, device, model weights, plugins."""
-    import torch
-    import transformers
+def doctor(model: ModelOpt = None, device: DeviceOpt = None,
+           model_check: Annotated[bool, typer.Option("--model-check", help="also load torch and the model (seconds, not instant)")] = False):
+    """Check the environment: versions, model weights present, plugins; --model-check also loads the model and device."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from indexer.errors import ModelNotFound
-    from search.sound_index import load_encoder
+    from indexer.settings import DEFAULT_MODEL
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     settings = _settings(None, model, device)
-    out.print(f"python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}")
-    out.print(f"cuda available: {torch.cuda.is_available()}")
-    try:
-        encoder = load_encoder(settings)
-        out.print(f"model: {encoder.identity.describe()} on {encoder.device}")
-    except ModelNotFound as exc:
-        out.print(f"[yellow]model: {exc}[/yellow]")
+    out.print(f"python {sys.version.split()[0]}, torch {installed('torch')}, transformers {installed('transformers')}")
+    if model_check:
+        import torch
+
+        from search.sound_index import load_encoder
+
+        out.print(f"cuda available: {torch.cuda.is_available()}")
+        try:
+            encoder = load_encoder(settings)
+            out.print(f"model: {encoder.identity.describe()} on {encoder.device}")
+        except ModelNotFound as exc:
+            out.print(f"[yellow]model: {exc}[/yellow]")
+    else:
+        out.print(f"model: {_weights_present(settings.model or DEFAULT_MODEL)} (not loaded; `soundsift doctor --model-check` loads it)",
+                  markup=False, highlight=False)
     from plugins.manager import default_plugins
 
     failures = default_plugins().failures
     out.print(f"plugins: {len(default_plugins().plugin_names())} loaded, {len(failures)} failed")
+
+
+def _weights_present(model: str) -> str:
+    """Where the model's weights are, found without loading anything."""
+    target = Path(model).expanduser()
+    if target.is_dir():
+        return f"{target} ({'config.json found' if (target / 'config.json').exists() else 'no config.json: not a checkpoint'})"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json")
+    except Exception:  # noqa: BLE001 - a check that must not fail
+        cached = None
+    return f"{model} ({'in the Hugging Face cache' if isinstance(cached, str) else 'not in the Hugging Face cache'})"
 
 
 @app.command()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.errors import BadInput
-from indexer.model import ClapEncoder
+from indexer.model import TextEmbedder
 from plugins.contract import LabelTexts, QueryTranslation
 from plugins.manager import PluginHost
 
@@ -85,7 +85,7 @@ def prepare_query(text: str, plugins: PluginHost, template: str, plugin_settings
     )
 
 
-def combined_vectors(encoder: ClapEncoder, groups: list[list[str]]) -> np.ndarray:
+def combined_vectors(encoder: TextEmbedder, groups: list[list[str]]) -> np.ndarray:
     """One unit vector per group: the mean of its texts' unit embeddings, renormalised (one text: that text's)."""
     flat = [t for g in groups for t in g]
     if not flat:

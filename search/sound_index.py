@@ -10,33 +10,23 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.decode import TARGET_RATE
 from indexer.errors import BadInput
+from indexer.index_encoder import IndexEncoder, identity_from_meta
 from indexer.matrix import WindowMatrix
-from indexer.model import ClapEncoder, load_clap
+from indexer.model import ClapEncoder, load_clap, load_clap_text
 from indexer.ownership import IndexOwnership
-from indexer.runner import IndexReport, IndexRunner, check_window
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
 from indexer.queries import stored_model_id
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
-from indexer.windows import WindowCutter
 from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
-from search.classify import (
-    ClassifyOptions,
-    LabelMatrix,
-    archive_stats,
-    check_policy_options,
-    chunk_rows,
-    in_memory_chunks,
-    policy_named,
-    score_chunks,
-)
 from search.filters import Filters
 from search.queries import PreparedQuery, combined_vectors, parse_labels, prepare_query
 from search.request_options import with_prompt_template
@@ -49,10 +39,14 @@ from search.results import (
 )
 from search.topk import top_k_hits, vectors_exact
 
+if TYPE_CHECKING:  # torch lives behind these: imported where they are used
+    from indexer.runner import IndexReport
+    from search.classify import LabelMatrix
+
 _TINY_WARNED = False
 
 
-def warn_if_tiny(encoder: ClapEncoder) -> None:
+def warn_if_tiny(encoder) -> None:
     """Say once per process, on stderr, that the tiny random CLAP's scores mean nothing."""
     global _TINY_WARNED
     if os.environ.get("SOUNDSIFT_TINY_NOTED"):  # a parent (the demo) has said it already
@@ -75,6 +69,36 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
+def _model_source(model: str) -> str:
+    target = Path(model).expanduser()
+    return str(target.resolve()) if target.is_dir() else model
+
+
+def _other_model(settings: Settings, index_dir: Path) -> bool:
+    """True when the settings name a model other than the one the index records (checked by loading it at once)."""
+    if not settings.model:
+        return False
+    return _model_source(settings.model) != stored_model_id(index_dir)
+
+
+def reader_encoder(settings: Settings, store: IndexStore) -> IndexEncoder:
+    """The encoder of a read-only open: nothing loaded until a text the index does not remember is asked for."""
+    identity = identity_from_meta(store.identity_meta() or {})
+    model = settings.model or identity.model_id or DEFAULT_MODEL
+
+    def load_text():
+        text = load_clap_text(model, settings.model_revision, settings.device, settings.text_cache_size,
+                              feature_config=identity.feature_config)
+        warn_if_tiny(text)
+        return text
+
+    def load_full():
+        return load_encoder(settings, store.index_dir)
+
+    return IndexEncoder(store, identity, load_full=load_full, load_text=load_text, device=settings.device,
+                        cache_size=settings.text_cache_size)
+
+
 def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None,
                 keep_untranslated: bool = False) -> list[PreparedQuery]:
     strict = settings.strict_translation if strict is None else strict
@@ -82,8 +106,10 @@ def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, stric
             for t in texts]
 
 
-def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMatrix:
+def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
     import torch
+
+    from search.classify import LabelMatrix
 
     positive = combined_vectors(encoder, [p.texts for p in prepared])
     negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
@@ -97,7 +123,7 @@ def label_matrix(prepared: list[PreparedQuery], encoder: ClapEncoder) -> LabelMa
     )
 
 
-def _label_key(matrix: LabelMatrix) -> str:
+def _label_key(matrix: "LabelMatrix") -> str:
     """A short key for a label set's vectors (archive statistics are cached per label set and filter)."""
     import hashlib
 
@@ -123,7 +149,7 @@ class FilePaths(dict):
 class SoundIndex:
     """An open index: the DuckDB store, its FAISS index, the CLAP encoder and the plugins. One owner per index."""
 
-    def __init__(self, settings: Settings, encoder: ClapEncoder, store: IndexStore, vectors: VectorIndex,
+    def __init__(self, settings: Settings, encoder: IndexEncoder, store: IndexStore, vectors: VectorIndex,
                  plugins: PluginHost, ownership: IndexOwnership):
         self.settings = settings
         self.encoder = encoder
@@ -150,22 +176,39 @@ class SoundIndex:
 
             raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
         ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
+        store = None
         try:
-            encoder = encoder or load_encoder(settings, index_dir)
-            if create:  # before the index is created with a window the model cannot take
-                check_window(settings.window_s, encoder)
-            store = IndexStore.open(index_dir, encoder.identity, create=create, read_only=ownership.shared)
+            if encoder is None and ownership.shared and not _other_model(settings, index_dir):
+                # A reader: no model yet. The text tower loads on the first text the index does not remember,
+                # the audio tower only if audio is embedded.
+                store = IndexStore.open(index_dir, None, create=False, read_only=True)
+                wrapped = reader_encoder(settings, store)
+            else:
+                full = encoder or load_encoder(settings, index_dir)
+                if create:  # before the index is created with a window the model cannot take
+                    from indexer.runner import check_window
+
+                    check_window(settings.window_s, full)
+                store = IndexStore.open(index_dir, full.identity, create=create, read_only=ownership.shared)
+                wrapped = IndexEncoder(store, identity_from_meta(store.identity_meta() or {}), full=full,
+                                       cache_size=settings.text_cache_size, warm=not ownership.shared)
             vectors = VectorIndex.open(store)
         except BaseException:
+            if store is not None:
+                store.close()
             ownership.release()
             raise
-        return cls(settings, encoder, store, vectors, plugins or default_plugins(), ownership)
+        return cls(settings, wrapped, store, vectors, plugins or default_plugins(), ownership)
 
     def close(self) -> None:
         try:
             self.store.close()
         finally:
             self._ownership.release()
+        if self.store.wrote_side_texts:  # a reader embedded new texts: into DuckDB now, if the index is free
+            from indexer.index_encoder import fold_side_texts
+
+            fold_side_texts(self.store.index_dir)
 
     def __enter__(self) -> "SoundIndex":
         return self
@@ -178,9 +221,11 @@ class SoundIndex:
               on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
         """Index new and changed audio files under ``paths``."""
         from indexer.ray_pipeline import cluster_for
+        from indexer.runner import IndexRunner
 
-        runner = IndexRunner(self.store, self.vectors, self.encoder, self.settings, self.plugins, progress, on_progress,
-                             cluster=cluster_for(self.settings, self.encoder, self.plugins))
+        full = self.encoder.full()
+        runner = IndexRunner(self.store, self.vectors, full, self.settings, self.plugins, progress, on_progress,
+                             cluster=cluster_for(self.settings, full, self.plugins))
         return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
                           allow_empty_root=allow_empty_root)
 
@@ -236,6 +281,8 @@ class SoundIndex:
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
         larger id (``by="file"``) are scored; archive statistics always cover the whole index.
         """
+        from search.classify import ClassifyOptions, check_policy_options, chunk_rows, policy_named, score_chunks
+
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
         names = parse_labels(labels)
@@ -266,8 +313,10 @@ class SoundIndex:
             held = self._paths = (seq, FilePaths(self.store))
         return held[1]
 
-    def label_stats(self, matrix: LabelMatrix) -> ArchiveStats:
+    def label_stats(self, matrix: "LabelMatrix") -> ArchiveStats:
         """Each label's logit distribution over the whole index (the archive policy), cached per label set and commit."""
+        from search.classify import archive_stats, chunk_rows
+
         wm = self.window_matrix()
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
         return wm.cached(_label_key(matrix), lambda: archive_stats(matrix, wm.chunks(chunk)))
@@ -308,6 +357,8 @@ def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, f
 
     ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
     """
+    from search.classify import ClassifyOptions, check_policy_options, in_memory_chunks, policy_named, score_chunks
+
     names = parse_labels(labels)
     scoring = policy_named(plugins.policies, policy)
     if scoring.needs_archive_stats:
@@ -339,6 +390,8 @@ def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str,
                    policy_options: dict | None = None) -> FileClassification:
     """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
     import soxr
+
+    from indexer.windows import WindowCutter
 
     settings = settings or load_settings()
     audio = np.asarray(audio, dtype=np.float32)

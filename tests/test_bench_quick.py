@@ -57,3 +57,6 @@ def test_bench_memory_quick(tmp_path):
 def test_bench_cold_start_quick(tmp_path):
     r = run_quick("bench_cold_start", tmp_path)
     assert r["search_to_first_result_s"] > 0 and r["imports_s"] > 0
+    assert r["stats_s"] > 0 and r["stats_rss_mb"] > 0 and r["search_via_server_s"] > 0
+    assert r["search_cached_loaded_transformers"] is False  # a remembered text loads no model
+    assert r["windows"] == r["pipeline_windows"] == 4 and r["index_classify_vs_pipeline"] > 0

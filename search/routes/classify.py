@@ -111,7 +111,7 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
         result = await run_heavy(
-            request, classify_upload_file, saved, labels, sx.encoder, settings, sx.plugins, policy, options,
+            request, classify_upload_file, saved, labels, sx.encoder.full(), settings, sx.plugins, policy, options,
             threshold=limit, prompt_template=prompt_template, start=start, duration=duration,
             envelope_points=envelope_points, mel_width=mel_width)
         result.path = file.filename

@@ -50,3 +50,12 @@ def stats(sx: IndexDep, jobs: JobsDep) -> dict[str, Any]:
     doc["policies"] = sorted(sx.plugins.policies)
     doc["jobs"] = {"busy": jobs.busy(), "queued": jobs.queued(), "max_queued": jobs.max_queued}
     return doc
+
+
+@router.get("/check", dependencies=Guarded, tags=["server"])
+def check(sx: IndexDep) -> dict[str, Any]:
+    """Audit the index (FAISS ids vs window rows, non-finite vectors, files gone): `soundsift check --json`; nothing changes."""
+    from indexer.audit import audit
+
+    with sx.vectors.lock:  # not between a DuckDB commit and its FAISS update
+        return audit(sx.store)
