@@ -26,7 +26,7 @@ from indexer.decode_workers import (DecodeJob, DecodePool, FileDecoded, FileFail
 from indexer.model import ClapEncoder
 from indexer.report import FileError, FileSkipped, FileWarning, IndexReport, report_summary
 from indexer.formats import ScanFormats
-from indexer.scan import ScannedFile, scan_paths
+from indexer.scan import ScanResult, ScannedFile, scan_paths
 from indexer.settings import Settings
 from indexer.matrix import WindowMatrix
 from indexer.store import CommitPlan, FileRecord, IndexStore, WindowBatch
@@ -106,6 +106,7 @@ class IndexRunner:
         self.commit_every_s = getattr(settings, "commit_every_s", COMMIT_EVERY_S)
         self._twins: dict[str, list[Candidate]] = {}
         self._seq_at_start = vectors.seq
+        self.refuse_hardlinks = False  # server jobs: a second link may be a way out of the allowed roots
         self.classifiers: list = []  # fixed-label models configured in settings, loaded when a run starts
         self.tag_models: list[TagModel] = []
 
@@ -135,6 +136,8 @@ class IndexRunner:
         scan = scan_paths(roots, formats=ScanFormats.of(self.plugins.decoders, self.settings.extensions))
         self._load_classifiers()
         known = known_files(self.store.known_files())
+        if self.refuse_hardlinks:
+            scan = without_hard_links(scan, known)
         if not allow_empty_root:
             refuse_unmounted(roots, scan, known)
         max_file, max_window, max_run = self.store.max_ids()
@@ -228,7 +231,7 @@ class IndexRunner:
               decoding: tuple) -> tuple[FileRecord, WindowBatch]:
         """A new row for ``c`` with a copy of ``batch`` (the windows of identical content) under fresh ids."""
         f = c.scanned
-        record = FileRecord(id=self._new_file_id(), path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=c.hash,
+        record = FileRecord(id=self._file_id(c), path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=c.hash,
                             status="indexed", duration=duration)
         record.sample_rate, record.channels, record.codec, record.decoder, record.notes = decoding
         n = len(batch)
@@ -237,6 +240,10 @@ class IndexRunner:
         copy = WindowBatch(ids=ids, file_ids=np.full(n, record.id, dtype=np.int64), starts=batch.starts.copy(),
                            ends=batch.ends.copy(), tags=list(batch.tags), vectors=batch.vectors)
         return record, copy
+
+    def _file_id(self, c: Candidate) -> int:
+        """A path already in the index keeps its id (retried, re-decoded or copied over); a new path gets a new one."""
+        return c.previous.id if c.previous is not None else self._new_file_id()
 
     def _new_file_id(self) -> int:
         self._next_file_id += 1
@@ -385,7 +392,7 @@ class IndexRunner:
         twins = self._twins.pop(w.candidate.hash, []) if w.candidate.hash else []
         records = [self._file_record(w, status="failed", error=reason)]
         for twin in twins:
-            records.append(FileRecord(id=self._new_file_id(), path=twin.scanned.path, root=twin.scanned.root,
+            records.append(FileRecord(id=self._file_id(twin), path=twin.scanned.path, root=twin.scanned.root,
                                       size=twin.scanned.size, mtime=twin.scanned.mtime, hash=twin.hash,
                                       status="failed", error=reason))
         for c in [w.candidate, *twins]:
@@ -395,7 +402,7 @@ class IndexRunner:
 
     def _file_record(self, w: _FileWork, status: str, error: str | None = None, duration: float | None = None) -> FileRecord:
         f, o = w.scanned, w.opened
-        record = FileRecord(id=self._new_file_id(), path=f.path, root=f.root, size=f.size, mtime=f.mtime,
+        record = FileRecord(id=self._file_id(w.candidate), path=f.path, root=f.root, size=f.size, mtime=f.mtime,
                             hash=w.candidate.hash, status=status, error=error, duration=duration)
         if o is not None:
             record.sample_rate, record.channels, record.codec, record.decoder = o.sample_rate, o.channels, o.codec, o.decoder
@@ -446,6 +453,25 @@ class IndexRunner:
         for c, reused in done:
             self._count_indexed(c, report, reused=reused)
         self._commit_s += time.monotonic() - t
+
+
+def without_hard_links(scan: ScanResult, known: dict) -> ScanResult:
+    """The scan less new files with more than one hard link (skipped with a reason): like a symlink, another link
+    may make a file outside the indexed roots readable through them. Paths already in the index stay."""
+    files = []
+    for f in scan.files:
+        if f.path in known:
+            files.append(f)
+            continue
+        try:
+            links = os.stat(f.path).st_nlink
+        except OSError:
+            links = 1  # gone since the scan: the run reports it as it would have
+        if links > 1:
+            scan.skipped.append((f.path, f"hard link ({links} links); set allow_hardlinks to index it from a server job"))
+        else:
+            files.append(f)
+    return ScanResult(files, scan.skipped)
 
 
 def tag_windows(taggers, rows, window: int) -> list[dict]:

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     port: int = 8765
     cors_origins: list[str] = Field(default_factory=list)
     max_upload_mb: float = 200.0
+    max_upload_duration_s: float = Field(600.0, gt=0)  # audio per /classify-file request; 413 beyond it
+    upload_time_budget_s: float = Field(60.0, gt=0)  # decode + embed of one upload; 413 beyond it
+    allow_roots: list[str] = Field(default_factory=list)  # where server jobs may index, besides the index's roots
+    allow_hardlinks: bool = False  # server jobs skip files with more than one hard link unless set
+    max_queued_jobs: int = Field(16, ge=1)  # server jobs waiting to run; 429 beyond it
     plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)
     ray: str | None = None  # a Ray cluster ('auto' or an address): indexing decodes and embeds there (soundsift[ray])
 

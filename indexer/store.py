@@ -478,7 +478,8 @@ class IndexStore(StoreQueries):
 
     @staticmethod
     def _raise_meta_max(cur, key: str, value: int) -> None:
-        row = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        rows = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()  # fetched to the end: the cursor goes on
+        row = rows[0] if rows else None
         if row is None:
             cur.execute("INSERT INTO meta VALUES (?, ?)", [key, str(value)])
         elif int(row[0]) < value:

@@ -647,12 +647,15 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY")] = None,
     reindex_every: Annotated[Optional[str], typer.Option("--reindex-every", help="e.g. 30m, 1h")] = None,
     reindex_path: Annotated[Optional[list[Path]], typer.Option("--reindex-path", help="what --reindex-every re-indexes (default: the roots already in the index)")] = None,
+    allow_root: Annotated[Optional[list[Path]], typer.Option("--allow-root", help="a directory API jobs may index besides the roots already in the index (repeatable)")] = None,
     ray: RayOpt = None,
 ):
     """Serve the HTTP API and the web page (one process owns the index)."""
     from search.server import run_server
 
     settings = _settings(index, model, device, host=host, port=port, api_key=api_key, ray=ray)
+    if allow_root:
+        settings.allow_roots = [*settings.allow_roots, *(str(p.resolve()) for p in allow_root)]
     run_server(settings, reindex_every=reindex_every, reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None)
 
 

@@ -39,7 +39,7 @@ def _call(url: str, method: str = "GET", body: dict | None = None, timeout_s: fl
             detail = exc.reason
         if exc.code == 401:
             raise ServerRefused(f"the server at {url} needs its API key: set SOUNDSIFT_API_KEY") from None
-        if exc.code == 422:
+        if exc.code in (403, 422, 429):  # outside the server's allowed roots, a bad path, a full queue
             raise BadInput(f"the server refused the job: {detail}") from None
         raise ServerRefused(f"the server at {url} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:

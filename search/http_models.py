@@ -4,10 +4,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from search.filters import Filters
 from search.queries import MAX_QUERY_CHARS
+from search.request_options import TEMPLATE_PATTERN
 
 MAX_QUERIES = 32
 MAX_LABELS = 64
@@ -19,11 +20,56 @@ MAX_MARGIN_S = 30.0
 MAX_TAG_FILTER = 300
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
-QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
+# A text with something in it: blank queries and labels are refused by the schema itself.
+# (Spelled out rather than \s: JSON Schema, Python and pydantic's Rust regex disagree on what \s matches.)
+NOT_BLANK = r"[^\x00-\x20\x7f-\xa0,\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_SOMETHING = re.compile(NOT_BLANK)
+
+
+def _not_blank(what: str):
+    def check(text: str) -> str:
+        if not _SOMETHING.search(text):
+            raise ValueError(what)
+        return text
+    return AfterValidator(check)
+
+
+# The pattern is in the schema; the check is ours, so the answer keeps its plain message.
+QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": NOT_BLANK}),
+                      _not_blank("empty query")]
+# Request bodies are strict: `"k": "10"` or `"strict": 0` are refused (422), not coerced.
+STRICT = ConfigDict(strict=True)
+
+
+def _a_json_number(value):
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError("must be a number")
+    return value
+
+
+# An integer as JSON Schema has it: 90 and 90.0 are integers, "90" and true are not.
+JsonInt = Annotated[int, Field(strict=False), BeforeValidator(_a_json_number)]
+
+
+def _tag_names_in_schema(schema: dict) -> None:
+    tags = schema.get("properties", {}).get("tags")
+    if tags is not None:
+        # A flat tag name, or MODEL:LABEL (the same rule as `_plain_tag_names`); for the list form see its validator.
+        names = {"anyOf": [{"pattern": _TAG_NAME.pattern}, {"pattern": ":", "minLength": 3, "maxLength": MAX_TAG_FILTER}]}
+        for branch in tags.get("anyOf", [tags]):
+            if branch.get("type") == "object":
+                branch["propertyNames"] = names
+                branch["maxProperties"] = 16
+            elif branch.get("type") == "array":  # MODEL:LABEL[op value] or NAME=VALUE, a name before the ':' or '='
+                branch["items"] = {"type": "string", "maxLength": MAX_TAG_FILTER,
+                                   "pattern": r"^\s*[^\s:=][^:=]*(:[\s\S]*\S[\s\S]*|=[\s\S]*)$"}
+                branch["maxItems"] = 16
 
 
 class RequestFilters(Filters):
     """The same filters as the CLI and the Python API; tag names are plain identifiers."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra=_tag_names_in_schema)
 
     @field_validator("tags")
     @classmethod
@@ -62,12 +108,14 @@ def _check_template(value: str | None) -> str | None:
 
 
 class SearchRequest(BaseModel):
+    model_config = STRICT
     queries: list[QueryText] = Field(..., min_length=1, max_length=MAX_QUERIES,
                                      description="descriptions, e.g. ['glass breaking', '轴承异响']")
-    k: int = Field(10, ge=1, le=MAX_K, description="hits per query")
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
     strict: bool = Field(False, description="fail when part of a query has no English translation")
-    prompt_template: str | None = Field(None, max_length=500, description="replaces the configured prompt template, e.g. 'the sound of {}'")
+    prompt_template: str | None = Field(None, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
+                                        description="replaces the configured prompt template, e.g. 'the sound of {}'")
     localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
 
     @field_validator("prompt_template")
@@ -77,19 +125,21 @@ class SearchRequest(BaseModel):
 
 
 class ClassifyRequest(BaseModel):
-    labels: list[QueryText] | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4)] = Field(
+    model_config = STRICT
+    labels: list[QueryText] | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})] = Field(
         ..., description="a list of labels, or one comma-separated string")
     policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
-    top: int | None = Field(None, ge=1, le=MAX_TOP, description="keep the N best rows, best first")
+    top: JsonInt | None = Field(None, ge=1, le=MAX_TOP, description="keep the N best rows, best first")
     filters: RequestFilters | None = None
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
-    limit: int = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
+    limit: JsonInt = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
     strict: bool = False
     policy_options: dict[str, Any] | None = Field(None, description="the policy's options, e.g. {\"min_margin\": 0.2} or "
                                                   "{\"thresholds\": {\"dog\": 0.3}} (see `soundsift plugins`)")
-    prompt_template: str | None = Field(None, max_length=500, description="replaces the configured prompt template, e.g. 'the sound of {}'")
+    prompt_template: str | None = Field(None, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
+                                        description="replaces the configured prompt template, e.g. 'the sound of {}'")
 
     @field_validator("prompt_template")
     @classmethod
@@ -104,19 +154,23 @@ class ClassifyRequest(BaseModel):
             raise ValueError(f"at most {MAX_LABELS} labels")
         if isinstance(labels, list) and not labels:
             raise ValueError("give at least one label")
+        if isinstance(labels, str) and not _SOMETHING.search(labels):
+            raise ValueError("empty label list")
         return labels
 
 
 class JobRequest(BaseModel):
+    model_config = STRICT
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         ..., min_length=1, max_length=MAX_JOB_PATHS, description="files or directories on the server to (re)index")
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
 class TagJobRequest(BaseModel):
+    model_config = STRICT
     model: str = Field(..., min_length=1, max_length=4096,
                        description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id")
-    top_k: int | None = Field(None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)")
+    top_k: JsonInt | None = Field(None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)")
     function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(None, description="default: the model's own")
     retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
 
@@ -161,3 +215,36 @@ class WindowInfo(BaseModel):
 class FileDetail(FileInfo):
     windows: list[WindowInfo] = Field(default_factory=list)
     query_texts: list[str] | None = Field(None, description="the English texts embedded for `query`")
+
+
+class ErrorItem(BaseModel):
+    """One thing wrong with a request (the fields FastAPI's validation reports)."""
+
+    loc: list[str | int] = Field(default_factory=list, description="where: e.g. ['body', 'k']")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: one line saying what went wrong and what to do; a 422 from validation also lists each problem."""
+
+    detail: str
+    errors: list[ErrorItem] | None = Field(None, description="with 422: each invalid field")
+
+
+ERROR_TEXT = {
+    400: "the body cannot be parsed (not JSON, not UTF-8, not a form)",
+    401: "missing or wrong API key (only when the server has one)",
+    403: "a path outside the roots this server may index",
+    404: "no such item",
+    409: "the index is owned by another process or was built with another model",
+    413: "the request body, or the uploaded audio, is over the server's limits",
+    422: "the request is not valid (the fields, a label set, a filter, or audio that cannot be decoded)",
+    429: "too many jobs are waiting",
+    503: "the model or the index cannot be used right now",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` entries for ``codes``, all with the ErrorResponse body."""
+    return {code: {"model": ErrorResponse, "description": ERROR_TEXT[code]} for code in codes}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -20,8 +21,9 @@ from indexer.report import IndexReport
 if TYPE_CHECKING:
     from search.sound_index import SoundIndex
 
-JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 HISTORY_KEPT = 100
+MAX_QUEUED = 16
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -37,6 +39,10 @@ def parse_interval(text: str) -> float:
 def report_document(report) -> dict:
     """An IndexReport as JSON: the same document as `soundsift index --json` and the runs table."""
     return report.document()
+
+
+class QueueFull(SoundsiftError):
+    """Too many jobs are waiting (HTTP 429)."""
 
 
 class JobProgress(BaseModel):
@@ -55,6 +61,7 @@ class JobInfo(BaseModel):
     status: JobStatus
     paths: list[str]
     trigger: str = Field("api", description="api, schedule, cli, or history (a run recorded in the index)")
+    status_note: str | None = Field(None, description="why a job is interrupted (the server stopped while it ran)")
     submitted_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -69,6 +76,7 @@ class JobInfo(BaseModel):
 @dataclass
 class _Job:
     info: JobInfo
+    seq: int = 0  # submission order, kept with the persisted job
     started_mono: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -85,39 +93,116 @@ def spelled_as_indexed(store, paths: list[str]) -> list[str]:
     return [by_real.get(os.path.realpath(p), p) for p in paths]
 
 
-class JobManager:
-    """Runs index jobs on one SoundIndex, one at a time; queries keep reading committed snapshots meanwhile."""
+JOBS_TABLE = "server_jobs"
 
-    def __init__(self, sound_index: "SoundIndex"):
+
+class JobManager:
+    """Runs index jobs on one SoundIndex, one at a time; queries keep reading committed snapshots meanwhile.
+
+    Jobs are kept in the index's DuckDB (table ``server_jobs``): queued jobs survive a restart and resume,
+    a job that was running when the server died is reported ``interrupted``. Identical queued jobs are
+    one job; at most ``max_queued`` wait.
+    """
+
+    def __init__(self, sound_index: "SoundIndex", max_queued: int | None = None):
         self.sound_index = sound_index
+        self.max_queued = max_queued or getattr(sound_index.settings, "max_queued_jobs", MAX_QUEUED)
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
+        self._seq = 0
+        self._persist = not getattr(sound_index.store, "read_only", False)
+        self._restore()
         self._thread = threading.Thread(target=self._work, name="soundsift-jobs", daemon=True)
         self._thread.start()
 
+    # -- persistence -------------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Load persisted jobs: running ones (the server died under them) become interrupted, queued ones queue again."""
+        if not self._persist:
+            return
+        try:
+            cur = self.sound_index.store.cursor()
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} (id VARCHAR PRIMARY KEY, seq BIGINT, status VARCHAR, doc VARCHAR)")
+            rows = cur.execute(f"SELECT seq, doc FROM {JOBS_TABLE} ORDER BY seq").fetchall()
+        except Exception as exc:  # a read-only or damaged store: jobs live in memory only
+            print(f"warning: jobs are not persisted ({type(exc).__name__}: {exc})", file=sys.stderr)
+            self._persist = False
+            return
+        for seq, doc in rows:
+            try:
+                info = JobInfo.model_validate_json(doc)
+            except ValueError:
+                continue
+            self._seq = max(self._seq, int(seq))
+            job = _Job(info, seq=int(seq))
+            if info.status == "running":
+                info.status = "interrupted"
+                info.status_note = "the server stopped while this job ran; what it committed is kept, submit it again to finish"
+                info.finished_at = info.finished_at or time.time()
+                job.done.set()
+                self._save(info)
+            elif info.status == "queued":
+                self._queue.append(info.id)
+            else:
+                job.done.set()
+            self._jobs[info.id] = job
+
+    def _save(self, info: JobInfo) -> None:
+        if not self._persist:
+            return
+        try:
+            self.sound_index.store.cursor().execute(
+                f"INSERT OR REPLACE INTO {JOBS_TABLE} VALUES (?, ?, ?, ?)",
+                [info.id, self._seq_of(info.id), info.status, info.model_dump_json()])
+        except Exception as exc:  # the job still runs; only its record after a restart is lost
+            print(f"warning: cannot record job {info.id} ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+    def _seq_of(self, job_id: str) -> int:
+        job = self._jobs.get(job_id)
+        return job.seq if job is not None else 0
+
+    def _drop_saved(self, job_ids: list[str]) -> None:
+        if self._persist and job_ids:
+            try:
+                self.sound_index.store.cursor().execute(f"DELETE FROM {JOBS_TABLE} WHERE id IN ({', '.join('?' * len(job_ids))})",
+                                                        job_ids)
+            except Exception:
+                pass
+
     # -- submitting and reading --------------------------------------------------------------
     def submit(self, paths: list[str], trigger: str = "api", retry_failed: bool = False) -> JobInfo:
-        """Queue an index job over ``paths`` (absolute); returns it as queued."""
-        info = JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger, submitted_at=time.time(),
-                       retry_failed=retry_failed)
-        with self._lock:
-            self._jobs[info.id] = _Job(info)
-            self._queue.append(info.id)
-            self._forget_old()
-            self._wake.notify_all()
-            return info.model_copy(deep=True)
+        """Queue an index job over ``paths`` (absolute); an identical queued job is returned instead of a second one.
+
+        Raises QueueFull when ``max_queued`` jobs are already waiting.
+        """
+        return self._enqueue(JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger,
+                                     submitted_at=time.time(), retry_failed=retry_failed))
 
     def submit_tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
                    trigger: str = "api") -> JobInfo:
         """Queue a tag pass of ``model`` over the index (windows it has not tagged yet); returns it as queued."""
-        info = JobInfo(id=uuid.uuid4().hex[:12], kind="tag", status="queued", paths=[], trigger=trigger, submitted_at=time.time(),
-                       tag={"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag})
+        return self._enqueue(JobInfo(id=uuid.uuid4().hex[:12], kind="tag", status="queued", paths=[], trigger=trigger,
+                                     submitted_at=time.time(),
+                                     tag={"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag}))
+
+    def _enqueue(self, info: JobInfo) -> JobInfo:
+        """Queue ``info`` unless the same job (kind, paths, options) is already queued; QueueFull past ``max_queued``."""
         with self._lock:
-            self._jobs[info.id] = _Job(info)
+            for job_id in self._queue:
+                queued = self._jobs[job_id].info
+                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag) == \
+                        (info.kind, sorted(info.paths), info.retry_failed, info.tag):
+                    return queued.model_copy(deep=True)
+            if len(self._queue) >= self.max_queued:
+                raise QueueFull(f"the job queue is full ({len(self._queue)} jobs waiting); "
+                                "wait for one to finish (GET /jobs) and submit again")
+            self._seq += 1
+            self._jobs[info.id] = _Job(info, seq=self._seq)
             self._queue.append(info.id)
+            self._save(info)
             self._forget_old()
             self._wake.notify_all()
             return info.model_copy(deep=True)
@@ -127,7 +212,7 @@ class JobManager:
             job = self._jobs.get(job_id)
             if job is not None:
                 return job.info.model_copy(deep=True)
-        if job_id.startswith("run-") and job_id[4:].isdigit():
+        if job_id.startswith("run-") and job_id[4:].isdigit() and len(job_id) < 20:
             return next((j for j in self._history(run_id=int(job_id[4:]))), None)
         return None
 
@@ -143,20 +228,32 @@ class JobManager:
         with self._lock:
             return bool(self._queue) or any(j.info.status == "running" for j in self._jobs.values())
 
+    def queued(self) -> int:
+        """How many jobs wait to run."""
+        with self._lock:
+            return len(self._queue)
+
     def list(self, limit: int = 20) -> list[JobInfo]:
-        """This server's jobs (newest first), then earlier runs recorded in the index's ``runs`` table."""
+        """This server's jobs (newest first), then earlier runs recorded in the index's ``runs`` table.
+
+        A run this server's job made is listed once, as the job (each job knows its run id from its start).
+        """
         with self._lock:
             mine = [j.info.model_copy(deep=True) for j in self._jobs.values()]
         mine.sort(key=lambda j: j.submitted_at or 0, reverse=True)
         seen_runs = {j.run_id for j in mine if j.run_id is not None}
-        history = [j for j in self._history(limit=limit) if j.run_id not in seen_runs]
+        history = [j for j in self._history(limit=limit + len(seen_runs)) if j.run_id not in seen_runs]
         return (mine + history)[:limit]
 
     def _history(self, limit: int = 20, run_id: int | None = None) -> builtins.list[JobInfo]:
+        with self._lock:
+            live = {j.info.run_id for j in self._jobs.values() if j.info.status == "running"}
         out = []
         for rid, started, finished, status, _command, summary in self.sound_index.store.runs(limit, run_id):
             report = summary or {}
-            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running") else "failed", paths=[],
+            if status == "running" and rid not in live:
+                status = "interrupted"  # this server owns the index: a run it is not running was cut short by a kill
+            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running", "interrupted") else "failed", paths=[],
                                trigger="history", started_at=started, finished_at=finished, run_id=rid,
                                report=IndexReport.from_document(report, rid) if report else None, error=report.get("error"),
                                progress=JobProgress(files_done=report.get("files_indexed", 0) + report.get("files_failed", 0),
@@ -164,12 +261,15 @@ class JobManager:
         return out
 
     def _forget_old(self) -> None:
-        finished = [k for k, j in self._jobs.items() if j.info.status in ("completed", "failed", "cancelled")]
-        for key in finished[: max(0, len(self._jobs) - HISTORY_KEPT)]:
+        finished = [k for k, j in self._jobs.items() if j.info.status in ("completed", "failed", "cancelled", "interrupted")]
+        dropped = finished[: max(0, len(self._jobs) - HISTORY_KEPT)]
+        for key in dropped:
             del self._jobs[key]
+        self._drop_saved(dropped)
 
     # -- the worker --------------------------------------------------------------------------
     def _work(self) -> None:
+        lower_priority()
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:
@@ -180,20 +280,39 @@ class JobManager:
                 job.info.status = "running"
                 job.info.started_at = time.time()
                 job.started_mono = time.monotonic()
+                if job.info.kind == "index":
+                    # Jobs run one at a time in the index's only writer: the run the runner starts takes the next id.
+                    job.info.run_id = self.sound_index.store.max_ids()[2] + 1
+                self._save(job.info)
             self._run(job)
 
     def _run(self, job: _Job) -> None:
         if job.info.kind == "tag":
             return self._run_tag(job)
+
+        from indexer.runner import IndexRunner
+
+        import torch
+
+        sx = self.sound_index
+        threads = torch.get_num_threads()
+        # One core for the job's model; the rest stays with the requests (a search embeds its text on it).
+        torch.set_num_threads(1)
         try:
-            paths = spelled_as_indexed(self.sound_index.store, job.info.paths)
-            report = self.sound_index.index(paths, retry_failed=job.info.retry_failed, progress=False,
-                                            on_progress=lambda p: self._progress(job, p))
+            paths = spelled_as_indexed(sx.store, job.info.paths)
+            runner = IndexRunner(sx.store, sx.vectors, sx.encoder, sx.settings, sx.plugins, False,
+                                 lambda p: self._progress(job, p))
+            runner.refuse_hardlinks = not getattr(sx.settings, "allow_hardlinks", False)
+            report = runner.run(paths, retry_failed=job.info.retry_failed)
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
                 job.info.status = "failed"
                 job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
                 job.info.finished_at = time.time()
+                if job.info.run_id is not None and not sx.store.cursor().execute(
+                        "SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id]).fetchone()[0]:
+                    job.info.run_id = None  # refused before its run started
+                self._save(job.info)
         else:
             with self._lock:
                 job.info.status = "completed"
@@ -206,7 +325,9 @@ class JobManager:
                 p.windows = report.windows
                 p.windows_per_s = round(report.windows_per_s, 3)
                 p.eta_s = 0.0
+                self._save(job.info)
         finally:
+            torch.set_num_threads(threads)
             job.done.set()
 
     def _run_tag(self, job: _Job) -> None:
@@ -231,6 +352,7 @@ class JobManager:
                 p.windows_per_s = round(report.windows_per_s, 3)
                 p.eta_s = 0.0
         finally:
+            self._save(job.info)
             job.done.set()
 
     def _progress(self, job: _Job, update: dict) -> None:
@@ -245,15 +367,23 @@ class JobManager:
                 p.eta_s = round(elapsed / p.files_done * (p.files_total - p.files_done), 1)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Stop taking jobs; queued ones are cancelled, a running one is waited for (it commits as it goes)."""
+        """Stop taking jobs; a running one is waited for (it commits as it goes). Queued jobs stay queued in the
+        index and run when the server starts again."""
         with self._lock:
             self._stopping = True
-            for job_id in self._queue:
-                self._jobs[job_id].info.status = "cancelled"
-                self._jobs[job_id].done.set()
-            self._queue.clear()
             self._wake.notify_all()
         self._thread.join(timeout_s)
+
+
+def lower_priority() -> None:
+    """Make the calling (job) thread nicer than the request threads; decode workers it spawns inherit it.
+
+    On Linux niceness is per thread; elsewhere this does nothing.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 class ReindexScheduler:
@@ -277,7 +407,10 @@ class ReindexScheduler:
         while not self._stop.wait(self.interval_s):
             roots = self.roots()
             if roots and not self.jobs.busy():
-                self.jobs.submit(roots, trigger="schedule")
+                try:
+                    self.jobs.submit(roots, trigger="schedule")
+                except QueueFull:
+                    pass
 
     def close(self) -> None:
         self._stop.set()

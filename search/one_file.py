@@ -49,14 +49,19 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
                   plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None,
                   policy_options: dict | None = None, *, threshold: float | dict | list | None = None,
                   prompt_template: str | None = None, start: float | None = None, duration: float | None = None,
-                  envelope_points: int = 0, mel_width: int = 600, strict: bool | None = None) -> FileClassification:
+                  envelope_points: int = 0, mel_width: int = 600, strict: bool | None = None,
+                  max_audio_s: float | None = None, budget_s: float | None = None) -> FileClassification:
     """Classify one file (or its part from ``start`` for ``duration`` seconds) without an index.
 
     Per-window rows and the file row (each label's max over the windows, with the window where it peaks),
     what the decoder reported (``info``), acoustic ``warnings`` in words, and with ``envelope_points`` the
     waveform envelope and log-mel image of the classified part.
+
+    ``max_audio_s`` and ``budget_s`` are an upload's caps (see `search.uploads`): more audio to decode than
+    that (from the header, else as it decodes), or more time than that, raises UploadTooLong at once.
     """
     from search.sound_index import classify_windows
+    from search.uploads import UploadCaps
 
     settings = with_prompt_template(settings or load_settings(), prompt_template)
     plugins = plugins or default_plugins()
@@ -102,12 +107,17 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
                     pass
         pending.clear()
 
-    for event in DecodePool(job, workers=1, timeout_s=timeout_s or settings.decode_timeout_s).run([str(path)]):
+    caps = UploadCaps(max_audio_s, budget_s)
+    timeout_s = timeout_s or settings.decode_timeout_s
+    for event in DecodePool(job, workers=1, timeout_s=min(timeout_s, budget_s or timeout_s)).run([str(path)]):
+        caps.check_time()
         if isinstance(event, FileFailed):
             raise DecodeError(f"{path}: {event.reason}")
         if isinstance(event, FileOpened):
             info = AudioInfo(duration=event.duration_s, sample_rate=event.sample_rate, channels=event.channels,
                              codec=event.codec, decoder=event.decoder)
+            if event.duration_s is not None:  # what the worker would decode: up to the segment's end
+                caps.check_audio(event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s))
             if envelope_points:
                 span = None if event.duration_s is None else max(0.0, (event.duration_s if duration_s is None else
                                                                         min(event.duration_s, start_s + duration_s)) - start_s)
@@ -121,6 +131,7 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
             fresh = audio[max(covered - s, 0) : length]  # the end-aligned last block repeats what was sent
             at = max(covered, s)
             covered = max(covered, s + length)
+            caps.check_audio(covered / TARGET_RATE)
             lo, hi = max(first - at, 0), len(fresh) if last is None else min(last - at, len(fresh))
             if hi <= lo:
                 continue

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from indexer.errors import BadInput
 
 MAX_TEMPLATE_CHARS = 500
+# `{}` exactly once and no other brace: the rule the HTTP schema states too (its `pattern`).
+TEMPLATE_PATTERN = r"^[^{}]*\{\}[^{}]*$"
 
 
 def check_prompt_template(template: str) -> str:
     """A prompt template holds the label's place as ``{}`` exactly once; BadInput naming the field otherwise."""
     try:
-        ok = template.count("{}") == 1 and len(template) <= MAX_TEMPLATE_CHARS and bool(template.format("x"))
+        ok = bool(re.fullmatch(TEMPLATE_PATTERN, template)) and len(template) <= MAX_TEMPLATE_CHARS and bool(template.format("x"))
     except (IndexError, KeyError, ValueError):
         ok = False
     if not ok:

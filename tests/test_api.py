@@ -23,7 +23,7 @@ def live(tmp_path_factory, tiny_model_dir):
     outside = root / "outside.wav"
     write_archive(root / "x", [("outside.wav", "tone", 3.0, 9)])
     (root / "x" / "outside.wav").rename(outside)
-    settings = api_settings(root / "index", tiny_model_dir, api_key=KEY, max_upload_mb=1.0)
+    settings = api_settings(root / "index", tiny_model_dir, api_key=KEY, max_upload_mb=1.0, allow_roots=[str(root / "extra")])
     build_index(settings, [archive])
     with LiveServer(create_app(settings)) as server:
         server.archive, server.outside = archive, outside
@@ -239,7 +239,7 @@ def test_index_job_with_progress_and_history(live, write_sound):
     write_sound(extra / "new.wav", "noise", 21.0)
     write_sound(extra / "new2.wav", "tone", 4.0)
     bad = live.http.post("/jobs/index", json={"paths": [str(extra / "missing")]})
-    assert bad.status_code == 422 and "no such file" in bad.json()["detail"]
+    assert bad.status_code == 404 and "no such file" in bad.json()["detail"]
     job = live.http.post("/jobs/index", json={"paths": [str(extra)]})
     assert job.status_code == 202 and job.json()["status"] in ("queued", "running")
     done = live.app.state.jobs.wait(job.json()["id"], timeout_s=120)

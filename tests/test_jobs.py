@@ -49,9 +49,13 @@ def test_cli_hands_index_to_the_running_server_and_a_second_server_is_refused(tm
     run_cli("index", first, "--index", index)
     env = cli_env(tiny_model_dir)
     env["SOUNDSIFT_API_KEY"] = "handoff-key"
-    server, url = _start_server(index, env)
+    server, url = _start_server(index, env, "--allow-root", str(second))
     try:
         assert json.loads((index / "owner.json").read_text())["url"] == url
+        elsewhere = write_archive(tmp_path / "elsewhere", [("d.wav", "tone", 3.0, 4)])
+        refused = run_cli("index", elsewhere, "--index", index, check=False, env={"SOUNDSIFT_API_KEY": "handoff-key"})
+        assert refused.returncode != 0 and "not under a root this server may index" in refused.stderr
+        assert "--allow-root" in refused.stderr and "Traceback" not in refused.stderr
         handed = run_cli("index", second, "--index", index, "--wait", "--json", env={"SOUNDSIFT_API_KEY": "handoff-key"})
         doc = handed.json
         assert doc["handed_off"] is True and doc["server"] == url

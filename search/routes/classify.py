@@ -9,17 +9,16 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from indexer.errors import BadInput, DecodeError
 from search.catalog import check_labels
 from search.classify import policy_named
-from search.http_models import MAX_LABELS, ClassifyRequest
-from search.request_options import check_prompt_template, parse_policy_options
+from search.http_models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
 from search.results import ClassifyResponse, FileClassification
-from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor
-from search.sound_index import classify_file
+from search.request_options import check_prompt_template, parse_policy_options
+from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
+from search.uploads import classify_upload as classify_upload_file
 
 NDJSON = "application/x-ndjson"
 UPLOAD_CHUNK = 1 << 20
@@ -30,8 +29,12 @@ router = APIRouter()
 @router.post("/classify", response_model=ClassifyResponse, dependencies=Guarded, tags=["classify"],
           responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}},
                            "description": f"a page of rows; with `Accept: {NDJSON}`, a header line then every row"}})
-def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
+async def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
     """Every window (or file) scored against a label set, a page at a time or streamed as ndjson."""
+    return await run_heavy(request, _classify, body, request, sx)
+
+
+def _classify(body: ClassifyRequest, request: Request, sx):
     check_labels(body.labels, MAX_LABELS)
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
@@ -54,15 +57,18 @@ def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
             else {"after": last.window_id if body.by == "window" else last.file_id})
     return header
 
-@router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"])
+@router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"],
+             responses=error_responses(413))
 async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
-                          labels: Annotated[str, Form(min_length=1, max_length=4000, description="comma-separated labels")],
+                          labels: Annotated[str, Form(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK},
+                                                      description="comma-separated labels; a repeated `labels` field adds its labels")],
                           policy: Annotated[str, Form(max_length=100)] = "softmax",
                           policy_options: Annotated[str | None, Form(max_length=20_000, description=
                                                     'the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}')] = None,
                           threshold: Annotated[str | None, Form(max_length=4000, description=
                                                'a number, or per label as JSON: {"dog": 0.3}')] = None,
-                          prompt_template: Annotated[str | None, Form(max_length=500, description="e.g. 'the sound of {}'")] = None,
+                          prompt_template: Annotated[str | None, Form(max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
+                                                                     description="e.g. 'the sound of {}'")] = None,
                           start: Annotated[float | None, Form(ge=0, le=1e7, description="classify from here, seconds")] = None,
                           duration: Annotated[float | None, Form(gt=0, le=1e7, description="classify this long, seconds")] = None,
                           pcm_sample_rate: Annotated[int | None, Form(ge=1, le=10_000_000, description="raw PCM: sample rate")] = None,
@@ -75,7 +81,15 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
 
     Every option of one request: policy and `policy_options`, `threshold`, `prompt_template`, a segment
     (`start`, `duration`), the layout of raw PCM, and the envelope (waveform + log-mel image) to draw.
+
+    The upload may hold at most `max_upload_duration_s` of audio to decode (checked from its header, then
+    while it decodes) and take at most `upload_time_budget_s` to classify: 413 beyond either.
     """
+    form = await request.form()
+    labels = form_labels(form.getlist("labels")) or labels
+    repeated = [name for name in form.keys() if name not in ("labels", "file") and len(form.getlist(name)) > 1]
+    if repeated:
+        raise BadInput(f"give `{repeated[0]}` once")
     check_labels(labels, MAX_LABELS)
     policy_named(sx.plugins.policies, policy)
     options = parse_policy_options(policy_options)
@@ -96,8 +110,8 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
                 out.write(chunk)
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
-        result = await run_in_threadpool(
-            classify_file, saved, labels, sx.encoder.full(), settings, sx.plugins, policy, settings.decode_timeout_s, options,
+        result = await run_heavy(
+            request, classify_upload_file, saved, labels, sx.encoder.full(), settings, sx.plugins, policy, options,
             threshold=limit, prompt_template=prompt_template, start=start, duration=duration,
             envelope_points=envelope_points, mel_width=mel_width)
         result.path = file.filename
@@ -109,6 +123,12 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
     finally:
         saved.unlink(missing_ok=True)
         await file.close()
+
+
+def form_labels(values: list) -> str:
+    """Repeated `labels` form fields joined into one comma-separated label set (``-F labels=a -F labels=b`` is ``a, b``)."""
+    texts = [v for v in values if isinstance(v, str)]
+    return ", ".join(t for t in texts if t.strip())
 
 
 def _threshold(raw: str | None) -> float | dict | list | None:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import secrets
 from typing import Annotated
+
+import anyio
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -36,6 +39,18 @@ def get_index(request: Request) -> SoundIndex:
 
 def get_jobs(request: Request) -> JobManager:
     return request.app.state.jobs
+
+
+HEAVY_THREADS = 2  # classify, audio cuts and uploads at once; more wait their turn
+
+
+async def run_heavy(request: Request, fn, *args, **kwargs):
+    """Run a CPU-heavy handler (classify, audio cuts, uploads) in its own small pool, so that however many arrive
+    they queue among themselves and leave the default pool (searches, file views) its threads and its CPU."""
+    limiter = getattr(request.app.state, "heavy_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.heavy_limiter = anyio.CapacityLimiter(HEAVY_THREADS)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
 
 
 IndexDep = Annotated[SoundIndex, Depends(get_index)]

@@ -19,10 +19,10 @@ from search.catalog import (
     window_location,
 )
 from search.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
-from search.http_models import MAX_LABELS, MAX_MARGIN_S, FileDetail, FilesPage
+from search.http_models import MAX_LABELS, MAX_MARGIN_S, TEMPLATE_PATTERN, FileDetail, FilesPage, error_responses
 from search.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
 from search.results import Envelope, Localization
-from search.routes.deps import Guarded, IndexDep, parse_id
+from search.routes.deps import Guarded, IndexDep, parse_id, run_heavy
 
 router = APIRouter()
 ENVELOPE_CACHE = 32  # envelopes kept per server (a few hundred kB each)
@@ -35,7 +35,7 @@ def files(sx: IndexDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offse
     """Files in the index, by path, with their window counts."""
     return list_files(sx, limit, offset, path_glob, status)
 
-@router.get("/files/{file_id}", response_model=FileDetail, dependencies=Guarded, tags=["files"])
+@router.get("/files/{file_id}", response_model=FileDetail, dependencies=Guarded, tags=["files"], responses=error_responses(404))
 def file(file_id: str, sx: IndexDep, query: Annotated[str | None, Query(max_length=1000)] = None,
          labels: Annotated[str | None, Query(max_length=4000)] = None,
          policy: Annotated[str, Query(max_length=100)] = "softmax") -> FileDetail:
@@ -50,9 +50,13 @@ def file(file_id: str, sx: IndexDep, query: Annotated[str | None, Query(max_leng
 @router.get("/windows/{window_id}/audio", dependencies=Guarded, tags=["files"],
          responses={200: {"content": {"audio/wav": {}, "audio/ogg": {}}, "description": "the window's audio"},
                     404: {"description": "no such window, or its file is not servable"}})
-def window_audio(window_id: str, sx: IndexDep, format: Literal["wav", "ogg"] = "wav",
-                 margin: Annotated[float, Query(ge=0, le=MAX_MARGIN_S, description="seconds added each side")] = 0.0) -> Response:
+async def window_audio(window_id: str, sx: IndexDep, request: Request, format: Literal["wav", "ogg"] = "wav",
+                       margin: Annotated[float, Query(ge=0, le=MAX_MARGIN_S, description="seconds added each side")] = 0.0) -> Response:
     """The window's audio cut from its archive file (mono), for playback."""
+    return await run_heavy(request, _window_audio, window_id, sx, format, margin)
+
+
+def _window_audio(window_id: str, sx, format: str, margin: float) -> Response:
     try:
         where = window_location(sx, parse_id(window_id, "window"))
     except NotServable as exc:
@@ -71,7 +75,7 @@ def window_audio(window_id: str, sx: IndexDep, format: Literal["wav", "ogg"] = "
 def window_localize(window_id: str, sx: IndexDep, query: Annotated[str, Query(min_length=1, max_length=1000)],
                     sub_s: Annotated[float, Query(ge=0.1, le=10.0, description="sub-window length, seconds")] = DEFAULT_SUB_S,
                     hop_s: Annotated[float, Query(ge=0.05, le=10.0, description="step between sub-windows, seconds")] = DEFAULT_HOP_S,
-                    prompt_template: Annotated[str | None, Query(max_length=500)] = None) -> Localization:
+                    prompt_template: Annotated[str | None, Query(max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN})] = None) -> Localization:
     """Where inside the window the sound `query` describes is: `start`/`end`/`score` in seconds of the file, and
     every sub-window's score (`steps`), each sub-window prepared as CLAP prepares a short clip."""
     try:
@@ -90,8 +94,6 @@ def file_envelope_route(file_id: str, request: Request, sx: IndexDep,
     """The file's (or a span's) waveform envelope (min/max/RMS per point) and a log-mel image as base64 PNG;
     read block by block at the file's own rate, kept in a small cache per file version."""
     fid = parse_id(file_id, "file")
-    if end is not None and end <= start:
-        raise BadInput(f"end ({end}) must be after start ({start})")
     first = sx.store.first_window_of(fid)
     try:
         if first is None:
@@ -99,6 +101,8 @@ def file_envelope_route(file_id: str, request: Request, sx: IndexDep,
         where = window_location(sx, first)  # the same servability checks as a window's audio
     except NotServable as exc:
         raise HTTPException(404, str(exc).replace(f"window {first if first is not None else ''}", f"file {file_id}")) from None
+    if end is not None and end <= start:
+        raise BadInput(f"end ({end}) must be after start ({start})")
     stat = Path(where.path).stat()
     key = (where.path, stat.st_size, stat.st_mtime, points, mel_width, start, end)
     cache = request.app.state.__dict__.setdefault("envelopes", OrderedDict())

@@ -1,17 +1,20 @@
 """Search route: top-k windows per query."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 
 from search.http_models import SearchRequest
 from search.results import SearchResponse
-from search.routes.deps import Guarded, IndexDep
+from search.routes.deps import Guarded, IndexDep, run_heavy
 
 router = APIRouter()
 
 
 @router.post("/search", response_model=SearchResponse, dependencies=Guarded, tags=["search"])
-def search(body: SearchRequest, sx: IndexDep) -> SearchResponse:
+async def search(body: SearchRequest, sx: IndexDep, request: Request) -> SearchResponse:
     """Top-k windows per query: the same document as `soundsift search --json`."""
-    return sx.search(body.queries, k=body.k, filters=body.filters, strict=body.strict or None,
+    # With `localize`, each hit's audio is decoded and embedded again: that is heavy work, run with the other heavy requests.
+    run = (lambda fn, *a, **k: run_heavy(request, fn, *a, **k)) if body.localize else run_in_threadpool
+    return await run(sx.search, body.queries, k=body.k, filters=body.filters, strict=body.strict or None,
                      prompt_template=body.prompt_template, localize=body.localize)

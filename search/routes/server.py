@@ -48,7 +48,7 @@ def stats(sx: IndexDep, jobs: JobsDep) -> dict[str, Any]:
     """Files, windows, hours of audio, model; the scoring policies and the job queue."""
     doc = sx.stats()
     doc["policies"] = sorted(sx.plugins.policies)
-    doc["jobs"] = {"busy": jobs.busy()}
+    doc["jobs"] = {"busy": jobs.busy(), "queued": jobs.queued(), "max_queued": jobs.max_queued}
     return doc
 
 
