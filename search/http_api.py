@@ -72,7 +72,7 @@ def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url
                   description="Find sounds in audio archives by describing them in words (CLAP, FAISS, DuckDB).")
     app.state.settings = settings
     app.state.allow_roots = [*settings.allow_roots, *(reindex_paths or [])]
-    app.openapi = lambda: truthful_openapi(app)
+    app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
     app.add_middleware(BodySizeLimit, upload_paths={"/classify-file"}, max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
@@ -137,7 +137,7 @@ def truthful_openapi(app: FastAPI) -> dict:
     if not keyed:
         components.pop("securitySchemes", None)
     for ops in doc.get("paths", {}).values():
-        for method, op in ops.items():
+        for op in ops.values():
             responses = op.setdefault("responses", {})
             codes = {422} if (op.get("parameters") or op.get("requestBody")) else set()
             if op.get("requestBody"):

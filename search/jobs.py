@@ -106,7 +106,7 @@ class JobManager:
 
     def __init__(self, sound_index: "SoundIndex", max_queued: int | None = None):
         self.sound_index = sound_index
-        self.max_queued = max_queued or getattr(sound_index.settings, "max_queued_jobs", MAX_QUEUED)
+        self.max_queued: int = int(max_queued or getattr(sound_index.settings, "max_queued_jobs", MAX_QUEUED) or MAX_QUEUED)
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
@@ -290,6 +290,7 @@ class JobManager:
         if job.info.kind == "tag":
             return self._run_tag(job)
 
+        from indexer.ray_pipeline import cluster_for
         from indexer.runner import IndexRunner
 
         import torch
@@ -300,8 +301,9 @@ class JobManager:
         torch.set_num_threads(1)
         try:
             paths = spelled_as_indexed(sx.store, job.info.paths)
-            runner = IndexRunner(sx.store, sx.vectors, sx.encoder, sx.settings, sx.plugins, False,
-                                 lambda p: self._progress(job, p))
+            full = sx.encoder.full()
+            runner = IndexRunner(sx.store, sx.vectors, full, sx.settings, sx.plugins, False,
+                                 lambda p: self._progress(job, p), cluster=cluster_for(sx.settings, full, sx.plugins))
             runner.refuse_hardlinks = not getattr(sx.settings, "allow_hardlinks", False)
             report = runner.run(paths, retry_failed=job.info.retry_failed)
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
@@ -309,8 +311,8 @@ class JobManager:
                 job.info.status = "failed"
                 job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
                 job.info.finished_at = time.time()
-                if job.info.run_id is not None and not sx.store.cursor().execute(
-                        "SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id]).fetchone()[0]:
+                if job.info.run_id is not None and not (sx.store.cursor().execute(
+                        "SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id]).fetchone() or [0])[0]:
                     job.info.run_id = None  # refused before its run started
                 self._save(job.info)
         else:

@@ -79,8 +79,8 @@ def test_queue_dedup_cap_kill_and_resume(tmp_path, tiny_model_dir, run_cli):
         killed = httpx.get(f"{url}/jobs/{running['id']}").json()
         assert killed["status"] == "interrupted" and "submit it again" in killed["status_note"]
         for job in (first.json(), second.json()):
-            done = _wait_for(lambda: (lambda j: j if j["status"] not in ("queued", "running") else None)(
-                httpx.get(f"{url}/jobs/{job['id']}").json()), what=f"job {job['id']}")
+            done = _wait_for(lambda job_id=job["id"]: (lambda j: j if j["status"] not in ("queued", "running") else None)(
+                httpx.get(f"{url}/jobs/{job_id}").json()), what=f"job {job['id']}")
             assert done["status"] == "completed" and done["report"]["files_indexed"] == 1
         listed = httpx.get(f"{url}/jobs", params={"limit": 100}).json()
         ids = [j["id"] for j in listed]
