@@ -21,9 +21,8 @@ browser-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) || \
 	  echo "note: chromium not installed; browser tests will be skipped"; }
 
-# Lint before the tests: ruff's rules and mypy. Formatting (ruff format, import order) is checked once the
-# tree has been reformatted in one commit: until then LINT_FORMAT=0 (set LINT_FORMAT=1 to check it now).
-LINT_FORMAT ?= 0
+# Lint before the tests: ruff's rules, ruff format and mypy (LINT_FORMAT=0 skips the format and import-order checks).
+LINT_FORMAT ?= 1
 lint: $(VENV)/.installed
 	$(PY) -m ruff check $(if $(filter 1,$(LINT_FORMAT)),,--extend-ignore I001) .
 	$(if $(filter 1,$(LINT_FORMAT)),$(PY) -m ruff format --check .,@echo "ruff format: not checked (LINT_FORMAT=0)")

@@ -8,6 +8,7 @@ cached): float16 chunks of the memory-mapped matrix -> device -> logits (one mat
 -> the scoring policy -> the best 100 windows, or one row per file. Also timed: the archive policy's
 per-label statistics, computed once, then served from the cache.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,11 @@ sys.path.insert(0, str(HERE))
 
 def run(n: int, label_counts: list[int], chunk_limit: int, logit_scale: float = 33.0) -> dict:
     import torch
+    from synthetic_vectors import WINDOWS_PER_FILE, unit_vectors, write_matrix
 
     from plugins.contract import LabelTexts
     from plugins.manager import default_plugins
     from search.classify import ClassifyOptions, LabelMatrix, archive_stats, chunk_rows, score_chunks
-    from synthetic_vectors import WINDOWS_PER_FILE, unit_vectors, write_matrix
 
     work = Path(tempfile.mkdtemp(prefix="bench-classify-"))
     t = time.perf_counter()
@@ -41,30 +42,69 @@ def run(n: int, label_counts: list[int], chunk_limit: int, logit_scale: float = 
     for labels_n in label_counts:
         chunk = chunk_rows(labels_n, chunk_limit)  # as SoundIndex.iter_classify chooses
         labels = [LabelTexts(label=f"label {i}", texts=[f"This is a sound of label {i}."]) for i in range(labels_n)]
-        matrix = LabelMatrix(labels=labels, positive=torch.from_numpy(unit_vectors(labels_n)),
-                             negative=torch.zeros((0, 512)), negative_owner=np.zeros(0, np.int64), logit_scale=logit_scale)
-        list(score_chunks(wm.chunks(chunk, np.arange(min(n, chunk))), paths, matrix, policies["softmax"], None,
-                          ClassifyOptions(top=10)))  # warm up (page cache, allocator)
+        matrix = LabelMatrix(
+            labels=labels,
+            positive=torch.from_numpy(unit_vectors(labels_n)),
+            negative=torch.zeros((0, 512)),
+            negative_owner=np.zeros(0, np.int64),
+            logit_scale=logit_scale,
+        )
+        list(
+            score_chunks(
+                wm.chunks(chunk, np.arange(min(n, chunk))),
+                paths,
+                matrix,
+                policies["softmax"],
+                None,
+                ClassifyOptions(top=10),
+            )
+        )  # warm up (page cache, allocator)
         for policy, by in (("softmax", "window"), ("softmax", "file")):
             t = time.perf_counter()
-            rows = list(score_chunks(wm.chunks(chunk), paths, matrix, policies[policy], None,
-                                     ClassifyOptions(by=by, top=100 if by == "window" else None)))
-            out["runs"].append({"labels": labels_n, "policy": policy, "by": by, "rows": len(rows), "chunk": chunk,
-                                "seconds": round(time.perf_counter() - t, 3)})
+            rows = list(
+                score_chunks(
+                    wm.chunks(chunk),
+                    paths,
+                    matrix,
+                    policies[policy],
+                    None,
+                    ClassifyOptions(by=by, top=100 if by == "window" else None),
+                )
+            )
+            out["runs"].append(
+                {
+                    "labels": labels_n,
+                    "policy": policy,
+                    "by": by,
+                    "rows": len(rows),
+                    "chunk": chunk,
+                    "seconds": round(time.perf_counter() - t, 3),
+                }
+            )
         t = time.perf_counter()
         stats = wm.cached(("bench", labels_n), lambda: archive_stats(matrix, wm.chunks(chunk)))
         first = time.perf_counter() - t
         t = time.perf_counter()
         assert wm.cached(("bench", labels_n), lambda: None) is stats
         rows = list(score_chunks(wm.chunks(chunk), paths, matrix, policies["archive"], stats, ClassifyOptions(top=100)))
-        out["runs"].append({"labels": labels_n, "policy": "archive", "by": "window", "rows": len(rows),
-                            "stats_s": round(first, 3), "seconds": round(time.perf_counter() - t, 3)})
+        out["runs"].append(
+            {
+                "labels": labels_n,
+                "policy": "archive",
+                "by": "window",
+                "rows": len(rows),
+                "stats_s": round(first, 3),
+                "seconds": round(time.perf_counter() - t, 3),
+            }
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 windows, 10 and 100 labels (checks the benchmark works)")
+    parser.add_argument(
+        "--quick", action="store_true", help="5,000 windows, 10 and 100 labels (checks the benchmark works)"
+    )
     parser.add_argument("--windows", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=65_536)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -77,7 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     for r in result["runs"]:
         extra = f" (archive statistics {r['stats_s']:.2f} s once, then cached)" if "stats_s" in r else ""
         chunk = f", chunks of {r['chunk']:,}" if "chunk" in r else ""
-        print(f"{r['labels']:5d} labels  {r['policy']:8s} by {r['by']:6s}: {r['seconds']:7.3f} s  ({r['rows']} rows{chunk}){extra}")
+        print(
+            f"{r['labels']:5d} labels  {r['policy']:8s} by {r['by']:6s}: {r['seconds']:7.3f} s  ({r['rows']} rows{chunk}){extra}"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

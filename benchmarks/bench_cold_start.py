@@ -15,6 +15,7 @@ Every figure is one fresh process, launch to exit, on a 32-window index (4 files
   `zero-shot-audio-classification` pipeline doing the same 32 windows one by one, its model load included
   (and the baseline commit's `index` + `classify` for reference).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,12 @@ def timed(cmd: list[str], env: dict, cwd: Path = REPO) -> tuple[float, subproces
 
 # A small launcher runs the command and reports its children's peak RSS: Linux carries a process's peak RSS across
 # fork and exec, so measured straight from this (torch-loaded) process every child would look as large as it.
-LAUNCH = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-          "p = subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL); wall = time.perf_counter() - t; "
-          "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-          "print(u.ru_maxrss, wall, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(p.returncode)")
+LAUNCH = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "p = subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL); wall = time.perf_counter() - t; "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(u.ru_maxrss, wall, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(p.returncode)"
+)
 
 CPU: dict[str, float] = {}  # CPU seconds (user + system) of each measured command: steadier than wall on a busy machine
 
@@ -70,8 +73,13 @@ def baseline_checkout(rev: str, where: Path) -> Path:
 
 
 def start_server(cli: list[str], index: str, model: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([*cli, "serve", "--index", index, "--model", str(model), "--device", "cpu", "--port", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [*cli, "serve", "--index", index, "--model", str(model), "--device", "cpu", "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=REPO,
+    )
     import urllib.request
 
     deadline = time.monotonic() + 600
@@ -93,9 +101,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model (checks the benchmark works)")
     parser.add_argument("--model", type=Path, help="a CLAP directory (default: the full-size random one, built once)")
-    parser.add_argument("--baseline-rev", default=None,
-                        help="the commit to compare with (default b872a86, the code before the light CLI; '' to skip; "
-                             "--quick skips it unless given)")
+    parser.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="the commit to compare with (default b872a86, the code before the light CLI; '' to skip; "
+        "--quick skips it unless given)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     from bench_index import machine, pipeline_side, write_archive
@@ -121,19 +132,42 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"machine": machine(), "load_average_start": round(os.getloadavg()[0], 2)}
 
     # Cold index + classify (fresh commands; the labels never embedded before) vs the pipeline, one by one.
-    index_s, _, built = peak_rss_mb([*cli, "index", str(work / "archive"), "--index", index, "--model", str(model_dir),
-                                     "--device", "cpu", "--json"], env, name="index")
+    index_s, _, built = peak_rss_mb(
+        [
+            *cli,
+            "index",
+            str(work / "archive"),
+            "--index",
+            index,
+            "--model",
+            str(model_dir),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        env,
+        name="index",
+    )
     windows = json.loads(built)["windows"]
-    classify_s, _, _ = peak_rss_mb([*cli, "classify", "--labels", ", ".join(LABELS), "--index", index, "--device", "cpu",
-                                    "--json"], env, name="classify")
+    classify_s, _, _ = peak_rss_mb(
+        [*cli, "classify", "--labels", ", ".join(LABELS), "--index", index, "--device", "cpu", "--json"],
+        env,
+        name="classify",
+    )
     t, cpu0 = time.perf_counter(), time.process_time()
     pipe_windows, pipe_run_s, _, pipe_load_s = pipeline_side(model_dir, paths)
     pipe_s = time.perf_counter() - t
     CPU["pipeline"] = round(time.process_time() - cpu0, 2)
-    result.update(windows=windows, index_s=round(index_s, 2), classify_s=round(classify_s, 2),
-                  index_classify_s=round(index_s + classify_s, 2), pipeline_windows=pipe_windows,
-                  pipeline_s=round(pipe_s, 2), pipeline_load_s=round(pipe_load_s, 2),
-                  index_classify_vs_pipeline=round(pipe_s / (index_s + classify_s), 2))
+    result.update(
+        windows=windows,
+        index_s=round(index_s, 2),
+        classify_s=round(classify_s, 2),
+        index_classify_s=round(index_s + classify_s, 2),
+        pipeline_windows=pipe_windows,
+        pipeline_s=round(pipe_s, 2),
+        pipeline_load_s=round(pipe_load_s, 2),
+        index_classify_vs_pipeline=round(pipe_s / (index_s + classify_s), 2),
+    )
 
     # stats: wall and peak RSS of the process.
     stats_s, stats_rss, _ = peak_rss_mb([*cli, "stats", "--index", index, "--json"], env, name="stats")
@@ -144,15 +178,44 @@ def main(argv: list[str] | None = None) -> dict:
     cold_s, cold_rss, proc = peak_rss_mb([*search, "a dog barking near a road"], env, name="search_cold")
     assert json.loads(proc)["results"][0]["hits"], "no hit"
     t = time.perf_counter()
-    again = subprocess.run([sys.executable, "-X", "importtime", "-m", "search.cli", "search", "a dog barking near a road",
-                            "--index", index, "-k", "10", "--json"], capture_output=True, text=True, env=env, cwd=REPO)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "search.cli",
+            "search",
+            "a dog barking near a road",
+            "--index",
+            index,
+            "-k",
+            "10",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     cached_s = time.perf_counter() - t
     if again.returncode != 0:
         raise SystemExit(again.stderr[-2000:])
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in again.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in again.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     imports_s, _ = timed([sys.executable, "-c", "import torch, transformers, duckdb, faiss"], env)
-    result.update(search_to_first_result_s=round(cold_s, 2), imports_s=round(imports_s, 2), search_cold_s=round(cold_s, 2), search_cold_rss_mb=round(cold_rss, 1), search_cached_s=round(cached_s, 2),
-                  search_cached_loaded_transformers="transformers" in imported, search_cached_loaded_torch="torch" in imported)
+    result.update(
+        search_to_first_result_s=round(cold_s, 2),
+        imports_s=round(imports_s, 2),
+        search_cold_s=round(cold_s, 2),
+        search_cold_rss_mb=round(cold_rss, 1),
+        search_cached_s=round(cached_s, 2),
+        search_cached_loaded_transformers="transformers" in imported,
+        search_cached_loaded_torch="torch" in imported,
+    )
 
     # The baseline: the same commands from the baseline commit, on the same index and machine.
     if args.baseline_rev:
@@ -160,24 +223,72 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             old_env = dict(env, PYTHONPATH=str(old))
             old_cli = [sys.executable, "-m", "search.cli"]
-            old_stats_s, old_stats_rss, _ = peak_rss_mb([*old_cli, "stats", "--index", index, "--json"], old_env, cwd=old,
-                                                        name="baseline_stats")
-            old_search_s, old_search_rss, _ = peak_rss_mb([*old_cli, "search", "a cat meowing on a roof", "--index", index,
-                                                          "--device", "cpu", "-k", "10", "--json"], old_env, cwd=old,
-                                                          name="baseline_search_cold")
+            old_stats_s, old_stats_rss, _ = peak_rss_mb(
+                [*old_cli, "stats", "--index", index, "--json"], old_env, cwd=old, name="baseline_stats"
+            )
+            old_search_s, old_search_rss, _ = peak_rss_mb(
+                [
+                    *old_cli,
+                    "search",
+                    "a cat meowing on a roof",
+                    "--index",
+                    index,
+                    "--device",
+                    "cpu",
+                    "-k",
+                    "10",
+                    "--json",
+                ],
+                old_env,
+                cwd=old,
+                name="baseline_search_cold",
+            )
             old_index = str(work / "index-baseline")
-            old_index_s, _, _ = peak_rss_mb([*old_cli, "index", str(work / "archive"), "--index", old_index, "--model",
-                                             str(model_dir), "--device", "cpu", "--json"], old_env, cwd=old, name="baseline_index")
-            old_classify_s, _, _ = peak_rss_mb([*old_cli, "classify", "--labels", ", ".join(LABELS), "--index", old_index,
-                                                "--device", "cpu", "--json"], old_env, cwd=old, name="baseline_classify")
+            old_index_s, _, _ = peak_rss_mb(
+                [
+                    *old_cli,
+                    "index",
+                    str(work / "archive"),
+                    "--index",
+                    old_index,
+                    "--model",
+                    str(model_dir),
+                    "--device",
+                    "cpu",
+                    "--json",
+                ],
+                old_env,
+                cwd=old,
+                name="baseline_index",
+            )
+            old_classify_s, _, _ = peak_rss_mb(
+                [
+                    *old_cli,
+                    "classify",
+                    "--labels",
+                    ", ".join(LABELS),
+                    "--index",
+                    old_index,
+                    "--device",
+                    "cpu",
+                    "--json",
+                ],
+                old_env,
+                cwd=old,
+                name="baseline_classify",
+            )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO, capture_output=True)
-        result.update(baseline_rev=args.baseline_rev, baseline_stats_s=round(old_stats_s, 2),
-                      baseline_stats_rss_mb=round(old_stats_rss, 1), baseline_search_cold_s=round(old_search_s, 2),
-                      baseline_search_cold_rss_mb=round(old_search_rss, 1),
-                      search_cold_share_of_baseline=round(cold_s / old_search_s, 3),
-                      baseline_index_classify_s=round(old_index_s + old_classify_s, 2),
-                      baseline_index_classify_vs_pipeline=round(pipe_s / (old_index_s + old_classify_s), 2))
+        result.update(
+            baseline_rev=args.baseline_rev,
+            baseline_stats_s=round(old_stats_s, 2),
+            baseline_stats_rss_mb=round(old_stats_rss, 1),
+            baseline_search_cold_s=round(old_search_s, 2),
+            baseline_search_cold_rss_mb=round(old_search_rss, 1),
+            search_cold_share_of_baseline=round(cold_s / old_search_s, 3),
+            baseline_index_classify_s=round(old_index_s + old_classify_s, 2),
+            baseline_index_classify_vs_pipeline=round(pipe_s / (old_index_s + old_classify_s), 2),
+        )
 
     # search through a running server that owns the index (process start included).
     server, url = start_server(cli, index, model_dir, env)
@@ -188,24 +299,51 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         server.terminate()
         server.wait(60)
-    result.update(search_via_server_s=round(served_s, 2), search_via_server_rss_mb=round(served_rss, 1),
-                  load_average_end=round(os.getloadavg()[0], 2), cpu_s=dict(CPU))
+    result.update(
+        search_via_server_s=round(served_s, 2),
+        search_via_server_rss_mb=round(served_rss, 1),
+        load_average_end=round(os.getloadavg()[0], 2),
+        cpu_s=dict(CPU),
+    )
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"machine: {result['machine']}; 1-min load average {result['load_average_start']} -> {result['load_average_end']}")
-    print(f"stats --json:             {result['stats_s']:.2f} s, {result['stats_rss_mb']:.0f} MB peak RSS"
-          + (f"   (baseline {result['baseline_stats_s']:.2f} s, {result['baseline_stats_rss_mb']:.0f} MB)" if args.baseline_rev else ""))
-    print(f"search, cold, no server:  {result['search_cold_s']:.2f} s, {result['search_cold_rss_mb']:.0f} MB"
-          + (f"   (baseline {result['baseline_search_cold_s']:.2f} s, {result['baseline_search_cold_rss_mb']:.0f} MB: "
-             f"{100 * result['search_cold_share_of_baseline']:.0f} % of it)" if args.baseline_rev else ""))
-    print(f"search, remembered text:  {result['search_cached_s']:.2f} s (imports transformers: "
-          f"{result['search_cached_loaded_transformers']}, torch: {result['search_cached_loaded_torch']}; under -X importtime)")
-    print(f"search via the server:    {result['search_via_server_s']:.2f} s incl. process start, {result['search_via_server_rss_mb']:.0f} MB")
-    print(f"cold index + classify of {windows} windows: {result['index_classify_s']:.2f} s ({result['index_s']:.2f} + "
-          f"{result['classify_s']:.2f}); transformers pipeline one by one: {result['pipeline_s']:.2f} s (load "
-          f"{result['pipeline_load_s']:.2f} s included): {result['index_classify_vs_pipeline']:.2f}x"
-          + (f"   (baseline {result['baseline_index_classify_s']:.2f} s: {result['baseline_index_classify_vs_pipeline']:.2f}x)"
-             if args.baseline_rev else ""))
+    print(
+        f"machine: {result['machine']}; 1-min load average {result['load_average_start']} -> {result['load_average_end']}"
+    )
+    print(
+        f"stats --json:             {result['stats_s']:.2f} s, {result['stats_rss_mb']:.0f} MB peak RSS"
+        + (
+            f"   (baseline {result['baseline_stats_s']:.2f} s, {result['baseline_stats_rss_mb']:.0f} MB)"
+            if args.baseline_rev
+            else ""
+        )
+    )
+    print(
+        f"search, cold, no server:  {result['search_cold_s']:.2f} s, {result['search_cold_rss_mb']:.0f} MB"
+        + (
+            f"   (baseline {result['baseline_search_cold_s']:.2f} s, {result['baseline_search_cold_rss_mb']:.0f} MB: "
+            f"{100 * result['search_cold_share_of_baseline']:.0f} % of it)"
+            if args.baseline_rev
+            else ""
+        )
+    )
+    print(
+        f"search, remembered text:  {result['search_cached_s']:.2f} s (imports transformers: "
+        f"{result['search_cached_loaded_transformers']}, torch: {result['search_cached_loaded_torch']}; under -X importtime)"
+    )
+    print(
+        f"search via the server:    {result['search_via_server_s']:.2f} s incl. process start, {result['search_via_server_rss_mb']:.0f} MB"
+    )
+    print(
+        f"cold index + classify of {windows} windows: {result['index_classify_s']:.2f} s ({result['index_s']:.2f} + "
+        f"{result['classify_s']:.2f}); transformers pipeline one by one: {result['pipeline_s']:.2f} s (load "
+        f"{result['pipeline_load_s']:.2f} s included): {result['index_classify_vs_pipeline']:.2f}x"
+        + (
+            f"   (baseline {result['baseline_index_classify_s']:.2f} s: {result['baseline_index_classify_vs_pipeline']:.2f}x)"
+            if args.baseline_rev
+            else ""
+        )
+    )
     print(f"CPU seconds (user + system) per command: {json.dumps(CPU)}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -8,6 +8,7 @@ full-size `laion/clap-htsat-fused` geometry; the pipeline is called window by wi
 its users do. Also measured in this run: the machine's fp32 matmul peak (torch.mm, all threads) and the
 audio tower's FLOPs and time per window at the indexer's batch size, i.e. its share of that peak.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,7 +65,9 @@ def tower_rate(encoder, batch: int, seconds: float) -> tuple[float, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((batch, encoder.window_samples)).astype(np.float32) * 0.1)
+    x = torch.from_numpy(
+        np.random.default_rng(0).standard_normal((batch, encoder.window_samples)).astype(np.float32) * 0.1
+    )
     feats = encoder.features(x)
     longer = torch.ones((batch, 1), dtype=torch.bool)
     model = encoder.model.audio_model
@@ -117,9 +120,26 @@ def soundsift_side(model_dir: Path, archive: Path, index_dir: Path) -> tuple[dic
     """(the run's --json report, wall seconds of the whole command, model load included)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "index", str(archive), "--index", str(index_dir),
-                           "--model", str(model_dir), "--device", "cpu", "--json"],
-                          capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "index",
+            str(archive),
+            "--index",
+            str(index_dir),
+            "--model",
+            str(model_dir),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"soundsift index failed:\n{proc.stderr[-3000:]}")
@@ -147,7 +167,11 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         from full_size_clap import build_full_size_clap
 
-        model_dir, files, seconds = args.model or build_full_size_clap(HERE / ".cache" / "clap-full-size"), args.files, args.seconds
+        model_dir, files, seconds = (
+            args.model or build_full_size_clap(HERE / ".cache" / "clap-full-size"),
+            args.files,
+            args.seconds,
+        )
     paths = write_archive(work / "archive", files, seconds)
     peak = matmul_peak_gflops(1024 if args.quick else 2048, 2 if args.quick else 5)
     before_load = os.getloadavg()[0]
@@ -163,18 +187,31 @@ def main(argv: list[str] | None = None) -> dict:
     ours = report["windows"] / run_s
     theirs = pipe_windows / pipe_s
     result = {
-        "machine": machine(), "threads": torch.get_num_threads(), "files": files, "windows": report["windows"],
-        "pipeline_windows": pipe_windows, "labels": len(LABELS),
-        "soundsift_windows_per_s": round(ours, 3), "soundsift_command_wall_s": round(wall, 2),
-        "soundsift_windows_per_s_with_startup": round(report["windows"] / wall, 3), "soundsift_run_s": run_s,
+        "machine": machine(),
+        "threads": torch.get_num_threads(),
+        "files": files,
+        "windows": report["windows"],
+        "pipeline_windows": pipe_windows,
+        "labels": len(LABELS),
+        "soundsift_windows_per_s": round(ours, 3),
+        "soundsift_command_wall_s": round(wall, 2),
+        "soundsift_windows_per_s_with_startup": round(report["windows"] / wall, 3),
+        "soundsift_run_s": run_s,
         "soundsift_timings": report["timings"],
-        "pipeline_windows_per_s": round(theirs, 3), "pipeline_s": round(pipe_s, 2), "pipeline_load_s": round(pipe_load_s, 2),
-        "ratio": round(ours / theirs, 2), "ratio_with_startup": round((report["windows"] / wall) / theirs, 2),
-        "soundsift_cpu_s": round(run_cpu_s, 1), "pipeline_cpu_s": round(pipe_cpu_s, 1),
+        "pipeline_windows_per_s": round(theirs, 3),
+        "pipeline_s": round(pipe_s, 2),
+        "pipeline_load_s": round(pipe_load_s, 2),
+        "ratio": round(ours / theirs, 2),
+        "ratio_with_startup": round((report["windows"] / wall) / theirs, 2),
+        "soundsift_cpu_s": round(run_cpu_s, 1),
+        "pipeline_cpu_s": round(pipe_cpu_s, 1),
         "ratio_cpu": round((report["windows"] / run_cpu_s) / (pipe_windows / pipe_cpu_s), 2),
         "load_average_before_after": [round(before_load, 2), round(load0, 2), round(os.getloadavg()[0], 2)],
-        "matmul_peak_gflops": round(peak, 1), "tower_gflop_per_window": round(gflop, 3), "tower_batch": batch,
-        "tower_s_per_window": round(tower_s, 4), "tower_gflops": round(gflop / tower_s, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "tower_gflop_per_window": round(gflop, 3),
+        "tower_batch": batch,
+        "tower_s_per_window": round(tower_s, 4),
+        "tower_gflops": round(gflop / tower_s, 1),
         "tower_share_of_peak": round(gflop / tower_s / peak, 3),
     }
     print(f"machine: {result['machine']} ({result['threads']} torch threads)")
@@ -182,10 +219,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"soundsift index:   {ours:8.3f} windows/s  (run {run_s:.1f} s; whole command {wall:.1f} s incl. model load)")
     print(f"transformers pipe: {theirs:8.3f} windows/s  ({pipe_s:.1f} s; model load {pipe_load_s:.1f} s not counted)")
     print(f"ratio:             {result['ratio']:8.2f}x   ({result['ratio_with_startup']:.2f}x counting our model load)")
-    print(f"per CPU second:    {result['ratio_cpu']:8.2f}x   (soundsift {run_cpu_s:.0f} CPU s incl. decode workers, "
-          f"pipeline {pipe_cpu_s:.0f} CPU s; 1-min load average before/between/after: {result['load_average_before_after']})")
-    print(f"matmul peak {peak:.1f} GFLOP/s; tower {gflop:.2f} GFLOP/window, {tower_s:.3f} s/window at batch {batch} "
-          f"= {gflop / tower_s:.1f} GFLOP/s = {100 * result['tower_share_of_peak']:.0f} % of peak")
+    print(
+        f"per CPU second:    {result['ratio_cpu']:8.2f}x   (soundsift {run_cpu_s:.0f} CPU s incl. decode workers, "
+        f"pipeline {pipe_cpu_s:.0f} CPU s; 1-min load average before/between/after: {result['load_average_before_after']})"
+    )
+    print(
+        f"matmul peak {peak:.1f} GFLOP/s; tower {gflop:.2f} GFLOP/window, {tower_s:.3f} s/window at batch {batch} "
+        f"= {gflop / tower_s:.1f} GFLOP/s = {100 * result['tower_share_of_peak']:.0f} % of peak"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -7,6 +7,7 @@ Peak RSS is the sum over `soundsift index` and its decode workers, sampled every
 Serving memory per million windows is measured by benchmarks/bench_search.py (it builds the index for
 a million windows); run that for the serving figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,7 @@ def tree_rss_mb(root_pid: int) -> float:
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             children.setdefault(int(fields[1]), []).append(int(entry))
             rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
@@ -66,9 +67,27 @@ def index_peak(model_dir: Path, archive: Path, index_dir: Path) -> dict:
     """Run `soundsift index` on ``archive``; its peak tree RSS, wall time and windows."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "index", str(archive), "--index", str(index_dir),
-                             "--model", str(model_dir), "--device", "cpu", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "index",
+            str(archive),
+            "--index",
+            str(index_dir),
+            "--model",
+            str(model_dir),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     peak = 0.0
     while proc.poll() is None:
         peak = max(peak, tree_rss_mb(proc.pid))
@@ -102,11 +121,17 @@ def main(argv: list[str] | None = None) -> dict:
         archive = work / f"archive-{int(seconds)}"
         write_long_wav(archive / "long.wav", seconds)
         runs.append({"seconds": seconds, **index_peak(model_dir, archive, work / f"index-{int(seconds)}")})
-    result = {"machine": machine(), "runs": runs, "flat_ratio": round(runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"], 3)}
+    result = {
+        "machine": machine(),
+        "runs": runs,
+        "flat_ratio": round(runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"], 3),
+    }
     print(f"machine: {result['machine']}")
     for r in runs:
-        print(f"indexing one {r['seconds'] / 60:.1f}-minute file ({r['windows']} windows): peak RSS {r['peak_rss_mb']:.0f} MB "
-              f"(process + decode workers), {r['wall_s']:.0f} s")
+        print(
+            f"indexing one {r['seconds'] / 60:.1f}-minute file ({r['windows']} windows): peak RSS {r['peak_rss_mb']:.0f} MB "
+            f"(process + decode workers), {r['wall_s']:.0f} s"
+        )
     print(f"longest / shortest peak: {result['flat_ratio']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

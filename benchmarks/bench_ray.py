@@ -10,6 +10,7 @@ Every configuration indexes the same archive into a fresh index with the same mo
 Windows/s counts from the start of the run to its last commit (model loading on the owner excluded; the
 cluster's actors load theirs inside the run, as they do in use). The cluster is started before timing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,20 +46,24 @@ def index_once(archive: Path, index_dir: Path, model: str, encoder, cores: int, 
         t = time.perf_counter()
         report = sx.index([str(archive)], progress=False)
         seconds = time.perf_counter() - t
-    return {"windows": report.windows, "seconds": round(seconds, 2), "windows_per_s": round(report.windows / seconds, 2),
-            "stages": report.stages or None}
+    return {
+        "windows": report.windows,
+        "seconds": round(seconds, 2),
+        "windows_per_s": round(report.windows / seconds, 2),
+        "stages": report.stages or None,
+    }
 
 
 def on_cluster(archive: Path, work: Path, model: str, encoder, worker_nodes: int, cpus_per_node: int) -> dict:
     import ray
-
     from ray_cluster import LocalRayCluster
 
     cluster = LocalRayCluster(cpus=cpus_per_node, head_cpus=0)
     try:
         cluster.start(workers=worker_nodes)
-        result = index_once(archive, work / f"ray{worker_nodes}", model, encoder, cpus_per_node * worker_nodes,
-                            cluster.address)
+        result = index_once(
+            archive, work / f"ray{worker_nodes}", model, encoder, cpus_per_node * worker_nodes, cluster.address
+        )
     finally:
         ray.shutdown()
         cluster.stop()
@@ -89,8 +94,13 @@ def main() -> None:
         encoder = load_clap(model, device="cpu")
         archive = work / "archive"
         write_archive(archive, args.files, args.seconds)
-        results = {"files": args.files, "seconds_each": args.seconds, "cores": args.cores, "model": args.model,
-                   "gpu": False}
+        results = {
+            "files": args.files,
+            "seconds_each": args.seconds,
+            "cores": args.cores,
+            "model": args.model,
+            "gpu": False,
+        }
         results["local"] = index_once(archive, work / "local", model, encoder, args.cores, None)
         results["ray_1_node"] = on_cluster(archive, work, model, encoder, 1, args.cores)
         results["ray_2_nodes"] = on_cluster(archive, work, model, encoder, 2, max(1, args.cores // 2))

@@ -10,6 +10,7 @@ does. CLAP is the full-size fused `laion/clap-htsat-fused` geometry (benchmarks/
 through the indexer's encoder (log-mel features + audio tower). Each side: one warm-up batch, then
 the best and the mean windows/s over the timed batches; one JSON document on stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +50,16 @@ def rate(run, windows: np.ndarray, batch: int, batches: int) -> dict:
     run(windows[:batch])
     times = []
     for b in range(batches):
-        chunk = windows[b * batch: (b + 1) * batch]
+        chunk = windows[b * batch : (b + 1) * batch]
         t = time.perf_counter()
         run(chunk)
         times.append((time.perf_counter() - t) / len(chunk))
-    return {"windows": batch * batches, "best_windows_per_s": round(1 / min(times), 3),
-            "mean_windows_per_s": round(1 / float(np.mean(times)), 3), "s_per_window": [round(x, 3) for x in times]}
+    return {
+        "windows": batch * batches,
+        "best_windows_per_s": round(1 / min(times), 3),
+        "mean_windows_per_s": round(1 / float(np.mean(times)), 3),
+        "s_per_window": [round(x, 3) for x in times],
+    }
 
 
 def main() -> None:
@@ -74,19 +79,35 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n = args.batch * args.batches
     t = np.arange(10 * SR) / SR
-    windows = np.stack([(0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
-                        for i in range(n)])
-    ast = TransformersClassifier(str(build_full_size_ast(CACHE / "ast-full-size")), top_k=5, device="cpu", batch_size=args.batch)
+    windows = np.stack(
+        [
+            (0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+            for i in range(n)
+        ]
+    )
+    ast = TransformersClassifier(
+        str(build_full_size_ast(CACHE / "ast-full-size")), top_k=5, device="cpu", batch_size=args.batch
+    )
     clap = load_clap(str(build_full_size_clap(CACHE / "clap-full-size")), device="cpu")
     load0 = os.getloadavg()[0]
     tag = rate(lambda w: ast.classify(w, SR), windows, args.batch, args.batches)
-    embed = rate(lambda w: clap.embed_waveforms(torch.from_numpy(np.ascontiguousarray(w))), windows, args.batch, args.batches)
-    print(json.dumps({
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "threads": torch.get_num_threads(),
-        "batch": args.batch, "ast_full_size": tag, "clap_audio_tower_full_size": embed,
-        "ast_over_clap": round(tag["best_windows_per_s"] / embed["best_windows_per_s"], 3),
-        "load_average_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
-    }, indent=1))
+    embed = rate(
+        lambda w: clap.embed_waveforms(torch.from_numpy(np.ascontiguousarray(w))), windows, args.batch, args.batches
+    )
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "threads": torch.get_num_threads(),
+                "batch": args.batch,
+                "ast_full_size": tag,
+                "clap_audio_tower_full_size": embed,
+                "ast_over_clap": round(tag["best_windows_per_s"] / embed["best_windows_per_s"], 3),
+                "load_average_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

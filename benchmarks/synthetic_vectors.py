@@ -6,6 +6,7 @@ of sound with variation. Each vector is a cluster centre plus noise as large as 
 its centre about 0.7), written to a memory-mapped float16 matrix with rows, exactly as
 indexer/matrix.py stores an index's vectors.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,9 @@ from indexer.matrix import ROW_DTYPE, WindowMatrix, matrix_paths
 WINDOWS_PER_FILE = 360  # one hour of 10 s windows
 
 
-def clustered_unit_vectors(n: int, dim: int = 512, clusters: int = 2000, noise: float = 1.0, seed: int = 0,
-                           chunk: int = 131_072):
+def clustered_unit_vectors(
+    n: int, dim: int = 512, clusters: int = 2000, noise: float = 1.0, seed: int = 0, chunk: int = 131_072
+):
     """Yield (start, float32 (m, dim) unit vectors) chunks of ``n`` clustered vectors (memory stays flat)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
@@ -31,14 +33,16 @@ def clustered_unit_vectors(n: int, dim: int = 512, clusters: int = 2000, noise: 
         yield at, x
 
 
-def write_matrix(index_dir: Path, n: int, dim: int = 512, seq: int = 1, dtype=np.float16, seed: int = 0) -> WindowMatrix:
+def write_matrix(
+    index_dir: Path, n: int, dim: int = 512, seq: int = 1, dtype=np.float16, seed: int = 0
+) -> WindowMatrix:
     """A window matrix of ``n`` synthetic windows (ids 1..n, 360 per file, 10 s apart), memory-mapped."""
     index_dir.mkdir(parents=True, exist_ok=True)
     vec_path, row_path = matrix_paths(index_dir, seq)
     vectors = np.lib.format.open_memmap(vec_path, mode="w+", dtype=dtype, shape=(n, dim))
     rows = np.lib.format.open_memmap(row_path, mode="w+", dtype=ROW_DTYPE, shape=(n,))
     for at, x in clustered_unit_vectors(n, dim, seed=seed):
-        vectors[at: at + len(x)] = x
+        vectors[at : at + len(x)] = x
     ids = np.arange(1, n + 1, dtype=np.int64)
     rows["id"] = ids
     rows["file_id"] = (ids - 1) // WINDOWS_PER_FILE + 1

@@ -7,6 +7,7 @@ tuning) and zh_queries_blind.tsv (written after tuning and never tuned on).
 A query passes when every keyword (a/b = either) appears in one English phrasing, every negative
 keyword in one negative phrasing, nothing is reported untranslated and no Chinese is left in a text.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Index audit and repair: FAISS ids vs window rows, finite vectors, dangling rows, files gone from disk."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,9 @@ from indexer.store import CommitPlan, IndexStore
 from indexer.vectors import REBUILD_CHUNK, VectorIndex, faiss_files, faiss_ids, leftover_tmp_files, load_latest
 
 SAMPLE = 20  # ids and paths listed per finding; counts are always complete
-NON_FINITE_REASON = "a non-finite vector was found by `soundsift check`; run `soundsift index --retry-failed` to embed it again"
+NON_FINITE_REASON = (
+    "a non-finite vector was found by `soundsift check`; run `soundsift index --retry-failed` to embed it again"
+)
 
 
 def _sample(values) -> list:
@@ -82,7 +85,9 @@ def audit(store: IndexStore) -> dict:
         problems.append(f"FAISS holds {faiss_count} vectors, DuckDB {len(finite_ids)} finite window rows")
     warnings = []
     if gone:
-        warnings.append(f"{len(gone)} indexed files no longer exist on disk (the next `soundsift index` of their root removes them)")
+        warnings.append(
+            f"{len(gone)} indexed files no longer exist on disk (the next `soundsift index` of their root removes them)"
+        )
     if tmp:
         warnings.append(f"{len(tmp)} half-written FAISS files left by a killed run (removed on the next open)")
     if interrupted:
@@ -94,12 +99,16 @@ def audit(store: IndexStore) -> dict:
         "faiss_file_commit": file_seq if path else None,
         "faiss_vectors": faiss_count,
         "windows": int(len(window_ids)),
-        "orphan_ids": int(len(orphan)), "orphan_sample": _sample(orphan),
-        "missing_ids": int(len(absent)), "missing_sample": _sample(absent),
+        "orphan_ids": int(len(orphan)),
+        "orphan_sample": _sample(orphan),
+        "missing_ids": int(len(absent)),
+        "missing_sample": _sample(absent),
         "mismatched_vectors": int(len(mismatched)),
-        "non_finite": int(len(non_finite)), "non_finite_sample": _sample(non_finite),
+        "non_finite": int(len(non_finite)),
+        "non_finite_sample": _sample(non_finite),
         "dangling_windows": int(len(dangling)),
-        "missing_files": len(gone), "missing_file_paths": _sample(display_path(p) for _, p, _ in gone),
+        "missing_files": len(gone),
+        "missing_file_paths": _sample(display_path(p) for _, p, _ in gone),
         "unreadable_faiss_files": unreadable,
         "leftover_tmp_files": [p.name for p in tmp],
         "interrupted_runs": int(interrupted),

@@ -6,6 +6,7 @@ left another path is a rename (the row moves, its windows stay); content already
 path is copied (no second embedding); a touched file with the same content only gets its row refreshed;
 the rest is decoded. Stored files under a scanned root that the scan no longer finds are removed.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from indexer.errors import BadInput
 from indexer.scan import ScannedFile, ScanResult, content_hashes, under_root
 from indexer.store import FileRecord
-
 
 # A stored file row, as far as change detection cares: the store's one file record.
 KnownFile = FileRecord
@@ -34,7 +34,9 @@ class Candidate:
 class ChangeSet:
     unchanged: int = 0
     touched: list[tuple[KnownFile, ScannedFile, str | None]] = field(default_factory=list)  # same path, same content
-    renamed: list[tuple[KnownFile, ScannedFile, str | None]] = field(default_factory=list)  # content moved to a new path
+    renamed: list[tuple[KnownFile, ScannedFile, str | None]] = field(
+        default_factory=list
+    )  # content moved to a new path
     copies: list[Candidate] = field(default_factory=list)  # content stored under another path
     decode: list[Candidate] = field(default_factory=list)  # one per distinct content
     twins: dict[str, list[Candidate]] = field(default_factory=dict)  # hash -> candidates waiting on a decode
@@ -61,8 +63,14 @@ def refuse_unmounted(roots: list[str], scan: ScanResult, known: dict[str, KnownF
             )
 
 
-def plan_changes(roots: list[str], scan: ScanResult, known: dict[str, KnownFile], retry_failed: bool = False,
-                 verify_content: bool = False, hash_threads: int = 4) -> ChangeSet:
+def plan_changes(
+    roots: list[str],
+    scan: ScanResult,
+    known: dict[str, KnownFile],
+    retry_failed: bool = False,
+    verify_content: bool = False,
+    hash_threads: int = 4,
+) -> ChangeSet:
     """What this run must do to make the index match the scanned roots."""
     changes = ChangeSet()
     need_hash: list[ScannedFile] = []
@@ -94,8 +102,13 @@ def plan_changes(roots: list[str], scan: ScanResult, known: dict[str, KnownFile]
                 changes.touched.append((prev, f, h))  # same content: refresh the row, keep the windows
             changes.unchanged += 1
             continue
-        if prev is not None and prev.hash is None and verify_content and prev.status == "indexed" \
-                and (prev.size, prev.mtime) == (f.size, f.mtime):
+        if (
+            prev is not None
+            and prev.hash is None
+            and verify_content
+            and prev.status == "indexed"
+            and (prev.size, prev.mtime) == (f.size, f.mtime)
+        ):
             changes.touched.append((prev, f, h))  # indexed before hashes were kept: record it now
             changes.unchanged += 1
             continue

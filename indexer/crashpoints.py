@@ -5,6 +5,7 @@ variable set, every phase reached is also announced on stderr as ``soundsift-pha
 test killing at a random moment knows which phase it hit. Unset (always, outside tests) it costs one
 environment lookup per call and does nothing.
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 This module never imports torch: it runs inside decode worker processes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -61,7 +62,9 @@ def decoder_order(path: Path, decoders: Mapping[str, Decoder], head: bytes | Non
     return by_magic + specific + generic_ext + generic_rest
 
 
-def open_audio(path: Path, decoders: Mapping[str, Decoder], settings: Mapping[str, Any], limits: DecodeLimits) -> OpenedAudio:
+def open_audio(
+    path: Path, decoders: Mapping[str, Decoder], settings: Mapping[str, Any], limits: DecodeLimits
+) -> OpenedAudio:
     """Open ``path`` with the first decoder that accepts it; one error lists what each decoder said."""
     try:
         st = path.stat()

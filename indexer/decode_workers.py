@@ -3,6 +3,7 @@
 Each worker has its own pipe, so a worker killed mid-message corrupts nothing shared; a full pipe
 blocks the worker, which bounds memory to about one message of windows per worker.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -99,8 +100,17 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
         try:
             opened = open_audio(Path(path), decoders, job.plugin_settings, job.limits)
             src = opened.source
-            conn.send(FileOpened(file_idx, opened.decoder, src.sample_rate, src.channels, src.duration_s, src.codec,
-                                 [str(w) for w in getattr(src, "warnings", None) or []]))
+            conn.send(
+                FileOpened(
+                    file_idx,
+                    opened.decoder,
+                    src.sample_rate,
+                    src.channels,
+                    src.duration_s,
+                    src.codec,
+                    [str(w) for w in getattr(src, "warnings", None) or []],
+                )
+            )
             cutter = WindowCutter(job.window, job.hop)
             pending: list = []
 
@@ -110,12 +120,14 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
                 audio = np.zeros((len(pending), job.window), dtype=np.float32)
                 for row, (_, samples) in enumerate(pending):
                     audio[row, : len(samples)] = samples
-                conn.send(WindowsDecoded(
-                    file_idx,
-                    np.array([s.start for s, _ in pending], dtype=np.int64),
-                    np.array([s.length for s, _ in pending], dtype=np.int64),
-                    audio,
-                ))
+                conn.send(
+                    WindowsDecoded(
+                        file_idx,
+                        np.array([s.start for s, _ in pending], dtype=np.int64),
+                        np.array([s.length for s, _ in pending], dtype=np.int64),
+                        audio,
+                    )
+                )
                 pending.clear()
 
             for block in mono_48k_blocks(opened, job.limits):
@@ -137,7 +149,9 @@ def _worker_main(conn: Connection, job: DecodeJob) -> None:
             conn.send(FileFailed(file_idx, "out of memory while decoding"))
         except Exception as exc:  # a decoder's bug: logged by the reasons module, never the reason itself
             if opened is not None:
-                message = stream_failure_reason(path, opened.head, opened.decoder, f"{type(exc).__name__}: {exc}", opened.refused)
+                message = stream_failure_reason(
+                    path, opened.head, opened.decoder, f"{type(exc).__name__}: {exc}", opened.refused
+                )
             else:
                 message = "could not be decoded (an internal error while opening it)"
             conn.send(FileFailed(file_idx, _one_line(message)))

@@ -1,4 +1,5 @@
 """Durable writes for derived files (FAISS, the window matrix): fsync a file or a directory entry."""
+
 from __future__ import annotations
 
 import os

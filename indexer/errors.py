@@ -1,4 +1,5 @@
 """Domain errors a user can cause, each with a message that says what to do. The CLI prints them in one line."""
+
 from __future__ import annotations
 
 from plugins.contract import DecodeError

@@ -4,6 +4,7 @@ Each part (``part-00000.parquet``...) holds whole files' windows in id order: wi
 start and end seconds, tags (JSON) and the vector, exactly as local classification reads it (the window
 matrix, widened to float32). ``_soundsift.json`` names the model that wrote the vectors and lists the parts.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,17 @@ def export_schema(dim: int):
     """The Parquet schema of an export part."""
     import pyarrow as pa
 
-    return pa.schema([("id", pa.int64()), ("file_id", pa.int64()), ("path", pa.string()), ("start", pa.float64()),
-                      ("end", pa.float64()), ("tags", pa.string()), ("vector", pa.list_(pa.float32(), dim))])
+    return pa.schema(
+        [
+            ("id", pa.int64()),
+            ("file_id", pa.int64()),
+            ("path", pa.string()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("tags", pa.string()),
+            ("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
 
 
 def read_export_meta(directory: Path) -> dict:
@@ -36,8 +46,10 @@ def read_export_meta(directory: Path) -> dict:
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise BadInput(f"{directory} is not a soundsift export (no readable {EXPORT_META}): "
-                       f"make one with `soundsift export INDEX --out {directory}`") from None
+        raise BadInput(
+            f"{directory} is not a soundsift export (no readable {EXPORT_META}): "
+            f"make one with `soundsift export INDEX --out {directory}`"
+        ) from None
     if meta.get("format") != EXPORT_FORMAT:
         raise BadInput(f"{path} is format {meta.get('format')!r}; this soundsift reads {EXPORT_FORMAT!r}")
     return meta
@@ -71,9 +83,13 @@ def export_index(index_dir: Path, out_dir: Path, rows_per_part: int = ROWS_PER_P
             meta_in = store.identity_meta() or {}
             wm = WindowMatrix.current(store)
             paths = dict(store.cursor().execute("SELECT id, path FROM files WHERE status = 'indexed'").fetchall())
-            tag_reader = store.cursor().sql(
-                f"SELECT w.id, w.tags FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED} ORDER BY w.id"
-            ).to_arrow_reader(65_536)
+            tag_reader = (
+                store.cursor()
+                .sql(
+                    f"SELECT w.id, w.tags FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED} ORDER BY w.id"
+                )
+                .to_arrow_reader(65_536)
+            )
             tags_left: list = []
 
             def tags_for(ids: np.ndarray) -> list[str | None]:
@@ -81,7 +97,7 @@ def export_index(index_dir: Path, out_dir: Path, rows_per_part: int = ROWS_PER_P
                 while len(tags_left) < len(ids):
                     batch = tag_reader.read_next_batch()
                     tags_left += list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()))
-                taken, tags_left = tags_left[: len(ids)], tags_left[len(ids):]
+                taken, tags_left = tags_left[: len(ids)], tags_left[len(ids) :]
                 if [t[0] for t in taken] != ids.tolist():  # both are "indexed windows in id order" of one commit
                     raise RuntimeError("window rows and tags disagree; run `soundsift check`")
                 return [t[1] if isinstance(t[1], str) or t[1] is None else json.dumps(t[1]) for t in taken]
@@ -103,23 +119,37 @@ def export_index(index_dir: Path, out_dir: Path, rows_per_part: int = ROWS_PER_P
                 rows = wm.rows[lo:hi]
                 ids = np.asarray(rows["id"])
                 vectors = np.asarray(wm.vectors[lo:hi], dtype=np.float32)
-                table = pa.table({
-                    "id": ids, "file_id": np.asarray(rows["file_id"]),
-                    "path": [paths.get(int(f), f"<file {int(f)}>") for f in rows["file_id"]],
-                    "start": np.asarray(rows["start"]), "end": np.asarray(rows["end"]), "tags": tags_for(ids),
-                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
-                }, schema=schema)
+                table = pa.table(
+                    {
+                        "id": ids,
+                        "file_id": np.asarray(rows["file_id"]),
+                        "path": [paths.get(int(f), f"<file {int(f)}>") for f in rows["file_id"]],
+                        "start": np.asarray(rows["start"]),
+                        "end": np.asarray(rows["end"]),
+                        "tags": tags_for(ids),
+                        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+                    },
+                    schema=schema,
+                )
                 name = f"part-{k:05d}.parquet"
                 tmp = out_dir / f".{name}.tmp{os.getpid()}"
                 pq.write_table(table, tmp)
                 os.replace(tmp, out_dir / name)
                 parts.append({"file": name, "rows": int(hi - lo), "first_id": int(ids[0]), "last_id": int(ids[-1])})
             meta = {
-                "format": EXPORT_FORMAT, "commit": int(wm.seq), "windows": int(len(wm.rows)),
-                "files": int(len(np.unique(file_ids))), "vector_dtype": str(wm.vectors.dtype),
-                "model": {"id": meta_in.get("model_id"), "revision": meta_in.get("model_revision"),
-                          "fingerprint": meta_in.get("model_fingerprint"), "embedding_dim": dim},
-                "index": str(index_dir.resolve()), "parts": parts,
+                "format": EXPORT_FORMAT,
+                "commit": int(wm.seq),
+                "windows": int(len(wm.rows)),
+                "files": int(len(np.unique(file_ids))),
+                "vector_dtype": str(wm.vectors.dtype),
+                "model": {
+                    "id": meta_in.get("model_id"),
+                    "revision": meta_in.get("model_revision"),
+                    "fingerprint": meta_in.get("model_fingerprint"),
+                    "embedding_dim": dim,
+                },
+                "index": str(index_dir.resolve()),
+                "parts": parts,
             }
             (out_dir / EXPORT_META).write_text(json.dumps(meta, indent=1))
             return meta

@@ -6,6 +6,7 @@ build time on queries drawn from the stored vectors until recall@10 against exac
 ``TARGET_RECALL``, and is written into the index file. With faiss-gpu installed the k-means training
 (the costly part) runs on the GPUs; searches stay on the CPU, where id selectors (filters) work.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,7 +78,9 @@ def new_index(dim: int, plan: IndexPlan) -> faiss.Index:
     if plan.kind == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, plan.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, plan.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
     ivf.own_fields = True
     quantizer.this.disown()
     ivf.cp.niter = KMEANS_ITERATIONS
@@ -131,8 +134,9 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(hits)) if hits else 1.0
 
 
-def tune_nprobe(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, k: int = 10,
-                target: float = TARGET_RECALL) -> tuple[int, float]:
+def tune_nprobe(
+    index: faiss.Index, queries: np.ndarray, truth: np.ndarray, k: int = 10, target: float = TARGET_RECALL
+) -> tuple[int, float]:
     """The smallest power-of-two nprobe reaching ``target`` recall@k on ``queries``; set on the index."""
     ivf = inner_index(index)
     nprobe, recall = 1, 0.0
@@ -145,8 +149,9 @@ def tune_nprobe(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, k: i
         nprobe = min(ivf.nlist, nprobe * 2)
 
 
-def build_index(dim: int, n_total: int, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
-                flat_max: int | None = None) -> tuple[faiss.Index, dict]:
+def build_index(
+    dim: int, n_total: int, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], flat_max: int | None = None
+) -> tuple[faiss.Index, dict]:
     """An index holding every finite vector of ``chunks()`` (a re-iterable stream of (ids, vectors)).
 
     Small: one pass into a flat index. Large: a training sample, k-means, one pass adding every vector,

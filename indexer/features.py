@@ -3,6 +3,7 @@
 The STFT and mel product run in float64: float32 loses up to ~1 dB in near-silent frames, where the
 extractor (numpy, float64) does not.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,9 @@ class LogMelFeatures:
     @classmethod
     def from_extractor(cls, extractor, device: torch.device) -> "LogMelFeatures":
         """Take the filter bank and frame geometry from a loaded ClapFeatureExtractor."""
-        return cls(extractor.mel_filters, extractor.fft_window_size, extractor.hop_length, extractor.nb_max_samples, device)
+        return cls(
+            extractor.mel_filters, extractor.fft_window_size, extractor.hop_length, extractor.nb_max_samples, device
+        )
 
     def repeat_pad(self, waveform: np.ndarray) -> np.ndarray:
         """ClapFeatureExtractor's ``repeatpad``: tile a short clip whole times, then zero-pad to the window."""
@@ -41,8 +44,13 @@ class LogMelFeatures:
         """(batch, window_samples) float waveforms on any device -> (batch, 4, frames, mels) float32 on ours."""
         x = waveforms.to(self._compute_on, dtype=torch.float64, non_blocking=True)
         spec = torch.stft(
-            x, n_fft=self.n_fft, hop_length=self.hop_length, window=self._hann,
-            center=True, pad_mode="reflect", return_complex=True,
+            x,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            window=self._hann,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
         )
         power = spec.real.square() + spec.imag.square()  # (batch, bins, frames)
         mel = torch.matmul(power.transpose(1, 2), self._filters)  # (batch, frames, mels)

@@ -4,6 +4,7 @@ A file whose extension no decoder declares is not skipped outright: its first by
 signatures of the audio containers the decoders read (RIFF/WAVE, FLAC, Ogg, MP3, MP4/3GP, AMR, SILK,
 Wave64, CAF, AIFF, ...) and with the magic bytes decoders declare, so a renamed recording is still found.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,9 @@ class ScanFormats:
     sidecar_suffixes: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def of(cls, decoders: Mapping[str, Decoder] | Iterable[Decoder], extra_extensions: Iterable[str] = ()) -> ScanFormats:
+    def of(
+        cls, decoders: Mapping[str, Decoder] | Iterable[Decoder], extra_extensions: Iterable[str] = ()
+    ) -> ScanFormats:
         """The formats of ``decoders`` (a registry dict or a list), plus ``extra_extensions`` from the settings."""
         found = tuple(decoders.values() if isinstance(decoders, Mapping) else decoders)
         exts = {e.lower().lstrip(".") for d in found for e in d.extensions}
@@ -99,7 +102,9 @@ class ScanFormats:
         for decoder in self.decoders:
             found = [str(s) for s in decoder.sidecars(path)]
             if decoder.sidecar_suffixes and decoder.handles_extension(path):
-                found += [str(path) + suffix for suffix in decoder.sidecar_suffixes if os.path.lexists(str(path) + suffix)]
+                found += [
+                    str(path) + suffix for suffix in decoder.sidecar_suffixes if os.path.lexists(str(path) + suffix)
+                ]
             for sidecar in found:
                 if sidecar not in out:
                     out.append(sidecar)

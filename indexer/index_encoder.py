@@ -5,6 +5,7 @@ in the index (``IndexStore.text_vectors``), so a classify with a label set seen 
 and does not even load it. On a miss a reader loads the text tower alone; the audio tower is loaded only
 by what embeds audio (indexing, one file).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,12 @@ def identity_from_meta(meta: dict[str, str]) -> ModelIdentity:
     """The model identity an index recorded when it was created."""
     scale = meta.get("logit_scale")
     return ModelIdentity(
-        model_id=meta.get("model_id") or "", revision=meta.get("model_revision") or "",
-        fingerprint=meta.get("model_fingerprint") or "", embedding_dim=int(meta.get("embedding_dim", 0)),
-        feature_config=json.loads(meta.get("feature_config", "{}")), logit_scale=float(scale) if scale else None,
+        model_id=meta.get("model_id") or "",
+        revision=meta.get("model_revision") or "",
+        fingerprint=meta.get("model_fingerprint") or "",
+        embedding_dim=int(meta.get("embedding_dim", 0)),
+        feature_config=json.loads(meta.get("feature_config", "{}")),
+        logit_scale=float(scale) if scale else None,
     )
 
 
@@ -41,10 +45,18 @@ class IndexEncoder:
     loaded on first use. ``text_tower_loaded`` and ``audio_tower_loaded`` say what has been loaded so far.
     """
 
-    def __init__(self, store: "IndexStore", identity: ModelIdentity, *, full: "ClapEncoder | None" = None,
-                 load_full: Callable[[], "ClapEncoder"] | None = None,
-                 load_text: Callable[[], "ClapTextEncoder"] | None = None,
-                 device: str = "auto", cache_size: int = 4096, warm: bool = False):
+    def __init__(
+        self,
+        store: "IndexStore",
+        identity: ModelIdentity,
+        *,
+        full: "ClapEncoder | None" = None,
+        load_full: Callable[[], "ClapEncoder"] | None = None,
+        load_text: Callable[[], "ClapTextEncoder"] | None = None,
+        device: str = "auto",
+        cache_size: int = 4096,
+        warm: bool = False,
+    ):
         self.store = store
         self._identity = identity
         self._full = full
@@ -89,7 +101,8 @@ class IndexEncoder:
                 if text.identity.fingerprint != self._identity.fingerprint:
                     raise ModelMismatch(
                         f"the index at {self.store.index_dir} was built with {self._identity.describe()}, "
-                        f"not {text.identity.describe()}; use the same --model, or index into another --index directory")
+                        f"not {text.identity.describe()}; use the same --model, or index into another --index directory"
+                    )
                 self._text = text
             return self._text
 
@@ -128,7 +141,7 @@ class IndexEncoder:
             print(f"note: remembered text vectors not read ({exc})", file=sys.stderr)
             return 0
         with self._lock:
-            for text, vector in list(stored.items())[-self._cache_size:]:
+            for text, vector in list(stored.items())[-self._cache_size :]:
                 self._cache[text] = vector
         return len(stored)
 

@@ -3,6 +3,7 @@
 FAISS is imported only when the file is not the one of the last commit (a crash between the two writes):
 then the index is opened as a reader would open it, and the count is the caught-up one.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,7 +34,9 @@ def header_ntotal(path: Path, dim: int) -> int | None:
 def vector_count(store: IndexStore) -> int:
     """How many vectors FAISS holds for the store's last commit (what ``VectorIndex.open(store).ntotal`` gives)."""
     seq = store.commit_seq()
-    files = sorted(((int(m.group(1)), p) for p in store.index_dir.iterdir() if (m := _FAISS_FILE.match(p.name))), reverse=True)
+    files = sorted(
+        ((int(m.group(1)), p) for p in store.index_dir.iterdir() if (m := _FAISS_FILE.match(p.name))), reverse=True
+    )
     if files and files[0][0] == seq:
         ntotal = header_ntotal(files[0][1], store.embedding_dim)
         if ntotal is not None and ntotal == store.window_count():

@@ -9,6 +9,7 @@ Below ``FLOAT16_FROM`` windows it holds float32 (scores exactly as from DuckDB, 
 from there on float16, which halves memory and keeps scores within 1e-3 of float32 (unit vectors: each
 product term errs by at most 2^-11 relative, and the errors mostly cancel).
 """
+
 from __future__ import annotations
 
 import os
@@ -88,11 +89,11 @@ class WindowMatrix:
             at = 0
             for c in store.iter_indexed_vectors(BUILD_CHUNK):
                 m = len(c.ids)
-                vectors[at: at + m] = c.vectors
-                rows["id"][at: at + m] = c.ids
-                rows["file_id"][at: at + m] = c.file_ids
-                rows["start"][at: at + m] = c.starts
-                rows["end"][at: at + m] = c.ends
+                vectors[at : at + m] = c.vectors
+                rows["id"][at : at + m] = c.ids
+                rows["file_id"][at : at + m] = c.file_ids
+                rows["start"][at : at + m] = c.starts
+                rows["end"][at : at + m] = c.ends
                 at += m
             if at != n:  # a commit landed between the count and the scan: the caller holds the writers' lock
                 raise RuntimeError(f"window count changed while building the matrix ({n} -> {at})")
@@ -121,7 +122,11 @@ class WindowMatrix:
         chunks = list(store.iter_vectors(BUILD_CHUNK, INDEXED))
         n = sum(len(c.ids) for c in chunks)
         dtype = np.dtype(dtype or (np.float16 if n >= FLOAT16_FROM else np.float32))
-        vectors = np.concatenate([c.vectors for c in chunks]).astype(dtype) if chunks else np.zeros((0, store.embedding_dim), dtype)
+        vectors = (
+            np.concatenate([c.vectors for c in chunks]).astype(dtype)
+            if chunks
+            else np.zeros((0, store.embedding_dim), dtype)
+        )
         rows = np.zeros(n, dtype=ROW_DTYPE)
         if chunks:
             rows["id"] = np.concatenate([c.ids for c in chunks])
@@ -137,8 +142,9 @@ class WindowMatrix:
             seq = store.commit_seq()
             return cls.load(store.index_dir, seq) or cls.build(store, seq)
 
-    def select(self, allowed_ids: np.ndarray | None = None, after_id: int | None = None,
-               after_file_id: int | None = None) -> np.ndarray:
+    def select(
+        self, allowed_ids: np.ndarray | None = None, after_id: int | None = None, after_file_id: int | None = None
+    ) -> np.ndarray:
         """Row positions (ascending) of windows among ``allowed_ids``, with id > ``after_id`` / file id > ``after_file_id``."""
         keep = np.ones(len(self.rows), dtype=bool)
         if allowed_ids is not None:
@@ -157,14 +163,19 @@ class WindowMatrix:
                 sl = slice(at, min(n, at + chunk))
                 rows, vectors = self.rows[sl], np.asarray(self.vectors[sl])
             else:
-                pos = positions[at: at + chunk]
+                pos = positions[at : at + chunk]
                 if len(pos) and pos[-1] - pos[0] + 1 == len(pos):  # a contiguous run: a view, not a gather
                     sl = slice(int(pos[0]), int(pos[-1]) + 1)
                     rows, vectors = self.rows[sl], np.asarray(self.vectors[sl])
                 else:
                     rows, vectors = self.rows[pos], self.vectors[pos]
-            yield WindowChunk(ids=np.asarray(rows["id"]), file_ids=np.asarray(rows["file_id"]),
-                              starts=np.asarray(rows["start"]), ends=np.asarray(rows["end"]), vectors=vectors)
+            yield WindowChunk(
+                ids=np.asarray(rows["id"]),
+                file_ids=np.asarray(rows["file_id"]),
+                starts=np.asarray(rows["start"]),
+                ends=np.asarray(rows["end"]),
+                vectors=vectors,
+            )
 
     def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, ascending; their vectors) for window ids; unknown ids are skipped."""

@@ -4,6 +4,7 @@ Importing this module costs nothing heavy: torch and transformers are imported b
 need them, so commands that never embed (stats, check, plugins) never load them. ``load_clap`` loads
 both towers (indexing, one file); ``load_clap_text`` loads the text tower alone (search, classify).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,8 +91,12 @@ class TextTower:
             with self._lock, torch.inference_mode():
                 for text in missing:
                     tokens = self.tokenizer([text], truncation=True, return_tensors="pt").to(self.device)
-                    pooled = text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output
-                    self._text_cache[text] = torch.nn.functional.normalize(projection(pooled).float(), dim=-1)[0].cpu().numpy()
+                    pooled = text_model(
+                        input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+                    ).pooler_output
+                    self._text_cache[text] = (
+                        torch.nn.functional.normalize(projection(pooled).float(), dim=-1)[0].cpu().numpy()
+                    )
                 while len(self._text_cache) > self._cache_size:
                     self._text_cache.popitem(last=False)
         with self._lock:
@@ -101,7 +106,16 @@ class TextTower:
 class ClapEncoder(TextTower):
     """A loaded CLAP checkpoint (both towers): embeds 10 s windows and texts into one L2-normalised space."""
 
-    def __init__(self, model, tokenizer, extractor, identity: ModelIdentity, device: "torch.device", precision: str, cache_size: int = 4096):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        extractor,
+        identity: ModelIdentity,
+        device: "torch.device",
+        precision: str,
+        cache_size: int = 4096,
+    ):
         import torch
 
         from indexer.features import LogMelFeatures
@@ -282,8 +296,15 @@ def checkpoint_tensors(source: str, revision: str | None, names: tuple[str, ...]
     return out
 
 
-def load_clap(model: str, revision: str | None = None, device: str = "auto", precision: str = "auto",
-              window_s: float = 10.0, hop_s: float = 10.0, cache_size: int = 4096) -> ClapEncoder:
+def load_clap(
+    model: str,
+    revision: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    window_s: float = 10.0,
+    hop_s: float = 10.0,
+    cache_size: int = 4096,
+) -> ClapEncoder:
     """Load any CLAP checkpoint transformers reads (both towers): a local directory, the HF cache, or the hub where reachable.
 
     Weights are memory-mapped from safetensors onto meta-initialised modules (no random init, no second copy).
@@ -306,17 +327,25 @@ def load_clap(model: str, revision: str | None = None, device: str = "auto", pre
     rev = revision or getattr(clap.config, "_commit_hash", None) or ("local" if target.is_dir() else "main")
     dim = int(clap.config.projection_dim)
     identity = ModelIdentity(
-        model_id=source, revision=str(rev),
-        fingerprint=_fingerprint(clap.config, [clap.audio_projection.linear1.weight, clap.text_projection.linear1.weight,
-                                               clap.logit_scale_a]),
-        embedding_dim=dim, feature_config=feature_config_of(extractor, window_s, hop_s),
+        model_id=source,
+        revision=str(rev),
+        fingerprint=_fingerprint(
+            clap.config, [clap.audio_projection.linear1.weight, clap.text_projection.linear1.weight, clap.logit_scale_a]
+        ),
+        embedding_dim=dim,
+        feature_config=feature_config_of(extractor, window_s, hop_s),
         logit_scale=float(clap.logit_scale_a.exp().item()),
     )
     return ClapEncoder(clap, tokenizer, extractor, identity, dev, precision, cache_size)
 
 
-def load_clap_text(model: str, revision: str | None = None, device: str = "auto", cache_size: int = 4096,
-                   feature_config: dict | None = None) -> ClapTextEncoder:
+def load_clap_text(
+    model: str,
+    revision: str | None = None,
+    device: str = "auto",
+    cache_size: int = 4096,
+    feature_config: dict | None = None,
+) -> ClapTextEncoder:
     """Load the text tower of a CLAP checkpoint alone (``ClapTextModelWithProjection``): about a third of the weights.
 
     The identity (fingerprint, logit scale) is the one ``load_clap`` gives: the few other tensors it needs
@@ -331,9 +360,18 @@ def load_clap_text(model: str, revision: str | None = None, device: str = "auto"
         tensors = checkpoint_tensors(source, revision, FINGERPRINT_TENSORS)
         if tensors is None:  # a .bin checkpoint: no reading by name; take the text parts of the whole model
             full = load_clap(model, revision, device, "fp32", cache_size=cache_size)
-            identity = full.identity if feature_config is None else ModelIdentity(
-                full.identity.model_id, full.identity.revision, full.identity.fingerprint, full.identity.embedding_dim,
-                feature_config, full.identity.logit_scale)
+            identity = (
+                full.identity
+                if feature_config is None
+                else ModelIdentity(
+                    full.identity.model_id,
+                    full.identity.revision,
+                    full.identity.fingerprint,
+                    full.identity.embedding_dim,
+                    feature_config,
+                    full.identity.logit_scale,
+                )
+            )
             return ClapTextEncoder(full.model, full.tokenizer, identity, full.device, cache_size)
         text = ClapTextModelWithProjection.from_pretrained(source, revision=revision, low_cpu_mem_usage=True)
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
@@ -346,9 +384,11 @@ def load_clap_text(model: str, revision: str | None = None, device: str = "auto"
     text = text.to(dev).eval()
     rev = revision or getattr(config, "_commit_hash", None) or ("local" if target.is_dir() else "main")
     identity = ModelIdentity(
-        model_id=source, revision=str(rev),
+        model_id=source,
+        revision=str(rev),
         fingerprint=_fingerprint(config, [tensors[n] for n in FINGERPRINT_TENSORS]),
-        embedding_dim=int(config.projection_dim), feature_config=feature_config or {},
+        embedding_dim=int(config.projection_dim),
+        feature_config=feature_config or {},
         logit_scale=float(tensors["logit_scale_a"].float().exp().item()),
     )
     return ClapTextEncoder(text, tokenizer, identity, dev, cache_size)

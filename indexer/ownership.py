@@ -1,4 +1,5 @@
 """One owner per index: an exclusive advisory lock on ``owner.lock`` with the owner's pid and command beside it."""
+
 from __future__ import annotations
 
 import fcntl
@@ -62,8 +63,13 @@ class IndexOwnership:
 
     def describe(self, role: str, url: str | None = None) -> None:
         """Write who owns the index (read by a second process to name us)."""
-        info = {"pid": os.getpid(), "command": " ".join(sys.argv) or sys.executable, "role": role,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "url": url}
+        info = {
+            "pid": os.getpid(),
+            "command": " ".join(sys.argv) or sys.executable,
+            "role": role,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "url": url,
+        }
         tmp = self.index_dir / f".{OWNER_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(info))
         os.replace(tmp, self.index_dir / OWNER_NAME)

@@ -8,6 +8,7 @@ reader and every output uses, and the file system's own bytes in a BLOB next to 
 real name is rebuilt whenever a file has to be opened or compared with what a scan found. A name
 that is valid UTF-8 has no BLOB (NULL): its display form is the name.
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 Every SQL statement the indexer runs lives in indexer/store.py or here; other modules ask the store.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,8 +101,9 @@ class RunRecord(NamedTuple):
     summary: dict[str, Any] | None
 
 
-def scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None,
-           default: Any = 0) -> Any:
+def scalar(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None, default: Any = 0
+) -> Any:
     """The first column of the first row of ``sql`` (``default`` when there is no row or it is NULL)."""
     row = cur.execute(sql, params or []).fetchone()
     return row[0] if row and row[0] is not None else default
@@ -121,14 +123,34 @@ class StoreQueries:
         """Every stored file row, in id order (what change detection compares a scan with)."""
         from indexer.store import FileRecord
 
-        rows = self.cursor().execute(
-            "SELECT id, path, root, size, mtime, hash, status, duration, error, sample_rate, channels, codec, decoder, notes, "
-            "path_bytes, root_bytes FROM files ORDER BY id").fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT id, path, root, size, mtime, hash, status, duration, error, sample_rate, channels, codec, decoder, notes, "
+                "path_bytes, root_bytes FROM files ORDER BY id"
+            )
+            .fetchall()
+        )
         # path and root as on disk (what a scan finds), whatever their bytes
-        return [FileRecord(id=r[0], path=real_path(r[1], r[14]), root=real_path(r[2], r[15]), size=r[3], mtime=r[4], hash=r[5],
-                           status=r[6], duration=r[7], error=r[8], sample_rate=r[9], channels=r[10], codec=r[11], decoder=r[12],
-                           notes=r[13])
-                for r in rows]
+        return [
+            FileRecord(
+                id=r[0],
+                path=real_path(r[1], r[14]),
+                root=real_path(r[2], r[15]),
+                size=r[3],
+                mtime=r[4],
+                hash=r[5],
+                status=r[6],
+                duration=r[7],
+                error=r[8],
+                sample_rate=r[9],
+                channels=r[10],
+                codec=r[11],
+                decoder=r[12],
+                notes=r[13],
+            )
+            for r in rows
+        ]
 
     def file_locations(self) -> list[FileLocation]:
         """(id, path, root) of every stored file, in id order; path and root as on disk (the names to open)."""
@@ -137,7 +159,9 @@ class StoreQueries:
 
     def indexed_window_count(self) -> int:
         """Windows of indexed files (those search and classification may return)."""
-        return int(scalar(self.cursor(), f"SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED}"))
+        return int(
+            scalar(self.cursor(), f"SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE {INDEXED}")
+        )
 
     def non_finite_window_ids(self, chunk: int = 65_536) -> np.ndarray:
         """Ids of windows whose stored vector holds NaN or Inf (one streaming pass)."""
@@ -152,9 +176,14 @@ class StoreQueries:
 
     def dangling_window_ids(self) -> np.ndarray:
         """Ids of windows whose file row is missing or not indexed."""
-        ids = self.cursor().execute(
-            "SELECT w.id FROM windows w LEFT JOIN files f ON f.id = w.file_id WHERE f.id IS NULL OR f.status <> 'indexed' "
-            "ORDER BY w.id").fetchnumpy()["id"]
+        ids = (
+            self.cursor()
+            .execute(
+                "SELECT w.id FROM windows w LEFT JOIN files f ON f.id = w.file_id WHERE f.id IS NULL OR f.status <> 'indexed' "
+                "ORDER BY w.id"
+            )
+            .fetchnumpy()["id"]
+        )
         return np.asarray(ids, dtype=np.int64)
 
     def unfinished_run_count(self) -> int:
@@ -170,8 +199,10 @@ class StoreQueries:
             params.append(run_id)
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        return [RunRecord(rid, started, finished, status, command, json.loads(summary) if summary else None)
-                for rid, started, finished, status, command, summary in self.cursor().execute(sql, params).fetchall()]
+        return [
+            RunRecord(rid, started, finished, status, command, json.loads(summary) if summary else None)
+            for rid, started, finished, status, command, summary in self.cursor().execute(sql, params).fetchall()
+        ]
 
     def roots(self) -> list[str]:
         """Every archive root the index holds files under, as on disk (whatever its bytes), sorted."""
@@ -188,9 +219,11 @@ class StoreQueries:
 
     def window_ids_where(self, where: str, params: dict[str, Any]) -> np.ndarray:
         """Ids of the windows whose file matches ``where`` (SQL over ``f`` = files, ``w`` = windows, from `Filters`)."""
-        return self.cursor().sql(
-            f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params
-        ).fetchnumpy()["id"]
+        return (
+            self.cursor()
+            .sql(f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {where}", params=params)
+            .fetchnumpy()["id"]
+        )
 
     def first_window_of(self, file_id: int) -> int | None:
         """The smallest window id of a file (None when it has no windows)."""
@@ -199,33 +232,62 @@ class StoreQueries:
     def window_place(self, window_id: int) -> WindowPlace | None:
         """A window of an indexed file, with its file's path and root as on disk (the names to open), size, mtime
         and duration (None if not indexed)."""
-        row = self.cursor().execute(
-            'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration, f.path_bytes, f.root_bytes '
-            "FROM windows w JOIN files f ON f.id = w.file_id WHERE w.id = ? AND f.status = 'indexed'", [int(window_id)]).fetchone()
+        row = (
+            self.cursor()
+            .execute(
+                'SELECT f.path, f.root, f.size, f.mtime, w.start, w."end", f.duration, f.path_bytes, f.root_bytes '
+                "FROM windows w JOIN files f ON f.id = w.file_id WHERE w.id = ? AND f.status = 'indexed'",
+                [int(window_id)],
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         return WindowPlace(real_path(row[0], row[7]), real_path(row[1], row[8]), *row[2:7])
 
     def windows_of_file(self, file_id: int) -> WindowsOfFile:
         """A file's windows ordered by start (then id), with their tags and vectors."""
-        table = self.cursor().sql('SELECT id, start, "end", tags, embedding FROM windows WHERE file_id = $f ORDER BY start, id',
-                                  params={"f": int(file_id)}).to_arrow_table()
+        table = (
+            self.cursor()
+            .sql(
+                'SELECT id, start, "end", tags, embedding FROM windows WHERE file_id = $f ORDER BY start, id',
+                params={"f": int(file_id)},
+            )
+            .to_arrow_table()
+        )
         dim = self.embedding_dim
-        vectors = (table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim) if table.num_rows
-                   else np.zeros((0, dim), np.float32))
-        return WindowsOfFile(table.column("id").to_pylist(), table.column("start").to_pylist(), table.column("end").to_pylist(),
-                             [json.loads(t) if t else {} for t in table.column("tags").to_pylist()], vectors)
+        vectors = (
+            table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+            if table.num_rows
+            else np.zeros((0, dim), np.float32)
+        )
+        return WindowsOfFile(
+            table.column("id").to_pylist(),
+            table.column("start").to_pylist(),
+            table.column("end").to_pylist(),
+            [json.loads(t) if t else {} for t in table.column("tags").to_pylist()],
+            vectors,
+        )
 
-    def file_rows(self, columns: str, where: str = "TRUE", params: dict[str, Any] | None = None, limit: int | None = None,
-                  offset: int = 0, with_window_count: bool = True) -> tuple[int, list[tuple]]:
+    def file_rows(
+        self,
+        columns: str,
+        where: str = "TRUE",
+        params: dict[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        with_window_count: bool = True,
+    ) -> tuple[int, list[tuple]]:
         """(matching count, rows of ``columns`` over ``f`` = files ordered by path, each plus its window count)."""
         cur = self.cursor()
         params = params or {}
         total = int(scalar(cur, f"SELECT count(*) FROM files f WHERE {where}", params))  # type: ignore[arg-type]
         count = "(SELECT count(*) FROM windows w WHERE w.file_id = f.id)" if with_window_count else "0"
         page = "" if limit is None else " LIMIT $limit OFFSET $offset"
-        rows = cur.execute(f"SELECT {columns}, {count} FROM files f WHERE {where} ORDER BY f.path{page}",
-                           {**params, **({} if limit is None else {"limit": limit, "offset": offset})}).fetchall()
+        rows = cur.execute(
+            f"SELECT {columns}, {count} FROM files f WHERE {where} ORDER BY f.path{page}",
+            {**params, **({} if limit is None else {"limit": limit, "offset": offset})},
+        ).fetchall()
         return total, rows
 
     def iter_indexed_vectors(self, chunk: int) -> Iterator[Any]:

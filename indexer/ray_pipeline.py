@@ -10,6 +10,7 @@ Rows are keyed by (file, start sample): a task Ray retries after a lost node sen
 has, and they are dropped here, so nothing is embedded twice into the index. A file is handed to the commit
 only when its "done" row has arrived together with every window it announced.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,14 +23,29 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from indexer.decode_workers import (DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded,
-                                    WindowsEmbedded)
+from indexer.decode_workers import (
+    DecodeJob,
+    DecodePool,
+    FileDecoded,
+    FileFailed,
+    FileOpened,
+    WindowsDecoded,
+    WindowsEmbedded,
+)
 from indexer.errors import SoundsiftError
 
 RAY_MISSING = "Ray is not installed here: pip install 'soundsift[ray]' (on the owner and on every node of the cluster)"
 # What workers must see to load the same plugins and model cache as the owner.
-FORWARDED_ENV = ("SOUNDSIFT_PLUGINS", "SOUNDSIFT_EXTRA_PLUGINS", "SOUNDSIFT_DEBUG", "HF_HUB_OFFLINE", "HF_HOME",
-                 "HF_HUB_CACHE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
+FORWARDED_ENV = (
+    "SOUNDSIFT_PLUGINS",
+    "SOUNDSIFT_EXTRA_PLUGINS",
+    "SOUNDSIFT_DEBUG",
+    "HF_HUB_OFFLINE",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+)
 WINDOWS_PER_BLOCK = 16  # decoded windows per output block of a decode task (about 30 MB of 48 kHz audio)
 MAX_FILES_PER_TASK = 64
 DECODE_TASK_MEMORY = 512 * 2**20  # a decode task's blocks of audio plus its decoder subprocess
@@ -72,8 +88,10 @@ def connect(address: str | None) -> str:
             ray.init(address=address, **kwargs)
     except ConnectionError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ClusterError(f"cannot reach the Ray cluster at {address} ({first[:200]}); start one with "
-                           "`ray start --head` or pass --ray with the address it printed") from None
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address} ({first[:200]}); start one with "
+            "`ray start --head` or pass --ray with the address it printed"
+        ) from None
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     return address
 
@@ -92,8 +110,9 @@ def node_name() -> str:
 # -- plugins on the workers ------------------------------------------------------------------
 def required_plugins(plugins) -> dict:
     """What a worker must load: the plugins that register decoders or taggers, and those objects' names."""
-    wanted = [n for n in plugins.plugin_names()
-              if {"register_decoders", "register_window_taggers"} & set(plugins.hooks_of(n))]
+    wanted = [
+        n for n in plugins.plugin_names() if {"register_decoders", "register_window_taggers"} & set(plugins.hooks_of(n))
+    ]
     return {"plugins": wanted, "decoders": sorted(plugins.decoders), "taggers": sorted(plugins.taggers)}
 
 
@@ -122,7 +141,8 @@ def check_worker_plugins(required: dict) -> None:
         raise ClusterError(
             f"plugin {', '.join(missing)} is loaded by the owner but missing on Ray worker {node_name()}: install the "
             "same package on every node (its 'soundsift' entry point is how workers find it), or narrow "
-            "SOUNDSIFT_PLUGINS on the owner")
+            "SOUNDSIFT_PLUGINS on the owner"
+        )
 
 
 # -- the decode stage (CPU tasks) ------------------------------------------------------------
@@ -216,9 +236,11 @@ class EmbedWindows:
         self.spec = spec
         self.encoder = load_clap(spec.model, spec.revision, spec.device, spec.precision, spec.window_s, spec.hop_s)
         if self.encoder.identity.fingerprint != spec.fingerprint:
-            raise ModelMismatch(f"Ray worker {node_name()} loaded {self.encoder.identity.describe()} for {spec.model}, "
-                                f"but the index was built with fingerprint {spec.fingerprint[:12]}: give every node "
-                                "the same checkpoint")
+            raise ModelMismatch(
+                f"Ray worker {node_name()} loaded {self.encoder.identity.describe()} for {spec.model}, "
+                f"but the index was built with fingerprint {spec.fingerprint[:12]}: give every node "
+                "the same checkpoint"
+            )
         self.taggers = list(worker_plugins().taggers.values())
         self.batch = spec.batch_size or auto_batch_size(self.encoder)
         self.where = f"{node_name()}:{self.encoder.device}"
@@ -234,20 +256,30 @@ class EmbedWindows:
         tags = [""] * n
         todo = [i for i in range(n) if kinds[i] == "window"]
         for at in range(0, len(todo), self.batch):
-            part = todo[at: at + self.batch]
+            part = todo[at : at + self.batch]
             rows = []
             for i in part:
                 audio = np.zeros(window, dtype=np.float32)
                 samples = np.frombuffer(batch["audio"][i], dtype=np.float32)
                 audio[: len(samples)] = samples
                 rows.append((0, int(batch["start"][i]), int(batch["length"][i]), audio))
-            padded = np.stack([r[3] if r[2] >= window else self.encoder.features.repeat_pad(r[3][: r[2]]) for r in rows])
+            padded = np.stack(
+                [r[3] if r[2] >= window else self.encoder.features.repeat_pad(r[3][: r[2]]) for r in rows]
+            )
             for i, tag in zip(part, tag_windows(self.taggers, rows, window)):
                 tags[i] = json.dumps(tag)
             vectors[part] = self.encoder.embed_waveforms(torch.from_numpy(padded))
-        return {"file_idx": batch["file_idx"], "kind": kinds, "start": batch["start"], "length": batch["length"],
-                "info": batch["info"], "decoded_on": batch["decoded_on"], "vector": vectors,
-                "tags": np.array(tags, dtype=object), "embedded_on": np.array([self.where] * n, dtype=object)}
+        return {
+            "file_idx": batch["file_idx"],
+            "kind": kinds,
+            "start": batch["start"],
+            "length": batch["length"],
+            "info": batch["info"],
+            "decoded_on": batch["decoded_on"],
+            "vector": vectors,
+            "tags": np.array(tags, dtype=object),
+            "embedded_on": np.array([self.where] * n, dtype=object),
+        }
 
 
 # -- the owner's side ------------------------------------------------------------------------
@@ -272,8 +304,11 @@ def _unwrap(exc: BaseException) -> SoundsiftError | None:
         cause = getattr(e, "cause", None)
         if isinstance(e, SoundsiftError) and not isinstance(cause, SoundsiftError):
             # Ray's wrapper class derives from the cause's class; rebuild the plain one with its own message.
-            cls = next(c for c in type(e).__mro__ if issubclass(c, SoundsiftError)
-                       and c.__module__.split(".")[0] in ("indexer", "search", "plugins"))
+            cls = next(
+                c
+                for c in type(e).__mro__
+                if issubclass(c, SoundsiftError) and c.__module__.split(".")[0] in ("indexer", "search", "plugins")
+            )
             message = str(e.args[0] if e.args else e).strip()
             return cls(message.splitlines()[0] if message else cls.__name__)  # Ray Data appends its retry advice
         stack.extend([cause, e.__cause__, e.__context__])
@@ -306,9 +341,18 @@ class RayPipeline:
         actor_cpus = 0 if use_gpu or cpus < 2 else 1
         decode_cpus = max(1, cpus - actors * actor_cpus)
         per_task = max(1, min(MAX_FILES_PER_TASK, math.ceil(files / (4 * decode_cpus))))
-        return {"cpus": cpus, "gpus": gpus, "nodes": nodes, "use_gpu": use_gpu, "actors": actors, "actor_cpus": actor_cpus,
-                "device": "cuda" if use_gpu else ("cpu" if device in ("auto", "cuda") or str(device).startswith("cuda") else device),
-                "files_per_task": per_task}
+        return {
+            "cpus": cpus,
+            "gpus": gpus,
+            "nodes": nodes,
+            "use_gpu": use_gpu,
+            "actors": actors,
+            "actor_cpus": actor_cpus,
+            "device": "cuda"
+            if use_gpu
+            else ("cpu" if device in ("auto", "cuda") or str(device).startswith("cuda") else device),
+            "files_per_task": per_task,
+        }
 
     def dataset(self, job: DecodeJob, paths: list[str], runner):
         """The Ray Data pipeline over ``paths``: decode tasks, then the embedding actor pool."""
@@ -327,25 +371,45 @@ class RayPipeline:
         ds = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / per_task)))
         # A task lost with its node runs again elsewhere (Ray Data retries tasks; the rows it sends twice are
         # dropped here). Its memory request also keeps Ray Data from fusing decoding into the embedding actors.
-        ds = ds.map_batches(decode_files, batch_size=per_task, batch_format="numpy", num_cpus=1,
-                            memory=DECODE_TASK_MEMORY,
-                            fn_kwargs={"job": job, "timeout_s": self.settings.decode_timeout_s, "required": required},
-                            **remote)
-        spec = EmbedSpec(model=self.identity.model_id, revision=self.settings.model_revision,
-                         fingerprint=self.identity.fingerprint, device=layout["device"],
-                         precision=self.settings.precision, window_s=self.settings.window_s, hop_s=self.settings.hop_s,
-                         window=runner.window, batch_size=self.settings.batch_size, required=required)
+        ds = ds.map_batches(
+            decode_files,
+            batch_size=per_task,
+            batch_format="numpy",
+            num_cpus=1,
+            memory=DECODE_TASK_MEMORY,
+            fn_kwargs={"job": job, "timeout_s": self.settings.decode_timeout_s, "required": required},
+            **remote,
+        )
+        spec = EmbedSpec(
+            model=self.identity.model_id,
+            revision=self.settings.model_revision,
+            fingerprint=self.identity.fingerprint,
+            device=layout["device"],
+            precision=self.settings.precision,
+            window_s=self.settings.window_s,
+            hop_s=self.settings.hop_s,
+            window=runner.window,
+            batch_size=self.settings.batch_size,
+            required=required,
+        )
         resources = {"num_gpus": 1, "num_cpus": 0} if layout["use_gpu"] else {"num_cpus": layout["actor_cpus"]}
-        return ds.map_batches(EmbedWindows, fn_constructor_kwargs={"spec": spec}, batch_format="numpy",
-                              batch_size=max(self.settings.batch_size or (64 if layout["use_gpu"] else 8), 1),
-                              compute=ActorPoolStrategy(min_size=1, max_size=layout["actors"]), **resources, **remote)
+        return ds.map_batches(
+            EmbedWindows,
+            fn_constructor_kwargs={"spec": spec},
+            batch_format="numpy",
+            batch_size=max(self.settings.batch_size or (64 if layout["use_gpu"] else 8), 1),
+            compute=ActorPoolStrategy(min_size=1, max_size=layout["actors"]),
+            **resources,
+            **remote,
+        )
 
     def events(self, job: DecodeJob, paths: list[str], runner) -> Iterator:
         """Decode events for ``paths`` as the runner's loop takes them, windows arriving already embedded."""
         if getattr(runner, "classifiers", None):
             names = ", ".join(str(getattr(c, "model_id", None) or getattr(c, "name", "?")) for c in runner.classifiers)
-            raise ClusterError(f"model taggers ({names}) run only in a local run for now: index without --ray, "
-                               "or without them")
+            raise ClusterError(
+                f"model taggers ({names}) run only in a local run for now: index without --ray, or without them"
+            )
         states = {i: _FileState() for i in range(len(paths))}
         ds = self.dataset(job, paths, runner)
         try:
@@ -378,8 +442,15 @@ class RayPipeline:
                 state.opened = True
                 info = json.loads(batch["info"][r])
                 self._decoded[str(batch["decoded_on"][r])] += 1
-                yield FileOpened(i, info["decoder"], info["sample_rate"], info["channels"], info["duration_s"],
-                                 info["codec"], info.get("warnings") or [])
+                yield FileOpened(
+                    i,
+                    info["decoder"],
+                    info["sample_rate"],
+                    info["channels"],
+                    info["duration_s"],
+                    info["codec"],
+                    info.get("warnings") or [],
+                )
             elif kind == "done" and state.expected is None:
                 state.done_info = json.loads(batch["info"][r])
                 state.expected = int(state.done_info["windows"])
@@ -389,13 +460,21 @@ class RayPipeline:
         for i, rows in windows.items():
             if states[i].finished:
                 continue
-            yield WindowsEmbedded(i, np.array([batch["start"][r] for r in rows], dtype=np.int64),
-                                  np.array([batch["length"][r] for r in rows], dtype=np.int64),
-                                  np.asarray(batch["vector"][rows], dtype=np.float32),
-                                  [json.loads(batch["tags"][r]) for r in rows])
+            yield WindowsEmbedded(
+                i,
+                np.array([batch["start"][r] for r in rows], dtype=np.int64),
+                np.array([batch["length"][r] for r in rows], dtype=np.int64),
+                np.asarray(batch["vector"][rows], dtype=np.float32),
+                [json.loads(batch["tags"][r]) for r in rows],
+            )
         for i in {int(x) for x in idxs}:
             state = states[i]
-            if not state.finished and state.opened and state.expected is not None and len(state.starts) == state.expected:
+            if (
+                not state.finished
+                and state.opened
+                and state.expected is not None
+                and len(state.starts) == state.expected
+            ):
                 state.finished = True
                 yield FileDecoded(i, int((state.done_info or {})["samples"]))
 
@@ -405,8 +484,12 @@ class RayPipeline:
         return {
             "cluster": self.address,
             "decode": {"on": "ray tasks", "cpus": layout.get("cpus"), "files_by_node": dict(self._decoded)},
-            "embed": {"on": "ray actors", "device": layout.get("device"), "actors_max": layout.get("actors"),
-                      "windows_by_actor": dict(self._embedded)},
+            "embed": {
+                "on": "ray actors",
+                "device": layout.get("device"),
+                "actors_max": layout.get("actors"),
+                "windows_by_actor": dict(self._embedded),
+            },
             "commit": {"on": "owner", "node": socket.gethostname(), "pid": os.getpid()},
         }
 

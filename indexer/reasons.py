@@ -7,6 +7,7 @@ This module turns what each decoder said into one reason: what is wrong with the
 ("corrupt or truncated MP4", "not an audio file", "unsupported AMR mode"), then what each decoder
 found, in plain words. An internal error never becomes the reason; it is logged for whoever debugs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,10 +34,31 @@ _MAGIC: list[tuple[re.Pattern[bytes], str]] = [
     (re.compile(rb"^\xff[\xf1\xf9]"), "AAC"),
 ]
 _BY_EXTENSION = {
-    "wav": "WAV", "w64": "WAV", "rf64": "WAV", "flac": "FLAC", "ogg": "Ogg", "oga": "Ogg", "opus": "Opus", "mp3": "MP3",
-    "m4a": "MP4", "mp4": "MP4", "3gp": "MP4", "aac": "AAC", "aif": "AIFF", "aiff": "AIFF", "caf": "CAF", "wma": "WMA",
-    "webm": "WebM", "mka": "Matroska", "slk": "SILK", "silk": "SILK", "amr": "AMR", "awb": "AMR-WB", "pcm": "raw PCM",
-    "raw": "raw PCM", "au": "AU",
+    "wav": "WAV",
+    "w64": "WAV",
+    "rf64": "WAV",
+    "flac": "FLAC",
+    "ogg": "Ogg",
+    "oga": "Ogg",
+    "opus": "Opus",
+    "mp3": "MP3",
+    "m4a": "MP4",
+    "mp4": "MP4",
+    "3gp": "MP4",
+    "aac": "AAC",
+    "aif": "AIFF",
+    "aiff": "AIFF",
+    "caf": "CAF",
+    "wma": "WMA",
+    "webm": "WebM",
+    "mka": "Matroska",
+    "slk": "SILK",
+    "silk": "SILK",
+    "amr": "AMR",
+    "awb": "AMR-WB",
+    "pcm": "raw PCM",
+    "raw": "raw PCM",
+    "au": "AU",
 }
 
 
@@ -55,27 +77,56 @@ def has_known_magic(head: bytes) -> bool:
 # What a decoder said -> (kind, plain words). Kinds: unrecognised (not this format), unsupported (a valid file
 # using something no decoder here reads), corrupt (damaged data). Matched in order, on the whole message.
 _PLAIN: list[tuple[re.Pattern[str], str, str]] = [
-    (re.compile(r"Format not recognised|File does not exist or is not a regular file \(possibly a pipe\?\)", re.I),
-     "unrecognised", "format not recognised"),
+    (
+        re.compile(r"Format not recognised|File does not exist or is not a regular file \(possibly a pipe\?\)", re.I),
+        "unrecognised",
+        "format not recognised",
+    ),
     (re.compile(r"^Invalid data found when processing input", re.I), "unrecognised", "invalid data"),
     (re.compile(r"^not an? [\w -]+ file \(no ", re.I), "unrecognised", ""),
     (re.compile(r"^End of file$", re.I), "corrupt", "ends before any audio"),
-    (re.compile(r"^Error in [\w/]+ file\. (Malformed|Short|No) '?(\w+ ?)'? chunk( marker)?\.?$", re.I), "corrupt",
-     "a missing or malformed chunk in the header"),
+    (
+        re.compile(r"^Error in [\w/]+ file\. (Malformed|Short|No) '?(\w+ ?)'? chunk( marker)?\.?$", re.I),
+        "corrupt",
+        "a missing or malformed chunk in the header",
+    ),
     (re.compile(r"^Error in [\w/]+ file", re.I), "corrupt", "a malformed header"),
     (re.compile(r"Supported file format but file is malformed", re.I), "corrupt", "malformed file"),
-    (re.compile(r"File contains data in an unimplemented format", re.I), "unsupported", "an encoding it does not implement"),
+    (
+        re.compile(r"File contains data in an unimplemented format", re.I),
+        "unsupported",
+        "an encoding it does not implement",
+    ),
     (re.compile(r"patches welcome|Not yet implemented", re.I), "unsupported", "a feature FFmpeg does not implement"),
-    (re.compile(r"Function not implemented|Decoder not found|codec not (currently )?supported", re.I),
-     "unsupported", "no decoder for this codec"),
+    (
+        re.compile(r"Function not implemented|Decoder not found|codec not (currently )?supported", re.I),
+        "unsupported",
+        "no decoder for this codec",
+    ),
     (re.compile(r"flac decoder lost sync", re.I), "corrupt", "FLAC frames out of sync (damaged or cut data)"),
     (re.compile(r"unknown error in flac decoder", re.I), "corrupt", "FLAC data that does not decode"),
     (re.compile(r"channel changed mid stream", re.I), "corrupt", "the channel count changes mid-stream"),
-    (re.compile(r"psf_fseek|psf_fread|psf_\w+\(\) failed", re.I), "corrupt", "the data ends before its header says it does"),
-    (re.compile(r"^Operation not permitted$|^Permission denied$", re.I), "corrupt", "a damaged container FFmpeg refuses to read"),
-    (re.compile(r"DEC_PAYLOAD_ERROR|DEC_\w+_ERROR|^SILK decoder: [A-Z_]+$"), "corrupt", "a packet that does not decode"),
+    (
+        re.compile(r"psf_fseek|psf_fread|psf_\w+\(\) failed", re.I),
+        "corrupt",
+        "the data ends before its header says it does",
+    ),
+    (
+        re.compile(r"^Operation not permitted$|^Permission denied$", re.I),
+        "corrupt",
+        "a damaged container FFmpeg refuses to read",
+    ),
+    (
+        re.compile(r"DEC_PAYLOAD_ERROR|DEC_\w+_ERROR|^SILK decoder: [A-Z_]+$"),
+        "corrupt",
+        "a packet that does not decode",
+    ),
     (re.compile(r"SF_INFO|^Internal error", re.I), "corrupt", "a header with missing or impossible values"),
-    (re.compile(r"^Immediate exit requested|^Resource temporarily unavailable", re.I), "corrupt", "a read that could not finish"),
+    (
+        re.compile(r"^Immediate exit requested|^Resource temporarily unavailable", re.I),
+        "corrupt",
+        "a read that could not finish",
+    ),
     (re.compile(r"^Cannot allocate memory", re.I), "corrupt", "sizes too large to allocate"),
     (re.compile(r"^No such file or directory", re.I), "corrupt", "a reference to data that is not there"),
     (re.compile(r"^Error number -?\d+ occurred", re.I), "corrupt", "data that does not decode"),
@@ -115,8 +166,11 @@ def _lead(kinds: list[str], fmt: str | None, known_magic: bool) -> str:
     if found and all(k == "unrecognised" for k in found) and not known_magic:
         if len(found) < len(kinds):
             return "could not be decoded (one decoder failed internally, the others do not recognise the file)"
-        return "not an audio file (no decoder recognises it)" if fmt is None else \
-            f"not an audio file, or too damaged to read as {fmt}"
+        return (
+            "not an audio file (no decoder recognises it)"
+            if fmt is None
+            else f"not an audio file, or too damaged to read as {fmt}"
+        )
     if "unsupported" in found and "corrupt" not in found:
         return f"unsupported {what} encoding"
     if not found:
@@ -151,8 +205,9 @@ def failure_reason(path: str | Path, head: bytes, said: Sequence[tuple[str, str]
     return f"{lead}: {details}"
 
 
-def stream_failure_reason(path: str | Path, head: bytes, decoder: str, message: str,
-                          refused: Sequence[tuple[str, str]] = ()) -> str:
+def stream_failure_reason(
+    path: str | Path, head: bytes, decoder: str, message: str, refused: Sequence[tuple[str, str]] = ()
+) -> str:
     """The reason for a file that opened but failed while decoding, with what the decoders tried before said."""
     kind, words = plain_message(message)
     if kind == "own" and not refused:

@@ -1,4 +1,5 @@
 """The index report: one pydantic model, serialised once, for ``soundsift index --json``, the runs table and HTTP jobs."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any

@@ -5,6 +5,7 @@ and deletions are one commit. Each commit is one DuckDB transaction followed by 
 so a kill at any moment loses at most the uncommitted batch. Each stage is timed; every skipped or failed
 file is recorded with its reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,22 @@ import torch
 from indexer import crashpoints
 from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, refuse_unmounted
 from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.decode_workers import (
+    DecodeJob,
+    DecodePool,
+    FileDecoded,
+    FileFailed,
+    FileOpened,
+    WindowsDecoded,
+    WindowsEmbedded,
+)
 from indexer.errors import BadInput
-from indexer.decode_workers import (DecodeJob, DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded,
-                                    WindowsEmbedded)
+from indexer.formats import ScanFormats
+from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder
 from indexer.report import FileError, FileSkipped, FileWarning, IndexReport, report_summary
-from indexer.formats import ScanFormats
-from indexer.scan import ScanResult, ScannedFile, scan_paths
+from indexer.scan import ScannedFile, ScanResult, scan_paths
 from indexer.settings import Settings
-from indexer.matrix import WindowMatrix
 from indexer.store import CommitPlan, FileRecord, IndexStore, WindowBatch
 from indexer.tag_store import TagModel, TagRows
 from indexer.vectors import VectorIndex
@@ -60,7 +68,10 @@ def process_cpu_s() -> float:
     """CPU seconds (user + system) used by this process and its reaped children (the decode workers)."""
     import resource
 
-    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return sum(
+        u.ru_utime + u.ru_stime
+        for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
 
 
 def auto_batch_size(encoder: ClapEncoder) -> int:
@@ -80,16 +91,26 @@ def check_window(window_s: float, encoder: ClapEncoder) -> None:
     """Refuse a window longer than the model's input (it would be cut, and windows of mixed length cannot batch)."""
     max_samples = int(getattr(encoder, "window_samples", 0) or 0)
     if max_samples and int(round(window_s * TARGET_RATE)) > max_samples:
-        raise BadInput(f"--window {window_s:g} s is longer than the model accepts: the maximum is "
-                       f"{max_samples / TARGET_RATE:g} s; use a shorter --window (and --hop)")
+        raise BadInput(
+            f"--window {window_s:g} s is longer than the model accepts: the maximum is "
+            f"{max_samples / TARGET_RATE:g} s; use a shorter --window (and --hop)"
+        )
 
 
 class IndexRunner:
     """Indexes paths into one store with one encoder; used by the CLI, the API's jobs and the Python API."""
 
-    def __init__(self, store: IndexStore, vectors: VectorIndex, encoder: ClapEncoder, settings: Settings,
-                 plugins: PluginHost, progress: bool | None = None, on_progress: Callable[[dict], None] | None = None,
-                 cluster=None):
+    def __init__(
+        self,
+        store: IndexStore,
+        vectors: VectorIndex,
+        encoder: ClapEncoder,
+        settings: Settings,
+        plugins: PluginHost,
+        progress: bool | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+        cluster=None,
+    ):
         self.store = store
         self.cluster = cluster  # a RayPipeline (indexer/ray_pipeline.py): decode and embed there, commit here
         self.vectors = vectors
@@ -123,8 +144,9 @@ class IndexRunner:
         for model in self.tag_models:
             check_label_set(self.store, model)
 
-    def run(self, roots: list[str], retry_failed: bool = False, verify_content: bool = False,
-            allow_empty_root: bool = False) -> IndexReport:
+    def run(
+        self, roots: list[str], retry_failed: bool = False, verify_content: bool = False, allow_empty_root: bool = False
+    ) -> IndexReport:
         """Bring the index in line with ``roots``: add new files, re-index changed ones, drop deleted ones.
 
         An empty root while the index holds files under it is refused (unmounted?) unless ``allow_empty_root``.
@@ -141,8 +163,11 @@ class IndexRunner:
         if not allow_empty_root:
             refuse_unmounted(roots, scan, known)
         max_file, max_window, max_run = self.store.max_ids()
-        report = IndexReport(run_id=max_run + 1, files_skipped=len(scan.skipped),
-                             skipped=[FileSkipped(path=p, reason=r) for p, r in scan.skipped[:SKIPPED_LISTED]])
+        report = IndexReport(
+            run_id=max_run + 1,
+            files_skipped=len(scan.skipped),
+            skipped=[FileSkipped(path=p, reason=r) for p, r in scan.skipped[:SKIPPED_LISTED]],
+        )
         command = " ".join(sys.argv)
         report.runs_interrupted = self.store.start_run(report.run_id, wall0, command)
         self._next_file_id = max_file + 1
@@ -202,7 +227,7 @@ class IndexRunner:
         dropped = {k.id for k in changes.removed} | {c.previous.id for c in changes.copies if c.previous is not None}
         fragile = [c for c in changes.copies if _source(c).id in dropped]
         stable = [c for c in changes.copies if _source(c).id not in dropped]
-        chunks = [fragile + stable[:step]] + [stable[i: i + step] for i in range(step, len(stable), step)]
+        chunks = [fragile + stable[:step]] + [stable[i : i + step] for i in range(step, len(stable), step)]
         for start, chunk in enumerate(chunks):
             records, batches, copied_tags = [], [], []
             for c in chunk:
@@ -215,9 +240,13 @@ class IndexRunner:
                 records.append(record)
                 batches.append(batch)
             first = start == 0
-            plan = CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim),
-                              relinks=relinks if first else [], remove_file_ids=[k.id for k in changes.removed] if first else [],
-                              copied_tags=copied_tags)
+            plan = CommitPlan(
+                files=records,
+                windows=_concat(batches, self.encoder.embedding_dim),
+                relinks=relinks if first else [],
+                remove_file_ids=[k.id for k in changes.removed] if first else [],
+                copied_tags=copied_tags,
+            )
             self._apply(plan, report)
             for c in chunk:
                 self._count_indexed(c, report, reused=True)
@@ -227,18 +256,33 @@ class IndexRunner:
     def _relink(self, row, f: ScannedFile, h: str | None) -> FileRecord:
         return FileRecord(id=row.id, path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=h, status=row.status)
 
-    def _copy(self, c: Candidate, batch: WindowBatch, duration: float | None,
-              decoding: tuple) -> tuple[FileRecord, WindowBatch]:
+    def _copy(
+        self, c: Candidate, batch: WindowBatch, duration: float | None, decoding: tuple
+    ) -> tuple[FileRecord, WindowBatch]:
         """A new row for ``c`` with a copy of ``batch`` (the windows of identical content) under fresh ids."""
         f = c.scanned
-        record = FileRecord(id=self._file_id(c), path=f.path, root=f.root, size=f.size, mtime=f.mtime, hash=c.hash,
-                            status="indexed", duration=duration)
+        record = FileRecord(
+            id=self._file_id(c),
+            path=f.path,
+            root=f.root,
+            size=f.size,
+            mtime=f.mtime,
+            hash=c.hash,
+            status="indexed",
+            duration=duration,
+        )
         record.sample_rate, record.channels, record.codec, record.decoder, record.notes = decoding
         n = len(batch)
         ids = np.arange(self._next_window_id, self._next_window_id + n, dtype=np.int64)
         self._next_window_id += n
-        copy = WindowBatch(ids=ids, file_ids=np.full(n, record.id, dtype=np.int64), starts=batch.starts.copy(),
-                           ends=batch.ends.copy(), tags=list(batch.tags), vectors=batch.vectors)
+        copy = WindowBatch(
+            ids=ids,
+            file_ids=np.full(n, record.id, dtype=np.int64),
+            starts=batch.starts.copy(),
+            ends=batch.ends.copy(),
+            tags=list(batch.tags),
+            vectors=batch.vectors,
+        )
         return record, copy
 
     def _file_id(self, c: Candidate) -> int:
@@ -281,7 +325,9 @@ class IndexRunner:
             events = self.cluster.events(job, [c.scanned.path for c in todo], self)
         else:
             workers = self.settings.decode_workers or max(1, (os.cpu_count() or 2))
-            events = DecodePool(job, workers=workers, timeout_s=self.settings.decode_timeout_s).run([c.scanned.path for c in todo])
+            events = DecodePool(job, workers=workers, timeout_s=self.settings.decode_timeout_s).run(
+                [c.scanned.path for c in todo]
+            )
         bar = tqdm(total=len(todo), unit="file", disable=not self.progress, dynamic_ncols=True, leave=False)
         done_files = 0
         windows_done = 0
@@ -298,7 +344,9 @@ class IndexRunner:
             elif isinstance(event, WindowsDecoded):
                 crashpoints.reached("decode")
                 for row in range(len(event.starts)):
-                    batch_rows.append((event.file_idx, int(event.starts[row]), int(event.lengths[row]), event.audio[row]))
+                    batch_rows.append(
+                        (event.file_idx, int(event.starts[row]), int(event.lengths[row]), event.audio[row])
+                    )
                     w.queued += 1
                 while len(batch_rows) >= self.batch_size:
                     windows_done += self._embed(batch_rows[: self.batch_size], work)
@@ -325,10 +373,18 @@ class IndexRunner:
                 elapsed = time.monotonic() - started
                 bar.set_postfix(windows=windows_done, wps=f"{windows_done / max(elapsed, 1e-9):.1f}")
                 if self.on_progress:
-                    self.on_progress({"files_done": done_files, "files_total": len(todo), "windows": windows_done,
-                                      "windows_per_s": windows_done / max(elapsed, 1e-9)})
+                    self.on_progress(
+                        {
+                            "files_done": done_files,
+                            "files_total": len(todo),
+                            "windows": windows_done,
+                            "windows_per_s": windows_done / max(elapsed, 1e-9),
+                        }
+                    )
             finish_ready_files()
-            if ready and (len(ready) >= self.commit_every_files or time.monotonic() - last_commit > self.commit_every_s):
+            if ready and (
+                len(ready) >= self.commit_every_files or time.monotonic() - last_commit > self.commit_every_s
+            ):
                 self._commit([work.pop(i) for i in ready], report)
                 ready.clear()
                 last_commit = time.monotonic()
@@ -345,9 +401,15 @@ class IndexRunner:
     def decode_job(self) -> DecodeJob:
         """What every decode worker (local process or cluster task) is told: window, hop, plugin settings, limits."""
         return DecodeJob(
-            window=self.window, hop=self.hop, plugin_settings=self.settings.plugin_view(),
-            limits=DecodeLimits(self.settings.min_sample_rate, self.settings.max_sample_rate,
-                                self.settings.max_channels, self.settings.max_duration_s),
+            window=self.window,
+            hop=self.hop,
+            plugin_settings=self.settings.plugin_view(),
+            limits=DecodeLimits(
+                self.settings.min_sample_rate,
+                self.settings.max_sample_rate,
+                self.settings.max_channels,
+                self.settings.max_duration_s,
+            ),
         )
 
     def _embed(self, rows: list[tuple[int, int, int, np.ndarray]], work: dict[int, _FileWork]) -> int:
@@ -392,20 +454,45 @@ class IndexRunner:
         twins = self._twins.pop(w.candidate.hash, []) if w.candidate.hash else []
         records = [self._file_record(w, status="failed", error=reason)]
         for twin in twins:
-            records.append(FileRecord(id=self._file_id(twin), path=twin.scanned.path, root=twin.scanned.root,
-                                      size=twin.scanned.size, mtime=twin.scanned.mtime, hash=twin.hash,
-                                      status="failed", error=reason))
+            records.append(
+                FileRecord(
+                    id=self._file_id(twin),
+                    path=twin.scanned.path,
+                    root=twin.scanned.root,
+                    size=twin.scanned.size,
+                    mtime=twin.scanned.mtime,
+                    hash=twin.hash,
+                    status="failed",
+                    error=reason,
+                )
+            )
         for c in [w.candidate, *twins]:
             report.files_failed += 1
             report.errors.append(FileError(path=c.scanned.path, error=reason))
         self._apply(CommitPlan(files=records), report)
 
-    def _file_record(self, w: _FileWork, status: str, error: str | None = None, duration: float | None = None) -> FileRecord:
+    def _file_record(
+        self, w: _FileWork, status: str, error: str | None = None, duration: float | None = None
+    ) -> FileRecord:
         f, o = w.scanned, w.opened
-        record = FileRecord(id=self._file_id(w.candidate), path=f.path, root=f.root, size=f.size, mtime=f.mtime,
-                            hash=w.candidate.hash, status=status, error=error, duration=duration)
+        record = FileRecord(
+            id=self._file_id(w.candidate),
+            path=f.path,
+            root=f.root,
+            size=f.size,
+            mtime=f.mtime,
+            hash=w.candidate.hash,
+            status=status,
+            error=error,
+            duration=duration,
+        )
         if o is not None:
-            record.sample_rate, record.channels, record.codec, record.decoder = o.sample_rate, o.channels, o.codec, o.decoder
+            record.sample_rate, record.channels, record.codec, record.decoder = (
+                o.sample_rate,
+                o.channels,
+                o.codec,
+                o.decoder,
+            )
             record.notes = "; ".join(o.warnings) or None
         return record
 
@@ -414,7 +501,11 @@ class IndexRunner:
         records, batches, done, model_tags = [], [], [], []
         for w in files:
             order = np.argsort(w.starts, kind="stable")
-            vecs = np.stack([w.vectors[i] for i in order]) if w.vectors else np.zeros((0, self.encoder.embedding_dim), np.float32)
+            vecs = (
+                np.stack([w.vectors[i] for i in order])
+                if w.vectors
+                else np.zeros((0, self.encoder.embedding_dim), np.float32)
+            )
             if not np.isfinite(vecs).all():
                 self._fail(w, "the model produced a non-finite vector", report)
                 continue
@@ -428,7 +519,8 @@ class IndexRunner:
                 file_ids=np.full(n, record.id, dtype=np.int64),
                 starts=np.array([w.starts[i] / TARGET_RATE for i in order], dtype=np.float64),
                 ends=np.array([(w.starts[i] + w.lengths[i]) / TARGET_RATE for i in order], dtype=np.float64),
-                tags=[json.dumps(w.tags[i]) for i in order], vectors=vecs,
+                tags=[json.dumps(w.tags[i]) for i in order],
+                vectors=vecs,
             )
             self._next_window_id += n
             records.append(record)
@@ -437,9 +529,12 @@ class IndexRunner:
             per_window = [w.model_tags[i] for i in order]
             model_tags += self._model_tag_rows(batch.ids, per_window)
             for twin in self._twins.pop(w.candidate.hash, []) if w.candidate.hash else []:
-                twin_record, twin_batch = self._copy(twin, batch, record.duration,
-                                                     (record.sample_rate, record.channels, record.codec, record.decoder,
-                                                      record.notes))
+                twin_record, twin_batch = self._copy(
+                    twin,
+                    batch,
+                    record.duration,
+                    (record.sample_rate, record.channels, record.codec, record.decoder, record.notes),
+                )
                 if twin_record.notes:
                     report.warnings.append(FileWarning(path=twin_record.path, warning=twin_record.notes))
                 records.append(twin_record)
@@ -448,8 +543,14 @@ class IndexRunner:
                 model_tags += self._model_tag_rows(twin_batch.ids, per_window)
         if not records:
             return
-        self._apply(CommitPlan(files=records, windows=_concat(batches, self.encoder.embedding_dim),
-                               model_tags=[t for t in model_tags if len(t)]), report)
+        self._apply(
+            CommitPlan(
+                files=records,
+                windows=_concat(batches, self.encoder.embedding_dim),
+                model_tags=[t for t in model_tags if len(t)],
+            ),
+            report,
+        )
         for c, reused in done:
             self._count_indexed(c, report, reused=reused)
         self._commit_s += time.monotonic() - t
@@ -468,7 +569,9 @@ def without_hard_links(scan: ScanResult, known: dict) -> ScanResult:
         except OSError:
             links = 1  # gone since the scan: the run reports it as it would have
         if links > 1:
-            scan.skipped.append((f.path, f"hard link ({links} links); set allow_hardlinks to index it from a server job"))
+            scan.skipped.append(
+                (f.path, f"hard link ({links} links); set allow_hardlinks to index it from a server job")
+            )
         else:
             files.append(f)
     return ScanResult(files, scan.skipped)
@@ -506,10 +609,10 @@ def _concat(batches: list[WindowBatch], dim: int) -> WindowBatch | None:
     if not batches:
         return None
     return WindowBatch(
-        ids=np.concatenate([b.ids for b in batches]), file_ids=np.concatenate([b.file_ids for b in batches]),
-        starts=np.concatenate([b.starts for b in batches]), ends=np.concatenate([b.ends for b in batches]),
+        ids=np.concatenate([b.ids for b in batches]),
+        file_ids=np.concatenate([b.file_ids for b in batches]),
+        starts=np.concatenate([b.starts for b in batches]),
+        ends=np.concatenate([b.ends for b in batches]),
         tags=[t for b in batches for t in b.tags],
         vectors=np.concatenate([b.vectors for b in batches]) if batches else np.zeros((0, dim), np.float32),
     )
-
-

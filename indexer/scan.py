@@ -3,6 +3,7 @@
 A file is taken when a loaded decoder declares its extension or, failing that, when its first bytes are
 a known audio container (see indexer/formats.py); every other file is skipped with its reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,9 @@ class ScannedFile:
 @dataclass
 class ScanResult:
     files: list[ScannedFile]
-    skipped: list[tuple[str, str]]  # (path, reason): unknown extension, symlink out of root, unreadable, not a regular file
+    skipped: list[
+        tuple[str, str]
+    ]  # (path, reason): unknown extension, symlink out of root, unreadable, not a regular file
 
 
 def _sidecar_mtimes(sidecars: Iterable[str]) -> list[float]:
@@ -48,7 +51,9 @@ def _inside(real: str, roots: list[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str] = (), formats: ScanFormats | None = None) -> ScanResult:
+def scan_paths(
+    paths: Iterable[str | Path], extensions: Iterable[str] = (), formats: ScanFormats | None = None
+) -> ScanResult:
     """Every audio file under ``paths`` (files given directly are taken whatever their extension).
 
     ``formats`` (what the loaded decoders open) gives the extensions, sniffing and sidecars; ``extensions``
@@ -86,7 +91,9 @@ def scan_paths(paths: Iterable[str | Path], extensions: Iterable[str] = (), form
                 skipped.append((path, reason))
                 return
         sidecars = tuple(formats.sidecars(path))
-        found.setdefault(path, ScannedFile(path, root, st.st_size, max([st.st_mtime, *_sidecar_mtimes(sidecars)]), sidecars))
+        found.setdefault(
+            path, ScannedFile(path, root, st.st_size, max([st.st_mtime, *_sidecar_mtimes(sidecars)]), sidecars)
+        )
 
     for root in roots:
         if not os.path.isdir(root):
@@ -112,7 +119,9 @@ def _not_audio(path: str, ext: str, formats: ScanFormats) -> str | None:
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     named = f"extension .{ext}" if ext else "no extension"
-    return f"not a known audio format ({named}: no loaded decoder declares it and its first bytes are no known container)"
+    return (
+        f"not a known audio format ({named}: no loaded decoder declares it and its first bytes are no known container)"
+    )
 
 
 HASH_BLOCK = 1 << 20
@@ -130,7 +139,7 @@ def content_hash(path: str | Path, sidecars: Iterable[str | Path] = ()) -> str:
         while block := fh.read(HASH_BLOCK):
             h.update(block)
     for sidecar_path in sidecars:  # the same bytes with another sidecar decode differently
-        suffix = str(sidecar_path)[len(str(path)):]
+        suffix = str(sidecar_path)[len(str(path)) :]
         if not os.path.lexists(sidecar_path):
             continue
         try:
@@ -147,8 +156,9 @@ def content_hash(path: str | Path, sidecars: Iterable[str | Path] = ()) -> str:
     return h.hexdigest()
 
 
-def content_hashes(paths: list[str], threads: int = 4,
-                   sidecars: dict[str, tuple[str, ...]] | None = None) -> dict[str, str | None]:
+def content_hashes(
+    paths: list[str], threads: int = 4, sidecars: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, str | None]:
     """path -> content hash (None when the file cannot be read); hashlib releases the GIL, so threads overlap the reads.
 
     ``sidecars``: path -> its sidecar files (`ScannedFile.sidecars`), hashed with it.

@@ -1,4 +1,5 @@
 """Settings: one pydantic-settings model from configs/default.toml, a user TOML file, SOUNDSIFT_* env, then CLI flags."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,7 +30,9 @@ DEFAULT_MODEL = "laion/clap-htsat-fused"
 class Settings(BaseSettings):
     """Everything soundsift can be told; CLI flags override env (SOUNDSIFT_*), which overrides TOML files."""
 
-    model_config = SettingsConfigDict(env_prefix="SOUNDSIFT_", env_nested_delimiter="__", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="SOUNDSIFT_", env_nested_delimiter="__", extra="ignore", protected_namespaces=()
+    )
 
     index: Path = Path(".soundsift")
     model: str | None = None  # None: the model the index was built with, else DEFAULT_MODEL

@@ -1,4 +1,5 @@
 """The index store: DuckDB is the system of record for files, windows, embeddings, runs and index metadata."""
+
 from __future__ import annotations
 
 import errno
@@ -15,6 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pyarrow as pa
 else:
+
     class _Arrow:
         """pyarrow on first use: it costs 25 MB and a quarter second, and `stats` never builds an Arrow table."""
 
@@ -25,10 +27,9 @@ else:
 
     pa = _Arrow()
 
-from indexer import crashpoints
+from indexer import crashpoints, tag_store
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
-from indexer import tag_store
 from indexer.paths import display_path, path_bytes, real_path
 from indexer.queries import DB_NAME, FileDecoding, FileState, MaxIds, StoreQueries, WindowRow, scalar
 from indexer.tag_store import TagRows
@@ -52,9 +53,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE files ADD COLUMN IF NOT EXISTS notes VARCHAR",),  # what decoding left out of a file
     3: tag_store.TAG_TABLES,  # classifier tags: tag_models, window_tags
     # names that are not UTF-8: their bytes beside the display form in path/root (NULL for a UTF-8 name)
-    4: ("ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB", "ALTER TABLE files ADD COLUMN IF NOT EXISTS root_bytes BLOB"),
-    5: ("CREATE TABLE IF NOT EXISTS text_vectors (fingerprint VARCHAR NOT NULL, text VARCHAR NOT NULL, "
-        "vector FLOAT[] NOT NULL, PRIMARY KEY (fingerprint, text))",),  # embedded query/label texts, per model
+    4: (
+        "ALTER TABLE files ADD COLUMN IF NOT EXISTS path_bytes BLOB",
+        "ALTER TABLE files ADD COLUMN IF NOT EXISTS root_bytes BLOB",
+    ),
+    5: (
+        "CREATE TABLE IF NOT EXISTS text_vectors (fingerprint VARCHAR NOT NULL, text VARCHAR NOT NULL, "
+        "vector FLOAT[] NOT NULL, PRIMARY KEY (fingerprint, text))",
+    ),  # embedded query/label texts, per model
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner
@@ -152,11 +158,15 @@ class IndexStore(StoreQueries):
         self._con = con
         self._write_lock = threading.Lock()
         self.read_only = False
-        self.wrote_side_texts = False  # a reader left new text vectors in side files (folded into DuckDB on close if it can)
+        self.wrote_side_texts = (
+            False  # a reader left new text vectors in side files (folded into DuckDB on close if it can)
+        )
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, index_dir: Path, identity: ModelIdentity | None, create: bool, read_only: bool = False) -> "IndexStore":
+    def open(
+        cls, index_dir: Path, identity: ModelIdentity | None, create: bool, read_only: bool = False
+    ) -> "IndexStore":
         """Open (or create) the store; ``identity`` must match what wrote it (ModelMismatch names both).
 
         ``read_only`` lets several reader processes share the file (none of them may write).
@@ -201,8 +211,10 @@ class IndexStore(StoreQueries):
         transaction; returns the versions applied. An index from a newer soundsift is refused."""
         current = self.schema_version()
         if current > SCHEMA_VERSION:
-            raise IndexCorrupt(f"the index at {self.index_dir} has schema version {current}, newer than this soundsift "
-                               f"knows ({SCHEMA_VERSION}); upgrade soundsift to open it")
+            raise IndexCorrupt(
+                f"the index at {self.index_dir} has schema version {current}, newer than this soundsift "
+                f"knows ({SCHEMA_VERSION}); upgrade soundsift to open it"
+            )
         applied = []
         for version in sorted(v for v in MIGRATIONS if v > current):
             with self.transaction() as cur:
@@ -237,7 +249,9 @@ class IndexStore(StoreQueries):
     def check_identity(self, identity: ModelIdentity) -> None:
         """Raise ModelMismatch unless the index was written with this model and these feature settings."""
         meta = self.identity_meta() or {}
-        stored_desc = f"{meta.get('model_id')}@{meta.get('model_revision')} ({(meta.get('model_fingerprint') or '')[:12]})"
+        stored_desc = (
+            f"{meta.get('model_id')}@{meta.get('model_revision')} ({(meta.get('model_fingerprint') or '')[:12]})"
+        )
         if meta.get("model_fingerprint") != identity.fingerprint:
             raise ModelMismatch(
                 f"the index at {self.index_dir} was built with {stored_desc}, not {identity.describe()}; "
@@ -245,7 +259,11 @@ class IndexStore(StoreQueries):
             )
         stored_features = json.loads(meta.get("feature_config", "{}"))
         if stored_features != identity.feature_config:
-            diff = {k: (stored_features.get(k), v) for k, v in identity.feature_config.items() if stored_features.get(k) != v}
+            diff = {
+                k: (stored_features.get(k), v)
+                for k, v in identity.feature_config.items()
+                if stored_features.get(k) != v
+            }
             raise ModelMismatch(
                 f"the index at {self.index_dir} was built with other feature settings (stored vs now: {diff}); "
                 "use the same --window/--hop, or index into another --index directory"
@@ -296,7 +314,9 @@ class IndexStore(StoreQueries):
         f = scalar(cur, "SELECT coalesce(max(id), 0) FROM files")
         w = scalar(cur, "SELECT coalesce(max(id), 0) FROM windows")
         r = scalar(cur, "SELECT coalesce(max(id), 0) FROM runs")
-        return MaxIds(max(int(f), int(meta.get("max_file_id", 0))), max(int(w), int(meta.get("max_window_id", 0))), int(r))
+        return MaxIds(
+            max(int(f), int(meta.get("max_file_id", 0))), max(int(w), int(meta.get("max_window_id", 0))), int(r)
+        )
 
     def window_ids(self) -> np.ndarray:
         """Every stored window id, sorted (int64)."""
@@ -307,11 +327,13 @@ class IndexStore(StoreQueries):
         """(ids, vectors) for the given window ids, ``chunk`` at a time."""
         dim = self.embedding_dim
         for i in range(0, len(ids), chunk):
-            table = pa.table({"wid": pa.array(np.asarray(ids[i: i + chunk], dtype=np.int64), pa.int64())})
+            table = pa.table({"wid": pa.array(np.asarray(ids[i : i + chunk], dtype=np.int64), pa.int64())})
             cur = self.cursor()
             cur.register("wanted_ids", table)
             try:
-                got = cur.sql("SELECT w.id, w.embedding FROM wanted_ids q JOIN windows w ON w.id = q.wid ORDER BY w.id").to_arrow_table()
+                got = cur.sql(
+                    "SELECT w.id, w.embedding FROM wanted_ids q JOIN windows w ON w.id = q.wid ORDER BY w.id"
+                ).to_arrow_table()
             finally:
                 cur.unregister("wanted_ids")
             if got.num_rows:
@@ -320,20 +342,34 @@ class IndexStore(StoreQueries):
 
     def decoding_of(self, file_id: int) -> FileDecoding:
         """What decoding found for a stored file (all None for an unknown id)."""
-        row = self.cursor().execute("SELECT sample_rate, channels, codec, decoder, notes FROM files WHERE id = ?", [file_id]).fetchone()
+        row = (
+            self.cursor()
+            .execute("SELECT sample_rate, channels, codec, decoder, notes FROM files WHERE id = ?", [file_id])
+            .fetchone()
+        )
         return FileDecoding(*row) if row else FileDecoding(None, None, None, None, None)
 
     def window_batch_of(self, file_id: int) -> WindowBatch:
         """A file's stored windows (ids and file id as stored), to copy onto an identical file."""
         dim = self.embedding_dim
-        got = self.cursor().sql(
-            'SELECT id, file_id, start, "end", CAST(tags AS VARCHAR), embedding FROM windows WHERE file_id = $fid ORDER BY id',
-            params={"fid": int(file_id)},
-        ).to_arrow_table()
-        vectors = got.column(5).combine_chunks().flatten().to_numpy().reshape(-1, dim) if got.num_rows else np.zeros((0, dim), np.float32)
+        got = (
+            self.cursor()
+            .sql(
+                'SELECT id, file_id, start, "end", CAST(tags AS VARCHAR), embedding FROM windows WHERE file_id = $fid ORDER BY id',
+                params={"fid": int(file_id)},
+            )
+            .to_arrow_table()
+        )
+        vectors = (
+            got.column(5).combine_chunks().flatten().to_numpy().reshape(-1, dim)
+            if got.num_rows
+            else np.zeros((0, dim), np.float32)
+        )
         return WindowBatch(
-            ids=got.column(0).to_numpy().astype(np.int64), file_ids=got.column(1).to_numpy().astype(np.int64),
-            starts=got.column(2).to_numpy(), ends=got.column(3).to_numpy(),
+            ids=got.column(0).to_numpy().astype(np.int64),
+            file_ids=got.column(1).to_numpy().astype(np.int64),
+            starts=got.column(2).to_numpy(),
+            ends=got.column(3).to_numpy(),
             tags=[t if t is not None else "{}" for t in got.column(4).to_pylist()],
             vectors=np.ascontiguousarray(vectors, dtype=np.float32),
         )
@@ -411,13 +447,20 @@ class IndexStore(StoreQueries):
         # Rows to drop: explicit removals, plus any other row holding a path we are about to (re)write
         # (the same name on disk: two names that differ only in bytes that are not UTF-8 share a display form).
         written = [f.path for f in plan.files] + [r.path for r in plan.relinks]
-        paths = pa.table({"p": pa.array([display_path(p) for p in written], pa.string()),
-                          "b": pa.array([path_bytes(p) for p in written], pa.binary())})
+        paths = pa.table(
+            {
+                "p": pa.array([display_path(p) for p in written], pa.string()),
+                "b": pa.array([path_bytes(p) for p in written], pa.binary()),
+            }
+        )
         cur.register("written_paths", paths)
         try:
-            doomed = [r[0] for r in cur.execute(
-                "SELECT f.id FROM files f JOIN written_paths w ON f.path = w.p AND f.path_bytes IS NOT DISTINCT FROM w.b"
-            ).fetchall()]
+            doomed = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT f.id FROM files f JOIN written_paths w ON f.path = w.p AND f.path_bytes IS NOT DISTINCT FROM w.b"
+                ).fetchall()
+            ]
         finally:
             cur.unregister("written_paths")
         doomed = sorted({int(i) for i in doomed if int(i) not in relinked} | {int(i) for i in plan.remove_file_ids})
@@ -426,24 +469,56 @@ class IndexStore(StoreQueries):
             ids = pa.table({"fid": pa.array(doomed, pa.int64())})
             cur.register("doomed_files", ids)
             try:
-                removed = np.asarray(cur.execute(
-                    "SELECT id FROM windows WHERE file_id IN (SELECT fid FROM doomed_files)").fetchnumpy()["id"], dtype=np.int64)
+                removed = np.asarray(
+                    cur.execute("SELECT id FROM windows WHERE file_id IN (SELECT fid FROM doomed_files)").fetchnumpy()[
+                        "id"
+                    ],
+                    dtype=np.int64,
+                )
                 cur.execute("DELETE FROM windows WHERE file_id IN (SELECT fid FROM doomed_files)")
                 cur.execute("DELETE FROM files WHERE id IN (SELECT fid FROM doomed_files)")
             finally:
                 cur.unregister("doomed_files")
         for r in plan.relinks:
-            cur.execute("UPDATE files SET path = ?, path_bytes = ?, root = ?, root_bytes = ?, size = ?, mtime = ?, hash = ?, "
-                        "run_id = ?, updated_at = current_timestamp WHERE id = ?",
-                        [display_path(r.path), path_bytes(r.path), _display(r.root), path_bytes(r.root), r.size, r.mtime,
-                         r.hash, run_id, r.id])
+            cur.execute(
+                "UPDATE files SET path = ?, path_bytes = ?, root = ?, root_bytes = ?, size = ?, mtime = ?, hash = ?, "
+                "run_id = ?, updated_at = current_timestamp WHERE id = ?",
+                [
+                    display_path(r.path),
+                    path_bytes(r.path),
+                    _display(r.root),
+                    path_bytes(r.root),
+                    r.size,
+                    r.mtime,
+                    r.hash,
+                    run_id,
+                    r.id,
+                ],
+            )
         if plan.files:
             cur.executemany(
                 "INSERT INTO files (id, path, root, size, mtime, hash, duration, sample_rate, channels, codec, decoder, status, error, "
                 "run_id, notes, path_bytes, root_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (f.id, display_path(f.path), _display(f.root), f.size, f.mtime, f.hash, f.duration, f.sample_rate, f.channels,
-                     f.codec, f.decoder, f.status, _display(f.error), run_id, _display(f.notes), path_bytes(f.path), path_bytes(f.root))
+                    (
+                        f.id,
+                        display_path(f.path),
+                        _display(f.root),
+                        f.size,
+                        f.mtime,
+                        f.hash,
+                        f.duration,
+                        f.sample_rate,
+                        f.channels,
+                        f.codec,
+                        f.decoder,
+                        f.status,
+                        _display(f.error),
+                        run_id,
+                        _display(f.notes),
+                        path_bytes(f.path),
+                        path_bytes(f.root),
+                    )
                     for f in plan.files
                 ],
             )
@@ -451,17 +526,23 @@ class IndexStore(StoreQueries):
         windows = plan.windows
         if windows is not None and len(windows):
             dim = windows.vectors.shape[1]
-            table = pa.table({
-                "id": pa.array(windows.ids, pa.int64()),
-                "file_id": pa.array(windows.file_ids, pa.int64()),
-                "start": pa.array(windows.starts, pa.float64()),
-                "end": pa.array(windows.ends, pa.float64()),
-                "tags": pa.array(windows.tags, pa.string()),
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(windows.vectors.astype(np.float32).ravel()), dim),
-            })
+            table = pa.table(
+                {
+                    "id": pa.array(windows.ids, pa.int64()),
+                    "file_id": pa.array(windows.file_ids, pa.int64()),
+                    "start": pa.array(windows.starts, pa.float64()),
+                    "end": pa.array(windows.ends, pa.float64()),
+                    "tags": pa.array(windows.tags, pa.string()),
+                    "embedding": pa.FixedSizeListArray.from_arrays(
+                        pa.array(windows.vectors.astype(np.float32).ravel()), dim
+                    ),
+                }
+            )
             cur.register("new_windows", table)
             try:
-                cur.execute('INSERT INTO windows SELECT id, file_id, start, "end", tags::JSON, embedding FROM new_windows')
+                cur.execute(
+                    'INSERT INTO windows SELECT id, file_id, start, "end", tags::JSON, embedding FROM new_windows'
+                )
             finally:
                 cur.unregister("new_windows")
             self._raise_meta_max(cur, "max_window_id", int(windows.ids.max()))
@@ -478,14 +559,18 @@ class IndexStore(StoreQueries):
 
     @staticmethod
     def _raise_meta_max(cur, key: str, value: int) -> None:
-        rows = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()  # fetched to the end: the cursor goes on
+        rows = cur.execute(
+            "SELECT value FROM meta WHERE key = ?", [key]
+        ).fetchall()  # fetched to the end: the cursor goes on
         row = rows[0] if rows else None
         if row is None:
             cur.execute("INSERT INTO meta VALUES (?, ?)", [key, str(value)])
         elif int(row[0]) < value:
             cur.execute("UPDATE meta SET value = ? WHERE key = ?", [str(value), key])
 
-    def delete_windows(self, window_ids: Sequence[int] | np.ndarray, fail_files_reason: str | None = None) -> tuple[int, np.ndarray]:
+    def delete_windows(
+        self, window_ids: Sequence[int] | np.ndarray, fail_files_reason: str | None = None
+    ) -> tuple[int, np.ndarray]:
         """Drop the given windows (audit repair). With ``fail_files_reason`` their files are marked failed and
         lose all their windows, so `soundsift index --retry-failed` embeds them again whole."""
         ids = pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())})
@@ -493,14 +578,20 @@ class IndexStore(StoreQueries):
             cur.register("bad_windows", ids)
             try:
                 if fail_files_reason:
-                    cur.execute("CREATE TEMP TABLE bad_files AS SELECT DISTINCT file_id AS fid FROM windows "
-                                "WHERE id IN (SELECT wid FROM bad_windows)")
-                    cur.execute("UPDATE files SET status = 'failed', error = ? WHERE id IN (SELECT fid FROM bad_files)",
-                                [fail_files_reason])
+                    cur.execute(
+                        "CREATE TEMP TABLE bad_files AS SELECT DISTINCT file_id AS fid FROM windows "
+                        "WHERE id IN (SELECT wid FROM bad_windows)"
+                    )
+                    cur.execute(
+                        "UPDATE files SET status = 'failed', error = ? WHERE id IN (SELECT fid FROM bad_files)",
+                        [fail_files_reason],
+                    )
                     where = "id IN (SELECT wid FROM bad_windows) OR file_id IN (SELECT fid FROM bad_files)"
                 else:
                     where = "id IN (SELECT wid FROM bad_windows)"
-                removed = np.asarray(cur.execute(f"SELECT id FROM windows WHERE {where}").fetchnumpy()["id"], dtype=np.int64)
+                removed = np.asarray(
+                    cur.execute(f"SELECT id FROM windows WHERE {where}").fetchnumpy()["id"], dtype=np.int64
+                )
                 cur.execute(f"DELETE FROM windows WHERE {where}")
                 tag_store.delete_for_windows(cur, removed)
                 if fail_files_reason:
@@ -521,10 +612,14 @@ class IndexStore(StoreQueries):
         with self.transaction() as cur:
             stale = cur.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
             cur.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
-            cur.execute("INSERT INTO runs VALUES (?, to_timestamp(?), NULL, 'running', ?, NULL)", [run_id, started_at, command])
+            cur.execute(
+                "INSERT INTO runs VALUES (?, to_timestamp(?), NULL, 'running', ?, NULL)", [run_id, started_at, command]
+            )
         return int(stale)
 
-    def record_run(self, run_id: int, started_at: float, finished_at: float, status: str, command: str, summary: dict) -> None:
+    def record_run(
+        self, run_id: int, started_at: float, finished_at: float, status: str, command: str, summary: dict
+    ) -> None:
         with self.transaction() as cur:
             cur.execute("DELETE FROM runs WHERE id = ?", [run_id])
             cur.execute(
@@ -543,13 +638,18 @@ class IndexStore(StoreQueries):
         try:
             cur = self.cursor()
             if wanted is None:
-                rows = cur.execute("SELECT text, vector FROM text_vectors WHERE fingerprint = ?", [fingerprint]).fetchall()
+                rows = cur.execute(
+                    "SELECT text, vector FROM text_vectors WHERE fingerprint = ?", [fingerprint]
+                ).fetchall()
             else:
                 table = pa.table({"t": pa.array(sorted(wanted), pa.string())})
                 cur.register("wanted_texts", table)
                 try:
-                    rows = cur.execute("SELECT text, vector FROM text_vectors WHERE fingerprint = ? "
-                                       "AND text IN (SELECT t FROM wanted_texts)", [fingerprint]).fetchall()
+                    rows = cur.execute(
+                        "SELECT text, vector FROM text_vectors WHERE fingerprint = ? "
+                        "AND text IN (SELECT t FROM wanted_texts)",
+                        [fingerprint],
+                    ).fetchall()
                 finally:
                     cur.unregister("wanted_texts")
         except duckdb.CatalogException:  # an index written before texts were remembered, opened read-only
@@ -578,19 +678,25 @@ class IndexStore(StoreQueries):
                 name = f"{fingerprint[:16]}-{uuid.uuid4().hex}.npz"
                 tmp = side / f".{name}.tmp"
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, fingerprint=np.array(fingerprint), texts=np.array(list(texts), dtype=str), vectors=vectors)
+                    np.savez(
+                        fh, fingerprint=np.array(fingerprint), texts=np.array(list(texts), dtype=str), vectors=vectors
+                    )
                 os.replace(tmp, side / name)
                 self.wrote_side_texts = True
             except OSError:
                 pass  # a read-only file system: texts are embedded again next time, nothing is lost
             return
-        table = pa.table({"t": pa.array(list(texts), pa.string()),
-                          "v": pa.array(list(vectors), pa.list_(pa.float32()))})
+        table = pa.table(
+            {"t": pa.array(list(texts), pa.string()), "v": pa.array(list(vectors), pa.list_(pa.float32()))}
+        )
         with self.transaction() as cur:
             cur.register("new_texts", table)
             try:
-                cur.execute("INSERT INTO text_vectors SELECT DISTINCT ON (t) ?, t, v FROM new_texts "
-                            "WHERE t NOT IN (SELECT text FROM text_vectors WHERE fingerprint = ?)", [fingerprint, fingerprint])
+                cur.execute(
+                    "INSERT INTO text_vectors SELECT DISTINCT ON (t) ?, t, v FROM new_texts "
+                    "WHERE t NOT IN (SELECT text FROM text_vectors WHERE fingerprint = ?)",
+                    [fingerprint, fingerprint],
+                )
             finally:
                 cur.unregister("new_texts")
 
@@ -619,6 +725,7 @@ class IndexStore(StoreQueries):
             except (OSError, ValueError, KeyError):
                 pass
             path.unlink(missing_ok=True)
+
     # -- model tags --------------------------------------------------------------------------
     def tag_models(self) -> dict:
         """model id -> `TagModel` for every model that has tagged this index."""
@@ -649,12 +756,19 @@ class IndexStore(StoreQueries):
         last = cur.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         meta = self.identity_meta() or {}
         return {
-            "files": {"indexed": by_status.get("indexed", 0), "failed": by_status.get("failed", 0),
-                      "skipped": (json.loads(last[0]).get("files_skipped", 0) if last and last[0] else 0)},  # no summary while a run goes on
+            "files": {
+                "indexed": by_status.get("indexed", 0),
+                "failed": by_status.get("failed", 0),
+                "skipped": (json.loads(last[0]).get("files_skipped", 0) if last and last[0] else 0),
+            },  # no summary while a run goes on
             "windows": int(windows),
             "hours": round(float(hours), 4),
-            "model": {"id": meta.get("model_id"), "revision": meta.get("model_revision"),
-                      "fingerprint": meta.get("model_fingerprint"), "embedding_dim": int(meta.get("embedding_dim", 0))},
+            "model": {
+                "id": meta.get("model_id"),
+                "revision": meta.get("model_revision"),
+                "fingerprint": meta.get("model_fingerprint"),
+                "embedding_dim": int(meta.get("embedding_dim", 0)),
+            },
             "settings": json.loads(meta.get("feature_config", "{}")),
             "commit_seq": int(meta.get("commit_seq", 0)),
             "tags": tag_store.summary(cur),

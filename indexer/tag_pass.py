@@ -6,6 +6,7 @@ windows is decoded once by the normal decode workers, its stored windows are cut
 windows, so a kill loses at most the uncommitted batch and a rerun resumes. The CLAP vectors and
 FAISS are untouched.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,11 +67,20 @@ class TagReport:
         return self.windows_tagged / total if total > 0 else 0.0
 
     def document(self) -> dict:
-        return {"model": self.model, "revision": self.revision, "alias": self.alias, "labels": self.labels,
-                "windows_tagged": self.windows_tagged, "windows_already": self.windows_already,
-                "files_tagged": self.files_tagged, "files_failed": self.files_failed, "retagged": self.retagged,
-                "errors": [{"path": e.path, "error": e.error} for e in self.errors],
-                "timings": {k: round(v, 4) for k, v in self.timings.items()}, "windows_per_s": round(self.windows_per_s, 3)}
+        return {
+            "model": self.model,
+            "revision": self.revision,
+            "alias": self.alias,
+            "labels": self.labels,
+            "windows_tagged": self.windows_tagged,
+            "windows_already": self.windows_already,
+            "files_tagged": self.files_tagged,
+            "files_failed": self.files_failed,
+            "retagged": self.retagged,
+            "errors": [{"path": e.path, "error": e.error} for e in self.errors],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "windows_per_s": round(self.windows_per_s, 3),
+        }
 
 
 def load_tag_models(taggers: Mapping[str, Any], settings: Mapping[str, Any]) -> list[AudioClassifier]:
@@ -86,8 +96,13 @@ def load_tag_models(taggers: Mapping[str, Any], settings: Mapping[str, Any]) -> 
     return models
 
 
-def tag_model_view(settings: Settings, model: str, top_k: int | None = None, function_to_apply: str | None = None,
-                   device: str | None = None) -> dict[str, Any]:
+def tag_model_view(
+    settings: Settings,
+    model: str,
+    top_k: int | None = None,
+    function_to_apply: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
     """The plugin settings view for one model given on the command line (the other classifier settings kept)."""
     view = settings.plugin_view()
     view["classifier.models"] = [model]
@@ -131,22 +146,35 @@ def check_label_set(store: IndexStore, model: TagModel, retag: bool = False) -> 
 def pending_windows(store: IndexStore, model: TagModel, everything: bool = False) -> tuple[list[tuple], int]:
     """(file id, path, size, mtime, window id, start, end) rows still to tag, by file and start; and how many are done."""
     cur = store.cursor()
-    base = 'SELECT f.id, f.path, f.size, f.mtime, w.id, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ' \
-           "WHERE f.status = 'indexed'"
+    base = (
+        'SELECT f.id, f.path, f.size, f.mtime, w.id, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id '
+        "WHERE f.status = 'indexed'"
+    )
     if everything:
         rows = cur.execute(base + " ORDER BY f.id, w.start, w.id").fetchall()
         return rows, 0
-    rows = cur.execute(base + " AND NOT EXISTS (SELECT 1 FROM window_tags t WHERE t.window_id = w.id AND t.model = ? "
-                       "AND t.revision = ?) ORDER BY f.id, w.start, w.id", [model.model, model.revision]).fetchall()
-    total = cur.execute("SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE f.status = 'indexed'").fetchone()[0]  # type: ignore[index]
+    rows = cur.execute(
+        base + " AND NOT EXISTS (SELECT 1 FROM window_tags t WHERE t.window_id = w.id AND t.model = ? "
+        "AND t.revision = ?) ORDER BY f.id, w.start, w.id",
+        [model.model, model.revision],
+    ).fetchall()
+    total = cur.execute(
+        "SELECT count(*) FROM windows w JOIN files f ON f.id = w.file_id WHERE f.status = 'indexed'"
+    ).fetchone()[0]  # type: ignore[index]
     return rows, int(total) - len(rows)
 
 
 class TagPass:
     """Tags the windows of one store with one classifier; used by `soundsift tag`, the server's tag jobs and Python."""
 
-    def __init__(self, store: IndexStore, classifier: AudioClassifier, settings: Settings, progress: bool | None = None,
-                 on_progress: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        store: IndexStore,
+        classifier: AudioClassifier,
+        settings: Settings,
+        progress: bool | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+    ):
         self.store = store
         self.classifier = classifier
         self.model = TagModel.of(classifier, store.tag_models().get(classifier.model_id))
@@ -185,7 +213,9 @@ class TagPass:
             return False
         if st.st_size != size or st.st_mtime != mtime:
             report.files_failed += 1
-            report.errors.append(TagFileError(path, "changed since it was indexed: run `soundsift index` first, then tag again"))
+            report.errors.append(
+                TagFileError(path, "changed since it was indexed: run `soundsift index` first, then tag again")
+            )
             return False
         return True
 
@@ -200,10 +230,16 @@ class TagPass:
         window = int(round(float(config.get("window_s", self.settings.window_s)) * TARGET_RATE))
         hop = int(round(float(config.get("hop_s", self.settings.hop_s)) * TARGET_RATE))
         s = self.settings
-        job = DecodeJob(window=window, hop=hop, plugin_settings=s.plugin_view(),
-                        limits=DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s))
-        wanted = {idx: {int(round(r[5] * TARGET_RATE)): (int(r[4]), int(round((r[6] - r[5]) * TARGET_RATE))) for r in items}
-                  for idx, (_, items) in enumerate(files)}
+        job = DecodeJob(
+            window=window,
+            hop=hop,
+            plugin_settings=s.plugin_view(),
+            limits=DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s),
+        )
+        wanted = {
+            idx: {int(round(r[5] * TARGET_RATE)): (int(r[4]), int(round((r[6] - r[5]) * TARGET_RATE))) for r in items}
+            for idx, (_, items) in enumerate(files)
+        }
         remaining = {idx: len(v) for idx, v in wanted.items()}
         groups: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # length -> (file idx, window id, audio)
         buffer = TagRows.empty(self.model)
@@ -227,7 +263,9 @@ class TagPass:
                 remaining[idx] -= 1
                 report.windows_tagged += 1
 
-        for event in DecodePool(job, workers=workers, timeout_s=s.decode_timeout_s).run([items[0][1] for _, items in files]):
+        for event in DecodePool(job, workers=workers, timeout_s=s.decode_timeout_s).run(
+            [items[0][1] for _, items in files]
+        ):
             idx = event.file_idx
             if isinstance(event, WindowsDecoded):
                 for start, audio in zip(event.starts, event.audio):
@@ -247,8 +285,12 @@ class TagPass:
             if isinstance(event, (FileDecoded, FileFailed)):
                 if isinstance(event, FileDecoded):
                     if wanted[idx]:  # stored windows the stream no longer holds: the file changed under us
-                        report.errors.append(TagFileError(files[idx][1][0][1],
-                                                          f"{len(wanted[idx])} stored windows not found in the audio; re-index the file"))
+                        report.errors.append(
+                            TagFileError(
+                                files[idx][1][0][1],
+                                f"{len(wanted[idx])} stored windows not found in the audio; re-index the file",
+                            )
+                        )
                         report.files_failed += 1
                     else:
                         report.files_tagged += 1
@@ -256,9 +298,18 @@ class TagPass:
                 bar.update(1)
                 elapsed = time.monotonic() - started
                 if self.on_progress:
-                    self.on_progress({"files_done": done, "files_total": len(files), "windows": report.windows_tagged,
-                                      "windows_per_s": report.windows_tagged / max(elapsed, 1e-9)})
-            if len(buffer) and (len(set(buffer.window_ids)) >= COMMIT_EVERY_WINDOWS or time.monotonic() - last_commit > self.commit_every_s):
+                    self.on_progress(
+                        {
+                            "files_done": done,
+                            "files_total": len(files),
+                            "windows": report.windows_tagged,
+                            "windows_per_s": report.windows_tagged / max(elapsed, 1e-9),
+                        }
+                    )
+            if len(buffer) and (
+                len(set(buffer.window_ids)) >= COMMIT_EVERY_WINDOWS
+                or time.monotonic() - last_commit > self.commit_every_s
+            ):
                 self._commit(buffer)
                 buffer = TagRows.empty(self.model)
                 last_commit = time.monotonic()
@@ -270,22 +321,35 @@ class TagPass:
         report.timings["classify_s"] = t_classify
 
 
-def run_tag_pass(store: IndexStore, plugins, settings: Settings, model: str, top_k: int | None = None,
-                 function_to_apply: str | None = None, retag: bool = False, device: str | None = None,
-                 progress: bool | None = None, on_progress: Callable[[dict], None] | None = None,
-                 classifier: AudioClassifier | None = None) -> TagReport:
+def run_tag_pass(
+    store: IndexStore,
+    plugins,
+    settings: Settings,
+    model: str,
+    top_k: int | None = None,
+    function_to_apply: str | None = None,
+    retag: bool = False,
+    device: str | None = None,
+    progress: bool | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+    classifier: AudioClassifier | None = None,
+) -> TagReport:
     """Load ``model`` (hub id, local directory or ``alias=id``) through the classifier tagger and tag ``store``."""
     if classifier is None:
         taggers = [t for t in plugins.taggers.values() if t.classifiers is not None]
         taggers.sort(key=lambda t: t.name != "classifier")  # the built-in one first; one model loads once
         if not taggers:
             raise TagModelError("no tagger that runs audio-classification models is loaded (see `soundsift plugins`)")
-        loaded = load_tag_models({taggers[0].name: taggers[0]}, tag_model_view(settings, model, top_k, function_to_apply, device))
+        loaded = load_tag_models(
+            {taggers[0].name: taggers[0]}, tag_model_view(settings, model, top_k, function_to_apply, device)
+        )
         classifier = loaded[0]
     return TagPass(store, classifier, settings, progress, on_progress).run(retag=retag)
 
 
-def tag_rows_for(models: Sequence[TagModel], window_ids: Sequence[int], results: Sequence[Sequence[list]]) -> list[TagRows]:
+def tag_rows_for(
+    models: Sequence[TagModel], window_ids: Sequence[int], results: Sequence[Sequence[list]]
+) -> list[TagRows]:
     """TagRows per model from per-window results (``results[i][m]`` = window i's pairs for model m)."""
     out = []
     for m, model in enumerate(models):

@@ -4,6 +4,7 @@
 were computed with (``top_k``, ``function_to_apply``); ``window_tags`` holds each window's top-k labels.
 A model id holds one label set at a time: a different one is refused unless the caller re-tags.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,15 @@ class TagModel:
         alias = classifier.alias
         if stored is not None and not getattr(classifier, "alias_explicit", True):
             alias = stored.alias
-        return cls(classifier.model_id, classifier.revision, alias, tuple(classifier.labels),
-                   int(classifier.top_k), classifier.function_to_apply, int(classifier.sample_rate))
+        return cls(
+            classifier.model_id,
+            classifier.revision,
+            alias,
+            tuple(classifier.labels),
+            int(classifier.top_k),
+            classifier.function_to_apply,
+            int(classifier.sample_rate),
+        )
 
     def describe(self) -> str:
         return f"{self.model}@{self.revision[:23]}"
@@ -72,8 +80,10 @@ class TagRows:
 
 def has_tag_tables(cur) -> bool:
     """False for an index written before model tags existed and opened read-only (nothing to migrate then)."""
-    rows = cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('tag_models', 'window_tags') "
-                       "AND database_name = current_database()").fetchall()  # fetched whole: the cursor is used again
+    rows = cur.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('tag_models', 'window_tags') "
+        "AND database_name = current_database()"
+    ).fetchall()  # fetched whole: the cursor is used again
     return int(rows[0][0]) == 2
 
 
@@ -81,17 +91,28 @@ def stored_models(cur) -> dict[str, TagModel]:
     """model id -> its record, for every model that has tagged this index."""
     if not has_tag_tables(cur):
         return {}
-    rows = cur.execute("SELECT model, revision, alias, CAST(labels AS VARCHAR), top_k, function_to_apply, sample_rate "
-                       "FROM tag_models ORDER BY model").fetchall()
+    rows = cur.execute(
+        "SELECT model, revision, alias, CAST(labels AS VARCHAR), top_k, function_to_apply, sample_rate "
+        "FROM tag_models ORDER BY model"
+    ).fetchall()
     return {r[0]: TagModel(r[0], r[1], r[2], tuple(json.loads(r[3])), int(r[4]), r[5], r[6]) for r in rows}
 
 
 def upsert_model(cur, model: TagModel) -> None:
     cur.execute("DELETE FROM tag_models WHERE model = ?", [model.model])
-    cur.execute("INSERT INTO tag_models (model, revision, alias, labels, top_k, function_to_apply, sample_rate) "
-                "VALUES (?, ?, ?, ?::JSON, ?, ?, ?)",
-                [model.model, model.revision, model.alias, json.dumps(list(model.labels)), model.top_k,
-                 model.function_to_apply, model.sample_rate])
+    cur.execute(
+        "INSERT INTO tag_models (model, revision, alias, labels, top_k, function_to_apply, sample_rate) "
+        "VALUES (?, ?, ?, ?::JSON, ?, ?, ?)",
+        [
+            model.model,
+            model.revision,
+            model.alias,
+            json.dumps(list(model.labels)),
+            model.top_k,
+            model.function_to_apply,
+            model.sample_rate,
+        ],
+    )
 
 
 def drop_model(cur, model_id: str) -> None:
@@ -104,17 +125,23 @@ def insert_rows(cur, rows: TagRows) -> None:
     """Replace the tags ``rows.model`` holds for these windows (any older revision's too) with ``rows``."""
     if not len(rows):
         return
-    table = pa.table({
-        "window_id": pa.array(rows.window_ids, pa.int64()),
-        "label": pa.array(rows.labels, pa.string()),
-        "score": pa.array(rows.scores, pa.float32()),
-    })
+    table = pa.table(
+        {
+            "window_id": pa.array(rows.window_ids, pa.int64()),
+            "label": pa.array(rows.labels, pa.string()),
+            "score": pa.array(rows.scores, pa.float32()),
+        }
+    )
     cur.register("new_window_tags", table)
     try:
-        cur.execute("DELETE FROM window_tags WHERE model = ? AND window_id IN (SELECT DISTINCT window_id FROM new_window_tags)",
-                    [rows.model.model])
-        cur.execute("INSERT INTO window_tags SELECT window_id, ?, ?, label, score FROM new_window_tags",
-                    [rows.model.model, rows.model.revision])
+        cur.execute(
+            "DELETE FROM window_tags WHERE model = ? AND window_id IN (SELECT DISTINCT window_id FROM new_window_tags)",
+            [rows.model.model],
+        )
+        cur.execute(
+            "INSERT INTO window_tags SELECT window_id, ?, ?, label, score FROM new_window_tags",
+            [rows.model.model, rows.model.revision],
+        )
     finally:
         cur.unregister("new_window_tags")
 
@@ -136,8 +163,10 @@ def rows_of_windows(cur, window_ids: np.ndarray) -> list[tuple[int, str, str, st
         return []
     cur.register("wanted_window_ids", pa.table({"wid": pa.array(np.asarray(window_ids, dtype=np.int64), pa.int64())}))
     try:
-        return cur.execute("SELECT window_id, model, revision, label, score FROM window_tags "
-                           "WHERE window_id IN (SELECT wid FROM wanted_window_ids) ORDER BY window_id, model, score DESC").fetchall()
+        return cur.execute(
+            "SELECT window_id, model, revision, label, score FROM window_tags "
+            "WHERE window_id IN (SELECT wid FROM wanted_window_ids) ORDER BY window_id, model, score DESC"
+        ).fetchall()
     finally:
         cur.unregister("wanted_window_ids")
 
@@ -151,12 +180,23 @@ def insert_raw(cur, rows: Sequence[tuple[int, str, str, str, float]]) -> None:
 def summary(cur) -> list[dict]:
     """Each tagging model with its revision, alias, label count, settings and how many windows it has tagged."""
     out = []
-    counts = dict(cur.execute("SELECT model, count(DISTINCT window_id) FROM window_tags GROUP BY model").fetchall()) \
-        if has_tag_tables(cur) else {}
+    counts = (
+        dict(cur.execute("SELECT model, count(DISTINCT window_id) FROM window_tags GROUP BY model").fetchall())
+        if has_tag_tables(cur)
+        else {}
+    )
     for model in stored_models(cur).values():
-        out.append({"model": model.model, "revision": model.revision, "alias": model.alias, "labels": len(model.labels),
-                    "top_k": model.top_k, "function_to_apply": model.function_to_apply,
-                    "windows_tagged": int(counts.get(model.model, 0))})
+        out.append(
+            {
+                "model": model.model,
+                "revision": model.revision,
+                "alias": model.alias,
+                "labels": len(model.labels),
+                "top_k": model.top_k,
+                "function_to_apply": model.function_to_apply,
+                "windows_tagged": int(counts.get(model.model, 0)),
+            }
+        )
     return out
 
 
@@ -166,9 +206,11 @@ def tags_of_windows(cur, window_ids: Sequence[int]) -> dict[int, dict[str, list[
         return {}
     cur.register("shown_window_ids", pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())}))
     try:
-        rows = cur.execute("SELECT t.window_id, coalesce(m.alias, t.model), t.label, t.score FROM window_tags t "
-                           "LEFT JOIN tag_models m ON m.model = t.model WHERE t.window_id IN (SELECT wid FROM shown_window_ids) "
-                           "ORDER BY t.window_id, t.model, t.score DESC, t.label").fetchall()
+        rows = cur.execute(
+            "SELECT t.window_id, coalesce(m.alias, t.model), t.label, t.score FROM window_tags t "
+            "LEFT JOIN tag_models m ON m.model = t.model WHERE t.window_id IN (SELECT wid FROM shown_window_ids) "
+            "ORDER BY t.window_id, t.model, t.score DESC, t.label"
+        ).fetchall()
     finally:
         cur.unregister("shown_window_ids")
     out: dict[int, dict[str, list[dict]]] = {}

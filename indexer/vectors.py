@@ -1,4 +1,5 @@
 """The FAISS index: derived from DuckDB, ids are window ids, written atomically, brought up to date on open."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ import faiss
 import numpy as np
 
 from indexer import crashpoints
-from indexer.errors import DiskFull
 from indexer.durable import fsync_path
+from indexer.errors import DiskFull
 from indexer.store import IndexStore, is_disk_full
 
 FILE_RE = re.compile(r"^vectors-(\d+)\.faiss$")
@@ -54,7 +55,9 @@ def faiss_ids(index: faiss.Index) -> np.ndarray | None:
     if ivf is None:
         return None
     lists = ivf.invlists
-    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)]
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)
+    ]
     return np.sort(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, np.int64)
 
 
@@ -100,7 +103,9 @@ class VectorIndex:
         removed: int | None
         if file_seq > seq:
             # The file reflects commits DuckDB no longer has (its log was moved aside): ids may be reused, rebuild.
-            problems.append(f"{path.name if path else 'the FAISS file'} is ahead of the database (commit {seq}); rebuilt")
+            problems.append(
+                f"{path.name if path else 'the FAISS file'} is ahead of the database (commit {seq}); rebuilt"
+            )
             index = None
         if index is not None and index.d == store.embedding_dim:
             vectors = cls(store.index_dir, index, file_seq)
@@ -122,9 +127,16 @@ class VectorIndex:
                 vectors.save()
             except DiskFull:
                 pass  # serving from memory is still correct; the next open catches up again
-        vectors.recovery = {"file": path.name if path else None, "file_commit": file_seq, "commit": seq,
-                            "rebuilt": rebuilt, "added": added or 0, "removed": removed or 0, "problems": problems,
-                            "seconds": round(time.monotonic() - t0, 4)}
+        vectors.recovery = {
+            "file": path.name if path else None,
+            "file_commit": file_seq,
+            "commit": seq,
+            "rebuilt": rebuilt,
+            "added": added or 0,
+            "removed": removed or 0,
+            "problems": problems,
+            "seconds": round(time.monotonic() - t0, 4),
+        }
         return vectors
 
     @classmethod
@@ -164,7 +176,9 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray, seq: int) -> None:
         with self._lock:
             if len(ids):
-                self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+                self._index.add_with_ids(
+                    np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+                )
             self.seq = seq
 
     def remove(self, ids: np.ndarray, seq: int) -> None:
@@ -173,7 +187,9 @@ class VectorIndex:
                 self._index.remove_ids(np.asarray(ids, dtype=np.int64))
             self.seq = seq
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; ids of -1 (fewer than k results) are left for the caller to drop."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         with self._lock:

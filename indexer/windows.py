@@ -3,6 +3,7 @@
 A 25 s file with 10 s windows and a 10 s hop gives [0,10], [10,20], [15,25]; a file of one window or
 less gives one short window, which the feature stage repeat-pads as ClapFeatureExtractor does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

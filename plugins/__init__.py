@@ -2,6 +2,7 @@
 
 Nothing here imports ``indexer`` or ``search``: plugin authors depend on this package alone.
 """
+
 from plugins.contract import (
     ArchiveStats,
     AudioSource,

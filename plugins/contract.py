@@ -1,4 +1,5 @@
 """The small types the hooks pass: decoders and their streaming sources, policies, taggers, translations."""
+
 from __future__ import annotations
 
 import functools
@@ -49,8 +50,15 @@ class OpenAudio(Protocol):
 class ScoreFunction(Protocol):
     """``score(logits, negative_logits, labels, stats, options)`` -> `PolicyResult` (see `ScoringPolicy`)."""
 
-    def __call__(self, logits: np.ndarray, negative_logits: np.ndarray, labels: Sequence[LabelTexts],
-                 stats: ArchiveStats | None, options: Mapping[str, Any], /) -> PolicyResult: ...
+    def __call__(
+        self,
+        logits: np.ndarray,
+        negative_logits: np.ndarray,
+        labels: Sequence[LabelTexts],
+        stats: ArchiveStats | None,
+        options: Mapping[str, Any],
+        /,
+    ) -> PolicyResult: ...
 
 
 class TagFunction(Protocol):
@@ -82,7 +90,7 @@ class Decoder:
 
     def matches_magic(self, head: bytes) -> bool:
         """True when the file head starts (at ``magic_offset``) with one of this decoder's magic prefixes."""
-        return any(head[self.magic_offset:].startswith(m) for m in self.magic)
+        return any(head[self.magic_offset :].startswith(m) for m in self.magic)
 
     def handles_extension(self, path: str | Path) -> bool:
         """True when ``path``'s extension is one this decoder declares."""
@@ -189,8 +197,10 @@ def check_options(policy: str, options: Mapping[str, Any], known: Mapping[str, s
     """Refuse option names the policy does not read (a typo would otherwise be ignored silently)."""
     unknown = sorted(set(options) - ALWAYS_GIVEN_OPTIONS - set(known))
     if unknown:
-        raise PolicyOptionError(f"the {policy} policy has no option {', '.join(map(repr, unknown))}; "
-                                f"it reads: {', '.join(sorted(known)) or 'none'}")
+        raise PolicyOptionError(
+            f"the {policy} policy has no option {', '.join(map(repr, unknown))}; "
+            f"it reads: {', '.join(sorted(known)) or 'none'}"
+        )
 
 
 def _checking_options(name: str, score: ScoreFunction, known: Mapping[str, str]) -> ScoreFunction:

@@ -2,6 +2,7 @@
 
 Hooks only ever gain arguments (pluggy passes an implementation just the ones it names).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping

@@ -7,6 +7,7 @@ it is an environment variable so that decode worker processes, which build their
 it too. A plugin that fails to import, implements an unknown hook or raises while registering is
 recorded by name with the reason and skipped whole; everything else keeps working.
 """
+
 from __future__ import annotations
 
 import functools
@@ -141,8 +142,10 @@ def _names_from_env(variable: str) -> list[str] | None:
 def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     """Hooks ``plugin`` implements that no hookspec declares (a typo, or a hook from a newer soundsift)."""
     return sorted(
-        name for name, caller in vars(pm.hook).items()
-        if not name.startswith("_") and not caller.has_spec()
+        name
+        for name, caller in vars(pm.hook).items()
+        if not name.startswith("_")
+        and not caller.has_spec()
         and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
     )
 
@@ -171,7 +174,9 @@ def build_plugin_manager(extra: list[object] | None = None) -> PluginHost:
         unknown = _unknown_hooks(pm, plugin)
         if unknown:
             pm.unregister(plugin)
-            failures.append(PluginFailure(name, f"implements unknown hook(s) {', '.join(unknown)}; the hooks are: {known_hooks}"))
+            failures.append(
+                PluginFailure(name, f"implements unknown hook(s) {', '.join(unknown)}; the hooks are: {known_hooks}")
+            )
 
     for module in BUILTIN_PLUGINS:
         load(module.rsplit(".", 1)[-1], functools.partial(importlib.import_module, module))

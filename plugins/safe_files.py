@@ -6,6 +6,7 @@ file for reading: the type is checked with ``stat`` first, the file is then open
 ``O_NONBLOCK`` (so a FIFO swapped in after the check cannot block the open) and checked again on the
 open descriptor, and small files are read with a byte limit. Plugins use these for their sidecars.
 """
+
 from __future__ import annotations
 
 import os
@@ -80,4 +81,3 @@ def read_limited(path: str | os.PathLike | bytes, limit: int = SIDECAR_LIMIT) ->
 
 def _size_words(n: int) -> str:
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
-

@@ -3,6 +3,7 @@
 ``per_label`` and ``number`` read option values and raise `PolicyOptionError` with the option's name;
 ``softmax``, ``sigmoid`` and ``best_label_fired`` are the arithmetic the built-in policies share.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -40,7 +41,9 @@ def per_label(name: str, value: Any, labels: Sequence[LabelTexts], default: floa
         if isinstance(value, Mapping):
             strangers = sorted(set(value) - set(names))
             if strangers:
-                raise PolicyOptionError(f"{name} names labels that are not in the label set: {', '.join(map(repr, strangers))}")
+                raise PolicyOptionError(
+                    f"{name} names labels that are not in the label set: {', '.join(map(repr, strangers))}"
+                )
             for j, label in enumerate(names):
                 if label in value:
                     out[j] = float(value[label])
@@ -54,7 +57,9 @@ def per_label(name: str, value: Any, labels: Sequence[LabelTexts], default: floa
     except (TypeError, ValueError) as exc:
         if isinstance(exc, PolicyOptionError):
             raise
-        raise PolicyOptionError(f"{name} must be a number, {{label: number}} or a list of numbers, not {value!r}") from None
+        raise PolicyOptionError(
+            f"{name} must be a number, {{label: number}} or a list of numbers, not {value!r}"
+        ) from None
 
 
 def number(name: str, value: Any, default: float) -> float:

@@ -2,20 +2,21 @@
 
 New code imports from ``search.sound_index`` (the Python API) and ``search.topk`` (the search algorithm).
 """
+
 from search.sound_index import *  # noqa: F401,F403
 from search.sound_index import (  # noqa: F401
-                                FilePaths,
-                                SoundIndex,
-                                classify_array,
-                                classify_audio,
-                                classify_audio_result,
-                                classify_file,
-                                classify_windows,
-                                dumps,
-                                label_matrix,
-                                load_encoder,
-                                prepare_all,
-                                stored_model_id,
-                                warn_if_tiny,
+    FilePaths,
+    SoundIndex,
+    classify_array,
+    classify_audio,
+    classify_audio_result,
+    classify_file,
+    classify_windows,
+    dumps,
+    label_matrix,
+    load_encoder,
+    prepare_all,
+    stored_model_id,
+    warn_if_tiny,
 )
 from search.topk import EXACT_FILTERED_MAX, exact_search  # noqa: F401

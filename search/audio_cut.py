@@ -1,4 +1,5 @@
 """Cut one window (plus an optional margin) out of an archive file and encode it as WAV or Ogg for playback."""
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,14 @@ def _read_seekable(path: Path, start_s: float, end_s: float) -> tuple[np.ndarray
     return audio.mean(axis=1, dtype=np.float32), rate
 
 
-def _read_streaming(path: Path, start_s: float, end_s: float, decoders: Mapping[str, Decoder],
-                    plugin_settings: Mapping[str, Any], limits: DecodeLimits) -> np.ndarray:
+def _read_streaming(
+    path: Path,
+    start_s: float,
+    end_s: float,
+    decoders: Mapping[str, Decoder],
+    plugin_settings: Mapping[str, Any],
+    limits: DecodeLimits,
+) -> np.ndarray:
     """Mono 48 kHz samples of [start, end) through the decoder plugins, stopping once ``end`` is read."""
     first, last = int(start_s * TARGET_RATE), int(end_s * TARGET_RATE)
     pieces, seen = [], 0
@@ -61,8 +68,15 @@ def _read_streaming(path: Path, start_s: float, end_s: float, decoders: Mapping[
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
-def cut_clip(path: Path, start_s: float, end_s: float, fmt: str, decoders: Mapping[str, Decoder],
-             plugin_settings: Mapping[str, Any], limits: DecodeLimits) -> AudioClip:
+def cut_clip(
+    path: Path,
+    start_s: float,
+    end_s: float,
+    fmt: str,
+    decoders: Mapping[str, Decoder],
+    plugin_settings: Mapping[str, Any],
+    limits: DecodeLimits,
+) -> AudioClip:
     """The audio of ``path`` between ``start_s`` and ``end_s`` as ``fmt`` (wav or ogg); raises DecodeError."""
     if fmt not in _FORMATS:
         raise ValueError(f"format must be one of {sorted(_FORMATS)}")

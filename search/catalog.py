@@ -1,4 +1,5 @@
 """Files and windows of an open index as the HTTP API lists them, and the archive paths it may serve audio from."""
+
 from __future__ import annotations
 
 import os
@@ -7,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.errors import BadInput
-from search.sound_index import SoundIndex, label_matrix, prepare_all
+from indexer.store import WindowChunk
+from indexer.tag_store import tags_of_windows
 from search.classify import ClassifyOptions, policy_named, score_chunks
 from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.queries import combined_vectors, parse_labels
-from indexer.store import WindowChunk
-from indexer.tag_store import tags_of_windows
+from search.sound_index import SoundIndex, label_matrix, prepare_all
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
 
@@ -22,7 +23,19 @@ class NotServable(Exception):
 
 
 def _file_info(row) -> FileInfo:
-    names = ["id", "path", "status", "error", "size", "mtime", "duration", "sample_rate", "channels", "codec", "window_count"]
+    names = [
+        "id",
+        "path",
+        "status",
+        "error",
+        "size",
+        "mtime",
+        "duration",
+        "sample_rate",
+        "channels",
+        "codec",
+        "window_count",
+    ]
     return FileInfo(**dict(zip(names, row)))
 
 
@@ -39,8 +52,9 @@ def list_files(sx: SoundIndex, limit: int, offset: int, path_glob: str | None, s
     return FilesPage(total=total, offset=offset, files=[_file_info(r) for r in rows])
 
 
-def file_detail(sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None,
-                policy: str = "softmax") -> FileDetail | None:
+def file_detail(
+    sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None, policy: str = "softmax"
+) -> FileDetail | None:
     """One file with its windows (tags = acoustic stats), optionally scored against a query or a label set."""
     _, found = sx.store.file_rows(_FILE_COLUMNS, "f.id = $id", {"id": int(file_id)}, with_window_count=False)
     if not found:
@@ -48,9 +62,13 @@ def file_detail(sx: SoundIndex, file_id: int, query: str | None = None, labels: 
     row = found[0]
     stored = sx.store.windows_of_file(file_id)
     labelled = tags_of_windows(sx.store.cursor(), stored.ids)
-    windows = [WindowInfo(id=i, start=s, end=e, tags=t, model_tags=labelled.get(i, {}))
-               for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)]
-    detail = FileDetail(**_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows)
+    windows = [
+        WindowInfo(id=i, start=s, end=e, tags=t, model_tags=labelled.get(i, {}))
+        for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)
+    ]
+    detail = FileDetail(
+        **_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows
+    )
     if not windows or not (query or labels):
         return detail
     vectors = stored.vectors
@@ -70,9 +88,17 @@ def _score_labels(sx: SoundIndex, windows: list[WindowInfo], vectors: np.ndarray
     scoring = policy_named(sx.plugins.policies, policy)
     matrix = label_matrix(prepare_all(names, sx.plugins, sx.settings, None), sx.encoder)
     stats = sx.label_stats(matrix) if scoring.needs_archive_stats else None
-    chunk = WindowChunk(ids=np.array([w.id for w in windows], np.int64), file_ids=np.zeros(len(windows), np.int64),
-                        starts=np.array([w.start for w in windows]), ends=np.array([w.end for w in windows]), vectors=vectors)
-    rows = {r.window_id: r for r in score_chunks(iter([chunk]), {0: ""}, matrix, scoring, stats, ClassifyOptions(by="window"))}
+    chunk = WindowChunk(
+        ids=np.array([w.id for w in windows], np.int64),
+        file_ids=np.zeros(len(windows), np.int64),
+        starts=np.array([w.start for w in windows]),
+        ends=np.array([w.end for w in windows]),
+        vectors=vectors,
+    )
+    rows = {
+        r.window_id: r
+        for r in score_chunks(iter([chunk]), {0: ""}, matrix, scoring, stats, ClassifyOptions(by="window"))
+    }
     for w in windows:
         r = rows[w.id]
         w.scores, w.label = r.scores, r.label
@@ -97,7 +123,11 @@ def window_location(sx: SoundIndex, window_id: int) -> WindowLocation:
     path, root, size, mtime, start, end, duration = place
     roots = sx.store.roots()
     real = os.path.realpath(path)
-    inside = any(real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep) for r in [root, *roots] if r)
+    inside = any(
+        real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep)
+        for r in [root, *roots]
+        if r
+    )
     if not inside or not os.path.isfile(real):
         raise NotServable(f"the file of window {window_id} is no longer in the archive")
     st = os.stat(real)

@@ -1,4 +1,5 @@
 """Zero-shot classification at scale: label vectors x stored windows in chunks, a scoring policy, rows out."""
+
 from __future__ import annotations
 
 import heapq
@@ -65,7 +66,11 @@ def _on_device(matrix: LabelMatrix, vectors: np.ndarray) -> torch.Tensor:
     import warnings
 
     device = matrix.positive.device
-    v = np.ascontiguousarray(vectors) if vectors.dtype in (np.float16, np.float32) else np.ascontiguousarray(vectors, np.float32)
+    v = (
+        np.ascontiguousarray(vectors)
+        if vectors.dtype in (np.float16, np.float32)
+        else np.ascontiguousarray(vectors, np.float32)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
         host = torch.from_numpy(v)
@@ -110,8 +115,13 @@ def check_policy_options(policy: ScoringPolicy, matrix: LabelMatrix, options: Cl
     empty = np.zeros((0, n), np.float32)
     stats = ArchiveStats(np.zeros(n, np.float32), np.ones(n, np.float32), 0) if policy.needs_archive_stats else None
     try:
-        policy.score(empty, empty, matrix.labels, stats,
-                     {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options})
+        policy.score(
+            empty,
+            empty,
+            matrix.labels,
+            stats,
+            {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options},
+        )
     except PolicyOptionError as exc:
         raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
 
@@ -123,16 +133,25 @@ def _best_label(result: PolicyResult, labels: list[str], row: int) -> str | None
     return labels[fired[np.argmax(result.scores[row, fired])]]
 
 
-def score_chunks(chunks: Iterator[WindowChunk], paths: dict[int, str], matrix: LabelMatrix, policy: ScoringPolicy,
-                 stats: ArchiveStats | None, options: ClassifyOptions) -> Iterator[ClassifyRow]:
+def score_chunks(
+    chunks: Iterator[WindowChunk],
+    paths: dict[int, str],
+    matrix: LabelMatrix,
+    policy: ScoringPolicy,
+    stats: ArchiveStats | None,
+    options: ClassifyOptions,
+) -> Iterator[ClassifyRow]:
     """Rows for every window (or file), streamed chunk by chunk; with ``top``, only the best N rows, best first."""
     names = [lt.label for lt in matrix.labels]
     policy_options = {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options}
     if options.by == "window" and options.top is not None:
         yield from _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names, options)
         return
-    rows = _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) if options.by == "file" else \
-        _window_rows(chunks, paths, matrix, policy, stats, policy_options, names)
+    rows = (
+        _file_rows(chunks, paths, matrix, policy, stats, policy_options, names)
+        if options.by == "file"
+        else _window_rows(chunks, paths, matrix, policy, stats, policy_options, names)
+    )
     if options.threshold is not None:
         rows = (r for r in rows if r.label is not None)
     if options.top is None:
@@ -148,9 +167,13 @@ def _window_rows(chunks, paths, matrix, policy, stats, policy_options, names) ->
         result = policy.score(logits, negative, matrix.labels, stats, policy_options)
         for i in range(len(c.ids)):
             yield ClassifyRow(
-                path=paths[int(c.file_ids[i])], start=float(c.starts[i]), end=float(c.ends[i]),
+                path=paths[int(c.file_ids[i])],
+                start=float(c.starts[i]),
+                end=float(c.ends[i]),
                 scores={name: float(result.scores[i, j]) for j, name in enumerate(names)},
-                label=_best_label(result, names, i), window_id=int(c.ids[i]), file_id=int(c.file_ids[i]),
+                label=_best_label(result, names, i),
+                window_id=int(c.ids[i]),
+                file_id=int(c.file_ids[i]),
                 extras={k: float(v[i]) for k, v in result.extras.items()},
                 fired=[names[j] for j in np.flatnonzero(result.fired[i])],
             )
@@ -168,7 +191,9 @@ def _row_keys(result: PolicyResult) -> tuple[np.ndarray, np.ndarray, Any]:
 
 def _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names, options) -> Iterator[ClassifyRow]:
     """The best ``top`` windows, kept per chunk with array operations: rows are built only for the winners."""
-    best: dict[str, np.ndarray] | None = None  # the running top: keys, ids, file ids, starts, ends, labels, scores, extras
+    best: dict[str, np.ndarray] | None = (
+        None  # the running top: keys, ids, file ids, starts, ends, labels, scores, extras
+    )
     for c in chunks:
         logits, negative = chunk_logits(matrix, c.vectors)
         result = policy.score(logits, negative, matrix.labels, stats, policy_options)
@@ -176,22 +201,36 @@ def _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names
         pick = np.flatnonzero(any_fired) if options.threshold is not None else np.arange(len(key))
         if len(pick) > options.top:
             pick = np.sort(pick[np.argpartition(-key[pick], options.top - 1)[: options.top]])
-        part = {"key": key[pick], "id": np.asarray(c.ids)[pick], "file_id": np.asarray(c.file_ids)[pick],
-                "start": np.asarray(c.starts)[pick], "end": np.asarray(c.ends)[pick], "label": label[pick],
-                "scores": np.asarray(result.scores)[pick], "fired": np.asarray(result.fired)[pick], **{f"x:{k}": np.asarray(v)[pick] for k, v in result.extras.items()}}
+        part = {
+            "key": key[pick],
+            "id": np.asarray(c.ids)[pick],
+            "file_id": np.asarray(c.file_ids)[pick],
+            "start": np.asarray(c.starts)[pick],
+            "end": np.asarray(c.ends)[pick],
+            "label": label[pick],
+            "scores": np.asarray(result.scores)[pick],
+            "fired": np.asarray(result.fired)[pick],
+            **{f"x:{k}": np.asarray(v)[pick] for k, v in result.extras.items()},
+        }
         best = part if best is None else {k: np.concatenate([best[k], part[k]]) for k in part}
         if len(best["key"]) > options.top:
-            order = np.argsort(-best["key"], kind="stable")[: options.top]  # ties: the earlier window, as heapq.nlargest
+            order = np.argsort(-best["key"], kind="stable")[
+                : options.top
+            ]  # ties: the earlier window, as heapq.nlargest
             best = {k: v[np.sort(order)] for k, v in best.items()}
     if best is None:
         return
     extras = [k for k in best if k.startswith("x:")]
     for i in np.argsort(-best["key"], kind="stable"):
         yield ClassifyRow(
-            path=paths[int(best["file_id"][i])], start=float(best["start"][i]), end=float(best["end"][i]),
+            path=paths[int(best["file_id"][i])],
+            start=float(best["start"][i]),
+            end=float(best["end"][i]),
             scores={name: float(best["scores"][i, j]) for j, name in enumerate(names)},
-            label=names[best["label"][i]] if best["label"][i] >= 0 else None, window_id=int(best["id"][i]),
-            file_id=int(best["file_id"][i]), extras={k[2:]: float(best[k][i]) for k in extras},
+            label=names[best["label"][i]] if best["label"][i] >= 0 else None,
+            window_id=int(best["id"][i]),
+            file_id=int(best["file_id"][i]),
+            extras={k[2:]: float(best[k][i]) for k in extras},
             fired=[names[j] for j in np.flatnonzero(best["fired"][i])],
         )
 
@@ -223,16 +262,29 @@ def _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> I
         label_idx = int(fired[np.argmax(best[fid][fired])]) if len(fired) else int(np.argmax(best[fid]))
         wid, start, end = where[fid][label_idx]
         yield ClassifyRow(
-            path=paths[fid], start=float(start), end=float(end),
+            path=paths[fid],
+            start=float(start),
+            end=float(end),
             scores={name: float(best[fid][j]) for j, name in enumerate(names)},
-            label=names[label_idx] if len(fired) else None, window_id=int(wid), file_id=fid,
-            fired=[names[j] for j in fired], peak_window=int(wid), peak_start=float(start), peak_end=float(end),
+            label=names[label_idx] if len(fired) else None,
+            window_id=int(wid),
+            file_id=fid,
+            fired=[names[j] for j in fired],
+            peak_window=int(wid),
+            peak_start=float(start),
+            peak_end=float(end),
         )
 
 
 def in_memory_chunks(vectors: np.ndarray, spans: list[tuple[float, float]]) -> list[WindowChunk]:
     """Windows of one file held in memory (classify-file), as a single chunk of file 0."""
     n = len(vectors)
-    return [WindowChunk(ids=np.arange(n, dtype=np.int64), file_ids=np.zeros(n, dtype=np.int64),
-                        starts=np.array([s for s, _ in spans], dtype=np.float64),
-                        ends=np.array([e for _, e in spans], dtype=np.float64), vectors=vectors)]
+    return [
+        WindowChunk(
+            ids=np.arange(n, dtype=np.int64),
+            file_ids=np.zeros(n, dtype=np.int64),
+            starts=np.array([s for s, _ in spans], dtype=np.float64),
+            ends=np.array([e for _, e in spans], dtype=np.float64),
+            vectors=vectors,
+        )
+    ]

@@ -1,4 +1,5 @@
 """The ``soundsift`` command line: index, search, classify, classify-file, serve, stats, plugins, doctor, demo."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,24 +16,43 @@ from rich.table import Table
 from indexer.errors import BadInput, IndexLocked, SoundsiftError
 from indexer.settings import Settings, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find sounds in audio archives by describing them in words.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Find sounds in audio archives by describing them in words."
+)
 # Without a terminal (pipes, CI) rich would wrap tables at 80 columns; paths need more.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index directory (default ./.soundsift)")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")]
+ModelOpt = Annotated[
+    Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")
+]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
-ServerOpt = Annotated[Optional[str], typer.Option(
-    "--server", envvar="SOUNDSIFT_SERVER",
-    help="URL of a running `soundsift serve` to ask (default: the server that owns the index, when one does)")]
+ServerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--server",
+        envvar="SOUNDSIFT_SERVER",
+        help="URL of a running `soundsift serve` to ask (default: the server that owns the index, when one does)",
+    ),
+]
 ApiKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY", help="the server's API key")]
-RayOpt = Annotated[Optional[str], typer.Option(
-    "--ray", help="run on a Ray cluster: auto (this machine's cluster, else a local Ray; also `--ray` alone) or its address")]
-TagOpt = Annotated[Optional[list[str]], typer.Option(
-    "--tag", help="only windows with this tag, repeatable: MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
-                  "for a classifier's label (alias or id prefix), NAME=VALUE for an acoustic tag (silence=false)")]
+RayOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray",
+        help="run on a Ray cluster: auto (this machine's cluster, else a local Ray; also `--ray` alone) or its address",
+    ),
+]
+TagOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--tag",
+        help="only windows with this tag, repeatable: MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
+        "for a classifier's label (alias or id prefix), NAME=VALUE for an acoustic tag (silence=false)",
+    ),
+]
 
 
 def _filters(path_glob: str | None, tags: list[str] | None):
@@ -60,7 +80,9 @@ def _policy_options(items: list[str] | None) -> dict:
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise BadInput(f"--policy-option takes key=value, e.g. threshold=0.3 or 'thresholds={{\"dog\": 0.2}}', not {item!r}")
+            raise BadInput(
+                f"--policy-option takes key=value, e.g. threshold=0.3 or 'thresholds={{\"dog\": 0.2}}', not {item!r}"
+            )
         try:
             options[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -110,8 +132,15 @@ def _progress_rows(rows, enabled: bool, what: str = "rows"):
         return
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} " + what),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed} " + what),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task("scoring", total=None)
         for row in rows:
             bar.advance(task)
@@ -132,27 +161,41 @@ def _fmt_time(seconds: float | None) -> str:
 @app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="files or directories to index (recursively)")],
-    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
     window: Annotated[Optional[float], typer.Option("--window", help="window length, seconds")] = None,
     hop: Annotated[Optional[float], typer.Option("--hop", help="hop between windows, seconds")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="decode worker processes (default: one per core)")] = None,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", help="decode worker processes (default: one per core)")
+    ] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="decode files that failed before again")] = False,
-    verify_content: Annotated[bool, typer.Option("--verify-content", help="hash every file, catching changes that kept size and mtime")] = False,
-    allow_empty_root: Annotated[bool, typer.Option("--allow-empty-root", help="an empty root really is empty: drop its files from the index")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")] = False,
+    verify_content: Annotated[
+        bool, typer.Option("--verify-content", help="hash every file, catching changes that kept size and mtime")
+    ] = False,
+    allow_empty_root: Annotated[
+        bool, typer.Option("--allow-empty-root", help="an empty root really is empty: drop its files from the index")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")
+    ] = False,
     ray: RayOpt = None,
-    json_out: JsonOpt = False, api_key: ApiKeyOpt = None,
+    json_out: JsonOpt = False,
+    api_key: ApiKeyOpt = None,
 ):
     """Index audio files: decode, cut into windows, embed with CLAP, store in DuckDB + FAISS (only what changed)."""
     from search.sound_index import SoundIndex
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:  # before loading a model: a typo should cost no time
-        raise BadInput(f"no such file or directory: {', '.join(missing)} (an archive root that is not mounted? "
-                       "the index was not touched)")
-    settings = _settings(index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers,
-                         ray=ray)
+        raise BadInput(
+            f"no such file or directory: {', '.join(missing)} (an archive root that is not mounted? "
+            "the index was not touched)"
+        )
+    settings = _settings(
+        index, model, device, window_s=window, hop_s=hop, batch_size=batch_size, decode_workers=workers, ray=ray
+    )
     if settings.ray:
         from indexer.ray_pipeline import require_ray
 
@@ -166,13 +209,20 @@ def index(
             os.environ["SOUNDSIFT_API_KEY"] = api_key  # read by the handoff's requests
 
         if (verify_content or allow_empty_root) and owner_url(settings.index):
-            raise BadInput("--verify-content and --allow-empty-root cannot be handed to the server that owns "
-                           f"{settings.index}; run them when it is stopped") from None
+            raise BadInput(
+                "--verify-content and --allow-empty-root cannot be handed to the server that owns "
+                f"{settings.index}; run them when it is stopped"
+            ) from None
         _hand_off_index(settings.index, paths, locked, retry_failed, wait, json_out)
         return
     with sx:
-        report = sx.index([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
-                          allow_empty_root=allow_empty_root, progress=_show_progress(json_out))
+        report = sx.index(
+            [str(p) for p in paths],
+            retry_failed=retry_failed,
+            verify_content=verify_content,
+            allow_empty_root=allow_empty_root,
+            progress=_show_progress(json_out),
+        )
     doc = report.document()
     if json_out:
         _emit_json(doc)
@@ -182,9 +232,11 @@ def index(
         f"[{report.windows_per_s:.2f} windows/s]; unchanged {report.files_unchanged}, failed {report.files_failed}, "
         f"skipped {report.files_skipped}"
     )
-    out.print(f"added {report.files_added}, updated {report.files_updated}, removed {report.files_removed}, "
-              f"renamed {report.files_renamed}, reused {report.files_reused} (copied, not embedded); "
-              f"windows removed {report.windows_removed}")
+    out.print(
+        f"added {report.files_added}, updated {report.files_updated}, removed {report.files_removed}, "
+        f"renamed {report.files_renamed}, reused {report.files_reused} (copied, not embedded); "
+        f"windows removed {report.windows_removed}"
+    )
     for e in report.errors:
         out.print(f"  failed: {e.path}: {e.error}", markup=False, highlight=False)
     for w in report.warnings:
@@ -194,8 +246,12 @@ def index(
 @app.command()
 def check(
     index: IndexOpt = None,
-    repair: Annotated[bool, typer.Option("--repair", help="fix what can be fixed from DuckDB (FAISS, bad rows, vanished files)")] = False,
-    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="fix what can be fixed from DuckDB (FAISS, bad rows, vanished files)")
+    ] = False,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ):
     """Audit an index: FAISS ids vs window rows, non-finite vectors, files gone from disk; exit 1 on a problem."""
     from indexer.store import DB_NAME
@@ -204,8 +260,10 @@ def check(
     client = _client(settings.index, server, api_key)
     if client is not None:
         if repair:
-            raise BadInput(f"the server at {client.url} owns the index: stop it to run `soundsift check --repair` "
-                           "(a check without --repair goes through it)")
+            raise BadInput(
+                f"the server at {client.url} owns the index: stop it to run `soundsift check --repair` "
+                "(a check without --repair goes through it)"
+            )
         doc = client.check()
     else:
         if not (settings.index / DB_NAME).exists():
@@ -216,8 +274,11 @@ def check(
     if json_out:
         _emit_json(doc)
     else:
-        out.print(f"commit {doc['commit']}: {doc['windows']} windows, FAISS {doc['faiss_file']} with {doc['faiss_vectors']} vectors",
-                  markup=False, highlight=False)
+        out.print(
+            f"commit {doc['commit']}: {doc['windows']} windows, FAISS {doc['faiss_file']} with {doc['faiss_vectors']} vectors",
+            markup=False,
+            highlight=False,
+        )
         for line in doc["problems"]:
             out.print(f"problem: {line}", markup=False, highlight=False)
         for line in doc["warnings"]:
@@ -230,7 +291,8 @@ def check(
 
 
 def _check_locally(index_dir: Path, repair: bool) -> dict:
-    from indexer.audit import audit, repair as repair_index
+    from indexer.audit import audit
+    from indexer.audit import repair as repair_index
     from indexer.ownership import IndexOwnership
     from indexer.store import IndexStore
 
@@ -250,36 +312,58 @@ def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bo
     from search.handoff import follow, submit_to_owner
 
     url, job = submit_to_owner(index_dir, paths, locked, retry_failed)
-    err.print(f"index {index_dir} is owned by the server at {url}; it runs the job: {job['id']}", markup=False, highlight=False)
+    err.print(
+        f"index {index_dir} is owned by the server at {url}; it runs the job: {job['id']}",
+        markup=False,
+        highlight=False,
+    )
     if not wait:
         if json_out:
             _emit_json({"handed_off": True, "server": url, "job": job})
         else:
-            out.print(f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}` "
-                      f"(or pass --wait to follow the job until it ends)", markup=False, highlight=False)
+            out.print(
+                f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}` "
+                f"(or pass --wait to follow the job until it ends)",
+                markup=False,
+                highlight=False,
+            )
         return
     job = follow(url, job["id"], show_progress=not json_out)
     if json_out:
         _emit_json({"handed_off": True, "server": url, "job": job})
     elif job.get("report"):
         r = job["report"]
-        out.print(f"indexed {r['files_indexed']} files ({r['windows']} windows) on the server; unchanged {r['files_unchanged']}, "
-                  f"failed {r['files_failed']}, skipped {r['files_skipped']}", markup=False, highlight=False)
+        out.print(
+            f"indexed {r['files_indexed']} files ({r['windows']} windows) on the server; unchanged {r['files_unchanged']}, "
+            f"failed {r['files_failed']}, skipped {r['files_skipped']}",
+            markup=False,
+            highlight=False,
+        )
     if job["status"] != "completed":
-        raise SoundsiftError(f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}")
+        raise SoundsiftError(
+            f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}"
+        )
 
 
 @app.command()
 def search(
     queries: Annotated[list[str], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")],
-    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="hits per query")] = 10,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob", help="only files whose path matches")] = None,
     tag: TagOpt = None,
-    strict: Annotated[bool, typer.Option("--strict", help="fail when part of a query has no English translation")] = False,
-    localize: Annotated[bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="fail when part of a query has no English translation")
+    ] = False,
+    localize: Annotated[
+        bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")
+    ] = False,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
-    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ):
     """Top-k windows for each query (through the server that owns the index, when one does)."""
     if k < 1:
@@ -288,16 +372,25 @@ def search(
     filters = _filters(path_glob, tag)
     client, sx = _reader(settings, server, api_key)
     if client is not None:
-        response = client.search(queries, k=k, filters=filters.model_dump(mode="json", exclude_defaults=True), strict=strict,
-                                 prompt_template=prompt_template, localize=localize)
+        response = client.search(
+            queries,
+            k=k,
+            filters=filters.model_dump(mode="json", exclude_defaults=True),
+            strict=strict,
+            prompt_template=prompt_template,
+            localize=localize,
+        )
     else:
         with sx:
-            response = sx.search(queries, k=k, filters=filters, strict=strict or None,
-                                 prompt_template=prompt_template, localize=localize)
+            response = sx.search(
+                queries, k=k, filters=filters, strict=strict or None, prompt_template=prompt_template, localize=localize
+            )
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
             searched = "" if result.texts else "; not searched"
-            sys.stderr.write(f"warning: no English found for: {', '.join(result.untranslated)} (in {result.query!r}){searched}\n")
+            sys.stderr.write(
+                f"warning: no English found for: {', '.join(result.untranslated)} (in {result.query!r}){searched}\n"
+            )
     if json_out:
         _emit_json(response)
         return
@@ -311,8 +404,11 @@ def search(
         for col in ("#", "score", "start", "end", *(("where",) if localize else ()), "path"):
             table.add_column(col, justify="right" if col != "path" else "left")
         for rank, hit in enumerate(result.hits, 1):
-            where = () if not localize else (
-                f"{_fmt_time(hit.localized.start)}-{_fmt_time(hit.localized.end)}" if hit.localized else "-",)
+            where = (
+                ()
+                if not localize
+                else (f"{_fmt_time(hit.localized.start)}-{_fmt_time(hit.localized.end)}" if hit.localized else "-",)
+            )
             table.add_row(str(rank), f"{hit.score:.4f}", _fmt_time(hit.start), _fmt_time(hit.end), *where, hit.path)
         out.print(table)
 
@@ -320,21 +416,41 @@ def search(
 @app.command()
 def classify(
     labels: Annotated[str, typer.Option("--labels", help="comma-separated labels, e.g. 'glass breaking, dog barking'")],
-    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
     by: Annotated[str, typer.Option("--by", help="window or file")] = "window",
     policy: Annotated[str, typer.Option("--policy", help="scoring policy (see `soundsift plugins`)")] = "softmax",
     top: Annotated[Optional[int], typer.Option("--top", help="keep the N best rows")] = None,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="keep rows whose label scores at least this")] = None,
-    policy_option: Annotated[Optional[list[str]], typer.Option(
-        "--policy-option", help="policy option key=value (JSON value), repeatable, e.g. 'thresholds={\"dog\": 0.3}'")] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option("--threshold", help="keep rows whose label scores at least this")
+    ] = None,
+    policy_option: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--policy-option", help="policy option key=value (JSON value), repeatable, e.g. 'thresholds={\"dog\": 0.3}'"
+        ),
+    ] = None,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
     tag: TagOpt = None,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="write rows to results.csv|.parquet|.jsonl (with --ray: a directory of Parquet parts)")] = None,
+    out_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", help="write rows to results.csv|.parquet|.jsonl (with --ray: a directory of Parquet parts)"
+        ),
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict")] = False,
     ray: RayOpt = None,
-    shards: Annotated[Optional[Path], typer.Option("--shards", help="with --ray: the windows `soundsift export` wrote (default: export --index first)")] = None,
-    json_out: JsonOpt = False, server: ServerOpt = None, api_key: ApiKeyOpt = None,
+    shards: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--shards", help="with --ray: the windows `soundsift export` wrote (default: export --index first)"
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set (through the owning server, if any)."""
     from search.writers import write_rows
@@ -344,21 +460,50 @@ def classify(
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
     if ray is not None or shards is not None:
-        _classify_on_cluster(settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options,
-                             path_glob or tag, strict, json_out)
+        _classify_on_cluster(
+            settings,
+            labels,
+            ray,
+            shards,
+            out_path,
+            policy,
+            by,
+            top,
+            threshold,
+            policy_options,
+            path_glob or tag,
+            strict,
+            json_out,
+        )
         return
     filters = _filters(path_glob, tag)
     client, sx = _reader(settings, server, api_key)
     with contextlib.ExitStack() as stack, _policy_option_errors():
         if client is not None:
-            header, rows = client.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
-                                                filters=filters.model_dump(mode="json", exclude_defaults=True), strict=strict,
-                                                policy_options=policy_options, prompt_template=prompt_template)
+            header, rows = client.iter_classify(
+                labels,
+                policy=policy,
+                by=by,
+                top=top,
+                threshold=threshold,
+                filters=filters.model_dump(mode="json", exclude_defaults=True),
+                strict=strict,
+                policy_options=policy_options,
+                prompt_template=prompt_template,
+            )
         else:
             stack.enter_context(sx)
-            header, rows = sx.iter_classify(labels, policy=policy, by=by, top=top, threshold=threshold,
-                                            filters=filters, strict=strict or None,
-                                            policy_options=policy_options, prompt_template=prompt_template)
+            header, rows = sx.iter_classify(
+                labels,
+                policy=policy,
+                by=by,
+                top=top,
+                threshold=threshold,
+                filters=filters,
+                strict=strict or None,
+                policy_options=policy_options,
+                prompt_template=prompt_template,
+            )
         rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
             from search.tag_columns import tag_column_names, with_tag_columns
@@ -369,7 +514,15 @@ def classify(
                 rows = with_tag_columns(sx.store, rows, by, tag_columns)  # type: ignore[assignment]  # (row, columns) pairs
             count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
             if json_out:
-                _emit_json({"labels": header.labels, "texts": header.texts, "policy": policy, "rows_written": count, "out": str(out_path)})
+                _emit_json(
+                    {
+                        "labels": header.labels,
+                        "texts": header.texts,
+                        "policy": policy,
+                        "rows_written": count,
+                        "out": str(out_path),
+                    }
+                )
             else:
                 out.print(f"wrote {count} rows to {out_path}")
             return
@@ -380,8 +533,9 @@ def classify(
     _print_rows(header.labels, header.texts, header.rows, policy)
 
 
-def _classify_on_cluster(settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options, path_glob,
-                         strict, json_out) -> None:
+def _classify_on_cluster(
+    settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options, path_glob, strict, json_out
+) -> None:
     """`classify --ray`: score exported Parquet parts on the cluster, results as Parquet parts in --out DIR."""
     from search.ray_classify import classify_on_cluster
 
@@ -390,21 +544,38 @@ def _classify_on_cluster(settings, labels, ray, shards, out_path, policy, by, to
     if path_glob:
         raise BadInput("--path-glob and --tag are not available with --ray; filter the Parquet results instead")
     with _policy_option_errors():
-        doc = classify_on_cluster(ray or settings.ray, settings, labels, out_dir=out_path, shards=shards,
-                                  index_dir=None if shards else settings.index, policy=policy, by=by, top=top,
-                                  threshold=threshold, policy_options=policy_options, strict=strict or None)
+        doc = classify_on_cluster(
+            ray or settings.ray,
+            settings,
+            labels,
+            out_dir=out_path,
+            shards=shards,
+            index_dir=None if shards else settings.index,
+            policy=policy,
+            by=by,
+            top=top,
+            threshold=threshold,
+            policy_options=policy_options,
+            strict=strict or None,
+        )
     if json_out:
         _emit_json(doc)
     else:
-        out.print(f"wrote {doc['rows_written']} rows to {doc['parts']} Parquet parts in {out_path} "
-                  f"(scored on {', '.join(doc['scored_on']) or 'no node'})", markup=False, highlight=False)
+        out.print(
+            f"wrote {doc['rows_written']} rows to {doc['parts']} Parquet parts in {out_path} "
+            f"(scored on {', '.join(doc['scored_on']) or 'no node'})",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
 def export(
     index_dir: Annotated[Path, typer.Argument(help="the index directory")],
     out_dir: Annotated[Path, typer.Option("--out", help="directory for the Parquet parts")],
-    rows_per_part: Annotated[int, typer.Option("--rows-per-part", help="windows per Parquet part (whole files per part)")] = 1_000_000,
+    rows_per_part: Annotated[
+        int, typer.Option("--rows-per-part", help="windows per Parquet part (whole files per part)")
+    ] = 1_000_000,
     json_out: JsonOpt = False,
 ):
     """Export windows (ids, path, start, end, tags) and vectors as partitioned Parquet, for `classify --ray`."""
@@ -414,8 +585,12 @@ def export(
     if json_out:
         _emit_json(meta)
     else:
-        out.print(f"exported {meta['windows']} windows of {meta['files']} files to {len(meta['parts'])} Parquet parts "
-                  f"in {out_dir}", markup=False, highlight=False)
+        out.print(
+            f"exported {meta['windows']} windows of {meta['files']} files to {len(meta['parts'])} Parquet parts "
+            f"in {out_dir}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _print_rows(labels, texts, rows, policy) -> None:
@@ -424,7 +599,13 @@ def _print_rows(labels, texts, rows, policy) -> None:
     for col in ("path", "start", "end", "label", *labels):
         table.add_column(col, justify="left" if col in ("path", "label") else "right")
     for row in rows:
-        table.add_row(row.path, _fmt_time(row.start), _fmt_time(row.end), row.label or "-", *(f"{row.scores[n]:.4f}" for n in labels))
+        table.add_row(
+            row.path,
+            _fmt_time(row.start),
+            _fmt_time(row.end),
+            row.label or "-",
+            *(f"{row.scores[n]:.4f}" for n in labels),
+        )
     out.print(table)
 
 
@@ -432,14 +613,22 @@ def _print_rows(labels, texts, rows, policy) -> None:
 def classify_file_cmd(
     file: Annotated[Path, typer.Argument(help="an audio file")],
     labels: Annotated[str, typer.Option("--labels")],
-    model: ModelOpt = None, device: DeviceOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
     policy: Annotated[str, typer.Option("--policy")] = "softmax",
-    policy_option: Annotated[Optional[list[str]], typer.Option("--policy-option", help="policy option key=value, repeatable")] = None,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="fire a label only at this score or above")] = None,
+    policy_option: Annotated[
+        Optional[list[str]], typer.Option("--policy-option", help="policy option key=value, repeatable")
+    ] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option("--threshold", help="fire a label only at this score or above")
+    ] = None,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
     start: Annotated[Optional[float], typer.Option("--start", help="classify from here, seconds")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="classify this many seconds")] = None,
-    json_out: JsonOpt = False, index: IndexOpt = None, server: ServerOpt = None, api_key: ApiKeyOpt = None,
+    json_out: JsonOpt = False,
+    index: IndexOpt = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ):
     """Classify one file, window by window and as a whole; no index needed (uploaded to the owning server, if any)."""
     from indexer.errors import UnknownPolicy
@@ -465,29 +654,58 @@ def classify_file_cmd(
         if client.stats()["model"]["id"] != _model_source(settings.model):
             client = None  # the owning server runs another model than the one asked for: classify here
     if client is not None:
-        result = client.classify_file(file, labels, policy=policy, policy_options=options, threshold=threshold,
-                                      prompt_template=prompt_template, start=start, duration=duration)
+        result = client.classify_file(
+            file,
+            labels,
+            policy=policy,
+            policy_options=options,
+            threshold=threshold,
+            prompt_template=prompt_template,
+            start=start,
+            duration=duration,
+        )
     else:
         from search.sound_index import classify_file, load_encoder
 
         with _policy_option_errors():
-            result = classify_file(file, labels, load_encoder(settings), settings, policy=policy, policy_options=options,
-                                   threshold=threshold, prompt_template=prompt_template, start=start, duration=duration)
+            result = classify_file(
+                file,
+                labels,
+                load_encoder(settings),
+                settings,
+                policy=policy,
+                policy_options=options,
+                threshold=threshold,
+                prompt_template=prompt_template,
+                start=start,
+                duration=duration,
+            )
     if json_out:
         _emit_json(result)
         return
     _print_rows(result.labels, result.texts, result.windows, policy)
     best = result.file
-    out.print(f"file: [bold]{best.label}[/bold] " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items())
-              + (f" (peak {_fmt_time(best.peak_start)}-{_fmt_time(best.peak_end)})"
-                 if best.peak_start is not None and best.peak_end is not None else ""))
+    out.print(
+        f"file: [bold]{best.label}[/bold] "
+        + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items())
+        + (
+            f" (peak {_fmt_time(best.peak_start)}-{_fmt_time(best.peak_end)})"
+            if best.peak_start is not None and best.peak_end is not None
+            else ""
+        )
+    )
     for warning in result.warnings:
         out.print(f"[yellow]warning: {warning}[/yellow]")
 
 
 @app.command()
-def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = False, server: ServerOpt = None,
-          api_key: ApiKeyOpt = None):
+def stats(
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+):
     """Files (indexed, failed, skipped), windows, hours of audio, model and settings (no model is loaded)."""
     from indexer.index_stats import index_stats
 
@@ -511,8 +729,12 @@ def stats(index: IndexOpt = None, model: ModelOpt = None, json_out: JsonOpt = Fa
     out.print(f"model: {doc['model']['id']}@{doc['model']['revision']} ({doc['model']['embedding_dim']}-d)")
     out.print(f"settings: {json.dumps(doc['settings'])}", markup=False, highlight=False)
     for t in doc.get("tags", []):
-        out.print(f"tags: {t['alias']} = {t['model']}@{t['revision']}: {t['windows_tagged']} windows, {t['labels']} labels, "
-                  f"top_k {t['top_k']}, {t['function_to_apply']}", markup=False, highlight=False)
+        out.print(
+            f"tags: {t['alias']} = {t['model']}@{t['revision']}: {t['windows_tagged']} windows, {t['labels']} labels, "
+            f"top_k {t['top_k']}, {t['function_to_apply']}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _configured_models(tagger: str) -> list:
@@ -530,11 +752,27 @@ def plugins(json_out: JsonOpt = False):
     host = default_plugins()
     doc: dict[str, Any] = {
         "plugins": [{"name": n, "hooks": host.hooks_of(n)} for n in host.plugin_names()],
-        "decoders": [{"name": d.name, "extensions": list(d.extensions), "magic": [m.decode("latin-1") for m in d.magic],
-                      "generic": d.generic} for d in host.decoders.values()],
-        "policies": [{"name": p.name, "description": p.description, "options": dict(p.option_help)} for p in host.policies.values()],
-        "taggers": [{"name": t.name, "description": t.description,
-                     **({"models": _configured_models(t.name)} if t.classifiers is not None else {})} for t in host.taggers.values()],
+        "decoders": [
+            {
+                "name": d.name,
+                "extensions": list(d.extensions),
+                "magic": [m.decode("latin-1") for m in d.magic],
+                "generic": d.generic,
+            }
+            for d in host.decoders.values()
+        ],
+        "policies": [
+            {"name": p.name, "description": p.description, "options": dict(p.option_help)}
+            for p in host.policies.values()
+        ],
+        "taggers": [
+            {
+                "name": t.name,
+                "description": t.description,
+                **({"models": _configured_models(t.name)} if t.classifiers is not None else {}),
+            }
+            for t in host.taggers.values()
+        ],
         "failed": [{"name": f.name, "error": f.error} for f in host.failures],
     }
     if json_out:
@@ -542,25 +780,50 @@ def plugins(json_out: JsonOpt = False):
         return
     for p in doc["plugins"]:
         out.print(f"{p['name']}: {', '.join(p['hooks'])}")
-    out.print("decoders: " + ", ".join(f"{d['name']} ({', '.join(d['extensions']) or 'magic'})" for d in doc["decoders"]))
+    out.print(
+        "decoders: " + ", ".join(f"{d['name']} ({', '.join(d['extensions']) or 'magic'})" for d in doc["decoders"])
+    )
     out.print("policies: " + ", ".join(p["name"] for p in doc["policies"]))
-    out.print("taggers: " + ", ".join(t["name"] + (f" (models: {', '.join(map(str, t['models'])) or 'none configured'})"
-                                                   if "models" in t else "") for t in doc["taggers"]))
+    out.print(
+        "taggers: "
+        + ", ".join(
+            t["name"] + (f" (models: {', '.join(map(str, t['models'])) or 'none configured'})" if "models" in t else "")
+            for t in doc["taggers"]
+        )
+    )
     for f in doc["failed"]:
-        err.print(f"failed to load {f['name']}: {f['error']}", style="red", markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            f"failed to load {f['name']}: {f['error']}", style="red", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 @app.command()
 def tag(
-    model: Annotated[str, typer.Option("--model", help="audio-classification checkpoint: Hugging Face id, local directory, or alias=id")],
-    index: IndexOpt = None, device: DeviceOpt = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="labels kept per window (default 5; 0 = every label)")] = None,
-    function_to_apply: Annotated[Optional[str], typer.Option("--function-to-apply", help="softmax, sigmoid or none (default: the model's own)")] = None,
-    alias: Annotated[Optional[str], typer.Option("--alias", help="short name for --tag filters (default: the id's last part)")] = None,
-    retag: Annotated[bool, typer.Option("--retag", help="the model's labels or settings changed: drop its stored tags and tag again")] = False,
+    model: Annotated[
+        str,
+        typer.Option("--model", help="audio-classification checkpoint: Hugging Face id, local directory, or alias=id"),
+    ],
+    index: IndexOpt = None,
+    device: DeviceOpt = None,
+    top_k: Annotated[
+        Optional[int], typer.Option("--top-k", help="labels kept per window (default 5; 0 = every label)")
+    ] = None,
+    function_to_apply: Annotated[
+        Optional[str], typer.Option("--function-to-apply", help="softmax, sigmoid or none (default: the model's own)")
+    ] = None,
+    alias: Annotated[
+        Optional[str], typer.Option("--alias", help="short name for --tag filters (default: the id's last part)")
+    ] = None,
+    retag: Annotated[
+        bool, typer.Option("--retag", help="the model's labels or settings changed: drop its stored tags and tag again")
+    ] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="decode worker processes (default: one per core)")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")] = False,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", help="decode worker processes (default: one per core)")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")
+    ] = False,
     json_out: JsonOpt = False,
 ):
     """Tag the windows of an index with a fixed-label audio classifier (only windows it has not tagged yet)."""
@@ -571,12 +834,20 @@ def tag(
     try:
         doc = tag_index(settings, ref, top_k=top_k, function_to_apply=function_to_apply, retag=retag).document()
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
-        url, job = hand_off_tag(settings.index, locked, {"model": ref, "top_k": top_k, "function_to_apply": function_to_apply,
-                                                         "retag": retag}, wait)
+        url, job = hand_off_tag(
+            settings.index,
+            locked,
+            {"model": ref, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag},
+            wait,
+        )
         if json_out:
             _emit_json({"handed_off": True, "server": url, "job": job})
         elif not wait:
-            out.print(f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}`", markup=False, highlight=False)
+            out.print(
+                f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}`",
+                markup=False,
+                highlight=False,
+            )
         elif job.get("report"):
             for line in report_lines(job["report"]):
                 out.print(line, markup=False, highlight=False)
@@ -589,8 +860,13 @@ def tag(
 
 
 @app.command()
-def doctor(model: ModelOpt = None, device: DeviceOpt = None,
-           model_check: Annotated[bool, typer.Option("--model-check", help="also load torch and the model (seconds, not instant)")] = False):
+def doctor(
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    model_check: Annotated[
+        bool, typer.Option("--model-check", help="also load torch and the model (seconds, not instant)")
+    ] = False,
+):
     """Check the environment: versions, model weights present, plugins; --model-check also loads the model and device."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -617,8 +893,11 @@ def doctor(model: ModelOpt = None, device: DeviceOpt = None,
         except ModelNotFound as exc:
             out.print(f"[yellow]model: {exc}[/yellow]")
     else:
-        out.print(f"model: {_weights_present(settings.model or DEFAULT_MODEL)} (not loaded; `soundsift doctor --model-check` loads it)",
-                  markup=False, highlight=False)
+        out.print(
+            f"model: {_weights_present(settings.model or DEFAULT_MODEL)} (not loaded; `soundsift doctor --model-check` loads it)",
+            markup=False,
+            highlight=False,
+        )
     from plugins.manager import default_plugins
 
     failures = default_plugins().failures
@@ -641,13 +920,25 @@ def _weights_present(model: str) -> str:
 
 @app.command()
 def serve(
-    index: IndexOpt = None, model: ModelOpt = None, device: DeviceOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
     host: Annotated[Optional[str], typer.Option("--host")] = None,
     port: Annotated[Optional[int], typer.Option("--port")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY")] = None,
     reindex_every: Annotated[Optional[str], typer.Option("--reindex-every", help="e.g. 30m, 1h")] = None,
-    reindex_path: Annotated[Optional[list[Path]], typer.Option("--reindex-path", help="what --reindex-every re-indexes (default: the roots already in the index)")] = None,
-    allow_root: Annotated[Optional[list[Path]], typer.Option("--allow-root", help="a directory API jobs may index besides the roots already in the index (repeatable)")] = None,
+    reindex_path: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--reindex-path", help="what --reindex-every re-indexes (default: the roots already in the index)"
+        ),
+    ] = None,
+    allow_root: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--allow-root", help="a directory API jobs may index besides the roots already in the index (repeatable)"
+        ),
+    ] = None,
     ray: RayOpt = None,
 ):
     """Serve the HTTP API and the web page (one process owns the index)."""
@@ -656,7 +947,9 @@ def serve(
     settings = _settings(index, model, device, host=host, port=port, api_key=api_key, ray=ray)
     if allow_root:
         settings.allow_roots = [*settings.allow_roots, *(str(p.resolve()) for p in allow_root)]
-    run_server(settings, reindex_every=reindex_every, reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None)
+    run_server(
+        settings, reindex_every=reindex_every, reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None
+    )
 
 
 @app.command()

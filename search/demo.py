@@ -1,4 +1,5 @@
 """`make run`: generate a small archive, index it, search it and classify it, printing what a user would see."""
+
 from __future__ import annotations
 
 import os
@@ -52,9 +53,12 @@ def pick_model(root: Path, model: str | None) -> str:
         if model:
             raise
         reason = str(exc).split("(", 1)[1].split(")", 1)[0]
-        print(f"note: real CLAP weights are unavailable ({reason}), so this demo uses a tiny random CLAP: every score "
-              "below is meaningless. Get real weights with `huggingface-cli download laion/clap-htsat-fused` "
-              "and run `soundsift demo --model laion/clap-htsat-fused`.", file=sys.stderr)
+        print(
+            f"note: real CLAP weights are unavailable ({reason}), so this demo uses a tiny random CLAP: every score "
+            "below is meaningless. Get real weights with `huggingface-cli download laion/clap-htsat-fused` "
+            "and run `soundsift demo --model laion/clap-htsat-fused`.",
+            file=sys.stderr,
+        )
         os.environ["SOUNDSIFT_TINY_NOTED"] = "1"  # the commands below need not say it again
         return str(build_tiny_clap(root / "tiny-clap"))
 
@@ -70,10 +74,23 @@ def run_demo(root: Path, model: str | None = None) -> None:
         ["index", str(archive), "--index", str(index), "--model", chosen],
         ["stats", "--index", str(index)],
         ["search", "glass breaking", "dog barking", "轴承异响", "--index", str(index), "-k", "3"],
-        ["classify", "--index", str(index), "--labels", "glass breaking, dog barking, church bell, engine humming",
-         "--by", "file"],
-        ["classify-file", str(archive / "street" / "church_bell.wav"), "--model", chosen,
-         "--labels", "church bell, dog barking, glass breaking"],
+        [
+            "classify",
+            "--index",
+            str(index),
+            "--labels",
+            "glass breaking, dog barking, church bell, engine humming",
+            "--by",
+            "file",
+        ],
+        [
+            "classify-file",
+            str(archive / "street" / "church_bell.wav"),
+            "--model",
+            chosen,
+            "--labels",
+            "church bell, dog barking, glass breaking",
+        ],
     ]
     for step in steps:
         print(f"\n$ soundsift {' '.join(repr(a) if ' ' in a else a for a in step)}", flush=True)

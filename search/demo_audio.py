@@ -1,4 +1,5 @@
 """Synthetic sounds and an encoder for any format we decode: the demo archive and the tests make their audio here."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,12 @@ from pathlib import Path
 import numpy as np
 
 SOUNDFILE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-PYAV_CODECS = {".mp3": ("mp3", "libmp3lame"), ".m4a": ("mp4", "aac"), ".opus": ("ogg", "libopus"), ".aac": ("adts", "aac")}
+PYAV_CODECS = {
+    ".mp3": ("mp3", "libmp3lame"),
+    ".m4a": ("mp4", "aac"),
+    ".opus": ("ogg", "libopus"),
+    ".aac": ("adts", "aac"),
+}
 
 
 def synthesize(kind: str, seconds: float, sample_rate: int = 48_000, seed: int = 0) -> np.ndarray:
@@ -16,21 +22,38 @@ def synthesize(kind: str, seconds: float, sample_rate: int = 48_000, seed: int =
     if kind == "tone":
         x = 0.5 * np.sin(2 * np.pi * 440 * t)
     elif kind == "bell":
-        x = np.asarray(sum(np.sin(2 * np.pi * f * t) * np.exp(-(t % 2.0) * d) for f, d in ((880, 1.5), (2205, 2.5), (3520, 4.0)))) * 0.3
+        x = (
+            np.asarray(
+                sum(
+                    np.sin(2 * np.pi * f * t) * np.exp(-(t % 2.0) * d)
+                    for f, d in ((880, 1.5), (2205, 2.5), (3520, 4.0))
+                )
+            )
+            * 0.3
+        )
     elif kind == "noise":
         x = 0.3 * rng.standard_normal(len(t))
     elif kind == "bearing":
         # Shaft harmonics, a defect tone modulated at the ball-pass rate, and a little broadband noise.
-        x = 0.2 * np.sin(2 * np.pi * 50 * t) + 0.15 * np.sin(2 * np.pi * 3100 * t) * (1 + np.sin(2 * np.pi * 87 * t)) \
+        x = (
+            0.2 * np.sin(2 * np.pi * 50 * t)
+            + 0.15 * np.sin(2 * np.pi * 3100 * t) * (1 + np.sin(2 * np.pi * 87 * t))
             + 0.05 * rng.standard_normal(len(t))
+        )
     elif kind == "bark":
         env = ((t % 0.8) < 0.15).astype(float) * np.exp(-((t % 0.8) * 20))
         x = env * (np.sin(2 * np.pi * 600 * t) + 0.5 * np.sin(2 * np.pi * 1200 * t) + 0.3 * rng.standard_normal(len(t)))
     elif kind == "glass":
         env = np.exp(-(t % 3.0) * 6.0)
-        x = env * (0.6 * rng.standard_normal(len(t)) * np.sin(2 * np.pi * 5000 * t) + 0.3 * np.sin(2 * np.pi * 7300 * t))
+        x = env * (
+            0.6 * rng.standard_normal(len(t)) * np.sin(2 * np.pi * 5000 * t) + 0.3 * np.sin(2 * np.pi * 7300 * t)
+        )
     elif kind == "engine":
-        x = 0.3 * np.sign(np.sin(2 * np.pi * 35 * t)) * 0.5 + 0.1 * np.sin(2 * np.pi * 70 * t) + 0.05 * rng.standard_normal(len(t))
+        x = (
+            0.3 * np.sign(np.sin(2 * np.pi * 35 * t)) * 0.5
+            + 0.1 * np.sin(2 * np.pi * 70 * t)
+            + 0.05 * rng.standard_normal(len(t))
+        )
     elif kind == "silence":
         x = np.zeros(len(t))
     elif kind == "chirp":
@@ -60,7 +83,9 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
     with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=sample_rate, layout=layout)
         fifo = av.AudioFifo()
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(frames.T, dtype=np.float32), format="fltp", layout=layout)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(frames.T, dtype=np.float32), format="fltp", layout=layout
+        )
         frame.sample_rate = sample_rate
         fifo.write(frame)
         size = stream.codec_context.frame_size or 1024

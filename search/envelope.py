@@ -4,6 +4,7 @@ Nothing holds the whole file: 10 ms buckets (min, max, power) and 0.1 s mel colu
 stream past, then pooled to the number of points and columns asked for. An indexed file is read at its own
 sample rate (no resampling to 48 kHz for a picture).
 """
+
 from __future__ import annotations
 
 import base64
@@ -59,9 +60,15 @@ class EnvelopeBuilder:
         self._filters = mel_filters(self.sample_rate, self.n_fft) if mel else None
         # Each band's non-zero bins: the projection runs band by band (no threaded BLAS call on tiny matrices,
         # which crawls on a busy machine).
-        self._bands = [] if self._filters is None else [
-            (int(nz[0]), int(nz[-1]) + 1, self._filters[nz[0] : nz[-1] + 1, k].copy())
-            for k, nz in ((k, np.flatnonzero(self._filters[:, k])) for k in range(self._filters.shape[1])) if len(nz)]
+        self._bands = (
+            []
+            if self._filters is None
+            else [
+                (int(nz[0]), int(nz[-1]) + 1, self._filters[nz[0] : nz[-1] + 1, k].copy())
+                for k, nz in ((k, np.flatnonzero(self._filters[:, k])) for k in range(self._filters.shape[1]))
+                if len(nz)
+            ]
+        )
         # A long file is pictured from every stride-th frame: the image has a few hundred columns, not 300,000.
         expected_frames = (expected_s or 0) * self.sample_rate / self.n_fft
         self.stride = max(1, int(np.ceil(expected_frames / MAX_MEL_FRAMES)))
@@ -94,7 +101,7 @@ class EnvelopeBuilder:
         # Frames side by side (hop = frame length): a picture needs coverage, not overlap, and it halves the work.
         x = np.concatenate([self._mel_tail, block]) if len(self._mel_tail) else block
         n = len(x) // self.n_fft
-        self._mel_tail = x[n * self.n_fft:].copy()
+        self._mel_tail = x[n * self.n_fft :].copy()
         if not n:
             return
         index = np.arange(self._mel_frames, self._mel_frames + n)
@@ -104,7 +111,7 @@ class EnvelopeBuilder:
             return
         frames = x[: n * self.n_fft].reshape(n, self.n_fft)[keep] * self._hann
         spectrum = np.fft.rfft(frames, axis=1)
-        spec_power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+        spec_power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
         power = np.zeros((len(keep), len(self._bands)), np.float32)
         for k, (lo, hi, weights) in enumerate(self._bands):
             power[:, k] = spec_power[:, lo:hi] @ weights
@@ -123,16 +130,24 @@ class EnvelopeBuilder:
         duration = self.samples / self.sample_rate
         n = len(mins)
         if n == 0:
-            return Envelope(start=self.start_s, duration=duration, points=0, min=[], max=[], sample_rate=self.sample_rate)
+            return Envelope(
+                start=self.start_s, duration=duration, points=0, min=[], max=[], sample_rate=self.sample_rate
+            )
         points = min(points, n)
         groups = np.linspace(0, n, points + 1).astype(np.int64)[:-1]
         lo = np.minimum.reduceat(mins, groups)
         hi = np.maximum.reduceat(maxs, groups)
         counts = np.diff(np.concatenate([groups, [n]]))
         rms = np.sqrt(np.add.reduceat(power.astype(np.float64), groups) / counts)
-        env = Envelope(start=self.start_s, duration=duration, points=points, min=np.round(lo, 4).tolist(),
-                       max=np.round(hi, 4).tolist(), rms_db=np.round(20 * np.log10(np.maximum(rms, 1e-5)), 1).tolist(),
-                       sample_rate=self.sample_rate)
+        env = Envelope(
+            start=self.start_s,
+            duration=duration,
+            points=points,
+            min=np.round(lo, 4).tolist(),
+            max=np.round(hi, 4).tolist(),
+            rms_db=np.round(20 * np.log10(np.maximum(rms, 1e-5)), 1).tolist(),
+            sample_rate=self.sample_rate,
+        )
         if self.mel and mel_width > 0:
             image = self._mel_image(int(np.clip(mel_width, 1, MAX_MEL_WIDTH)))
             if image is not None:
@@ -200,18 +215,33 @@ def _mono_native_blocks(source, limits: DecodeLimits) -> Iterator[np.ndarray]:
         yield np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
 
 
-def file_envelope(path: Path, decoders: Mapping[str, Any], plugin_settings: Mapping[str, Any], limits: DecodeLimits,
-                  points: int = 1000, mel_width: int = 600, start_s: float = 0.0, end_s: float | None = None,
-                  mel: bool = True) -> tuple[Envelope, AudioInfo]:
+def file_envelope(
+    path: Path,
+    decoders: Mapping[str, Any],
+    plugin_settings: Mapping[str, Any],
+    limits: DecodeLimits,
+    points: int = 1000,
+    mel_width: int = 600,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    mel: bool = True,
+) -> tuple[Envelope, AudioInfo]:
     """The envelope of ``path`` (or of its span [start_s, end_s)) read block by block at the file's own rate."""
     opened = open_audio(Path(path), decoders, plugin_settings, limits)
     source = opened.source
-    info = AudioInfo(duration=source.duration_s, sample_rate=source.sample_rate, channels=source.channels,
-                     codec=getattr(source, "codec", None), decoder=opened.decoder)
+    info = AudioInfo(
+        duration=source.duration_s,
+        sample_rate=source.sample_rate,
+        channels=source.channels,
+        codec=getattr(source, "codec", None),
+        decoder=opened.decoder,
+    )
     rate = int(source.sample_rate)
     first = int(round(start_s * rate))
     last = None if end_s is None else int(round(end_s * rate))
-    span = None if info.duration is None else (min(info.duration, end_s) if end_s is not None else info.duration) - start_s
+    span = (
+        None if info.duration is None else (min(info.duration, end_s) if end_s is not None else info.duration) - start_s
+    )
     builder = EnvelopeBuilder(rate, start_s=first / rate, mel=mel, expected_s=span)
     seen = 0
     try:

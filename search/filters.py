@@ -7,6 +7,7 @@ MODEL is the alias the model was tagged under, its id, or an unambiguous prefix 
 matched case-insensitively. A window without a stored score for the label (not in its top-k) matches
 no comparison.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,9 @@ from pydantic import BaseModel, Field
 from indexer.errors import BadInput
 
 _OPS = (">=", "<=", "==", ">", "<", "=")
-_COMPARISON = re.compile(r"^(?P<rest>.*?)\s*(?P<op>>=|<=|==|>|<|=)\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_COMPARISON = re.compile(
+    r"^(?P<rest>.*?)\s*(?P<op>>=|<=|==|>|<|=)\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -54,20 +57,30 @@ def parse_tag_filter(text: str) -> TagFilter:
         except json.JSONDecodeError:
             value = value_text.strip()  # type: ignore[assignment]  # an unquoted string compares as text
         return TagFilter(None, name.strip(), "=", value)
-    raise BadInput(f"cannot read the tag filter {text!r}: write MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
-                   "or NAME=VALUE for an acoustic tag, e.g. 'emotion:angry>=0.5' or 'silence=false'")
+    raise BadInput(
+        f"cannot read the tag filter {text!r}: write MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
+        "or NAME=VALUE for an acoustic tag, e.g. 'emotion:angry>=0.5' or 'silence=false'"
+    )
 
 
 def resolve_model(name: str, models: Mapping[str, Any]) -> Any:
     """The stored tag model a filter names: its alias, its id, else the one whose alias or id starts so."""
-    found = [m for m in models.values() if m.alias == name] or [m for m in models.values() if m.model == name] or \
-        [m for m in models.values() if m.alias.startswith(name) or m.model.startswith(name)]
+    found = (
+        [m for m in models.values() if m.alias == name]
+        or [m for m in models.values() if m.model == name]
+        or [m for m in models.values() if m.alias.startswith(name) or m.model.startswith(name)]
+    )
     if len(found) == 1:
         return found[0]
-    known = ", ".join(f"{m.alias} ({m.model})" for m in models.values()) or "none: tag it first with `soundsift tag --model ID`"
+    known = (
+        ", ".join(f"{m.alias} ({m.model})" for m in models.values())
+        or "none: tag it first with `soundsift tag --model ID`"
+    )
     if not found:
         raise BadInput(f"no model tagged this index as {name!r}; models: {known}")
-    raise BadInput(f"{name!r} names several models ({', '.join(m.alias for m in found)}): use an alias or a longer prefix")
+    raise BadInput(
+        f"{name!r} names several models ({', '.join(m.alias for m in found)}): use an alias or a longer prefix"
+    )
 
 
 class Filters(BaseModel):
@@ -81,9 +94,10 @@ class Filters(BaseModel):
     tags: dict[str, bool | int | float | str] | list[str] = Field(
         default_factory=dict,
         description="window tags: {'silence': false} (flat tags equal these values), or model tags as "
-                    "'MODEL:LABEL' keys ({'emotion:angry': 0.5} means score >= 0.5, a string value such as '<0.2' "
-                    "compares, true/false = among the stored top-k or not), or a list in the CLI's --tag syntax "
-                    "(['emotion:angry>=0.5', 'silence=false'])")
+        "'MODEL:LABEL' keys ({'emotion:angry': 0.5} means score >= 0.5, a string value such as '<0.2' "
+        "compares, true/false = among the stored top-k or not), or a list in the CLI's --tag syntax "
+        "(['emotion:angry>=0.5', 'silence=false'])",
+    )
 
     def tag_filters(self) -> list[TagFilter]:
         """Every tag condition, parsed (dict and list forms alike)."""
@@ -101,7 +115,9 @@ class Filters(BaseModel):
             else:
                 parsed = parse_tag_filter(f"{key}{value}")
                 if parsed.op is None:
-                    raise BadInput(f"the model tag filter {key!r} takes a number (score >= it), true/false or a comparison such as '>=0.5'")
+                    raise BadInput(
+                        f"the model tag filter {key!r} takes a number (score >= it), true/false or a comparison such as '>=0.5'"
+                    )
                 out.append(parsed)
         return out
 
@@ -118,8 +134,12 @@ class Filters(BaseModel):
         if self.path_glob:
             parts.append("f.path GLOB $path_glob")
             params["path_glob"] = self.path_glob
-        for name, op, column in (("modified_after", ">=", "f.mtime"), ("modified_before", "<", "f.mtime"),
-                                 ("min_duration", ">=", "f.duration"), ("max_duration", "<=", "f.duration")):
+        for name, op, column in (
+            ("modified_after", ">=", "f.mtime"),
+            ("modified_before", "<", "f.mtime"),
+            ("min_duration", ">=", "f.duration"),
+            ("max_duration", "<=", "f.duration"),
+        ):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{column} {op} ${name}")
@@ -139,14 +159,18 @@ class Filters(BaseModel):
             model = resolve_model(t.model, tag_models)  # type: ignore[arg-type]  # model tag filters always name one
             label = next((x for x in model.labels if x.lower() == t.label.lower()), None)
             if label is None:
-                raise BadInput(f"model {model.alias} has no label {t.label!r}; its labels include "
-                               f"{', '.join(repr(x) for x in model.labels[:8])}")
+                raise BadInput(
+                    f"model {model.alias} has no label {t.label!r}; its labels include "
+                    f"{', '.join(repr(x) for x in model.labels[:8])}"
+                )
             params[f"tm{i}"], params[f"tl{i}"] = model.model, label
             cond = f"t.model = $tm{i} AND t.label = $tl{i}"
         else:
             params[f"tm{i}"], params[f"tl{i}"] = t.model, t.label
-            cond = (f"t.model IN (SELECT model FROM tag_models WHERE alias = $tm{i} OR model = $tm{i} "
-                    f"OR starts_with(alias, $tm{i}) OR starts_with(model, $tm{i})) AND lower(t.label) = lower($tl{i})")
+            cond = (
+                f"t.model IN (SELECT model FROM tag_models WHERE alias = $tm{i} OR model = $tm{i} "
+                f"OR starts_with(alias, $tm{i}) OR starts_with(model, $tm{i})) AND lower(t.label) = lower($tl{i})"
+            )
         if t.op is not None:
             params[f"tv{i}"] = float(t.value)
             cond += f" AND t.score {'=' if t.op == '=' else t.op} $tv{i}"

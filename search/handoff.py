@@ -1,4 +1,5 @@
 """Hand an index job to the server that owns the index (`soundsift index` finding it locked), and follow it."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def _call(url: str, method: str = "GET", body: dict | None = None, timeout_s: fl
         raise ServerRefused(f"the server at {url} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ServerRefused(f"the server owning the index at {url} did not answer ({reason}); "
-                            "if it is gone, run the command again") from None
+        raise ServerRefused(
+            f"the server owning the index at {url} did not answer ({reason}); if it is gone, run the command again"
+        ) from None
 
 
 def owner_url(index_dir: Path) -> str | None:
@@ -54,13 +56,18 @@ def owner_url(index_dir: Path) -> str | None:
     return owner.get("url")
 
 
-def submit_to_owner(index_dir: Path, paths: list[Path], locked: IndexLocked, retry_failed: bool = False) -> tuple[str, dict]:
+def submit_to_owner(
+    index_dir: Path, paths: list[Path], locked: IndexLocked, retry_failed: bool = False
+) -> tuple[str, dict]:
     """POST the job to the owner's /jobs/index; re-raises ``locked`` when the owner is not a server."""
     url = owner_url(index_dir)
     if not url:
         raise locked
-    job = _call(f"{url.rstrip('/')}/jobs/index", "POST",
-                {"paths": [str(p.resolve()) for p in paths], "retry_failed": retry_failed})
+    job = _call(
+        f"{url.rstrip('/')}/jobs/index",
+        "POST",
+        {"paths": [str(p.resolve()) for p in paths], "retry_failed": retry_failed},
+    )
     return url.rstrip("/"), job
 
 
@@ -72,8 +79,10 @@ def follow(url: str, job_id: str, show_progress: bool = True) -> dict:
         p = job.get("progress") or {}
         if show_progress:
             eta = f", ETA {p['eta_s']:.0f} s" if p.get("eta_s") is not None else ""
-            line = (f"{job['status']}: {p.get('files_done', 0)}/{p.get('files_total') if p.get('files_total') is not None else '?'} files, "
-                    f"{p.get('windows', 0)} windows, {p.get('windows_per_s', 0):.1f} windows/s{eta}")
+            line = (
+                f"{job['status']}: {p.get('files_done', 0)}/{p.get('files_total') if p.get('files_total') is not None else '?'} files, "
+                f"{p.get('windows', 0)} windows, {p.get('windows_per_s', 0):.1f} windows/s{eta}"
+            )
             if line != last:
                 print(line, file=sys.stderr, flush=True)
                 last = line

@@ -2,6 +2,7 @@
 
 ``search.app`` is this module's older name, kept as an alias.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -32,21 +33,35 @@ from search.http_models import ErrorResponse, error_responses
 from search.job_paths import NotUnderRoots, OutsideRoots
 from search.jobs import JobManager, QueueFull, ReindexScheduler
 from search.request_limits import BodySizeLimit
-from search.uploads import UploadTooLong
 from search.routes import classify, files, jobs, search, server
 from search.routes.server import VERSION, WEB_DIR
 from search.sound_index import SoundIndex
+from search.uploads import UploadTooLong
 
 STATUS_OF: list[tuple[type[SoundsiftError], int]] = [
-    (IndexMissing, 404), (IndexLocked, 409), (ModelMismatch, 409), (ModelNotFound, 503), (IndexCorrupt, 503),
-    (BadInput, 422), (OutsideRoots, 403), (NotUnderRoots, 404), (QueueFull, 429), (UploadTooLong, 413),
+    (IndexMissing, 404),
+    (IndexLocked, 409),
+    (ModelMismatch, 409),
+    (ModelNotFound, 503),
+    (IndexCorrupt, 503),
+    (BadInput, 422),
+    (OutsideRoots, 403),
+    (NotUnderRoots, 404),
+    (QueueFull, 429),
+    (UploadTooLong, 413),
 ]
 VALIDATION_SHOWN = 3  # problems named in a 422's one-line detail (all are in its `errors`)
 
 
 # -- the app ---------------------------------------------------------------------------------
-def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url: str | None = None,
-               reindex_every_s: float | None = None, reindex_paths: list[str] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    sound_index: SoundIndex | None = None,
+    url: str | None = None,
+    reindex_every_s: float | None = None,
+    reindex_paths: list[str] | None = None,
+) -> FastAPI:
     """The HTTP API over the index at ``settings.index``, opened in ``lifespan`` unless ``sound_index`` is given."""
 
     @asynccontextmanager
@@ -54,10 +69,13 @@ def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url
         sx = sound_index
         if sx is None:
             sx = await run_in_threadpool(
-                lambda: SoundIndex.open(settings.index, settings=settings, create=True, role="serve", url=url))
+                lambda: SoundIndex.open(settings.index, settings=settings, create=True, role="serve", url=url)
+            )
         app.state.sound_index = sx
         app.state.jobs = JobManager(sx, max_queued=settings.max_queued_jobs)
-        app.state.scheduler = ReindexScheduler(app.state.jobs, reindex_every_s, reindex_paths) if reindex_every_s else None
+        app.state.scheduler = (
+            ReindexScheduler(app.state.jobs, reindex_every_s, reindex_paths) if reindex_every_s else None
+        )
         app.state.upload_dir = Path(tempfile.mkdtemp(prefix="soundsift-uploads-"))
         try:
             yield
@@ -68,15 +86,27 @@ def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url
             sx.close()
             shutil.rmtree(app.state.upload_dir, ignore_errors=True)
 
-    app = FastAPI(title="soundsift", version=VERSION, lifespan=lifespan, docs_url=None, openapi_url=None,
-                  description="Find sounds in audio archives by describing them in words (CLAP, FAISS, DuckDB).")
+    app = FastAPI(
+        title="soundsift",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url=None,
+        openapi_url=None,
+        description="Find sounds in audio archives by describing them in words (CLAP, FAISS, DuckDB).",
+    )
     app.state.settings = settings
     app.state.allow_roots = [*settings.allow_roots, *(reindex_paths or [])]
     app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
-    app.add_middleware(BodySizeLimit, upload_paths={"/classify-file"}, max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024))
+    app.add_middleware(
+        BodySizeLimit, upload_paths={"/classify-file"}, max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024)
+    )
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"],
+        )
 
     @app.exception_handler(SoundsiftError)
     async def _domain_error(request: Request, exc: SoundsiftError) -> JSONResponse:
@@ -111,9 +141,18 @@ def create_app(settings: Settings, *, sound_index: SoundIndex | None = None, url
 # -- the error model and a schema that says what the server does --------------------------------
 def validation_error_body(problems) -> dict:
     """A 422 body in the one error model: a one-line ``detail`` and every problem under ``errors``."""
-    errors = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, (str, int))], "msg": str(e.get("msg", "")),
-               "type": str(e.get("type", ""))} for e in problems]
-    lines = [f"{'.'.join(str(p) for p in e['loc'][1:] or e['loc']) or 'request'}: {e['msg']}" for e in errors[:VALIDATION_SHOWN]]
+    errors = [
+        {
+            "loc": [p for p in e.get("loc", ()) if isinstance(p, (str, int))],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in problems
+    ]
+    lines = [
+        f"{'.'.join(str(p) for p in e['loc'][1:] or e['loc']) or 'request'}: {e['msg']}"
+        for e in errors[:VALIDATION_SHOWN]
+    ]
     more = f" (and {len(errors) - VALIDATION_SHOWN} more)" if len(errors) > VALIDATION_SHOWN else ""
     return {"detail": "; ".join(lines) + more or "the request is not valid", "errors": errors}
 
@@ -150,8 +189,10 @@ def truthful_openapi(app: FastAPI) -> dict:
             codes |= {int(c) for c in responses if c.isdigit() and int(c) >= 400}
             for code, entry in error_responses(*sorted(codes)).items():
                 description = responses.get(str(code), {}).get("description") or entry["description"]
-                responses[str(code)] = {"description": description,
-                                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+                responses[str(code)] = {
+                    "description": description,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                }
     sx = getattr(app.state, "sound_index", None)
     if sx is not None:
         _policy_enums(doc, sx.plugins.policies)

@@ -1,4 +1,5 @@
 """Request and response models of the HTTP API, with the limits a client must stay within (422 beyond them)."""
+
 from __future__ import annotations
 
 import re
@@ -31,12 +32,16 @@ def _not_blank(what: str):
         if not _SOMETHING.search(text):
             raise ValueError(what)
         return text
+
     return AfterValidator(check)
 
 
 # The pattern is in the schema; the check is ours, so the answer keeps its plain message.
-QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": NOT_BLANK}),
-                      _not_blank("empty query")]
+QueryText = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": NOT_BLANK}),
+    _not_blank("empty query"),
+]
 # Request bodies are strict: `"k": "10"` or `"strict": 0` are refused (422), not coerced.
 STRICT = ConfigDict(strict=True)
 
@@ -55,14 +60,19 @@ def _tag_names_in_schema(schema: dict) -> None:
     tags = schema.get("properties", {}).get("tags")
     if tags is not None:
         # A flat tag name, or MODEL:LABEL (the same rule as `_plain_tag_names`); for the list form see its validator.
-        names = {"anyOf": [{"pattern": _TAG_NAME.pattern}, {"pattern": ":", "minLength": 3, "maxLength": MAX_TAG_FILTER}]}
+        names = {
+            "anyOf": [{"pattern": _TAG_NAME.pattern}, {"pattern": ":", "minLength": 3, "maxLength": MAX_TAG_FILTER}]
+        }
         for branch in tags.get("anyOf", [tags]):
             if branch.get("type") == "object":
                 branch["propertyNames"] = names
                 branch["maxProperties"] = 16
             elif branch.get("type") == "array":  # MODEL:LABEL[op value] or NAME=VALUE, a name before the ':' or '='
-                branch["items"] = {"type": "string", "maxLength": MAX_TAG_FILTER,
-                                   "pattern": r"^\s*[^\s:=][^:=]*(:[\s\S]*\S[\s\S]*|=[\s\S]*)$"}
+                branch["items"] = {
+                    "type": "string",
+                    "maxLength": MAX_TAG_FILTER,
+                    "pattern": r"^\s*[^\s:=][^:=]*(:[\s\S]*\S[\s\S]*|=[\s\S]*)$",
+                }
                 branch["maxItems"] = 16
 
 
@@ -89,9 +99,13 @@ class RequestFilters(Filters):
                     raise ValueError(str(exc)) from None
             return tags
         # 'MODEL:LABEL' keys name a model's label (labels may hold spaces and commas); plain keys are flat tag names.
-        bad = [name for name in tags if not (_TAG_NAME.match(name) or (":" in name and 2 < len(name) <= MAX_TAG_FILTER))]
+        bad = [
+            name for name in tags if not (_TAG_NAME.match(name) or (":" in name and 2 < len(name) <= MAX_TAG_FILTER))
+        ]
         if bad:
-            raise ValueError(f"tag names are letters, digits, '_', '.', '-' (1-64 characters), or MODEL:LABEL, not {bad[0]!r}")
+            raise ValueError(
+                f"tag names are letters, digits, '_', '.', '-' (1-64 characters), or MODEL:LABEL, not {bad[0]!r}"
+            )
         return tags
 
 
@@ -109,13 +123,18 @@ def _check_template(value: str | None) -> str | None:
 
 class SearchRequest(BaseModel):
     model_config = STRICT
-    queries: list[QueryText] = Field(..., min_length=1, max_length=MAX_QUERIES,
-                                     description="descriptions, e.g. ['glass breaking', '轴承异响']")
+    queries: list[QueryText] = Field(
+        ..., min_length=1, max_length=MAX_QUERIES, description="descriptions, e.g. ['glass breaking', '轴承异响']"
+    )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
     strict: bool = Field(False, description="fail when part of a query has no English translation")
-    prompt_template: str | None = Field(None, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
-                                        description="replaces the configured prompt template, e.g. 'the sound of {}'")
+    prompt_template: str | None = Field(
+        None,
+        max_length=500,
+        json_schema_extra={"pattern": TEMPLATE_PATTERN},
+        description="replaces the configured prompt template, e.g. 'the sound of {}'",
+    )
     localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
 
     @field_validator("prompt_template")
@@ -126,8 +145,10 @@ class SearchRequest(BaseModel):
 
 class ClassifyRequest(BaseModel):
     model_config = STRICT
-    labels: list[QueryText] | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})] = Field(
-        ..., description="a list of labels, or one comma-separated string")
+    labels: (
+        list[QueryText]
+        | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})]
+    ) = Field(..., description="a list of labels, or one comma-separated string")
     policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
@@ -136,10 +157,17 @@ class ClassifyRequest(BaseModel):
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
     limit: JsonInt = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
     strict: bool = False
-    policy_options: dict[str, Any] | None = Field(None, description="the policy's options, e.g. {\"min_margin\": 0.2} or "
-                                                  "{\"thresholds\": {\"dog\": 0.3}} (see `soundsift plugins`)")
-    prompt_template: str | None = Field(None, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
-                                        description="replaces the configured prompt template, e.g. 'the sound of {}'")
+    policy_options: dict[str, Any] | None = Field(
+        None,
+        description='the policy\'s options, e.g. {"min_margin": 0.2} or '
+        '{"thresholds": {"dog": 0.3}} (see `soundsift plugins`)',
+    )
+    prompt_template: str | None = Field(
+        None,
+        max_length=500,
+        json_schema_extra={"pattern": TEMPLATE_PATTERN},
+        description="replaces the configured prompt template, e.g. 'the sound of {}'",
+    )
 
     @field_validator("prompt_template")
     @classmethod
@@ -162,16 +190,25 @@ class ClassifyRequest(BaseModel):
 class JobRequest(BaseModel):
     model_config = STRICT
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
-        ..., min_length=1, max_length=MAX_JOB_PATHS, description="files or directories on the server to (re)index")
+        ..., min_length=1, max_length=MAX_JOB_PATHS, description="files or directories on the server to (re)index"
+    )
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
 class TagJobRequest(BaseModel):
     model_config = STRICT
-    model: str = Field(..., min_length=1, max_length=4096,
-                       description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id")
-    top_k: JsonInt | None = Field(None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)")
-    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(None, description="default: the model's own")
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id",
+    )
+    top_k: JsonInt | None = Field(
+        None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)"
+    )
+    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(
+        None, description="default: the model's own"
+    )
     retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
 
 
@@ -206,7 +243,9 @@ class WindowInfo(BaseModel):
     end: float
     tags: dict[str, Any] = Field(default_factory=dict, description="acoustic stats and flags from the taggers")
     model_tags: dict[str, list[dict[str, Any]]] = Field(
-        default_factory=dict, description="classifier tags by model alias: [{label, score}, ...] best first (soundsift tag)")
+        default_factory=dict,
+        description="classifier tags by model alias: [{label, score}, ...] best first (soundsift tag)",
+    )
     score: float | None = Field(None, description="cosine with `query`, or the best label's score with `labels`")
     scores: dict[str, float] | None = None
     label: str | None = None

@@ -4,6 +4,7 @@ Every path outside the roots gets the same answer whether it exists or not, so t
 to probe the server's file system. Relative paths are resolved against the allowed roots, never
 against the server's working directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,14 +35,18 @@ def _special(real: str) -> bool:
 def allowed_roots(store, extra: list[str] | None = None) -> list[str]:
     """The real paths of the roots already in the index plus ``extra`` (``--allow-root``, ``allow_roots``)."""
     rows = store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()
-    roots = {os.path.realpath(r) for (r,) in rows if r} | {os.path.realpath(os.path.expanduser(str(x))) for x in extra or []}
+    roots = {os.path.realpath(r) for (r,) in rows if r} | {
+        os.path.realpath(os.path.expanduser(str(x))) for x in extra or []
+    }
     return sorted(r for r in roots if not _special(r))
 
 
 def outside_message(raw: str) -> str:
     """The one answer for any path outside the roots (existing or not)."""
-    return (f"{raw!r} is not under a root this server may index; index it from the command line, "
-            "or start the server with --allow-root DIR (or allow_roots in its settings)")
+    return (
+        f"{raw!r} is not under a root this server may index; index it from the command line, "
+        "or start the server with --allow-root DIR (or allow_roots in its settings)"
+    )
 
 
 def resolve_job_path(raw: str, roots: list[str]) -> str:

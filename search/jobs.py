@@ -1,4 +1,5 @@
 """Re-index jobs inside the server: one at a time in a worker thread, others queued, with progress and a scheduler."""
+
 from __future__ import annotations
 
 import builtins
@@ -67,7 +68,9 @@ class JobInfo(BaseModel):
     finished_at: float | None = None
     progress: JobProgress = Field(default_factory=JobProgress)
     retry_failed: bool = False
-    report: IndexReport | None = Field(None, description="the run's report: the document `soundsift index --json` prints")
+    report: IndexReport | None = Field(
+        None, description="the run's report: the document `soundsift index --json` prints"
+    )
     error: str | None = None
     run_id: int | None = None
     tag: dict | None = Field(None, description="a tag job's model, top_k, function_to_apply and retag")
@@ -106,7 +109,9 @@ class JobManager:
 
     def __init__(self, sound_index: "SoundIndex", max_queued: int | None = None):
         self.sound_index = sound_index
-        self.max_queued: int = int(max_queued or getattr(sound_index.settings, "max_queued_jobs", MAX_QUEUED) or MAX_QUEUED)
+        self.max_queued: int = int(
+            max_queued or getattr(sound_index.settings, "max_queued_jobs", MAX_QUEUED) or MAX_QUEUED
+        )
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
@@ -125,7 +130,9 @@ class JobManager:
             return
         try:
             cur = self.sound_index.store.cursor()
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} (id VARCHAR PRIMARY KEY, seq BIGINT, status VARCHAR, doc VARCHAR)")
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} (id VARCHAR PRIMARY KEY, seq BIGINT, status VARCHAR, doc VARCHAR)"
+            )
             rows = cur.execute(f"SELECT seq, doc FROM {JOBS_TABLE} ORDER BY seq").fetchall()
         except Exception as exc:  # a read-only or damaged store: jobs live in memory only
             print(f"warning: jobs are not persisted ({type(exc).__name__}: {exc})", file=sys.stderr)
@@ -140,7 +147,9 @@ class JobManager:
             job = _Job(info, seq=int(seq))
             if info.status == "running":
                 info.status = "interrupted"
-                info.status_note = "the server stopped while this job ran; what it committed is kept, submit it again to finish"
+                info.status_note = (
+                    "the server stopped while this job ran; what it committed is kept, submit it again to finish"
+                )
                 info.finished_at = info.finished_at or time.time()
                 job.done.set()
                 self._save(info)
@@ -156,7 +165,8 @@ class JobManager:
         try:
             self.sound_index.store.cursor().execute(
                 f"INSERT OR REPLACE INTO {JOBS_TABLE} VALUES (?, ?, ?, ?)",
-                [info.id, self._seq_of(info.id), info.status, info.model_dump_json()])
+                [info.id, self._seq_of(info.id), info.status, info.model_dump_json()],
+            )
         except Exception as exc:  # the job still runs; only its record after a restart is lost
             print(f"warning: cannot record job {info.id} ({type(exc).__name__}: {exc})", file=sys.stderr)
 
@@ -167,8 +177,9 @@ class JobManager:
     def _drop_saved(self, job_ids: list[str]) -> None:
         if self._persist and job_ids:
             try:
-                self.sound_index.store.cursor().execute(f"DELETE FROM {JOBS_TABLE} WHERE id IN ({', '.join('?' * len(job_ids))})",
-                                                        job_ids)
+                self.sound_index.store.cursor().execute(
+                    f"DELETE FROM {JOBS_TABLE} WHERE id IN ({', '.join('?' * len(job_ids))})", job_ids
+                )
             except Exception:
                 pass
 
@@ -178,27 +189,55 @@ class JobManager:
 
         Raises QueueFull when ``max_queued`` jobs are already waiting.
         """
-        return self._enqueue(JobInfo(id=uuid.uuid4().hex[:12], status="queued", paths=paths, trigger=trigger,
-                                     submitted_at=time.time(), retry_failed=retry_failed))
+        return self._enqueue(
+            JobInfo(
+                id=uuid.uuid4().hex[:12],
+                status="queued",
+                paths=paths,
+                trigger=trigger,
+                submitted_at=time.time(),
+                retry_failed=retry_failed,
+            )
+        )
 
-    def submit_tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
-                   trigger: str = "api") -> JobInfo:
+    def submit_tag(
+        self,
+        model: str,
+        top_k: int | None = None,
+        function_to_apply: str | None = None,
+        retag: bool = False,
+        trigger: str = "api",
+    ) -> JobInfo:
         """Queue a tag pass of ``model`` over the index (windows it has not tagged yet); returns it as queued."""
-        return self._enqueue(JobInfo(id=uuid.uuid4().hex[:12], kind="tag", status="queued", paths=[], trigger=trigger,
-                                     submitted_at=time.time(),
-                                     tag={"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag}))
+        return self._enqueue(
+            JobInfo(
+                id=uuid.uuid4().hex[:12],
+                kind="tag",
+                status="queued",
+                paths=[],
+                trigger=trigger,
+                submitted_at=time.time(),
+                tag={"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag},
+            )
+        )
 
     def _enqueue(self, info: JobInfo) -> JobInfo:
         """Queue ``info`` unless the same job (kind, paths, options) is already queued; QueueFull past ``max_queued``."""
         with self._lock:
             for job_id in self._queue:
                 queued = self._jobs[job_id].info
-                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag) == \
-                        (info.kind, sorted(info.paths), info.retry_failed, info.tag):
+                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag) == (
+                    info.kind,
+                    sorted(info.paths),
+                    info.retry_failed,
+                    info.tag,
+                ):
                     return queued.model_copy(deep=True)
             if len(self._queue) >= self.max_queued:
-                raise QueueFull(f"the job queue is full ({len(self._queue)} jobs waiting); "
-                                "wait for one to finish (GET /jobs) and submit again")
+                raise QueueFull(
+                    f"the job queue is full ({len(self._queue)} jobs waiting); "
+                    "wait for one to finish (GET /jobs) and submit again"
+                )
             self._seq += 1
             self._jobs[info.id] = _Job(info, seq=self._seq)
             self._queue.append(info.id)
@@ -253,15 +292,29 @@ class JobManager:
             report = summary or {}
             if status == "running" and rid not in live:
                 status = "interrupted"  # this server owns the index: a run it is not running was cut short by a kill
-            out.append(JobInfo(id=f"run-{rid}", status=status if status in ("completed", "running", "interrupted") else "failed", paths=[],
-                               trigger="history", started_at=started, finished_at=finished, run_id=rid,
-                               report=IndexReport.from_document(report, rid) if report else None, error=report.get("error"),
-                               progress=JobProgress(files_done=report.get("files_indexed", 0) + report.get("files_failed", 0),
-                                                    windows=report.get("windows", 0))))
+            out.append(
+                JobInfo(
+                    id=f"run-{rid}",
+                    status=status if status in ("completed", "running", "interrupted") else "failed",
+                    paths=[],
+                    trigger="history",
+                    started_at=started,
+                    finished_at=finished,
+                    run_id=rid,
+                    report=IndexReport.from_document(report, rid) if report else None,
+                    error=report.get("error"),
+                    progress=JobProgress(
+                        files_done=report.get("files_indexed", 0) + report.get("files_failed", 0),
+                        windows=report.get("windows", 0),
+                    ),
+                )
+            )
         return out
 
     def _forget_old(self) -> None:
-        finished = [k for k, j in self._jobs.items() if j.info.status in ("completed", "failed", "cancelled", "interrupted")]
+        finished = [
+            k for k, j in self._jobs.items() if j.info.status in ("completed", "failed", "cancelled", "interrupted")
+        ]
         dropped = finished[: max(0, len(self._jobs) - HISTORY_KEPT)]
         for key in dropped:
             del self._jobs[key]
@@ -290,10 +343,10 @@ class JobManager:
         if job.info.kind == "tag":
             return self._run_tag(job)
 
+        import torch
+
         from indexer.ray_pipeline import cluster_for
         from indexer.runner import IndexRunner
-
-        import torch
 
         sx = self.sound_index
         threads = torch.get_num_threads()
@@ -302,8 +355,16 @@ class JobManager:
         try:
             paths = spelled_as_indexed(sx.store, job.info.paths)
             full = sx.encoder.full()
-            runner = IndexRunner(sx.store, sx.vectors, full, sx.settings, sx.plugins, False,
-                                 lambda p: self._progress(job, p), cluster=cluster_for(sx.settings, full, sx.plugins))
+            runner = IndexRunner(
+                sx.store,
+                sx.vectors,
+                full,
+                sx.settings,
+                sx.plugins,
+                False,
+                lambda p: self._progress(job, p),
+                cluster=cluster_for(sx.settings, full, sx.plugins),
+            )
             runner.refuse_hardlinks = not getattr(sx.settings, "allow_hardlinks", False)
             report = runner.run(paths, retry_failed=job.info.retry_failed)
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
@@ -311,8 +372,15 @@ class JobManager:
                 job.info.status = "failed"
                 job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
                 job.info.finished_at = time.time()
-                if job.info.run_id is not None and not (sx.store.cursor().execute(
-                        "SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id]).fetchone() or [0])[0]:
+                if (
+                    job.info.run_id is not None
+                    and not (
+                        sx.store.cursor()
+                        .execute("SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id])
+                        .fetchone()
+                        or [0]
+                    )[0]
+                ):
                     job.info.run_id = None  # refused before its run started
                 self._save(job.info)
         else:
@@ -335,8 +403,14 @@ class JobManager:
     def _run_tag(self, job: _Job) -> None:
         spec = job.info.tag or {}
         try:
-            report = self.sound_index.tag(spec["model"], top_k=spec.get("top_k"), function_to_apply=spec.get("function_to_apply"),
-                                          retag=bool(spec.get("retag")), progress=False, on_progress=lambda p: self._progress(job, p))
+            report = self.sound_index.tag(
+                spec["model"],
+                top_k=spec.get("top_k"),
+                function_to_apply=spec.get("function_to_apply"),
+                retag=bool(spec.get("retag")),
+                progress=False,
+                on_progress=lambda p: self._progress(job, p),
+            )
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
                 job.info.status = "failed"

@@ -1,6 +1,7 @@
 """Where inside a window a sound is: short overlapping sub-windows, each prepared as CLAP prepares a short clip
 (repeat-padded to the model's input, through the encoder's own feature and model path), scored against a query.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -30,9 +31,18 @@ def sub_window_spans(samples: int, sub: int, hop: int) -> list[tuple[int, int]]:
     return spans
 
 
-def localize_audio(audio: np.ndarray, query_vector: np.ndarray, encoder: ClapEncoder, *, offset_s: float = 0.0,
-                   sub_s: float = DEFAULT_SUB_S, hop_s: float = DEFAULT_HOP_S, query: str = "",
-                   texts: list[str] | None = None, batch: int = 16) -> Localization:
+def localize_audio(
+    audio: np.ndarray,
+    query_vector: np.ndarray,
+    encoder: ClapEncoder,
+    *,
+    offset_s: float = 0.0,
+    sub_s: float = DEFAULT_SUB_S,
+    hop_s: float = DEFAULT_HOP_S,
+    query: str = "",
+    texts: list[str] | None = None,
+    batch: int = 16,
+) -> Localization:
     """Score sub-windows of ``audio`` (mono, 48 kHz) against ``query_vector``; the best one, in seconds of the file.
 
     Each sub-window goes through ``encoder.embed_windows``: repeat-padded to the model's input exactly as a
@@ -56,14 +66,33 @@ def localize_audio(audio: np.ndarray, query_vector: np.ndarray, encoder: ClapEnc
         vectors = encoder.embed_windows([audio[a:b] for a, b in part])
         scores.extend((vectors @ q).tolist())
     rate = float(encoder.sample_rate)
-    steps = [SubWindowScore(start=offset_s + a / rate, end=offset_s + b / rate, score=float(s)) for (a, b), s in zip(spans, scores)]
+    steps = [
+        SubWindowScore(start=offset_s + a / rate, end=offset_s + b / rate, score=float(s))
+        for (a, b), s in zip(spans, scores)
+    ]
     best = int(np.argmax(scores))
-    return Localization(query=query, texts=texts or [], start=steps[best].start, end=steps[best].end, score=steps[best].score,
-                        window_start=offset_s, window_end=offset_s + len(audio) / rate, sub_s=sub_s, hop_s=hop_s, steps=steps)
+    return Localization(
+        query=query,
+        texts=texts or [],
+        start=steps[best].start,
+        end=steps[best].end,
+        score=steps[best].score,
+        window_start=offset_s,
+        window_end=offset_s + len(audio) / rate,
+        sub_s=sub_s,
+        hop_s=hop_s,
+        steps=steps,
+    )
 
 
-def read_mono_48k(path: Path, start_s: float, end_s: float, decoders: Mapping[str, Any], plugin_settings: Mapping[str, Any],
-                  limits: DecodeLimits) -> np.ndarray:
+def read_mono_48k(
+    path: Path,
+    start_s: float,
+    end_s: float,
+    decoders: Mapping[str, Any],
+    plugin_settings: Mapping[str, Any],
+    limits: DecodeLimits,
+) -> np.ndarray:
     """Mono 48 kHz samples of ``path`` between ``start_s`` and ``end_s`` (a seek where libsndfile can, else streamed)."""
     import soxr
 
@@ -78,8 +107,16 @@ def read_mono_48k(path: Path, start_s: float, end_s: float, decoders: Mapping[st
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def localize_window(sx, window_id: int, query: str, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = DEFAULT_HOP_S,
-                    prompt_template: str | None = None, strict: bool | None = None) -> Localization:
+def localize_window(
+    sx,
+    window_id: int,
+    query: str,
+    *,
+    sub_s: float = DEFAULT_SUB_S,
+    hop_s: float = DEFAULT_HOP_S,
+    prompt_template: str | None = None,
+    strict: bool | None = None,
+) -> Localization:
     """Where inside indexed window ``window_id`` the sound ``query`` describes is (seconds of the file).
 
     Raises ``search.catalog.NotServable`` when the window's file is gone or changed, BadInput for bad options.
@@ -93,16 +130,33 @@ def localize_window(sx, window_id: int, query: str, *, sub_s: float = DEFAULT_SU
     settings = sx.settings
     prepared = prepare_all([query], sx.plugins, with_prompt_template(settings, prompt_template), strict)[0]
     qv = combined_vectors(sx.encoder, [prepared.texts])[0]
-    limits = DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s)
+    limits = DecodeLimits(
+        settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
+    )
     audio = read_mono_48k(Path(where.path), where.start, where.end, sx.plugins.decoders, settings.plugin_view(), limits)
-    found = localize_audio(audio, qv, sx.encoder, offset_s=where.start, sub_s=sub_s, hop_s=hop_s, query=prepared.query,
-                           texts=prepared.texts)
+    found = localize_audio(
+        audio,
+        qv,
+        sx.encoder,
+        offset_s=where.start,
+        sub_s=sub_s,
+        hop_s=hop_s,
+        query=prepared.query,
+        texts=prepared.texts,
+    )
     found.window_id = window_id
     return found
 
 
-def localize_hits(sx, results, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = DEFAULT_HOP_S,
-                  prompt_template: str | None = None, strict: bool | None = None) -> None:
+def localize_hits(
+    sx,
+    results,
+    *,
+    sub_s: float = DEFAULT_SUB_S,
+    hop_s: float = DEFAULT_HOP_S,
+    prompt_template: str | None = None,
+    strict: bool | None = None,
+) -> None:
     """Set ``localized`` on the best `LOCALIZE_MAX_HITS` hits of each query (a hit whose file is gone keeps None)."""
     from search.catalog import NotServable
     from search.queries import combined_vectors
@@ -110,7 +164,9 @@ def localize_hits(sx, results, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = D
     from search.sound_index import prepare_all
 
     settings = with_prompt_template(sx.settings, prompt_template)
-    limits = DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s)
+    limits = DecodeLimits(
+        settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
+    )
     for result in results:
         if not result.hits:  # includes a query with no English: it was not searched
             continue
@@ -121,9 +177,19 @@ def localize_hits(sx, results, *, sub_s: float = DEFAULT_SUB_S, hop_s: float = D
                 from search.catalog import window_location
 
                 where = window_location(sx, hit.window_id)
-                audio = read_mono_48k(Path(where.path), where.start, where.end, sx.plugins.decoders, settings.plugin_view(), limits)
+                audio = read_mono_48k(
+                    Path(where.path), where.start, where.end, sx.plugins.decoders, settings.plugin_view(), limits
+                )
             except (NotServable, DecodeError):
                 continue
-            hit.localized = localize_audio(audio, qv, sx.encoder, offset_s=where.start, sub_s=sub_s, hop_s=hop_s,
-                                           query=prepared.query, texts=prepared.texts)
+            hit.localized = localize_audio(
+                audio,
+                qv,
+                sx.encoder,
+                offset_s=where.start,
+                sub_s=sub_s,
+                hop_s=hop_s,
+                query=prepared.query,
+                texts=prepared.texts,
+            )
             hit.localized.window_id = hit.window_id

@@ -2,6 +2,7 @@
 cropped to a segment, cut into windows and embedded batch by batch, with acoustic warnings and an envelope
 gathered on the way. The file is never held whole at 48 kHz: at most a batch of windows and one block.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,11 @@ def acoustic_warnings(flags: dict[str, list], spans: list[tuple[float, float]]) 
     """Sentences for the silence, clipping and DC flags of the acoustic tagger (one per kind that fired)."""
     out = []
     n = len(spans)
-    words = {"silence": "silent (below -60 dBFS)", "clipping": "clipped (samples at full scale)",
-             "dc": "off-centre (DC offset above 0.05)"}
+    words = {
+        "silence": "silent (below -60 dBFS)",
+        "clipping": "clipped (samples at full scale)",
+        "dc": "off-centre (DC offset above 0.05)",
+    }
     for key, what in words.items():
         hit = [i for i, v in enumerate(flags.get(key, [])) if bool(v)]
         if not hit:
@@ -45,12 +49,26 @@ def acoustic_warnings(flags: dict[str, list], spans: list[tuple[float, float]]) 
     return out
 
 
-def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncoder, settings: Settings | None = None,
-                  plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None,
-                  policy_options: dict | None = None, *, threshold: float | dict | list | None = None,
-                  prompt_template: str | None = None, start: float | None = None, duration: float | None = None,
-                  envelope_points: int = 0, mel_width: int = 600, strict: bool | None = None,
-                  max_audio_s: float | None = None, budget_s: float | None = None) -> FileClassification:
+def classify_file(
+    path: str | Path,
+    labels: list[str] | str,
+    encoder: ClapEncoder,
+    settings: Settings | None = None,
+    plugins: PluginHost | None = None,
+    policy: str = "softmax",
+    timeout_s: float | None = None,
+    policy_options: dict | None = None,
+    *,
+    threshold: float | dict | list | None = None,
+    prompt_template: str | None = None,
+    start: float | None = None,
+    duration: float | None = None,
+    envelope_points: int = 0,
+    mel_width: int = 600,
+    strict: bool | None = None,
+    max_audio_s: float | None = None,
+    budget_s: float | None = None,
+) -> FileClassification:
     """Classify one file (or its part from ``start`` for ``duration`` seconds) without an index.
 
     Per-window rows and the file row (each label's max over the windows, with the window where it peaks),
@@ -77,8 +95,14 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
         options["threshold"] = threshold
     window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
     # The worker sends the stream as back-to-back blocks (window = hop); windows are cut here, after the crop.
-    job = DecodeJob(window=window, hop=window, plugin_settings=settings.plugin_view(),
-                    limits=DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s))
+    job = DecodeJob(
+        window=window,
+        hop=window,
+        plugin_settings=settings.plugin_view(),
+        limits=DecodeLimits(
+            settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
+        ),
+    )
     first = int(round(start_s * TARGET_RATE))
     last = None if duration_s is None else first + int(round(duration_s * TARGET_RATE))
     cutter = WindowCutter(window, hop)
@@ -97,7 +121,9 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
             return
         audio = [w for _, w in pending]
         vectors.append(encoder.embed_windows(audio))
-        spans.extend((sp.start / TARGET_RATE + start_s, (sp.start + sp.length) / TARGET_RATE + start_s) for sp, _ in pending)
+        spans.extend(
+            (sp.start / TARGET_RATE + start_s, (sp.start + sp.length) / TARGET_RATE + start_s) for sp, _ in pending
+        )
         if tagger is not None:
             for w in audio:  # one at a time: a short file's only window is shorter than the rest would be
                 try:
@@ -114,13 +140,27 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
         if isinstance(event, FileFailed):
             raise DecodeError(f"{path}: {event.reason}")
         if isinstance(event, FileOpened):
-            info = AudioInfo(duration=event.duration_s, sample_rate=event.sample_rate, channels=event.channels,
-                             codec=event.codec, decoder=event.decoder)
+            info = AudioInfo(
+                duration=event.duration_s,
+                sample_rate=event.sample_rate,
+                channels=event.channels,
+                codec=event.codec,
+                decoder=event.decoder,
+            )
             if event.duration_s is not None:  # what the worker would decode: up to the segment's end
-                caps.check_audio(event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s))
+                caps.check_audio(
+                    event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s)
+                )
             if envelope_points:
-                span = None if event.duration_s is None else max(0.0, (event.duration_s if duration_s is None else
-                                                                        min(event.duration_s, start_s + duration_s)) - start_s)
+                span = (
+                    None
+                    if event.duration_s is None
+                    else max(
+                        0.0,
+                        (event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s))
+                        - start_s,
+                    )
+                )
                 builder = EnvelopeBuilder(TARGET_RATE, start_s=start_s, expected_s=span)
             flags["decoder"] = list(getattr(event, "warnings", []) or [])
             continue
@@ -152,8 +192,19 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
     pending.extend(cutter.finish())
     flush()
     decoder_notes = flags.pop("decoder", [])
-    result = classify_windows([], spans, labels, encoder, settings, plugins, policy, path=str(path), strict=strict,
-                              policy_options=options, vectors=np.concatenate(vectors))
+    result = classify_windows(
+        [],
+        spans,
+        labels,
+        encoder,
+        settings,
+        plugins,
+        policy,
+        path=str(path),
+        strict=strict,
+        policy_options=options,
+        vectors=np.concatenate(vectors),
+    )
     result.info = info
     result.warnings = [*acoustic_warnings(flags, spans), *(f"decoder: {n}" for n in decoder_notes)]
     result.start = start_s

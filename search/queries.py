@@ -1,4 +1,5 @@
 """Query preparation: translation hooks, "X but not Y", the prompt template, and one vector per query or label."""
+
 from __future__ import annotations
 
 import re
@@ -16,10 +17,36 @@ _NEGATION_CONTINUES = ("但不是", "而不是", "不是", "但", "除了", "but
 _BUT_NOT = re.compile(r"\s+(?:but|and)\s+not\s+|\s+except\s+|\s+without\s+", re.IGNORECASE)
 #: Words that say nothing about what is heard: a translated phrasing made only of these is not embedded
 #: ("求救声" with 求救 unknown would otherwise search for "sound", and "主管训斥员工" for "people").
-FILLER_WORDS = frozenset({
-    "sound", "sounds", "people", "person", "persons", "someone", "somebody", "something", "thing", "things", "stuff",
-    "a", "an", "the", "of", "from", "some", "and", "or", "with", "in", "on", "at", "by", "to", "heard",
-})
+FILLER_WORDS = frozenset(
+    {
+        "sound",
+        "sounds",
+        "people",
+        "person",
+        "persons",
+        "someone",
+        "somebody",
+        "something",
+        "thing",
+        "things",
+        "stuff",
+        "a",
+        "an",
+        "the",
+        "of",
+        "from",
+        "some",
+        "and",
+        "or",
+        "with",
+        "in",
+        "on",
+        "at",
+        "by",
+        "to",
+        "heard",
+    }
+)
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
@@ -46,8 +73,14 @@ def only_filler(phrase: str) -> bool:
     return all(w in FILLER_WORDS for w in _WORD.findall(phrase.lower()))
 
 
-def prepare_query(text: str, plugins: PluginHost, template: str, plugin_settings: dict, strict: bool = False,
-                  keep_untranslated: bool = False) -> PreparedQuery:
+def prepare_query(
+    text: str,
+    plugins: PluginHost,
+    template: str,
+    plugin_settings: dict,
+    strict: bool = False,
+    keep_untranslated: bool = False,
+) -> PreparedQuery:
     """Translate (hook ``translate_query``), split negatives, and wrap every phrasing in the prompt template.
 
     A translated phrasing made only of filler words is dropped. A query left with no English raises
@@ -116,5 +149,5 @@ def parse_labels(raw: list[str] | str) -> list[str]:
                 parts.append(part)
         labels.extend(p for p in parts if p not in labels)
     if not labels:
-        raise BadInput("empty label list: give labels like --labels \"glass breaking, dog barking\"")
+        raise BadInput('empty label list: give labels like --labels "glass breaking, dog barking"')
     return labels

@@ -5,6 +5,7 @@ are embedded once here, archive statistics (the archive policy) are summed over 
 task scores one part and writes ``part-NNNNN.parquet`` with the columns of `classify --out x.parquet`.
 With ``top``, each part keeps its best rows and the best of those are written as one part.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,13 @@ def _matrix(spec: ScoreSpec):
 
     from search.classify import LabelMatrix
 
-    return LabelMatrix(labels=spec.labels, positive=torch.from_numpy(spec.positive), negative=torch.from_numpy(spec.negative),
-                       negative_owner=spec.negative_owner, logit_scale=spec.logit_scale)
+    return LabelMatrix(
+        labels=spec.labels,
+        positive=torch.from_numpy(spec.positive),
+        negative=torch.from_numpy(spec.negative),
+        negative_owner=spec.negative_owner,
+        logit_scale=spec.logit_scale,
+    )
 
 
 def _policy(name: str):
@@ -53,8 +59,10 @@ def _policy(name: str):
 
     policies = worker_plugins().policies
     if name not in policies:
-        raise ClusterError(f"scoring policy {name!r} is registered on the driver but missing on Ray worker {node_name()}: "
-                           "install the plugin that provides it on every node")
+        raise ClusterError(
+            f"scoring policy {name!r} is registered on the driver but missing on Ray worker {node_name()}: "
+            "install the plugin that provides it on every node"
+        )
     return policies[name]
 
 
@@ -70,8 +78,16 @@ def _chunks(part: str, chunk: int):
     paths = dict(zip(file_ids.tolist(), table["path"].to_pylist()))
     vectors = table["vector"].combine_chunks().flatten().to_numpy().reshape(-1, dim)
     starts, ends = table["start"].to_numpy(), table["end"].to_numpy()
-    chunks = [WindowChunk(ids=ids[a: a + chunk], file_ids=file_ids[a: a + chunk], starts=starts[a: a + chunk],
-                          ends=ends[a: a + chunk], vectors=vectors[a: a + chunk]) for a in range(0, len(ids), chunk)]
+    chunks = [
+        WindowChunk(
+            ids=ids[a : a + chunk],
+            file_ids=file_ids[a : a + chunk],
+            starts=starts[a : a + chunk],
+            ends=ends[a : a + chunk],
+            vectors=vectors[a : a + chunk],
+        )
+        for a in range(0, len(ids), chunk)
+    ]
     return chunks, paths
 
 
@@ -102,8 +118,9 @@ def score_part(spec: ScoreSpec, part: str, stats: ArchiveStats | None, out: str 
     names = [lt.label for lt in spec.labels]
     if out is None:
         return {"rows": [r.model_dump(mode="json") for r in rows], "node": node_name()}
-    header = ClassifyResponse(labels=names, texts=[lt.texts for lt in spec.labels], policy=spec.policy,
-                              by=spec.options.by, rows=[])
+    header = ClassifyResponse(
+        labels=names, texts=[lt.texts for lt in spec.labels], policy=spec.policy, by=spec.options.by, rows=[]
+    )
     tmp = Path(out).with_name(f".tmp{os.getpid()}-{Path(out).name}")  # hidden from Parquet readers until renamed
     count = write_rows(tmp, header, rows)
     os.replace(tmp, out)
@@ -115,10 +132,21 @@ def _rank_key(row: dict) -> float:
     return row["scores"].get(label, -np.inf) if label else max(row["scores"].values(), default=-np.inf)
 
 
-def classify_on_cluster(address: str | None, settings, labels: str | list[str], *, out_dir: Path,
-                        shards: Path | None = None, index_dir: Path | None = None, policy: str = "softmax",
-                        by: str = "window", top: int | None = None, threshold: float | None = None,
-                        policy_options: dict | None = None, strict: bool | None = None) -> dict:
+def classify_on_cluster(
+    address: str | None,
+    settings,
+    labels: str | list[str],
+    *,
+    out_dir: Path,
+    shards: Path | None = None,
+    index_dir: Path | None = None,
+    policy: str = "softmax",
+    by: str = "window",
+    top: int | None = None,
+    threshold: float | None = None,
+    policy_options: dict | None = None,
+    strict: bool | None = None,
+) -> dict:
     """Classify exported windows (``shards``, or an export of ``index_dir`` made here first) on a Ray cluster.
 
     Returns a summary: labels, texts, policy, rows written, parts, where each part was scored.
@@ -150,16 +178,24 @@ def classify_on_cluster(address: str | None, settings, labels: str | list[str], 
         meta = read_export_meta(shards)
         encoder = load_encoder(settings.model_copy(update={"model": settings.model or meta["model"]["id"]}))
         if meta["model"]["fingerprint"] and encoder.identity.fingerprint != meta["model"]["fingerprint"]:
-            raise ModelMismatch(f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
-                                f"--model gives {encoder.identity.describe()}: classify with the model that wrote it")
+            raise ModelMismatch(
+                f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
+                f"--model gives {encoder.identity.describe()}: classify with the model that wrote it"
+            )
         prepared = prepare_all(names, plugins, settings, strict)
         matrix = label_matrix(prepared, encoder)
         options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
         check_policy_options(scoring, matrix, options)
-        spec = ScoreSpec(labels=matrix.labels, positive=matrix.positive.cpu().numpy(), negative=matrix.negative.cpu().numpy(),
-                         negative_owner=np.asarray(matrix.negative_owner), logit_scale=matrix.logit_scale, policy=policy,
-                         options=options, chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner),
-                                                           settings.classify_chunk))
+        spec = ScoreSpec(
+            labels=matrix.labels,
+            positive=matrix.positive.cpu().numpy(),
+            negative=matrix.negative.cpu().numpy(),
+            negative_owner=np.asarray(matrix.negative_owner),
+            logit_scale=matrix.logit_scale,
+            policy=policy,
+            options=options,
+            chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner), settings.classify_chunk),
+        )
         parts = [str((Path(shards) / p["file"]).resolve()) for p in meta["parts"]]
         address = connect(address)
         ray = require_ray()
@@ -186,19 +222,36 @@ def classify_on_cluster(address: str | None, settings, labels: str | list[str], 
                 written = sum(r["rows_written"] for r in results)
             else:
                 results = ray.get([score.remote(spec_ref, p, stats, None) for p in parts])
-                ranked = [(-_rank_key(row), k, i, row) for k, r in enumerate(results) for i, row in enumerate(r["rows"])]
+                ranked = [
+                    (-_rank_key(row), k, i, row) for k, r in enumerate(results) for i, row in enumerate(r["rows"])
+                ]
                 ranked.sort(key=lambda x: x[:3])  # best first; ties keep archive order, as the local ranking
-                written = _write_top([x[3] for x in ranked[:top]], names, [lt.texts for lt in matrix.labels], policy, by,
-                                     out_dir / "part-00000.parquet")
+                written = _write_top(
+                    [x[3] for x in ranked[:top]],
+                    names,
+                    [lt.texts for lt in matrix.labels],
+                    policy,
+                    by,
+                    out_dir / "part-00000.parquet",
+                )
         except Exception as exc:
             found = _unwrap(exc)
             if found is not None:
                 raise found from None
             raise
-        doc = {"labels": names, "texts": [p.texts for p in prepared], "policy": policy, "by": by, "rows_written": written,
-               "out": str(out_dir), "parts": len(list(out_dir.glob("part-*.parquet"))), "cluster": address,
-               "scored_on": sorted({r["node"] for r in results}), "windows": meta["windows"],
-               "seconds": round(time.monotonic() - t0, 3)}
+        doc = {
+            "labels": names,
+            "texts": [p.texts for p in prepared],
+            "policy": policy,
+            "by": by,
+            "rows_written": written,
+            "out": str(out_dir),
+            "parts": len(list(out_dir.glob("part-*.parquet"))),
+            "cluster": address,
+            "scored_on": sorted({r["node"] for r in results}),
+            "windows": meta["windows"],
+            "seconds": round(time.monotonic() - t0, 3),
+        }
         (out_dir / RESULT_META).write_text(json.dumps(doc, indent=1))
         return doc
     finally:

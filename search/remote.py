@@ -4,6 +4,7 @@ The answers are the server's own result documents, parsed into the same models t
 a command prints the same thing whether it ran locally or through the server. Only the standard library is
 used here (no torch, no HTTP client import cost): a command through a server starts in a fraction of a second.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -62,20 +63,26 @@ class RemoteIndex:
         self.timeout_s = timeout_s
 
     # -- transport ---------------------------------------------------------------------------
-    def _open(self, path: str, body: bytes | None = None, content_type: str | None = None, accept: str = "application/json"):
+    def _open(
+        self, path: str, body: bytes | None = None, content_type: str | None = None, accept: str = "application/json"
+    ):
         headers = {"Accept": accept}
         if self.api_key:
             headers["X-API-Key"] = self.api_key
         if content_type:
             headers["Content-Type"] = content_type
-        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST" if body is not None else "GET")
+        request = urllib.request.Request(
+            self.url + path, data=body, headers=headers, method="POST" if body is not None else "GET"
+        )
         try:
             return urllib.request.urlopen(request, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise ServerUnreachable(f"the server at {self.url} did not answer ({reason}); is `soundsift serve` running there?") from None
+            raise ServerUnreachable(
+                f"the server at {self.url} did not answer ({reason}); is `soundsift serve` running there?"
+            ) from None
 
     def _http_error(self, exc: urllib.error.HTTPError) -> SoundsiftError:
         try:
@@ -101,29 +108,60 @@ class RemoteIndex:
             return json.loads(response.read())
 
     # -- the commands ------------------------------------------------------------------------
-    def search(self, queries: list[str], k: int = 10, filters: dict | None = None, strict: bool = False,
-               prompt_template: str | None = None, localize: bool = False):
+    def search(
+        self,
+        queries: list[str],
+        k: int = 10,
+        filters: dict | None = None,
+        strict: bool = False,
+        prompt_template: str | None = None,
+        localize: bool = False,
+    ):
         """POST /search: the same SearchResponse the local index gives."""
         from search.results import SearchResponse
 
-        body = {"queries": list(queries), "k": k, "strict": strict, "prompt_template": prompt_template, "localize": localize}
+        body = {
+            "queries": list(queries),
+            "k": k,
+            "strict": strict,
+            "prompt_template": prompt_template,
+            "localize": localize,
+        }
         if filters:
             body["filters"] = filters
         return SearchResponse.model_validate(self._json("/search", body))
 
-    def iter_classify(self, labels: str, policy: str = "softmax", by: str = "window", top: int | None = None,
-                      threshold: float | None = None, filters: dict | None = None, strict: bool = False,
-                      policy_options: dict | None = None, prompt_template: str | None = None):
+    def iter_classify(
+        self,
+        labels: str,
+        policy: str = "softmax",
+        by: str = "window",
+        top: int | None = None,
+        threshold: float | None = None,
+        filters: dict | None = None,
+        strict: bool = False,
+        policy_options: dict | None = None,
+        prompt_template: str | None = None,
+    ):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
         from search.results import ClassifyResponse, ClassifyRow
 
-        body: dict = {"labels": labels, "policy": policy, "by": by, "top": top, "threshold": threshold, "strict": strict,
-                      "prompt_template": prompt_template}
+        body: dict = {
+            "labels": labels,
+            "policy": policy,
+            "by": by,
+            "top": top,
+            "threshold": threshold,
+            "strict": strict,
+            "prompt_template": prompt_template,
+        }
         if policy_options:
             body["policy_options"] = policy_options
         if filters:
             body["filters"] = filters
-        response = self._open("/classify", json.dumps(body, ensure_ascii=False).encode(), "application/json", accept=NDJSON)
+        response = self._open(
+            "/classify", json.dumps(body, ensure_ascii=False).encode(), "application/json", accept=NDJSON
+        )
         first = response.readline()
         if not first:
             response.close()
@@ -149,9 +187,17 @@ class RemoteIndex:
         """GET /check: the server audits the index it owns (nothing is changed)."""
         return self._json("/check")
 
-    def classify_file(self, path: Path, labels: str, policy: str = "softmax", policy_options: dict | None = None,
-                      threshold: float | None = None, prompt_template: str | None = None, start: float | None = None,
-                      duration: float | None = None):
+    def classify_file(
+        self,
+        path: Path,
+        labels: str,
+        policy: str = "softmax",
+        policy_options: dict | None = None,
+        threshold: float | None = None,
+        prompt_template: str | None = None,
+        start: float | None = None,
+        duration: float | None = None,
+    ):
         """POST /classify-file with the file uploaded; paths in the answer are the local path, as locally."""
         from search.results import FileClassification
 
@@ -159,7 +205,12 @@ class RemoteIndex:
         fields = {"labels": labels, "policy": policy}
         if policy_options:
             fields["policy_options"] = json.dumps(policy_options)
-        for name, value in (("threshold", threshold), ("prompt_template", prompt_template), ("start", start), ("duration", duration)):
+        for name, value in (
+            ("threshold", threshold),
+            ("prompt_template", prompt_template),
+            ("start", start),
+            ("duration", duration),
+        ):
             if value is not None:
                 fields[name] = repr(value) if isinstance(value, float) else str(value)
         parts = []
@@ -167,8 +218,10 @@ class RemoteIndex:
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         safe_name = path.name.replace('"', "_").replace("\r", "_").replace("\n", "_")
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
-                     f"Content-Type: {kind}\r\n\r\n".encode())
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
+            f"Content-Type: {kind}\r\n\r\n".encode()
+        )
         parts.append(path.read_bytes())
         parts.append(f"\r\n--{boundary}--\r\n".encode())
         with self._open("/classify-file", b"".join(parts), f"multipart/form-data; boundary={boundary}") as response:

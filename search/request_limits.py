@@ -1,4 +1,5 @@
 """Request body limits enforced while the body streams in (Content-Length or chunked): 413 past the limit."""
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,15 @@ class BodySizeLimit:
 
 async def _refuse(send: Send, limit: int) -> None:
     body = json.dumps({"detail": BodyTooLarge(limit).detail}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

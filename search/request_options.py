@@ -1,4 +1,5 @@
 """Options a single request may set on top of the settings: the prompt template, policy options, a segment of a file."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,18 @@ TEMPLATE_PATTERN = r"^[^{}]*\{\}[^{}]*$"
 def check_prompt_template(template: str) -> str:
     """A prompt template holds the label's place as ``{}`` exactly once; BadInput naming the field otherwise."""
     try:
-        ok = bool(re.fullmatch(TEMPLATE_PATTERN, template)) and len(template) <= MAX_TEMPLATE_CHARS and bool(template.format("x"))
+        ok = (
+            bool(re.fullmatch(TEMPLATE_PATTERN, template))
+            and len(template) <= MAX_TEMPLATE_CHARS
+            and bool(template.format("x"))
+        )
     except (IndexError, KeyError, ValueError):
         ok = False
     if not ok:
-        raise BadInput(f"prompt_template must contain {{}} once (where the label goes), e.g. 'This is a sound of {{}}.', "
-                       f"not {template[:80]!r}")
+        raise BadInput(
+            f"prompt_template must contain {{}} once (where the label goes), e.g. 'This is a sound of {{}}.', "
+            f"not {template[:80]!r}"
+        )
     return template
 
 
@@ -41,9 +48,11 @@ def parse_policy_options(raw: str | dict | None, field: str = "policy_options") 
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise BadInput(f"{field} must be a JSON object, e.g. {{\"min_margin\": 0.2}}: {exc.msg} at character {exc.pos}") from None
+            raise BadInput(
+                f'{field} must be a JSON object, e.g. {{"min_margin": 0.2}}: {exc.msg} at character {exc.pos}'
+            ) from None
     if not isinstance(value, dict):
-        raise BadInput(f"{field} must be a JSON object, e.g. {{\"min_margin\": 0.2}}, not {type(value).__name__}")
+        raise BadInput(f'{field} must be a JSON object, e.g. {{"min_margin": 0.2}}, not {type(value).__name__}')
     return value
 
 

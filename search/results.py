@@ -1,4 +1,5 @@
 """Result models shared by the Python API, the CLI's --json output and the HTTP API (the output contract)."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_serializer
@@ -11,7 +12,9 @@ class SearchHit(BaseModel):
     score: float
     window_id: int
     file_id: int
-    localized: "Localization | None" = Field(None, description="where inside the window the sound is (search --localize)")
+    localized: "Localization | None" = Field(
+        None, description="where inside the window the sound is (search --localize)"
+    )
 
     @model_serializer(mode="wrap")
     def _omit_unlocalized(self, handler):
@@ -43,9 +46,14 @@ class ClassifyRow(BaseModel):
     window_id: int | None = None
     file_id: int | None = None
     extras: dict[str, float] = Field(default_factory=dict)
-    fired: list[str] = Field(default_factory=list, description="every label the policy fired for this row (multilabel, archive)")
-    peak_window: int | None = Field(None, description="file rows: the window where the row's label peaks (its window id in "
-                                    "the index; for one file classified alone, its position in `windows`)")
+    fired: list[str] = Field(
+        default_factory=list, description="every label the policy fired for this row (multilabel, archive)"
+    )
+    peak_window: int | None = Field(
+        None,
+        description="file rows: the window where the row's label peaks (its window id in "
+        "the index; for one file classified alone, its position in `windows`)",
+    )
     peak_start: float | None = Field(None, description="file rows: start of the peak window, seconds")
     peak_end: float | None = Field(None, description="file rows: end of the peak window, seconds")
 
@@ -74,8 +82,12 @@ class FileClassification(BaseModel):
     policy: str
     windows: list[ClassifyRow]
     file: ClassifyRow
-    info: "AudioInfo | None" = Field(None, description="what the decoder reported: duration, sample rate, channels, codec")
-    warnings: list[str] = Field(default_factory=list, description="acoustic warnings in words (silence, clipping, DC offset)")
+    info: "AudioInfo | None" = Field(
+        None, description="what the decoder reported: duration, sample rate, channels, codec"
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="acoustic warnings in words (silence, clipping, DC offset)"
+    )
     start: float = Field(0.0, description="start of the classified part, seconds of the file")
     duration: float | None = Field(None, description="length of the classified part, seconds")
     envelope: "Envelope | None" = Field(None, description="waveform envelope and log-mel image (when asked for)")

@@ -1,4 +1,5 @@
 """`soundsift serve`: bind, take ownership of the index, and run the app on uvicorn (one worker, no reload)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -18,7 +19,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host") from None
+        raise BadInput(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -44,9 +47,9 @@ def run_server(settings: Settings, reindex_every: str | None = None, reindex_pat
     """Serve the API and the web page until interrupted; re-index every ``reindex_every`` (e.g. '1h') if given."""
     import uvicorn
 
-    from search.sound_index import SoundIndex
     from search.http_api import create_app
     from search.jobs import parse_interval
+    from search.sound_index import SoundIndex
 
     try:
         interval = parse_interval(reindex_every) if reindex_every else None
@@ -66,10 +69,23 @@ def run_server(settings: Settings, reindex_every: str | None = None, reindex_pat
         raise
     app = create_app(settings, sound_index=sound_index, url=url, reindex_every_s=interval, reindex_paths=reindex_paths)
     if not settings.api_key and not _is_loopback(settings.host):
-        print(f"warning: listening on {settings.host} without an API key; set --api-key or SOUNDSIFT_API_KEY",
-              file=sys.stderr, flush=True)
-    print(f"soundsift: serving {url} (index {settings.index}){f', re-index every {reindex_every}' if interval else ''}",
-          file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, workers=1, reload=False, lifespan="on", log_level="warning", server_header=False,
-                            timeout_graceful_shutdown=10)
+        print(
+            f"warning: listening on {settings.host} without an API key; set --api-key or SOUNDSIFT_API_KEY",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"soundsift: serving {url} (index {settings.index}){f', re-index every {reindex_every}' if interval else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app,
+        workers=1,
+        reload=False,
+        lifespan="on",
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
     uvicorn.Server(config).run(sockets=[sock])

@@ -3,6 +3,7 @@
 The CLI and the HTTP API are thin layers over this module (``search.sound_index`` is its older name, kept as an alias).
 The top-k algorithm itself lives in ``search.topk``.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from indexer.index_encoder import IndexEncoder, identity_from_meta
 from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder, load_clap, load_clap_text
 from indexer.ownership import IndexOwnership
-from indexer.settings import DEFAULT_MODEL, Settings, load_settings
 from indexer.queries import stored_model_id
+from indexer.settings import DEFAULT_MODEL, Settings, load_settings
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
@@ -63,8 +64,15 @@ def warn_if_tiny(encoder) -> None:
 def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncoder:
     """The CLAP named by settings, else the one the index was built with, else the default checkpoint."""
     model = settings.model or (stored_model_id(index_dir) if index_dir else None) or DEFAULT_MODEL
-    encoder = load_clap(model, settings.model_revision, settings.device, settings.precision,
-                        settings.window_s, settings.hop_s, settings.text_cache_size)
+    encoder = load_clap(
+        model,
+        settings.model_revision,
+        settings.device,
+        settings.precision,
+        settings.window_s,
+        settings.hop_s,
+        settings.text_cache_size,
+    )
     warn_if_tiny(encoder)
     return encoder
 
@@ -87,23 +95,37 @@ def reader_encoder(settings: Settings, store: IndexStore) -> IndexEncoder:
     model = settings.model or identity.model_id or DEFAULT_MODEL
 
     def load_text():
-        text = load_clap_text(model, settings.model_revision, settings.device, settings.text_cache_size,
-                              feature_config=identity.feature_config)
+        text = load_clap_text(
+            model,
+            settings.model_revision,
+            settings.device,
+            settings.text_cache_size,
+            feature_config=identity.feature_config,
+        )
         warn_if_tiny(text)
         return text
 
     def load_full():
         return load_encoder(settings, store.index_dir)
 
-    return IndexEncoder(store, identity, load_full=load_full, load_text=load_text, device=settings.device,
-                        cache_size=settings.text_cache_size)
+    return IndexEncoder(
+        store,
+        identity,
+        load_full=load_full,
+        load_text=load_text,
+        device=settings.device,
+        cache_size=settings.text_cache_size,
+    )
 
 
-def prepare_all(texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None,
-                keep_untranslated: bool = False) -> list[PreparedQuery]:
+def prepare_all(
+    texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None, keep_untranslated: bool = False
+) -> list[PreparedQuery]:
     strict = settings.strict_translation if strict is None else strict
-    return [prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
-            for t in texts]
+    return [
+        prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
+        for t in texts
+    ]
 
 
 def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
@@ -113,7 +135,9 @@ def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
 
     positive = combined_vectors(encoder, [p.texts for p in prepared])
     negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
-    negative = encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
+    negative = (
+        encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
+    )
     return LabelMatrix(
         labels=[p.as_label() for p in prepared],
         positive=torch.from_numpy(positive).to(encoder.device),
@@ -149,8 +173,15 @@ class FilePaths(dict):
 class SoundIndex:
     """An open index: the DuckDB store, its FAISS index, the CLAP encoder and the plugins. One owner per index."""
 
-    def __init__(self, settings: Settings, encoder: IndexEncoder, store: IndexStore, vectors: VectorIndex,
-                 plugins: PluginHost, ownership: IndexOwnership):
+    def __init__(
+        self,
+        settings: Settings,
+        encoder: IndexEncoder,
+        store: IndexStore,
+        vectors: VectorIndex,
+        plugins: PluginHost,
+        ownership: IndexOwnership,
+    ):
         self.settings = settings
         self.encoder = encoder
         self.store = store
@@ -161,9 +192,18 @@ class SoundIndex:
         self._paths: tuple[int, FilePaths] | None = None
 
     @classmethod
-    def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None, create: bool = False,
-             encoder: ClapEncoder | None = None, plugins: PluginHost | None = None, role: str = "cli",
-             url: str | None = None, read_only: bool = False) -> "SoundIndex":
+    def open(
+        cls,
+        index_dir: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        create: bool = False,
+        encoder: ClapEncoder | None = None,
+        plugins: PluginHost | None = None,
+        role: str = "cli",
+        url: str | None = None,
+        read_only: bool = False,
+    ) -> "SoundIndex":
         """Open the index at ``index_dir`` (created when ``create``); raises IndexLocked, ModelMismatch, ModelNotFound...
 
         ``read_only`` opens it as one of possibly several readers (search, classify, stats); only an
@@ -190,8 +230,13 @@ class SoundIndex:
 
                     check_window(settings.window_s, full)
                 store = IndexStore.open(index_dir, full.identity, create=create, read_only=ownership.shared)
-                wrapped = IndexEncoder(store, identity_from_meta(store.identity_meta() or {}), full=full,
-                                       cache_size=settings.text_cache_size, warm=not ownership.shared)
+                wrapped = IndexEncoder(
+                    store,
+                    identity_from_meta(store.identity_meta() or {}),
+                    full=full,
+                    cache_size=settings.text_cache_size,
+                    warm=not ownership.shared,
+                )
             vectors = VectorIndex.open(store)
         except BaseException:
             if store is not None:
@@ -217,29 +262,72 @@ class SoundIndex:
         self.close()
 
     # -- indexing ----------------------------------------------------------------------------
-    def index(self, paths: Sequence[str | Path], retry_failed: bool = False, progress: bool | None = None,
-              on_progress=None, verify_content: bool = False, allow_empty_root: bool = False) -> IndexReport:
+    def index(
+        self,
+        paths: Sequence[str | Path],
+        retry_failed: bool = False,
+        progress: bool | None = None,
+        on_progress=None,
+        verify_content: bool = False,
+        allow_empty_root: bool = False,
+    ) -> IndexReport:
         """Index new and changed audio files under ``paths``."""
         from indexer.ray_pipeline import cluster_for
         from indexer.runner import IndexRunner
 
         full = self.encoder.full()
-        runner = IndexRunner(self.store, self.vectors, full, self.settings, self.plugins, progress, on_progress,
-                             cluster=cluster_for(self.settings, full, self.plugins))
-        return runner.run([str(p) for p in paths], retry_failed=retry_failed, verify_content=verify_content,
-                          allow_empty_root=allow_empty_root)
+        runner = IndexRunner(
+            self.store,
+            self.vectors,
+            full,
+            self.settings,
+            self.plugins,
+            progress,
+            on_progress,
+            cluster=cluster_for(self.settings, full, self.plugins),
+        )
+        return runner.run(
+            [str(p) for p in paths],
+            retry_failed=retry_failed,
+            verify_content=verify_content,
+            allow_empty_root=allow_empty_root,
+        )
 
-    def tag(self, model: str, top_k: int | None = None, function_to_apply: str | None = None, retag: bool = False,
-            progress: bool | None = None, on_progress=None):
+    def tag(
+        self,
+        model: str,
+        top_k: int | None = None,
+        function_to_apply: str | None = None,
+        retag: bool = False,
+        progress: bool | None = None,
+        on_progress=None,
+    ):
         """Tag the windows without tags from ``model`` (hub id, directory or ``alias=id``) on CLAP's device (a TagReport)."""
         from indexer.tag_pass import run_tag_pass
 
-        return run_tag_pass(self.store, self.plugins, self.settings, model, top_k=top_k, function_to_apply=function_to_apply,
-                            retag=retag, device=str(self.encoder.device), progress=progress, on_progress=on_progress)
+        return run_tag_pass(
+            self.store,
+            self.plugins,
+            self.settings,
+            model,
+            top_k=top_k,
+            function_to_apply=function_to_apply,
+            retag=retag,
+            device=str(self.encoder.device),
+            progress=progress,
+            on_progress=on_progress,
+        )
 
     # -- search ------------------------------------------------------------------------------
-    def search(self, queries: list[str], k: int = 10, filters: Filters | None = None, strict: bool | None = None,
-               prompt_template: str | None = None, localize: bool = False) -> SearchResponse:
+    def search(
+        self,
+        queries: list[str],
+        k: int = 10,
+        filters: Filters | None = None,
+        strict: bool | None = None,
+        prompt_template: str | None = None,
+        localize: bool = False,
+    ) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
         ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
@@ -250,8 +338,9 @@ class SoundIndex:
         if k < 1:
             raise BadInput("k must be at least 1")
         # A query with no English gets no hits (and its untranslated parts); the others still run.
-        prepared = prepare_all(queries, self.plugins, with_prompt_template(self.settings, prompt_template), strict,
-                               keep_untranslated=True)
+        prepared = prepare_all(
+            queries, self.plugins, with_prompt_template(self.settings, prompt_template), strict, keep_untranslated=True
+        )
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
         allowed = None
         if filters is not None and not filters.is_empty():
@@ -263,8 +352,15 @@ class SoundIndex:
         else:
             hits_per_query = top_k_hits(self.store, self.vectors, qv, k, allowed, self.window_matrix)
         for p, hits in zip(prepared, hits_per_query):
-            results.append(QueryResult(query=p.query, texts=p.texts, negatives=p.negatives, untranslated=p.untranslated,
-                                       hits=hits if p.texts else []))
+            results.append(
+                QueryResult(
+                    query=p.query,
+                    texts=p.texts,
+                    negatives=p.negatives,
+                    untranslated=p.untranslated,
+                    hits=hits if p.texts else [],
+                )
+            )
         if localize:
             from search.localize import localize_hits
 
@@ -272,10 +368,19 @@ class SoundIndex:
         return SearchResponse(results=results)
 
     # -- classification ----------------------------------------------------------------------
-    def iter_classify(self, labels: list[str] | str, policy: str = "softmax", by: str = "window", top: int | None = None,
-                      threshold: float | None = None, filters: Filters | None = None, policy_options: dict | None = None,
-                      strict: bool | None = None, after: int | None = None,
-                      prompt_template: str | None = None) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
+    def iter_classify(
+        self,
+        labels: list[str] | str,
+        policy: str = "softmax",
+        by: str = "window",
+        top: int | None = None,
+        threshold: float | None = None,
+        filters: Filters | None = None,
+        policy_options: dict | None = None,
+        strict: bool | None = None,
+        after: int | None = None,
+        prompt_template: str | None = None,
+    ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
@@ -295,15 +400,23 @@ class SoundIndex:
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
         allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
         after = None if after is None else int(after)
-        scope = wm.select(allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None)
+        scope = wm.select(
+            allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None
+        )
         options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
         check_policy_options(scoring, matrix, options)
         stats = self.label_stats(matrix) if scoring.needs_archive_stats else None
         paths = self.file_paths(wm.seq)
         chunks = wm.chunks(chunk, scope)
         rows = score_chunks(chunks, paths, matrix, scoring, stats, options)
-        header = ClassifyResponse(labels=names, texts=[p.texts for p in prepared], policy=policy, by=by, rows=[],
-                                  untranslated=[u for p in prepared for u in p.untranslated])
+        header = ClassifyResponse(
+            labels=names,
+            texts=[p.texts for p in prepared],
+            policy=policy,
+            by=by,
+            rows=[],
+            untranslated=[u for p in prepared for u in p.untranslated],
+        )
         return header, rows
 
     def file_paths(self, seq: int) -> "FilePaths":
@@ -349,10 +462,19 @@ class SoundIndex:
 
 
 # -- one file, no index ----------------------------------------------------------------------
-def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, float]], labels: list[str] | str,
-                     encoder: ClapEncoder, settings: Settings, plugins: PluginHost, policy: str = "softmax",
-                     path: str | None = None, strict: bool | None = None,
-                     policy_options: dict | None = None, vectors: np.ndarray | None = None) -> FileClassification:
+def classify_windows(
+    audio_windows: list[np.ndarray],
+    spans: list[tuple[float, float]],
+    labels: list[str] | str,
+    encoder: ClapEncoder,
+    settings: Settings,
+    plugins: PluginHost,
+    policy: str = "softmax",
+    path: str | None = None,
+    strict: bool | None = None,
+    policy_options: dict | None = None,
+    vectors: np.ndarray | None = None,
+) -> FileClassification:
     """Score windows held in memory against ``labels``: per-window rows and the file row (max per label).
 
     ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
@@ -366,13 +488,21 @@ def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, f
     prepared = prepare_all(names, plugins, settings, strict)
     matrix = label_matrix(prepared, encoder)
     if vectors is None:
-        vectors = encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
+        vectors = (
+            encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
+        )
     options = ClassifyOptions(by="window", policy_options=policy_options or {})
     check_policy_options(scoring, matrix, options)
-    rows = list(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options))
+    rows = list(
+        score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options)
+    )
     file_options = ClassifyOptions(by="file", policy_options=policy_options or {})
-    file_row = next(score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None,
-                                 file_options), None)
+    file_row = next(
+        score_chunks(
+            iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, file_options
+        ),
+        None,
+    )
     if file_row is None:
         raise BadInput("no audio to classify")
     peak = next((i for i, (a, b) in enumerate(spans) if (a, b) == (file_row.start, file_row.end)), None)
@@ -382,12 +512,21 @@ def classify_windows(audio_windows: list[np.ndarray], spans: list[tuple[float, f
     for row in rows + [file_row]:
         row.window_id = None
         row.file_id = None
-    return FileClassification(path=path, labels=names, texts=[p.texts for p in prepared], policy=policy, windows=rows, file=file_row)
+    return FileClassification(
+        path=path, labels=names, texts=[p.texts for p in prepared], policy=policy, windows=rows, file=file_row
+    )
 
 
-def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str, encoder: ClapEncoder,
-                   settings: Settings | None = None, plugins: PluginHost | None = None, policy: str = "softmax",
-                   policy_options: dict | None = None) -> FileClassification:
+def classify_array(
+    audio: np.ndarray,
+    sample_rate: int,
+    labels: list[str] | str,
+    encoder: ClapEncoder,
+    settings: Settings | None = None,
+    plugins: PluginHost | None = None,
+    policy: str = "softmax",
+    policy_options: dict | None = None,
+) -> FileClassification:
     """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
     import soxr
 
@@ -404,13 +543,29 @@ def classify_array(audio: np.ndarray, sample_rate: int, labels: list[str] | str,
     window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
     cutter = WindowCutter(window, hop)
     pieces = list(cutter.feed(audio)) + list(cutter.finish())
-    return classify_windows([w for _, w in pieces], [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
-                            labels, encoder, settings, plugins or default_plugins(), policy, policy_options=policy_options)
+    return classify_windows(
+        [w for _, w in pieces],
+        [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
+        labels,
+        encoder,
+        settings,
+        plugins or default_plugins(),
+        policy,
+        policy_options=policy_options,
+    )
 
 
-def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncoder, settings: Settings | None = None,
-                  plugins: PluginHost | None = None, policy: str = "softmax", timeout_s: float | None = None,
-                  policy_options: dict | None = None, **options) -> FileClassification:
+def classify_file(
+    path: str | Path,
+    labels: list[str] | str,
+    encoder: ClapEncoder,
+    settings: Settings | None = None,
+    plugins: PluginHost | None = None,
+    policy: str = "softmax",
+    timeout_s: float | None = None,
+    policy_options: dict | None = None,
+    **options,
+) -> FileClassification:
     """Classify one file without an index; decoding runs in a worker process under a time limit.
 
     ``options``: threshold, prompt_template, start, duration (seconds), envelope_points, mel_width, strict
@@ -424,11 +579,22 @@ def classify_file(path: str | Path, labels: list[str] | str, encoder: ClapEncode
 _ENCODERS: dict[tuple, ClapEncoder] = {}
 
 
-def classify_audio_result(path: str | Path, labels: list[str] | str, *, policy: str = "softmax",
-                          policy_options: dict | None = None, threshold: float | dict | None = None,
-                          prompt_template: str | None = None, start: float | None = None, duration: float | None = None,
-                          model: str | None = None, device: str | None = None, encoder: ClapEncoder | None = None,
-                          settings: Settings | None = None, envelope_points: int = 0) -> FileClassification:
+def classify_audio_result(
+    path: str | Path,
+    labels: list[str] | str,
+    *,
+    policy: str = "softmax",
+    policy_options: dict | None = None,
+    threshold: float | dict | None = None,
+    prompt_template: str | None = None,
+    start: float | None = None,
+    duration: float | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    encoder: ClapEncoder | None = None,
+    settings: Settings | None = None,
+    envelope_points: int = 0,
+) -> FileClassification:
     """One audio file classified against ``labels``: the whole `FileClassification` (windows, file row, info, warnings).
 
     The model is ``encoder``, else ``model`` (loaded once per process and kept), else the configured one.
@@ -437,8 +603,19 @@ def classify_audio_result(path: str | Path, labels: list[str] | str, *, policy: 
     if encoder is None:
         key = (settings.model or DEFAULT_MODEL, settings.model_revision, settings.device, settings.precision)
         encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
-    return classify_file(path, labels, encoder, settings, policy=policy, policy_options=policy_options, threshold=threshold,
-                         prompt_template=prompt_template, start=start, duration=duration, envelope_points=envelope_points)
+    return classify_file(
+        path,
+        labels,
+        encoder,
+        settings,
+        policy=policy,
+        policy_options=policy_options,
+        threshold=threshold,
+        prompt_template=prompt_template,
+        start=start,
+        duration=duration,
+        envelope_points=envelope_points,
+    )
 
 
 def classify_audio(path: str | Path, labels: list[str] | str, *, detailed: bool = False, **options):

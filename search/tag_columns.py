@@ -1,4 +1,5 @@
 """Classifier tags as columns of classification exports: each tagging model's best label and its score per row."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -17,8 +18,9 @@ def tag_column_names(store: IndexStore) -> list[tuple[str, str, str]]:
     return [(m.model, f"tag:{m.alias}", f"tag:{m.alias}:score") for m in stored_models(store.cursor()).values()]
 
 
-def with_tag_columns(store: IndexStore, rows: Iterable[ClassifyRow], by: str,
-                     columns: list[tuple[str, str, str]]) -> Iterator[tuple[ClassifyRow, dict]]:
+def with_tag_columns(
+    store: IndexStore, rows: Iterable[ClassifyRow], by: str, columns: list[tuple[str, str, str]]
+) -> Iterator[tuple[ClassifyRow, dict]]:
     """Each row with its tag columns: the window's best stored label per model (a file row: its best window's)."""
     batch: list[ClassifyRow] = []
     for row in rows:
@@ -37,11 +39,15 @@ def _attach(store: IndexStore, batch: list[ClassifyRow], by: str, columns) -> It
     cur.register("export_ids", pa.table({"id": pa.array([int(i) for i in ids if i is not None], pa.int64())}))
     try:
         if by == "window":
-            sql = ("SELECT t.window_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
-                   "WHERE t.window_id IN (SELECT id FROM export_ids) GROUP BY t.window_id, t.model")
+            sql = (
+                "SELECT t.window_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
+                "WHERE t.window_id IN (SELECT id FROM export_ids) GROUP BY t.window_id, t.model"
+            )
         else:
-            sql = ("SELECT w.file_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
-                   "JOIN windows w ON w.id = t.window_id WHERE w.file_id IN (SELECT id FROM export_ids) GROUP BY w.file_id, t.model")
+            sql = (
+                "SELECT w.file_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
+                "JOIN windows w ON w.id = t.window_id WHERE w.file_id IN (SELECT id FROM export_ids) GROUP BY w.file_id, t.model"
+            )
         best = {(int(i), m): (label, float(score)) for i, m, label, score in cur.execute(sql).fetchall()}
     finally:
         cur.unregister("export_ids")

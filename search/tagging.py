@@ -1,4 +1,5 @@
 """`soundsift tag`: a classifier pass over an existing index, run here as its owner or handed to the server that owns it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,14 @@ def model_ref(model: str, alias: str | None) -> str:
     return f"{alias}={model}" if alias else model
 
 
-def tag_index(settings: Settings, model: str, top_k: int | None = None, function_to_apply: str | None = None,
-              retag: bool = False, progress: bool | None = None) -> TagReport:
+def tag_index(
+    settings: Settings,
+    model: str,
+    top_k: int | None = None,
+    function_to_apply: str | None = None,
+    retag: bool = False,
+    progress: bool | None = None,
+) -> TagReport:
     """Own the index (one owner, as for `soundsift index`) and run the tag pass; no CLAP is loaded."""
     from indexer.ownership import IndexOwnership
     from indexer.store import DB_NAME, IndexStore
@@ -34,8 +41,16 @@ def tag_index(settings: Settings, model: str, top_k: int | None = None, function
     try:
         store = IndexStore.open(index_dir, None, create=False)
         try:
-            return run_tag_pass(store, default_plugins(), settings, model, top_k=top_k, function_to_apply=function_to_apply,
-                                retag=retag, progress=progress)
+            return run_tag_pass(
+                store,
+                default_plugins(),
+                settings,
+                model,
+                top_k=top_k,
+                function_to_apply=function_to_apply,
+                retag=retag,
+                progress=progress,
+            )
         finally:
             store.close()
     finally:
@@ -54,15 +69,19 @@ def hand_off_tag(index_dir: Path, locked: IndexLocked, body: dict, wait: bool) -
     if wait:
         job = follow(url, job["id"], show_progress=True)
         if job["status"] != "completed":
-            raise SoundsiftError(f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}")
+            raise SoundsiftError(
+                f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}"
+            )
     return url, job
 
 
 def report_lines(doc: dict) -> list[str]:
     """The human-readable summary of a tag report document."""
-    lines = [f"tagged {doc['windows_tagged']} windows in {doc['files_tagged']} files with {doc['model']} "
-             f"(alias {doc['alias']}, revision {doc['revision']}, {doc['labels']} labels) "
-             f"[{doc.get('windows_per_s', 0):.2f} windows/s]; already tagged {doc['windows_already']}, failed files {doc['files_failed']}"
-             + ("; earlier tags of this model dropped (--retag)" if doc.get("retagged") else "")]
+    lines = [
+        f"tagged {doc['windows_tagged']} windows in {doc['files_tagged']} files with {doc['model']} "
+        f"(alias {doc['alias']}, revision {doc['revision']}, {doc['labels']} labels) "
+        f"[{doc.get('windows_per_s', 0):.2f} windows/s]; already tagged {doc['windows_already']}, failed files {doc['files_failed']}"
+        + ("; earlier tags of this model dropped (--retag)" if doc.get("retagged") else "")
+    ]
     lines += [f"  failed: {e['path']}: {e['error']}" for e in doc.get("errors", [])]
     return lines

@@ -1,4 +1,5 @@
 """Top-k search over the window vectors: FAISS, or an exact product on the window matrix where FAISS would fall short."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,7 +22,11 @@ def exact_search(wm: WindowMatrix, queries: np.ndarray, k: int, allowed: np.ndar
     out_s = np.full((len(queries), k), -np.inf, np.float32)
     out_i = np.full((len(queries), k), -1, np.int64)
     if k_eff:
-        top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if len(ids) > k_eff else np.broadcast_to(np.arange(len(ids)), (len(queries), len(ids)))
+        top = (
+            np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+            if len(ids) > k_eff
+            else np.broadcast_to(np.arange(len(ids)), (len(queries), len(ids)))
+        )
         top_s = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_s, axis=1, kind="stable")
         out_s[:, :k_eff] = np.take_along_axis(top_s, order, axis=1)
@@ -37,8 +42,14 @@ def vectors_exact(vectors: VectorIndex) -> bool:
         return inner_index(vectors._index).__class__.__name__ == "IndexFlatIP"
 
 
-def top_k_hits(store: IndexStore, vectors: VectorIndex, qv: np.ndarray, k: int, allowed: np.ndarray | None,
-               window_matrix: Callable[[], WindowMatrix]) -> list[list[SearchHit]]:
+def top_k_hits(
+    store: IndexStore,
+    vectors: VectorIndex,
+    qv: np.ndarray,
+    k: int,
+    allowed: np.ndarray | None,
+    window_matrix: Callable[[], WindowMatrix],
+) -> list[list[SearchHit]]:
     """The k best windows for each query vector (rows of ``qv``), restricted to ``allowed`` window ids when given."""
     with vectors.lock:  # one commit's view: a job committing meanwhile waits for the lookup
         small = (allowed is not None and len(allowed) <= EXACT_FILTERED_MAX) or k >= vectors.ntotal
@@ -51,7 +62,12 @@ def top_k_hits(store: IndexStore, vectors: VectorIndex, qv: np.ndarray, k: int, 
             scores, ids = vectors.search(qv, k, allowed)
         rows = store.window_rows([int(i) for i in np.unique(ids) if i >= 0])
     return [
-        [SearchHit(path=rows[i][0], start=rows[i][1], end=rows[i][2], score=float(s), window_id=int(i), file_id=rows[i][3])
-         for s, i in zip(scores[q], ids[q]) if i >= 0 and i in rows]
+        [
+            SearchHit(
+                path=rows[i][0], start=rows[i][1], end=rows[i][2], score=float(s), window_id=int(i), file_id=rows[i][3]
+            )
+            for s, i in zip(scores[q], ids[q])
+            if i >= 0 and i in rows
+        ]
         for q in range(len(qv))
     ]

@@ -1,4 +1,5 @@
 """Output writers for classification rows: CSV, JSON Lines and Parquet, streamed (memory stays flat)."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,12 @@ from typing import Any
 from indexer.errors import BadInput
 from search.results import ClassifyResponse, ClassifyRow
 
-
 FIRED_SEPARATOR = ";"  # CSV: the fired labels of a row in one cell, e.g. "dog barking;glass breaking"
 
 
-def write_rows(path: Path, header: ClassifyResponse, rows: Iterable[ClassifyRow], extra_columns: Sequence[str] = ()) -> int:
+def write_rows(
+    path: Path, header: ClassifyResponse, rows: Iterable[ClassifyRow], extra_columns: Sequence[str] = ()
+) -> int:
     """Stream classification rows to ``path`` by its suffix (.csv, .jsonl or .parquet); returns the count.
 
     After the label columns come ``confidence`` (the policy's, e.g. margin's best-minus-second; empty/null
@@ -40,26 +42,50 @@ def write_rows(path: Path, header: ClassifyResponse, rows: Iterable[ClassifyRow]
             writer.writerow(["path", "start", "end", "label", *names, "confidence", "fired", *extra_columns])
             for row, extra in pairs:
                 confidence = row.extras.get("confidence")
-                writer.writerow([row.path, row.start, row.end, row.label or "", *(row.scores[n] for n in names),
-                                 "" if confidence is None else confidence, FIRED_SEPARATOR.join(row.fired),
-                                 *("" if extra.get(c) is None else extra[c] for c in extra_columns)])
+                writer.writerow(
+                    [
+                        row.path,
+                        row.start,
+                        row.end,
+                        row.label or "",
+                        *(row.scores[n] for n in names),
+                        "" if confidence is None else confidence,
+                        FIRED_SEPARATOR.join(row.fired),
+                        *("" if extra.get(c) is None else extra[c] for c in extra_columns),
+                    ]
+                )
                 count += 1
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema([("path", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("label", pa.string()),
-                            *[(n, pa.float32()) for n in names], ("confidence", pa.float32()), ("fired", pa.list_(pa.string())),
-                            *[(c, pa.float32() if c.endswith(":score") else pa.string()) for c in extra_columns]])
+        schema = pa.schema(
+            [
+                ("path", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+                ("label", pa.string()),
+                *[(n, pa.float32()) for n in names],
+                ("confidence", pa.float32()),
+                ("fired", pa.list_(pa.string())),
+                *[(c, pa.float32() if c.endswith(":score") else pa.string()) for c in extra_columns],
+            ]
+        )
         with pq.ParquetWriter(path, schema) as writer:
             buffer: list = []
 
             def flush():
                 rows_ = [r for r, _ in buffer]
-                cols = {"path": [r.path for r in rows_], "start": [r.start for r in rows_], "end": [r.end for r in rows_],
-                        "label": [r.label for r in rows_], **{n: [r.scores[n] for r in rows_] for n in names},
-                        "confidence": [r.extras.get("confidence") for r in rows_], "fired": [list(r.fired) for r in rows_],
-                        **{c: [e.get(c) for _, e in buffer] for c in extra_columns}}
+                cols = {
+                    "path": [r.path for r in rows_],
+                    "start": [r.start for r in rows_],
+                    "end": [r.end for r in rows_],
+                    "label": [r.label for r in rows_],
+                    **{n: [r.scores[n] for r in rows_] for n in names},
+                    "confidence": [r.extras.get("confidence") for r in rows_],
+                    "fired": [list(r.fired) for r in rows_],
+                    **{c: [e.get(c) for _, e in buffer] for c in extra_columns},
+                }
                 writer.write_table(pa.table(cols, schema=schema))
                 buffer.clear()
 

@@ -1,4 +1,5 @@
 """Test support for the HTTP API: a small indexed archive and the real app on uvicorn at 127.0.0.1:<ephemeral port>."""
+
 from __future__ import annotations
 
 import threading
@@ -47,7 +48,9 @@ class LiveServer:
         self.app = app
         self.sock = bind_socket(host, 0)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        )
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "LiveServer":

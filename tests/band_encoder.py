@@ -4,6 +4,7 @@ Audio goes through the real encoder path (repeat-pad, the indexer's log-mel feat
 then reads the band's share of the power. A text mentioning "tone" points at that band, anything else away
 from it, so a window's cosine with "tone" is how much of its power sits at the tone's frequency.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,9 @@ class BandEncoder(ClapEncoder):
         return out
 
 
-def burst_in_noise(seconds: float, burst_at: float, burst_s: float, rate: int = 48_000, seed: int = 0,
-                   tone_hz: float = TONE_HZ) -> np.ndarray:
+def burst_in_noise(
+    seconds: float, burst_at: float, burst_s: float, rate: int = 48_000, seed: int = 0, tone_hz: float = TONE_HZ
+) -> np.ndarray:
     """Quiet broadband noise with a tone burst of ``burst_s`` seconds at ``burst_at``."""
     rng = np.random.default_rng(seed)
     audio = 0.05 * rng.standard_normal(int(seconds * rate))

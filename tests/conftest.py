@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny CLAP built once per session, synthetic audio, settings pinned to CPU, the real CLI."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,14 @@ def write_sound():
     """``write_sound(path, kind, seconds, sample_rate=48000, seed=0, channels=1)`` -> Path (format by extension)."""
     from search.demo_audio import synthesize, write_audio
 
-    def write(path: Path, kind: str = "tone", seconds: float = 3.0, sample_rate: int = 48_000, seed: int = 0, channels: int = 1):
+    def write(
+        path: Path,
+        kind: str = "tone",
+        seconds: float = 3.0,
+        sample_rate: int = 48_000,
+        seed: int = 0,
+        channels: int = 1,
+    ):
         audio = synthesize(kind, seconds, sample_rate, seed)
         if channels > 1:
             audio = np.stack([audio] * channels, axis=1)
@@ -77,8 +85,15 @@ def open_index(tmp_path, make_settings, tiny_encoder):
 
 def cli_env(tiny_model_dir: Path) -> dict:
     env = dict(os.environ)
-    env.update({"SOUNDSIFT_MODEL": str(tiny_model_dir), "SOUNDSIFT_DEVICE": "cpu", "SOUNDSIFT_DECODE_WORKERS": "1",
-                "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    env.update(
+        {
+            "SOUNDSIFT_MODEL": str(tiny_model_dir),
+            "SOUNDSIFT_DEVICE": "cpu",
+            "SOUNDSIFT_DECODE_WORKERS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return env
 
 
@@ -92,10 +107,18 @@ def run_cli(tiny_model_dir):
     def run(*args: str, check: bool = True, env: dict | None = None, timeout: float = 240):
         full_env = cli_env(tiny_model_dir)
         full_env.update(env or {})
-        proc = subprocess.run([sys.executable, "-m", "search.cli", *map(str, args)], capture_output=True, text=True,
-                              env=full_env, cwd=REPO, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "search.cli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=REPO,
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"soundsift {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"soundsift {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
         proc.json = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
         return proc
 

@@ -10,6 +10,7 @@ through their sidecars (absurd or malformed layouts) and their samples (NaN, par
 Run ``python tests/fuzz_corpus.py --out DIR --per-format 300`` to write a corpus and index it; it prints
 per-format figures (tried, indexed, failed with a reason, crashes, hangs, unclear reasons).
 """
+
 from __future__ import annotations
 
 import io
@@ -41,6 +42,7 @@ def unclear(reason: str) -> bool:
 
 # --- valid base files -----------------------------------------------------------------------
 
+
 def _tone(seconds: float, rate: int) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.4 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
@@ -63,7 +65,9 @@ def _amr_bytes(tmp: Path) -> bytes:
         stream = out.add_stream("libopencore_amrnb", rate=8000)
         stream.layout = "mono"
         stream.bit_rate = 12_200
-        frame = av.AudioFrame.from_ndarray((_tone(BASE_SECONDS, 8000) * 32767).astype(np.int16)[None, :], format="s16", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            (_tone(BASE_SECONDS, 8000) * 32767).astype(np.int16)[None, :], format="s16", layout="mono"
+        )
         frame.sample_rate = 8000
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
@@ -105,13 +109,28 @@ def _header_fields(fmt: str, data: bytes) -> list[tuple[int, str]]:
     elif fmt in ("ogg", "opus"):
         for m in re.finditer(rb"OggS", data[:4096]):
             fields += [(m.start() + 6, "<Q"), (m.start() + 14, "<I"), (m.start() + 26, "B")]
-        for magic, offs in ((b"\x01vorbis", [(11, "B"), (12, "<I"), (16, "<I"), (28, "B")]),
-                            (b"OpusHead", [(9, "B"), (10, "<H"), (12, "<I"), (18, "B")])):
+        for magic, offs in (
+            (b"\x01vorbis", [(11, "B"), (12, "<I"), (16, "<I"), (28, "B")]),
+            (b"OpusHead", [(9, "B"), (10, "<H"), (12, "<I"), (18, "B")]),
+        ):
             pos = data.find(magic)
             if pos >= 0:
                 fields += [(pos + o, c) for o, c in offs]
     elif fmt == "m4a":
-        for atom in (b"mdhd", b"mvhd", b"stsz", b"stco", b"stts", b"esds", b"mp4a", b"stsd", b"tkhd", b"moov", b"mdat", b"stsc"):
+        for atom in (
+            b"mdhd",
+            b"mvhd",
+            b"stsz",
+            b"stco",
+            b"stts",
+            b"esds",
+            b"mp4a",
+            b"stsd",
+            b"tkhd",
+            b"moov",
+            b"mdat",
+            b"stsc",
+        ):
             pos = data.find(atom)
             if pos >= 4:
                 fields += [(pos - 4, ">I"), (pos + 12, ">I"), (pos + 16, ">I"), (pos + 20, ">I"), (pos + 24, ">H")]
@@ -141,9 +160,11 @@ def _overwrite_field(rng: random.Random, fmt: str, data: bytes) -> bytes:
     for _ in range(rng.choice((1, 1, 2, 3))):
         off, code = rng.choice(fields)
         size = struct.calcsize(code)
-        value = rng.choice(ABSURD_U32 if size >= 4 else ABSURD_U16 if size == 2 else (0, 1, 0x7F, 0x80, 0xFF, 0x0F, 0xF0))
+        value = rng.choice(
+            ABSURD_U32 if size >= 4 else ABSURD_U16 if size == 2 else (0, 1, 0x7F, 0x80, 0xFF, 0x0F, 0xF0)
+        )
         value &= (1 << (8 * size)) - 1
-        out[off:off + size] = struct.pack(code, value)
+        out[off : off + size] = struct.pack(code, value)
     return bytes(out)
 
 
@@ -152,7 +173,7 @@ def _overwrite_bytes(rng: random.Random, data: bytes) -> bytes:
     for _ in range(rng.randint(1, 4)):
         off = rng.randrange(min(len(out), 128))
         width = rng.choice((1, 2, 4))
-        out[off:off + width] = bytes([rng.choice((0x00, 0xFF, 0x7F, 0x80))]) * width
+        out[off : off + width] = bytes([rng.choice((0x00, 0xFF, 0x7F, 0x80))]) * width
     return bytes(out[: len(data)])
 
 
@@ -190,16 +211,50 @@ MAGIC_LEN = {"wav": 12, "flac": 4, "ogg": 36, "opus": 36, "mp3": 10, "m4a": 12, 
 
 # PCM: how a headerless file decodes is in its sidecar, so that is what is fuzzed (plus the samples themselves).
 PCM_SIDECARS = [
-    "sample_rate = 0", "sample_rate = -8000", "sample_rate = 1000000000000", "sample_rate = 3", "sample_rate = 800000",
-    "sample_rate = 8000.5", 'sample_rate = "fast"', "sample_rate = nan", "sample_rate = inf", "sample_rate = true",
-    "channels = 0", "channels = -1", "channels = 1000", "channels = 65", "channels = 2.5", 'channels = "two"',
-    'sample_format = "mp3"', 'sample_format = ""', "sample_format = 16", 'sample_format = "s24le"', 'sample_format = "f32le"',
-    'sample_format = "u8"', 'sample_format = "s32le"', "rate = 8000", "[pcm]\nsample_rate = 8000", "sample_rate = [8000]",
-    "sample_rate = {a = 1}", "= broken", "sample_rate = 8000\nsample_rate = 9000", "\x00\x01\x02", "\xff\xfe",
+    "sample_rate = 0",
+    "sample_rate = -8000",
+    "sample_rate = 1000000000000",
+    "sample_rate = 3",
+    "sample_rate = 800000",
+    "sample_rate = 8000.5",
+    'sample_rate = "fast"',
+    "sample_rate = nan",
+    "sample_rate = inf",
+    "sample_rate = true",
+    "channels = 0",
+    "channels = -1",
+    "channels = 1000",
+    "channels = 65",
+    "channels = 2.5",
+    'channels = "two"',
+    'sample_format = "mp3"',
+    'sample_format = ""',
+    "sample_format = 16",
+    'sample_format = "s24le"',
+    'sample_format = "f32le"',
+    'sample_format = "u8"',
+    'sample_format = "s32le"',
+    "rate = 8000",
+    "[pcm]\nsample_rate = 8000",
+    "sample_rate = [8000]",
+    "sample_rate = {a = 1}",
+    "= broken",
+    "sample_rate = 8000\nsample_rate = 9000",
+    "\x00\x01\x02",
+    "\xff\xfe",
     'sample_rate = 8000\nchannels = 64\nsample_format = "f32le"',
 ]
-PCM_JSON_SIDECARS = ['{"sample_rate": 0}', '[1, 2]', '"text"', '{"channels": null}', '{"sample_rate": 1e400}', "{", "null",
-                     '{"sample_format": "s16le", "extra": 1}', '{"sample_rate": 44100, "channels": 2}']
+PCM_JSON_SIDECARS = [
+    '{"sample_rate": 0}',
+    "[1, 2]",
+    '"text"',
+    '{"channels": null}',
+    '{"sample_rate": 1e400}',
+    "{",
+    "null",
+    '{"sample_format": "s16le", "extra": 1}',
+    '{"sample_rate": 44100, "channels": 2}',
+]
 
 
 def mutate(fmt: str, base: bytes, seed: int) -> tuple[bytes, str, dict[str, bytes]]:
@@ -207,8 +262,20 @@ def mutate(fmt: str, base: bytes, seed: int) -> tuple[bytes, str, dict[str, byte
     rng = random.Random(f"{fmt}:{seed}")
     if fmt == "pcm":
         return _mutate_pcm(rng, base, seed)
-    kind = ["truncate-header", "truncate", "flip-header", "flip", "field", "field", "field", "overwrite",
-            "splice", "garbage-magic", "garbage", "flip+truncate"][seed % 12]
+    kind = [
+        "truncate-header",
+        "truncate",
+        "flip-header",
+        "flip",
+        "field",
+        "field",
+        "field",
+        "overwrite",
+        "splice",
+        "garbage-magic",
+        "garbage",
+        "flip+truncate",
+    ][seed % 12]
     if seed == 0:
         return b"", "zero-length", {}
     if kind == "truncate-header":
@@ -246,7 +313,11 @@ def _mutate_pcm(rng: random.Random, base: bytes, seed: int) -> tuple[bytes, str,
     if kind == "samples":
         return _flip_bits(rng, data, None), kind, {}
     if kind == "odd-length":
-        return data[: rng.randrange(1, len(data))], kind, {".toml": rng.choice([b"channels = 3", b'sample_format = "s24le"', b""])}
+        return (
+            data[: rng.randrange(1, len(data))],
+            kind,
+            {".toml": rng.choice([b"channels = 3", b'sample_format = "s24le"', b""])},
+        )
     if kind == "both-sidecars":
         return data, kind, {".toml": b"sample_rate = 8000", ".json": b'{"sample_rate": 8000}'}
     floats = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").copy()
@@ -254,7 +325,9 @@ def _mutate_pcm(rng: random.Random, base: bytes, seed: int) -> tuple[bytes, str,
     return floats.tobytes(), kind, {".toml": b'sample_format = "f32le"'}
 
 
-def write_corpus(out: Path, formats: tuple[str, ...] = FORMATS, per_format: int = 300, start: int = 0) -> dict[str, list[Path]]:
+def write_corpus(
+    out: Path, formats: tuple[str, ...] = FORMATS, per_format: int = 300, start: int = 0
+) -> dict[str, list[Path]]:
     """Write ``per_format`` mutated files per format under ``out/<fmt>/`` (seeds start..start+per_format-1)."""
     written: dict[str, list[Path]] = {}
     for fmt in formats:
@@ -275,6 +348,7 @@ def write_corpus(out: Path, formats: tuple[str, ...] = FORMATS, per_format: int 
 
 # --- running a corpus -----------------------------------------------------------------------
 
+
 def classify_outcome(status: str | None, reason: str | None) -> str:
     """indexed | failed (a plain reason) | unclear (a reason that leaks an internal error) | crash | hang | missing."""
     if status == "indexed":
@@ -293,8 +367,10 @@ def classify_outcome(status: str | None, reason: str | None) -> str:
 
 def tally(rows: Iterator[tuple[str, str | None, str | None]], formats: tuple[str, ...] = FORMATS) -> dict[str, dict]:
     """Per format: tried, indexed, failed (with a plain reason), unclear, crashes, hangs, missing, and sample reasons."""
-    table = {f: {"tried": 0, "indexed": 0, "failed": 0, "unclear": 0, "crash": 0, "hang": 0, "missing": 0, "examples": []}
-             for f in formats}
+    table = {
+        f: {"tried": 0, "indexed": 0, "failed": 0, "unclear": 0, "crash": 0, "hang": 0, "missing": 0, "examples": []}
+        for f in formats
+    }
     for path, status, reason in rows:
         fmt = Path(path).suffix.lstrip(".")
         if fmt not in table:
@@ -308,12 +384,16 @@ def tally(rows: Iterator[tuple[str, str | None, str | None]], formats: tuple[str
     return table
 
 
-def index_corpus(corpus: Path, index_dir: Path, model: str, workers: int = 2, timeout_s: float = 30.0) -> dict[str, dict]:
+def index_corpus(
+    corpus: Path, index_dir: Path, model: str, workers: int = 2, timeout_s: float = 30.0
+) -> dict[str, dict]:
     """Index ``corpus`` in one run (the real runner, decode workers included) and tally what became of each file."""
     from indexer.settings import load_settings
     from search.api import SoundIndex
 
-    settings = load_settings(index=index_dir, model=model, device="cpu", decode_workers=workers, decode_timeout_s=timeout_s)
+    settings = load_settings(
+        index=index_dir, model=model, device="cpu", decode_workers=workers, decode_timeout_s=timeout_s
+    )
     with SoundIndex.open(settings.index, settings=settings, create=True) as sx:
         sx.index([str(corpus / f) for f in FORMATS if (corpus / f).is_dir()], progress=False)
         rows = sx.store.cursor().execute("SELECT path, status, error FROM files").fetchall()
@@ -325,16 +405,22 @@ def index_corpus(corpus: Path, index_dir: Path, model: str, workers: int = 2, ti
 
 def format_table(table: dict[str, dict]) -> str:
     """The figures as a Markdown table."""
-    lines = ["| format | tried | indexed | failed with a reason | unclear reason | crashes | hangs |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| format | tried | indexed | failed with a reason | unclear reason | crashes | hangs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     total = dict.fromkeys(("tried", "indexed", "failed", "unclear", "crash", "hang"), 0)
     for fmt, t in table.items():
         if not t["tried"]:
             continue
-        lines.append(f"| {fmt} | {t['tried']} | {t['indexed']} | {t['failed']} | {t['unclear']} | {t['crash']} | {t['hang']} |")
+        lines.append(
+            f"| {fmt} | {t['tried']} | {t['indexed']} | {t['failed']} | {t['unclear']} | {t['crash']} | {t['hang']} |"
+        )
         for k in total:
             total[k] += t[k]
-    lines.append(f"| all | {total['tried']} | {total['indexed']} | {total['failed']} | {total['unclear']} | {total['crash']} | {total['hang']} |")
+    lines.append(
+        f"| all | {total['tried']} | {total['indexed']} | {total['failed']} | {total['unclear']} | {total['crash']} | {total['hang']} |"
+    )
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 Each node is a `ray start --block` process in its own session; teardown kills those sessions (and any process
 left under this cluster's temp dir), never Ray processes it did not start.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,16 +74,47 @@ class LocalRayCluster:
 
     def _start(self, args: list[str], log: str, cpus: int) -> subprocess.Popen:
         out = open(self.temp_dir / log, "w")
-        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--num-cpus", str(cpus),
-                                 "--num-gpus", "0", "--object-store-memory", self.object_store, *args],
-                                stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                RAY,
+                "start",
+                "--block",
+                "--disable-usage-stats",
+                "--num-cpus",
+                str(cpus),
+                "--num-gpus",
+                "0",
+                "--object-store-memory",
+                self.object_store,
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
         self.nodes.append(proc)
         return proc
 
     def start(self, workers: int = 1, timeout_s: float = 120) -> "LocalRayCluster":
-        head = self._start(["--head", "--port", str(self.port), "--temp-dir", str(self.temp_dir), "--include-dashboard=false",
-                     "--dashboard-port", str(free_port()),
-                     "--dashboard-agent-listen-port", str(free_port()), "--system-config", SYSTEM_CONFIG], "head.log", self.head_cpus)
+        head = self._start(
+            [
+                "--head",
+                "--port",
+                str(self.port),
+                "--temp-dir",
+                str(self.temp_dir),
+                "--include-dashboard=false",
+                "--dashboard-port",
+                str(free_port()),
+                "--dashboard-agent-listen-port",
+                str(free_port()),
+                "--system-config",
+                SYSTEM_CONFIG,
+            ],
+            "head.log",
+            self.head_cpus,
+        )
         self.wait_started(head, "head.log", timeout_s)
         self.wait_nodes(1, timeout_s)
         for _ in range(workers):
@@ -92,7 +124,9 @@ class LocalRayCluster:
     def add_worker(self, timeout_s: float = 120) -> subprocess.Popen:
         alive = self.alive_nodes()
         log = f"worker{len(self.nodes)}.log"
-        proc = self._start(["--address", self.address, "--dashboard-agent-listen-port", str(free_port())], log, self.cpus)
+        proc = self._start(
+            ["--address", self.address, "--dashboard-agent-listen-port", str(free_port())], log, self.cpus
+        )
         self.wait_started(proc, log, timeout_s)
         self.wait_nodes(alive + 1, timeout_s)
         return proc
@@ -105,10 +139,13 @@ class LocalRayCluster:
             time.sleep(0.5)
 
     def alive_nodes(self) -> int:
-        probe = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-                 "print(sum(1 for n in ray.nodes() if n['Alive']))")
-        proc = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True, env=self.env,
-                              timeout=60)
+        probe = (
+            "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+            "print(sum(1 for n in ray.nodes() if n['Alive']))"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, self.address], capture_output=True, text=True, env=self.env, timeout=60
+        )
         try:
             return int(proc.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

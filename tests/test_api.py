@@ -1,4 +1,5 @@
 """The HTTP API on a real uvicorn server: results equal the Python API's, limits, auth, uploads, audio, safety."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,6 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-
 from api_server import LiveServer, api_settings, build_index, write_archive
 
 KEY = "s3cret-key-0123"
@@ -23,7 +23,9 @@ def live(tmp_path_factory, tiny_model_dir):
     outside = root / "outside.wav"
     write_archive(root / "x", [("outside.wav", "tone", 3.0, 9)])
     (root / "x" / "outside.wav").rename(outside)
-    settings = api_settings(root / "index", tiny_model_dir, api_key=KEY, max_upload_mb=1.0, allow_roots=[str(root / "extra")])
+    settings = api_settings(
+        root / "index", tiny_model_dir, api_key=KEY, max_upload_mb=1.0, allow_roots=[str(root / "extra")]
+    )
     build_index(settings, [archive])
     with LiveServer(create_app(settings)) as server:
         server.archive, server.outside = archive, outside
@@ -35,8 +37,15 @@ def live(tmp_path_factory, tiny_model_dir):
 def test_health_is_open_and_everything_else_needs_the_key(live):
     with live.client() as anonymous:
         assert anonymous.get("/health").json()["status"] == "ok"
-        for method, path in [("get", "/stats"), ("get", "/files"), ("post", "/search"), ("get", "/jobs"),
-                             ("get", "/windows/1/audio"), ("get", "/openapi.json"), ("get", "/docs")]:
+        for method, path in [
+            ("get", "/stats"),
+            ("get", "/files"),
+            ("post", "/search"),
+            ("get", "/jobs"),
+            ("get", "/windows/1/audio"),
+            ("get", "/openapi.json"),
+            ("get", "/docs"),
+        ]:
             response = getattr(anonymous, method)(path)
             assert response.status_code == 401, path
             assert "API key" in response.json()["detail"]
@@ -50,7 +59,9 @@ def test_health_is_open_and_everything_else_needs_the_key(live):
 
 
 def test_cors_is_off_unless_configured(live):
-    response = live.http.options("/search", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    response = live.http.options(
+        "/search", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in response.headers
 
 
@@ -73,15 +84,18 @@ def test_search_equals_the_python_api(live):
     assert {h["path"].split("/")[-2] for h in only["results"][0]["hits"]} == {"line2"}
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"queries": []}, "at least 1"),
-    ({"queries": ["q"] * 33}, "at most 32"),
-    ({"queries": ["x" * 1001]}, "at most 1000"),
-    ({"queries": ["tone"], "k": 0}, "greater than or equal to 1"),
-    ({"queries": ["tone"], "k": 1001}, "less than or equal to 1000"),
-    ({"queries": ["   "]}, "empty query"),
-    ({"queries": ["tone"], "filters": {"tags": {"bad name'": True}}}, "tag names"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"queries": []}, "at least 1"),
+        ({"queries": ["q"] * 33}, "at most 32"),
+        ({"queries": ["x" * 1001]}, "at most 1000"),
+        ({"queries": ["tone"], "k": 0}, "greater than or equal to 1"),
+        ({"queries": ["tone"], "k": 1001}, "less than or equal to 1000"),
+        ({"queries": ["   "]}, "empty query"),
+        ({"queries": ["tone"], "filters": {"tags": {"bad name'": True}}}, "tag names"),
+    ],
+)
 def test_search_limits_are_422_with_a_message(live, body, message):
     response = live.http.post("/search", json=body)
     assert response.status_code == 422
@@ -101,8 +115,9 @@ def test_classify_pages_and_ndjson_cover_every_row_once(live):
     assert pages == 3 and rows == full["rows"]
     assert page["texts"] == [["This is a sound of tone."], ["This is a sound of noise."]]
 
-    with live.http.stream("POST", "/classify", json={"labels": ["tone", "noise"], "limit": 1},
-                          headers={"Accept": "application/x-ndjson"}) as response:
+    with live.http.stream(
+        "POST", "/classify", json={"labels": ["tone", "noise"], "limit": 1}, headers={"Accept": "application/x-ndjson"}
+    ) as response:
         assert response.headers["content-type"].startswith("application/x-ndjson")
         lines = [line for line in response.iter_lines() if line]
     import json
@@ -111,20 +126,29 @@ def test_classify_pages_and_ndjson_cover_every_row_once(live):
     assert header["labels"] == ["tone", "noise"] and streamed == full["rows"]
 
     by_file = live.http.post("/classify", json={"labels": "tone, noise", "by": "file", "limit": 2}).json()
-    rest = live.http.post("/classify", json={"labels": "tone, noise", "by": "file", "cursor": by_file["next_cursor"]}).json()
-    assert [r["path"] for r in by_file["rows"] + rest["rows"]] == [r.path for r in live.app.state.sound_index.classify("tone, noise", by="file").rows]
+    rest = live.http.post(
+        "/classify", json={"labels": "tone, noise", "by": "file", "cursor": by_file["next_cursor"]}
+    ).json()
+    assert [r["path"] for r in by_file["rows"] + rest["rows"]] == [
+        r.path for r in live.app.state.sound_index.classify("tone, noise", by="file").rows
+    ]
 
     top = live.http.post("/classify", json={"labels": "tone, noise", "top": 4, "limit": 3}).json()
-    top_rest = live.http.post("/classify", json={"labels": "tone, noise", "top": 4, "limit": 3, "cursor": top["next_cursor"]}).json()
+    top_rest = live.http.post(
+        "/classify", json={"labels": "tone, noise", "top": 4, "limit": 3, "cursor": top["next_cursor"]}
+    ).json()
     assert len(top["rows"]) == 3 and len(top_rest["rows"]) == 1 and top_rest["next_cursor"] is None
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"labels": "tone", "policy": "nope"}, 422, "no scoring policy named 'nope'"),
-    ({"labels": ",".join(f"l{i}" for i in range(65))}, 422, "at most 64 labels"),
-    ({"labels": "tone", "cursor": "not-a-cursor"}, 422, "cursor"),
-    ({"labels": " , "}, 422, "empty label list"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"labels": "tone", "policy": "nope"}, 422, "no scoring policy named 'nope'"),
+        ({"labels": ",".join(f"l{i}" for i in range(65))}, 422, "at most 64 labels"),
+        ({"labels": "tone", "cursor": "not-a-cursor"}, 422, "cursor"),
+        ({"labels": " , "}, 422, "empty label list"),
+    ],
+)
 def test_classify_bad_input(live, body, status, message):
     response = live.http.post("/classify", json=body)
     assert response.status_code == status and message in str(response.json()["detail"])
@@ -134,13 +158,17 @@ def test_classify_file_upload_is_classified_and_deleted(live, write_sound, tmp_p
     path = write_sound(tmp_path / "clip.wav", "tone", 8.0)
     upload_dir = live.app.state.upload_dir
     with open(path, "rb") as fh:
-        response = live.http.post("/classify-file", files={"file": ("clip 测试.wav", fh, "audio/wav")}, data={"labels": "tone, noise"})
+        response = live.http.post(
+            "/classify-file", files={"file": ("clip 测试.wav", fh, "audio/wav")}, data={"labels": "tone, noise"}
+        )
     assert response.status_code == 200, response.text
     doc = response.json()
     assert doc["path"] == "clip 测试.wav" and len(doc["windows"]) == 1 and doc["file"]["label"] in ("tone", "noise")
     assert list(upload_dir.iterdir()) == []
 
-    bad = live.http.post("/classify-file", files={"file": ("x.wav", b"RIFF" + b"\0" * 4000, "audio/wav")}, data={"labels": "tone"})
+    bad = live.http.post(
+        "/classify-file", files={"file": ("x.wav", b"RIFF" + b"\0" * 4000, "audio/wav")}, data={"labels": "tone"}
+    )
     assert bad.status_code == 422 and "cannot decode" in bad.json()["detail"] and "x.wav" in bad.json()["detail"]
     assert list(upload_dir.iterdir()) == []
 
@@ -151,15 +179,19 @@ def test_upload_limit_is_413_for_declared_and_chunked_bodies(live):
     assert declared.status_code == 413 and "limit" in declared.json()["detail"]
 
     def chunks():  # no Content-Length: the server counts while it streams
-        boundary = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.wav\"\r\n\r\n"
+        boundary = b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.wav"\r\n\r\n'
         yield boundary
         for _ in range(40):
             yield b"\0" * 65536
 
-    chunked = live.http.post("/classify-file", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
+    chunked = live.http.post(
+        "/classify-file", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
     assert chunked.status_code == 413
     assert list(live.app.state.upload_dir.iterdir()) == []
-    too_big_json = live.http.post("/search", content=b"[" * (1024 * 1024 + 1), headers={"Content-Type": "application/json"})
+    too_big_json = live.http.post(
+        "/search", content=b"[" * (1024 * 1024 + 1), headers={"Content-Type": "application/json"}
+    )
     assert too_big_json.status_code == 413
 
 
@@ -182,7 +214,9 @@ def test_files_and_file_view(live):
         assert w["score"] == pytest.approx(by_id[w["id"]], abs=1e-5)
 
     labelled = live.http.get(f"/files/{tone['id']}", params={"labels": "tone, noise"}).json()
-    assert labelled["windows"] and all(sum(w["scores"].values()) == pytest.approx(1.0, abs=1e-5) for w in labelled["windows"])
+    assert labelled["windows"] and all(
+        sum(w["scores"].values()) == pytest.approx(1.0, abs=1e-5) for w in labelled["windows"]
+    )
     assert live.http.get("/files/999999").status_code == 404
 
 
@@ -195,7 +229,7 @@ def test_window_audio_is_the_window_cut_from_the_archive(live):
     audio, rate = sf.read(io.BytesIO(wav.content), dtype="float32")
     source, source_rate = sf.read(tone["path"], dtype="float32")
     assert rate == source_rate and len(audio) == 10 * rate
-    np.testing.assert_allclose(audio, source[10 * rate: 20 * rate], atol=1e-4)
+    np.testing.assert_allclose(audio, source[10 * rate : 20 * rate], atol=1e-4)
 
     with_margin = live.http.get(f"/windows/{second['id']}/audio", params={"margin": 2, "format": "ogg"})
     assert with_margin.headers["content-type"] == "audio/ogg"
@@ -207,11 +241,22 @@ def test_window_audio_is_the_window_cut_from_the_archive(live):
     assert live.http.get(f"/windows/{second['id']}/audio", params={"margin": 31}).status_code == 422
 
 
-@pytest.mark.parametrize("path", [
-    "/windows/../../etc/passwd/audio", "/windows/..%2F..%2Fetc%2Fpasswd/audio", "/windows/%2Fetc%2Fpasswd/audio",
-    "/windows/%252e%252e%252fetc/audio", "/windows/-1/audio", "/windows/1e3/audio", "/windows/999999/audio",
-    "/files/..%2F..%2Fetc%2Fpasswd", "/files/%2Fetc%2Fpasswd", "/static/..%2F..%2Fapp.py", "/static/../app.py",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/windows/../../etc/passwd/audio",
+        "/windows/..%2F..%2Fetc%2Fpasswd/audio",
+        "/windows/%2Fetc%2Fpasswd/audio",
+        "/windows/%252e%252e%252fetc/audio",
+        "/windows/-1/audio",
+        "/windows/1e3/audio",
+        "/windows/999999/audio",
+        "/files/..%2F..%2Fetc%2Fpasswd",
+        "/files/%2Fetc%2Fpasswd",
+        "/static/..%2F..%2Fapp.py",
+        "/static/../app.py",
+    ],
+)
 def test_traversal_and_unknown_ids_are_404(live, path):
     response = live.http.send(live.http.build_request("GET", httpx.URL(live.url + path)))
     assert response.status_code == 404, response.text

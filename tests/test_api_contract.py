@@ -1,4 +1,5 @@
 """The API's contract on a real server: upload caps, the one error model, repeated form fields, allowed job roots."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,6 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-
 from api_server import LiveServer, api_settings, build_index, write_archive
 
 KEY = "contract-key-0123"
@@ -23,8 +23,13 @@ def live(tmp_path_factory, tiny_model_dir):
     (root / "allowed").mkdir()
     (root / "secret").mkdir()
     (root / "secret" / "s.wav").write_bytes((archive / "a.wav").read_bytes())
-    settings = api_settings(root / "index", tiny_model_dir, max_upload_mb=8.0, max_upload_duration_s=60.0,
-                            allow_roots=[str(root / "allowed")])
+    settings = api_settings(
+        root / "index",
+        tiny_model_dir,
+        max_upload_mb=8.0,
+        max_upload_duration_s=60.0,
+        allow_roots=[str(root / "allowed")],
+    )
     build_index(settings, [archive])
     with LiveServer(create_app(settings)) as server:
         server.root, server.archive = root, archive
@@ -55,7 +60,9 @@ def test_two_hours_of_flac_silence_is_refused_at_once_with_413(live):
     data = _flac_of_silence(2 * 3600)
     assert len(data) < 1_000_000
     t = time.monotonic()
-    response = live.http.post("/classify-file", data={"labels": "hum"}, files={"file": ("silence.flac", data, "audio/flac")})
+    response = live.http.post(
+        "/classify-file", data={"labels": "hum"}, files={"file": ("silence.flac", data, "audio/flac")}
+    )
     elapsed = time.monotonic() - t
     assert response.status_code == 413, response.text
     assert "7200 s of audio, over the limit of 60 s per upload" in response.json()["detail"]
@@ -66,18 +73,24 @@ def test_two_hours_of_flac_silence_is_refused_at_once_with_413(live):
 def test_audio_past_the_cap_without_a_header_duration_is_stopped_while_decoding(live, tmp_path):
     # A headerless PCM file: its duration is known only by decoding it; the cap stops the decode.
     raw = np.zeros(16000 * 120, dtype=np.int16).tobytes()  # 120 s at the pcm plugin's 16 kHz
-    response = live.http.post("/classify-file", data={"labels": "hum"}, files={"file": ("long.pcm", raw, "application/octet-stream")})
+    response = live.http.post(
+        "/classify-file", data={"labels": "hum"}, files={"file": ("long.pcm", raw, "application/octet-stream")}
+    )
     assert response.status_code == 413, response.text
     assert "over the limit of 60 s per upload" in response.json()["detail"]
 
 
 def test_repeated_labels_fields_are_joined(live):
-    response = live.http.post("/classify-file", data={"labels": ["a dog", "a cat, rain"]},
-                              files={"file": ("t.wav", _wav(3.0), "audio/wav")})
+    response = live.http.post(
+        "/classify-file", data={"labels": ["a dog", "a cat, rain"]}, files={"file": ("t.wav", _wav(3.0), "audio/wav")}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["labels"] == ["a dog", "a cat", "rain"]
-    twice = live.http.post("/classify-file", data={"labels": "a dog", "policy": ["softmax", "sigmoid"]},
-                           files={"file": ("t.wav", _wav(3.0), "audio/wav")})
+    twice = live.http.post(
+        "/classify-file",
+        data={"labels": "a dog", "policy": ["softmax", "sigmoid"]},
+        files={"file": ("t.wav", _wav(3.0), "audio/wav")},
+    )
     assert twice.status_code == 422 and twice.json()["detail"] == "give `policy` once"
 
 
@@ -101,9 +114,14 @@ def test_openapi_without_a_key_advertises_no_security_and_documents_errors(live)
     assert all("security" not in op for op in ops.values())
     assert all("401" not in op["responses"] for op in ops.values())
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
-    for key, codes in {("GET", "/files/{file_id}"): ["404", "422"], ("GET", "/windows/{window_id}/audio"): ["404", "422"],
-                       ("GET", "/jobs/{job_id}"): ["404", "422"], ("POST", "/classify-file"): ["413", "422"],
-                       ("POST", "/jobs/index"): ["403", "413", "422", "429"], ("POST", "/search"): ["413", "422"]}.items():
+    for key, codes in {
+        ("GET", "/files/{file_id}"): ["404", "422"],
+        ("GET", "/windows/{window_id}/audio"): ["404", "422"],
+        ("GET", "/jobs/{job_id}"): ["404", "422"],
+        ("POST", "/classify-file"): ["413", "422"],
+        ("POST", "/jobs/index"): ["403", "413", "422", "429"],
+        ("POST", "/search"): ["413", "422"],
+    }.items():
         for code in codes:
             assert ops[key]["responses"][code]["content"]["application/json"]["schema"] == error_ref, (key, code)
 
@@ -123,8 +141,17 @@ def test_openapi_with_a_key_advertises_it_and_401(tmp_path, tiny_model_dir):
 
 def test_jobs_are_confined_to_the_allowed_roots(live):
     root = live.root
-    outside = [str(root / "secret"), str(root / "secret" / "s.wav"), str(root / "no-such-dir"), "/etc/passwd",
-               "/proc/self/environ", "/dev/zero", "/nonexistent/x.wav", "../secret", "../../../../etc"]
+    outside = [
+        str(root / "secret"),
+        str(root / "secret" / "s.wav"),
+        str(root / "no-such-dir"),
+        "/etc/passwd",
+        "/proc/self/environ",
+        "/dev/zero",
+        "/nonexistent/x.wav",
+        "../secret",
+        "../../../../etc",
+    ]
     answers = []
     for path in outside:
         response = live.http.post("/jobs/index", json={"paths": [path]})

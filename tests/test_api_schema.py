@@ -1,15 +1,15 @@
 """Schemathesis against the live server's OpenAPI schema: no request a client can send gives a 5xx."""
+
 from __future__ import annotations
 
 import itertools
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
+from api_server import LiveServer, api_settings, build_index, write_archive
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-
-from api_server import LiveServer, api_settings, build_index, write_archive
+from schemathesis import GenerationMode
 
 KEY = "schema-test-key"
 
@@ -40,13 +40,17 @@ def test_no_request_gives_a_server_error(api_schema, live):
     failures: list[str] = []
     for operation, mode in itertools.product(operations, (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)):
 
-        @settings(max_examples=10, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=10, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def check(case):
             response = case.call(base_url=live.url, headers={"X-API-Key": KEY}, timeout=60)
             if response.status_code >= 500 or (response.status_code == 422 and not response.json().get("detail")):
-                failures.append(f"{case.method} {case.formatted_path} {case.query} {str(case.body)[:200]} -> "
-                                f"{response.status_code}: {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} {case.query} {str(case.body)[:200]} -> "
+                    f"{response.status_code}: {response.text[:300]}"
+                )
 
         try:
             check()

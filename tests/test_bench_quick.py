@@ -1,4 +1,5 @@
 """Every benchmark runs in its quick mode and reports what it promises (CI checks they work; they are not timed tests)."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,14 @@ from tests.conftest import REPO
 
 def run_quick(name: str, tmp_path) -> dict:
     out = tmp_path / f"{name}.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, cwd=REPO, timeout=280,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=280,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "machine:" in proc.stdout
     return json.loads(out.read_text())

@@ -1,5 +1,6 @@
 """What each command loads: light commands import neither torch nor transformers; search loads the text tower alone;
 texts embedded once are remembered in the index, so asking again loads no model at all."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, cli_env
 
 # Runs the real CLI entry point, then reports which heavy packages ended up imported (stdout's last line).
@@ -30,8 +30,14 @@ print("\\n@@probe " + json.dumps({"code": code, "heavy": heavy}))
 
 def probe(args: list[str], tiny_model_dir: Path) -> tuple[dict, str, str]:
     """(probe result, stdout before it, stderr) of one CLI run in a fresh interpreter."""
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps([str(a) for a in args])], capture_output=True, text=True,
-                          env=cli_env(tiny_model_dir), cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps([str(a) for a in args])],
+        capture_output=True,
+        text=True,
+        env=cli_env(tiny_model_dir),
+        cwd=REPO,
+        timeout=300,
+    )
     out, _, tail = proc.stdout.rpartition("\n@@probe ")
     assert tail, f"no probe line: {proc.stdout}\n{proc.stderr}"
     return json.loads(tail), out, proc.stderr
@@ -40,9 +46,9 @@ def probe(args: list[str], tiny_model_dir: Path) -> tuple[dict, str, str]:
 @pytest.fixture(scope="module")
 def built_index(tmp_path_factory, tiny_model_dir, tiny_encoder):
     """A small index built in-process (the tiny CLAP), closed: ready for CLI readers."""
+    from indexer.settings import load_settings
     from search.demo_audio import synthesize, write_audio
     from search.sound_index import SoundIndex
-    from indexer.settings import load_settings
 
     root = tmp_path_factory.mktemp("light")
     for i, kind in enumerate(["tone", "noise", "bell"]):
@@ -54,8 +60,15 @@ def built_index(tmp_path_factory, tiny_model_dir, tiny_encoder):
 
 
 def test_light_commands_import_neither_torch_nor_transformers(built_index, tiny_model_dir):
-    for args in (["--help"], ["stats", "--index", built_index, "--json"], ["stats", "--index", built_index],
-                 ["check", "--index", built_index, "--json"], ["plugins", "--json"], ["doctor"], ["search", "--help"]):
+    for args in (
+        ["--help"],
+        ["stats", "--index", built_index, "--json"],
+        ["stats", "--index", built_index],
+        ["check", "--index", built_index, "--json"],
+        ["plugins", "--json"],
+        ["doctor"],
+        ["search", "--help"],
+    ):
         result, out, err = probe(args, tiny_model_dir)
         assert result == {"code": 0, "heavy": []}, (args, result, err)
     stats, _, _ = probe(["stats", "--index", built_index, "--json"], tiny_model_dir)
@@ -70,7 +83,10 @@ def test_error_paths_import_neither_torch_nor_transformers(built_index, tmp_path
         (["classify", "--labels", "dog", "--by", "day", "--index", built_index], "--by must be window or file"),
         (["index", tmp_path / "not-mounted", "--index", tmp_path / "new"], "no such file or directory"),
         (["classify-file", tmp_path / "missing.wav", "--labels", "dog"], "no such file"),
-        (["classify-file", tmp_path / "missing.wav", "--labels", "dog", "--policy", "nope"], "no scoring policy named 'nope'"),
+        (
+            ["classify-file", tmp_path / "missing.wav", "--labels", "dog", "--policy", "nope"],
+            "no scoring policy named 'nope'",
+        ),
         (["search", "dog", "-k", "0", "--index", built_index], "k must be at least 1"),
     ]
     for args, message in cases:

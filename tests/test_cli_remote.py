@@ -1,5 +1,6 @@
 """The CLI as a client: while `soundsift serve` owns an index, search, classify, stats, check and classify-file go
 through its HTTP API and print exactly what they print locally."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from api_server import write_archive
 from conftest import REPO, cli_env
 
@@ -24,19 +24,38 @@ def cli(tiny_model_dir: Path, *args, env: dict | None = None) -> subprocess.Comp
     full.pop("SOUNDSIFT_API_KEY", None)
     full.pop("SOUNDSIFT_SERVER", None)
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "search.cli", *map(str, args)], capture_output=True, text=True,
-                          env=full, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "search.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 class Served:
     """`soundsift serve` in a subprocess on 127.0.0.1, an ephemeral port; its URL is read from the owner note."""
 
     def __init__(self, tiny_model_dir: Path, index: Path, api_key: str | None = None):
-        args = [sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--host", "127.0.0.1", "--port", "0"]
+        args = [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "serve",
+            "--index",
+            str(index),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
         env = cli_env(tiny_model_dir)
         if api_key:
             env["SOUNDSIFT_API_KEY"] = api_key
-        self.proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         self.index = index
         self.url = None
 
@@ -79,8 +98,21 @@ def commands(root: Path, archive: Path, index: Path) -> dict[str, list]:
         "search": ["search", "a steady tone", "--index", index, "-k", "3", "--path-glob", "*line1*"],
         "classify --json": ["classify", "--labels", "tone, noise, 轴承异响", "--index", index, "--json"],
         "classify --out csv": ["classify", "--labels", "tone, noise", "--index", index, "--out", root / "rows.csv"],
-        "classify by file": ["classify", "--labels", "tone, noise", "--by", "file", "--top", "2", "--policy", "multilabel",
-                             "--policy-option", "threshold=0.1", "--index", index],
+        "classify by file": [
+            "classify",
+            "--labels",
+            "tone, noise",
+            "--by",
+            "file",
+            "--top",
+            "2",
+            "--policy",
+            "multilabel",
+            "--policy-option",
+            "threshold=0.1",
+            "--index",
+            index,
+        ],
         "stats --json": ["stats", "--index", index, "--json"],
         "stats": ["stats", "--index", index],
         "check --json": ["check", "--index", index, "--json"],

@@ -1,4 +1,5 @@
 """Bad input never stops a run; a user's mistake is one line on stderr and a non-zero exit."""
+
 from __future__ import annotations
 
 import struct
@@ -18,7 +19,15 @@ SR = 48_000
 def _wav_header(channels: int, rate: int, bits: int = 16, data_bytes: int = 0) -> bytes:
     block = channels * bits // 8
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
-    return b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_bytes)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
 
 
 def test_bad_files_are_recorded_and_skipped(tmp_path, write_sound, run_cli):
@@ -42,7 +51,15 @@ def test_bad_files_are_recorded_and_skipped(tmp_path, write_sound, run_cli):
     assert report["files_indexed"] == 2
     assert report["windows"] == 3  # good.wav: 2, mislabelled.mp3: 1
     errors = {e["path"].rsplit("/", 1)[-1]: e["error"] for e in report["errors"]}
-    assert set(errors) == {"empty.wav", "garbage.mp3", "truncated.mp3", "text.flac", "lowrate.wav", "zero_channels.wav", "nan.wav"}
+    assert set(errors) == {
+        "empty.wav",
+        "garbage.mp3",
+        "truncated.mp3",
+        "text.flac",
+        "lowrate.wav",
+        "zero_channels.wav",
+        "nan.wav",
+    }
     assert errors["empty.wav"] == "empty file (0 bytes)"
     assert "sample rate 2000 Hz outside 4000..768000 Hz" in errors["lowrate.wav"]
     assert "non-finite samples" in errors["nan.wav"]
@@ -55,15 +72,26 @@ def test_bad_files_are_recorded_and_skipped(tmp_path, write_sound, run_cli):
     assert "7 failed" in failed.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (("index", "/no/such/dir", "--index", "{tmp}/i"), "error: no such file or directory: /no/such/dir"),
-    (("classify", "--index", "{tmp}/nothing", "--labels", "a"), "error: no index at {tmp}/nothing"),
-    (("classify-file", "{tmp}/a.wav", "--labels", " , ,"), "error: empty label list"),
-    (("classify-file", "{tmp}/a.wav", "--labels", "x", "--model", "{tmp}/no-model"), "error: CLAP weights for '{tmp}/no-model' are not available"),
-    (("classify-file", "{tmp}/a.wav", "--labels", "x", "--policy", "nope"), "error: no scoring policy named 'nope'"),
-    (("index", "{tmp}/a.wav", "--index", "{tmp}/i", "--window", "20", "--hop", "20"),
-     "error: --window 20 s is longer than the model accepts: the maximum is 10 s"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("index", "/no/such/dir", "--index", "{tmp}/i"), "error: no such file or directory: /no/such/dir"),
+        (("classify", "--index", "{tmp}/nothing", "--labels", "a"), "error: no index at {tmp}/nothing"),
+        (("classify-file", "{tmp}/a.wav", "--labels", " , ,"), "error: empty label list"),
+        (
+            ("classify-file", "{tmp}/a.wav", "--labels", "x", "--model", "{tmp}/no-model"),
+            "error: CLAP weights for '{tmp}/no-model' are not available",
+        ),
+        (
+            ("classify-file", "{tmp}/a.wav", "--labels", "x", "--policy", "nope"),
+            "error: no scoring policy named 'nope'",
+        ),
+        (
+            ("index", "{tmp}/a.wav", "--index", "{tmp}/i", "--window", "20", "--hop", "20"),
+            "error: --window 20 s is longer than the model accepts: the maximum is 10 s",
+        ),
+    ],
+)
 def test_user_mistakes_are_one_line(tmp_path, write_sound, run_cli, args, message):
     write_sound(tmp_path / "a.wav", "tone", 2.0)
     proc = run_cli(*[a.format(tmp=tmp_path) for a in args], check=False)

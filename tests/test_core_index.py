@@ -1,20 +1,25 @@
 """Indexing through the Python API: window boundaries, formats, search ranking, classification, outputs."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from search.sound_index import SoundIndex, classify_array, classify_file
 from search.filters import Filters
+from search.sound_index import SoundIndex, classify_array, classify_file
 
 SR = 48_000
 
 
 def _spans(sx: SoundIndex) -> dict[str, list[tuple[float, float]]]:
-    rows = sx.store.cursor().execute(
-        'SELECT f.path, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ORDER BY f.path, w.start'
-    ).fetchall()
+    rows = (
+        sx.store.cursor()
+        .execute(
+            'SELECT f.path, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ORDER BY f.path, w.start'
+        )
+        .fetchall()
+    )
     out: dict[str, list] = {}
     for path, start, end in rows:
         out.setdefault(path.rsplit("/", 1)[-1], []).append((round(start, 6), round(end, 6)))
@@ -25,7 +30,13 @@ def test_window_boundaries(tmp_path, open_index):
     archive = tmp_path / "archive"
     archive.mkdir()
     rng = np.random.default_rng(0)
-    lengths = {"a_3.5.wav": int(3.5 * SR), "b_10.wav": 10 * SR, "c_10plus1.wav": 10 * SR + 1, "d_25.wav": 25 * SR, "e_31.wav": 31 * SR}
+    lengths = {
+        "a_3.5.wav": int(3.5 * SR),
+        "b_10.wav": 10 * SR,
+        "c_10plus1.wav": 10 * SR + 1,
+        "d_25.wav": 25 * SR,
+        "e_31.wav": 31 * SR,
+    }
     for name, n in lengths.items():
         sf.write(archive / name, (0.1 * rng.standard_normal(n)).astype(np.float32), SR, subtype="FLOAT")
     sx = open_index()
@@ -49,17 +60,26 @@ def test_hop_is_configurable(tmp_path, open_index, write_sound):
     assert _spans(sx)["x.wav"] == [(0.0, 10.0), (5.0, 15.0), (10.0, 20.0), (15.0, 25.0)]
 
 
-@pytest.mark.parametrize("ext,rate,channels", [
-    (".wav", 44_100, 2), (".flac", 48_000, 1), (".ogg", 22_050, 1), (".mp3", 44_100, 2), (".m4a", 44_100, 1),
-    (".opus", 48_000, 1), (".aac", 32_000, 1),
-])
+@pytest.mark.parametrize(
+    "ext,rate,channels",
+    [
+        (".wav", 44_100, 2),
+        (".flac", 48_000, 1),
+        (".ogg", 22_050, 1),
+        (".mp3", 44_100, 2),
+        (".m4a", 44_100, 1),
+        (".opus", 48_000, 1),
+        (".aac", 32_000, 1),
+    ],
+)
 def test_each_format_is_indexed_with_its_duration(tmp_path, open_index, write_sound, ext, rate, channels):
     path = write_sound(tmp_path / "archive" / f"clip{ext}", "bell", 12.0, sample_rate=rate, channels=channels)
     sx = open_index()
     report = sx.index([path.parent], progress=False)
     assert report.files_failed == 0, report.errors
-    duration, sample_rate, file_channels = sx.store.cursor().execute(
-        "SELECT duration, sample_rate, channels FROM files").fetchone()
+    duration, sample_rate, file_channels = (
+        sx.store.cursor().execute("SELECT duration, sample_rate, channels FROM files").fetchone()
+    )
     assert abs(duration - 12.0) < 0.12  # encoder priming/padding of lossy codecs, within 1 %
     assert (sample_rate, file_channels) == (rate, channels)
     assert [s for s, _ in _spans(sx)[path.name]] == [0.0, pytest.approx(duration - 10.0, abs=1e-6)]
@@ -163,7 +183,16 @@ def test_cli_outputs_csv_parquet_jsonl(tmp_path, write_sound, run_cli):
     rows = list(csv.DictReader(open(tmp_path / "r.csv", encoding="utf-8")))
     assert len(rows) == 3 and set(rows[0]) >= {"path", "start", "end", "label", "tone"}
     table = pq.read_table(tmp_path / "r.parquet")
-    assert table.num_rows == 3 and table.column_names == ["path", "start", "end", "label", "tone", "noise", "confidence", "fired"]
+    assert table.num_rows == 3 and table.column_names == [
+        "path",
+        "start",
+        "end",
+        "label",
+        "tone",
+        "noise",
+        "confidence",
+        "fired",
+    ]
     lines = [json.loads(line) for line in open(tmp_path / "r.jsonl", encoding="utf-8")]
     assert [l["start"] for l in lines] == [0.0, 10.0, 11.0]
 
@@ -229,10 +258,13 @@ def test_what_a_decoder_leaves_out_is_recorded_with_the_file(tmp_path, run_cli):
     (archive / "odd.pcm").write_bytes(samples + b"\x01")  # a partial last s16le frame
     report = run_cli("index", archive, "--index", tmp_path / "index", "--json").json
     assert report["files_indexed"] == 1 and report["errors"] == []
-    assert report["warnings"] == [{"path": str(archive / "odd.pcm"), "warning": "dropped a partial final frame (1 of 2 bytes)"}]
+    assert report["warnings"] == [
+        {"path": str(archive / "odd.pcm"), "warning": "dropped a partial final frame (1 of 2 bytes)"}
+    ]
     import duckdb
 
     con = duckdb.connect(str(tmp_path / "index" / "soundsift.duckdb"), read_only=True)
     assert con.execute("SELECT status, notes, duration FROM files").fetchall() == [
-        ("indexed", "dropped a partial final frame (1 of 2 bytes)", 3.0)]
+        ("indexed", "dropped a partial final frame (1 of 2 bytes)", 3.0)
+    ]
     con.close()

@@ -1,4 +1,5 @@
 """Parity with transformers, computed from transformers itself: features, vectors, pipeline scores, batch independence."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,7 +61,10 @@ def test_window_vector_and_scores_equal_the_pipeline(name, clap_pipeline, tiny_e
 
 def test_vector_does_not_depend_on_batch_mates(tiny_encoder):
     rng = np.random.default_rng(7)
-    windows = [synthesize(kind, 10.0, SR, seed=i) for i, kind in enumerate(["tone", "noise", "bell", "bearing", "bark", "glass"])]
+    windows = [
+        synthesize(kind, 10.0, SR, seed=i)
+        for i, kind in enumerate(["tone", "noise", "bell", "bearing", "bark", "glass"])
+    ]
     windows.append((0.2 * rng.standard_normal(4 * SR)).astype(np.float32))  # a short one among full ones
     batch = tiny_encoder.embed_windows(windows)
     assert batch.shape == (7, tiny_encoder.embedding_dim)

@@ -1,4 +1,5 @@
 """Several readers share an index; a writer owns it alone and is named to anyone who finds it busy."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,7 +46,9 @@ def test_jobs_spell_paths_as_the_index_does(tmp_path, write_sound, make_settings
     with SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder) as sx:
         sx.index(["archive"], progress=False)
         assert spelled_as_indexed(sx.store, [str(tmp_path / "archive"), str(tmp_path / "other")]) == [
-            "archive", str(tmp_path / "other")]
+            "archive",
+            str(tmp_path / "other"),
+        ]
         report = sx.index(spelled_as_indexed(sx.store, [str(tmp_path / "archive")]), progress=False)
         assert report.files_unchanged == 1 and report.files_indexed == 0
 

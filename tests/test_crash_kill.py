@@ -5,6 +5,7 @@ once (running this file as a script starts one), so a cycle costs the run, not 5
 are aimed with SOUNDSIFT_TEST_PAUSE_AT=<phase>:<n> (see indexer/crashpoints.py) or land after a random
 delay; each kill takes the whole process group (the run and its decode worker), like a power cut.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,14 @@ def _zygote(model_dir: str) -> None:
                 from indexer.settings import load_settings
                 from search.sound_index import SoundIndex
 
-                settings = load_settings(index=cmd["index"], model=model_dir, device="cpu", decode_workers=1,
-                                         batch_size=2, commit_every_files=1)
+                settings = load_settings(
+                    index=cmd["index"],
+                    model=model_dir,
+                    device="cpu",
+                    decode_workers=1,
+                    batch_size=2,
+                    commit_every_files=1,
+                )
                 t0 = time.monotonic()
                 with SoundIndex.open(settings.index, settings=settings, create=True, encoder=encoder) as sx:
                     opened_s = time.monotonic() - t0
@@ -77,8 +84,15 @@ class Zygote:
 
     def __init__(self, model_dir: Path):
         env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-        self.proc = subprocess.Popen([sys.executable, __file__, "zygote", str(model_dir)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "zygote", str(model_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         self._expect(lambda line: line.startswith('{"ready"'), timeout=120)
@@ -97,8 +111,14 @@ class Zygote:
             if pred(line):
                 return line
 
-    def run(self, index: Path, archive: Path, pause: str | None = None, kill_after_s: float | None = None,
-            timeout: float = 60) -> dict:
+    def run(
+        self,
+        index: Path,
+        archive: Path,
+        pause: str | None = None,
+        kill_after_s: float | None = None,
+        timeout: float = 60,
+    ) -> dict:
         """One child run. Returns {"killed": bool, "phase": last phase announced, "done": summary, "error": text}."""
         self.proc.stdin.write(json.dumps({"index": str(index), "archive": str(archive), "pause": pause}) + "\n")
         self.proc.stdin.flush()
@@ -125,9 +145,9 @@ class Zygote:
                 self._expect(lambda line: line.startswith('{"exit"'), 30)
                 return out
             elif line.startswith("soundsift-done "):
-                out["done"] = json.loads(line[len("soundsift-done "):])
+                out["done"] = json.loads(line[len("soundsift-done ") :])
             elif line.startswith("soundsift-error "):
-                out["error"] = line[len("soundsift-error "):]
+                out["error"] = line[len("soundsift-error ") :]
             elif line.startswith('{"exit"'):
                 return out
 
@@ -186,8 +206,13 @@ def index_contents(index_dir: Path) -> dict:
 def make_archive(root: Path, write_sound, count: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     for i in range(count):
-        write_sound(root / f"d{i % 3}" / f"s{i:02d}.wav", ("noise", "chirp", "bearing", "bell")[i % 4],
-                    rng.choice([2.0, 6.0, 12.0]), 16_000, seed=i)
+        write_sound(
+            root / f"d{i % 3}" / f"s{i:02d}.wav",
+            ("noise", "chirp", "bearing", "bell")[i % 4],
+            rng.choice([2.0, 6.0, 12.0]),
+            16_000,
+            seed=i,
+        )
 
 
 def grow_archive(root: Path, write_sound, step: int) -> None:
@@ -209,8 +234,11 @@ def unchanged_on_disk(index_dir: Path) -> int:
         rows = store.cursor().execute("SELECT path, size, mtime FROM files WHERE status = 'indexed'").fetchall()
     finally:
         store.close()
-    return sum(1 for path, size, mtime in rows
-               if os.path.exists(path) and (os.stat(path).st_size, os.stat(path).st_mtime) == (size, mtime))
+    return sum(
+        1
+        for path, size, mtime in rows
+        if os.path.exists(path) and (os.stat(path).st_size, os.stat(path).st_mtime) == (size, mtime)
+    )
 
 
 @pytest.mark.slow  # 22 kill -9s of a running indexer, each followed by an audit
@@ -234,7 +262,13 @@ def test_kill_loop_every_phase(tmp_path, write_sound, zygote):
             result = zygote.run(index, archive, kill_after_s=rng.uniform(0.1, 1.0))
         assert result["error"] is None, result["error"]
         if os.environ.get("SOUNDSIFT_TEST_DEBUG"):
-            print(kind, phase, result["killed"], result["phase"], [l for l in result["log"] if "phase" in l or "error" in l][-6:])
+            print(
+                kind,
+                phase,
+                result["killed"],
+                result["phase"],
+                [l for l in result["log"] if "phase" in l or "error" in l][-6:],
+            )
         if not result["killed"]:  # the run finished before the aimed moment: give the next one work
             completed += 1
             grow_archive(archive, write_sound, completed)
@@ -271,9 +305,11 @@ def test_kill_loop_every_phase(tmp_path, write_sound, zygote):
     kills = sum(len(v) for v in figures.values())
     assert kills == len(PHASES) * KILLS_PER_PHASE + RANDOM_KILLS, (attempts, figures)
     summary = {k: len(v) for k, v in sorted(figures.items())}
-    print(f"\nkill loop: {kills}/{kills} kills survived (audit ok after each) in {attempts} runs ({completed} ran to the end), "
-          f"{loop_s:.1f} s; by phase {summary}; recovery (open + FAISS catch-up) max {max(recoveries) * 1000:.0f} ms, "
-          f"median {np.median(recoveries) * 1000:.0f} ms; final result equals an uninterrupted run ({len(want)} files)")
+    print(
+        f"\nkill loop: {kills}/{kills} kills survived (audit ok after each) in {attempts} runs ({completed} ran to the end), "
+        f"{loop_s:.1f} s; by phase {summary}; recovery (open + FAISS catch-up) max {max(recoveries) * 1000:.0f} ms, "
+        f"median {np.median(recoveries) * 1000:.0f} ms; final result equals an uninterrupted run ({len(want)} files)"
+    )
 
 
 # -- a full disk -------------------------------------------------------------------------------------
@@ -282,7 +318,9 @@ def small_disk(tmp_path):
     """A 4 MiB tmpfs (needs root); skipped where mounting is not allowed."""
     mount = tmp_path / "small"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); the disk-full test needs root")
     yield mount
@@ -329,9 +367,15 @@ def test_second_indexer_is_told_who_owns_the_index(tmp_path, write_sound, run_cl
     make_archive(archive, write_sound, 2)
     index = tmp_path / "index"
     env = {**cli_env(tiny_model_dir), "SOUNDSIFT_TEST_PAUSE_AT": "embed"}
-    first = subprocess.Popen([sys.executable, "-m", "search.cli", "index", str(archive), "--index", str(index)],
-                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "index", str(archive), "--index", str(index)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+    )
     try:
         for line in first.stderr:
             if line.startswith("soundsift-paused-at"):

@@ -1,4 +1,5 @@
 """The built-in slk, amr and pcm decoders, through the real plugin manager, on real files encoded here."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,6 +62,7 @@ def test_registered_with_extensions_and_magic(decoders):
 
 # --- pcm --------------------------------------------------------------------------------------
 
+
 def pcm_bytes(audio: np.ndarray, fmt: str) -> tuple[bytes, np.ndarray]:
     """Encode float audio (frames, channels) as ``fmt``; return the bytes and what a perfect decoder gives back."""
     if fmt == "f32le":
@@ -90,7 +92,7 @@ def test_pcm_every_format_exact(decoders, tmp_path, fmt):
     assert source.duration_s == pytest.approx(seconds, rel=0.01)
     assert len(got) == len(audio)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
-    lsb = 2.0 ** -7 if fmt == "u8" else 2.0 ** -15
+    lsb = 2.0**-7 if fmt == "u8" else 2.0**-15
     assert np.abs(got - audio).max() <= lsb
 
 
@@ -101,7 +103,9 @@ def test_pcm_defaults_and_string_settings(decoders, tmp_path):
     source, got = decode(decoders["pcm"], path)  # 16 kHz mono s16le
     assert (source.sample_rate, source.channels, source.duration_s) == (16_000, 1, 1.0)
     np.testing.assert_array_equal(got, expected)
-    source, _ = decode(decoders["pcm"], path, {"pcm.sample_rate": "8000"})  # as SOUNDSIFT_PLUGIN__PCM__SAMPLE_RATE gives it
+    source, _ = decode(
+        decoders["pcm"], path, {"pcm.sample_rate": "8000"}
+    )  # as SOUNDSIFT_PLUGIN__PCM__SAMPLE_RATE gives it
     assert source.duration_s == 2.0
 
 
@@ -125,7 +129,9 @@ def test_pcm_float_overs_clipped_nan_kept(decoders, tmp_path):
     source = decoders["pcm"].open(path, {"pcm.sample_format": "f32le"})
     (block,) = list(source.blocks())
     source.close()
-    np.testing.assert_array_equal(block[:, 0], np.array([0.25, 1.0, -1.0, np.nan], dtype=np.float32))  # NaN is the indexer's to refuse
+    np.testing.assert_array_equal(
+        block[:, 0], np.array([0.25, 1.0, -1.0, np.nan], dtype=np.float32)
+    )  # NaN is the indexer's to refuse
 
 
 def test_pcm_long_file_streams_in_blocks(decoders, tmp_path):
@@ -202,6 +208,7 @@ def test_pcm_absurd_settings_refused(decoders, tmp_path, settings, match):
 
 # --- slk --------------------------------------------------------------------------------------
 
+
 def silk_file(path: Path, audio: np.ndarray, rate: int, tencent: bool, end_mark: bool = False) -> Path:
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     out = io.BytesIO()
@@ -212,8 +219,9 @@ def silk_file(path: Path, audio: np.ndarray, rate: int, tencent: bool, end_mark:
     return path
 
 
-@pytest.mark.parametrize("tencent,end_mark", [(True, False), (False, False), (False, True)],
-                         ids=["wechat-0x02", "skype", "skype-end-mark"])
+@pytest.mark.parametrize(
+    "tencent,end_mark", [(True, False), (False, False), (False, True)], ids=["wechat-0x02", "skype", "skype-end-mark"]
+)
 @pytest.mark.parametrize("rate", [24_000, 16_000])
 def test_slk_decodes_with_and_without_prefix(decoders, tmp_path, tencent, end_mark, rate):
     seconds = 3.0
@@ -274,6 +282,7 @@ def test_slk_sample_rate_setting_checked(decoders, tmp_path, rate, match):
 
 # --- amr --------------------------------------------------------------------------------------
 
+
 def amr_nb_file(path: Path, audio: np.ndarray) -> Path:
     """A real AMR-NB file at 12.2 kbit/s, encoded by OpenCORE through PyAV."""
     with av.open(str(path), "w", format="amr") as out:
@@ -287,7 +296,9 @@ def amr_nb_file(path: Path, audio: np.ndarray) -> Path:
     return path
 
 
-needs_amrnb_encoder = pytest.mark.skipif("libopencore_amrnb" not in av.codecs_available, reason="no AMR-NB encoder in PyAV's FFmpeg")
+needs_amrnb_encoder = pytest.mark.skipif(
+    "libopencore_amrnb" not in av.codecs_available, reason="no AMR-NB encoder in PyAV's FFmpeg"
+)
 
 
 @needs_amrnb_encoder
@@ -315,7 +326,9 @@ def amr_wb_file(path: Path, speech_frames: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("decoder_names", [("libopencore_amrwb", "amrwb"), ("amrwb",)], ids=["opencore", "ffmpeg-native"])
+@pytest.mark.parametrize(
+    "decoder_names", [("libopencore_amrwb", "amrwb"), ("amrwb",)], ids=["opencore", "ffmpeg-native"]
+)
 def test_amr_wb_frames_and_silences(decoders, tmp_path, monkeypatch, decoder_names):
     if decoder_names[0] not in av.codecs_available:
         pytest.skip(f"no {decoder_names[0]} decoder")

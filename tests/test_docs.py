@@ -1,4 +1,5 @@
 """docs/plugins.md documents every hook's signature, every contract type's fields and every policy option; its examples run."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,9 @@ from plugins.manager import build_plugin_manager
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
 HOOKS = [name for name, fn in vars(hookspecs).items() if hasattr(fn, f"{hookspecs.PROJECT}_spec")]
-CONTRACT_TYPES = [obj for obj in vars(contract).values()
-                  if inspect.isclass(obj) and obj.__module__ == contract.__name__]
+CONTRACT_TYPES = [
+    obj for obj in vars(contract).values() if inspect.isclass(obj) and obj.__module__ == contract.__name__
+]
 
 
 def section(heading: str) -> str:
@@ -29,7 +31,12 @@ def section(heading: str) -> str:
 
 
 def test_the_hooks_are_the_public_four():
-    assert sorted(HOOKS) == ["register_decoders", "register_scoring_policies", "register_window_taggers", "translate_query"]
+    assert sorted(HOOKS) == [
+        "register_decoders",
+        "register_scoring_policies",
+        "register_window_taggers",
+        "translate_query",
+    ]
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -48,7 +55,10 @@ def test_every_contract_type_and_field_is_documented(cls):
     elif issubclass(cls, Exception):
         fields = []
     else:  # a Protocol: its attributes and methods
-        fields = [*cls.__annotations__, *(n for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_"))]
+        fields = [
+            *cls.__annotations__,
+            *(n for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_")),
+        ]
     missing = [f for f in fields if f"`{f}`" not in text and f"`{f}(" not in text]
     assert not missing, f"{cls.__name__} fields not documented: {missing}"
 
@@ -103,7 +113,9 @@ def test_the_worked_examples_register_and_work(tmp_path):
 
     labels = [contract.LabelTexts(n, (n,)) for n in "abc"]
     logits = np.array([[10.0, 6.0, 1.0], [5.0, 4.0, 1.0]], np.float32)
-    result = host.policies["lead"].score(logits, np.full_like(logits, -np.inf), labels, None, {"threshold": None, "logit_scale": 10.0})
+    result = host.policies["lead"].score(
+        logits, np.full_like(logits, -np.inf), labels, None, {"threshold": None, "logit_scale": 10.0}
+    )
     np.testing.assert_array_equal(result.scores, [[4.0, 0.0, -5.0], [1.0, 0.0, -3.0]])
     assert result.fired.tolist() == [[True, False, False], [False, False, False]]
 
@@ -111,7 +123,9 @@ def test_the_worked_examples_register_and_work(tmp_path):
     assert translated.texts == ["glass breaking"] and translated.translator == "german-glossary"
 
     t = np.arange(48_000) / 48_000
-    tags = host.taggers["zcr"].tag(np.stack([np.sin(2 * np.pi * 100 * t + 0.1), np.sin(2 * np.pi * 5000 * t + 0.1)]), 48_000)
+    tags = host.taggers["zcr"].tag(
+        np.stack([np.sin(2 * np.pi * 100 * t + 0.1), np.sin(2 * np.pi * 5000 * t + 0.1)]), 48_000
+    )
     np.testing.assert_allclose(tags["zcr_hz"], [200.0, 10_000.0], atol=1.0)
     assert tags["noisy"].tolist() == [False, True]
 
@@ -153,9 +167,18 @@ def test_the_documented_translator_order_holds():
         return QueryTranslation(texts=[*result.texts, "wrapped"], translator=result.translator)
 
     wrapper.translate_query = wrap
-    host = build_plugin_manager(extra=[plugin("early", False), plugin("late", True), plugin("first", False, tryfirst=True),
-                                       plugin("last", True, trylast=True), wrapper])
+    host = build_plugin_manager(
+        extra=[
+            plugin("early", False),
+            plugin("late", True),
+            plugin("first", False, tryfirst=True),
+            plugin("last", True, trylast=True),
+            wrapper,
+        ]
+    )
     result = host.translate_query("bark", {})
     assert calls == ["first", "late"]  # zh (tryfirst) passed on non-Chinese text; late answered before early ran
     assert result.texts == ["late", "wrapped"] and result.translator == "late"
-    assert host.translate_query("狗叫", {}).translator.startswith("zh")  # the built-in tryfirst translator answers Chinese
+    assert host.translate_query("狗叫", {}).translator.startswith(
+        "zh"
+    )  # the built-in tryfirst translator answers Chinese

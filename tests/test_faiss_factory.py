@@ -1,4 +1,5 @@
 """FAISS index type by size: IVF recall against exact search, k past the index, filtered search, rebuild past the threshold."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 from indexer import faiss_factory
 from indexer.faiss_factory import build_index, describe, exact_top_k, plan_for, recall_at_k, tuning_queries
 from indexer.vectors import VectorIndex
-from search.sound_index import SoundIndex
 from search.filters import Filters
+from search.sound_index import SoundIndex
 
 
 def clustered(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
@@ -31,7 +32,7 @@ def test_ivf_recall_at_10_against_exact_on_unseen_queries():
     n, dim = 50_000, 64
     x = clustered(n, dim, clusters=300)
     ids = np.arange(n, dtype=np.int64) * 3 + 7  # ids are not positions
-    chunks = lambda: ((ids[i: i + 8192], x[i: i + 8192]) for i in range(0, n, 8192))
+    chunks = lambda: ((ids[i : i + 8192], x[i : i + 8192]) for i in range(0, n, 8192))
     index, info = build_index(dim, n, chunks, flat_max=10_000)
     assert describe(index)["type"] == "IndexIVFScalarQuantizer" and index.ntotal == n
     assert info["tuned_recall_at_10"] >= faiss_factory.TARGET_RECALL
@@ -60,7 +61,12 @@ def test_ivf_k_past_the_index_and_filtered_search(tmp_path):
 @pytest.fixture()
 def ivf_index(tmp_path, make_settings, tiny_encoder, write_sound, monkeypatch):
     """A real index of 4 files whose FAISS index was rebuilt as IVF on open (the flat limit set below its size)."""
-    for name, kind, seconds in (("bell.wav", "bell", 35.0), ("bark.wav", "bark", 25.0), ("tone.flac", "tone", 12.0), ("glass.mp3", "glass", 22.0)):
+    for name, kind, seconds in (
+        ("bell.wav", "bell", 35.0),
+        ("bark.wav", "bark", 25.0),
+        ("tone.flac", "tone", 12.0),
+        ("glass.mp3", "glass", 22.0),
+    ):
         write_sound(tmp_path / "archive" / name, kind, seconds)
     settings = make_settings(tmp_path / "index")
     sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder)
@@ -73,7 +79,9 @@ def ivf_index(tmp_path, make_settings, tiny_encoder, write_sound, monkeypatch):
     sx.close()
 
 
-def test_index_past_the_flat_limit_is_rebuilt_as_ivf_and_searches_exactly_where_it_must(ivf_index, tiny_encoder, monkeypatch):
+def test_index_past_the_flat_limit_is_rebuilt_as_ivf_and_searches_exactly_where_it_must(
+    ivf_index, tiny_encoder, monkeypatch
+):
     sx = ivf_index
     assert describe(sx.vectors._index)["type"] == "IndexIVFScalarQuantizer"
     assert sx.vectors.recovery["rebuilt"] is True

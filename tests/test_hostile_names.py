@@ -1,5 +1,6 @@
 """File names that are not UTF-8 (GBK and Latin-1 names from Windows shares, stray bytes): indexed, searched,
 classified, served, renamed and deleted like any other, with ``check`` clean after each run."""
+
 from __future__ import annotations
 
 import csv
@@ -10,8 +11,8 @@ import os
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-
 from api_server import LiveServer, api_settings, build_index
+
 from indexer.paths import display_path, path_bytes, real_path
 from search.demo_audio import synthesize, write_audio
 
@@ -83,7 +84,12 @@ def test_hostile_names_index_search_classify_rename_delete(tmp_path, run_cli):
     os.rename(os.path.join(arch, INVALID), os.path.join(arch, renamed))
     os.remove(os.path.join(arch, LATIN1))
     second = run_cli("index", archive, "--index", index, "--json").json
-    assert (second["files_renamed"], second["files_removed"], second["files_indexed"], second["files_unchanged"]) == (1, 1, 0, 2)
+    assert (second["files_renamed"], second["files_removed"], second["files_indexed"], second["files_unchanged"]) == (
+        1,
+        1,
+        0,
+        2,
+    )
     assert second["windows"] == 0
     audit = run_cli("check", "--index", index, "--json").json
     assert audit["ok"] is True and audit["missing_files"] == 0
@@ -103,7 +109,9 @@ def test_two_names_with_the_same_display_form_stay_two_files(tmp_path, open_inde
     report = sx.index([str(archive)], progress=False)
     assert report.files_indexed == 2
     rows = sx.store.known_files()
-    assert sorted(os.fsencode(r.path) for r in rows) == sorted(os.path.join(arch, n) for n in (b"x\xfe.wav", b"x\xff.wav"))
+    assert sorted(os.fsencode(r.path) for r in rows) == sorted(
+        os.path.join(arch, n) for n in (b"x\xfe.wav", b"x\xff.wav")
+    )
     assert {r.decoder for r in rows} == {"soundfile"}  # not a fallback after a failed open
     os.remove(os.path.join(arch, b"x\xff.wav"))
     again = sx.index([str(archive)], progress=False)
@@ -146,6 +154,8 @@ def test_hostile_names_over_http_files_search_classify_and_audio(hostile_server)
         assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav", wav.text
         audio, rate = sf.read(io.BytesIO(wav.content), dtype="float32")
         source, source_rate = sf.read(os.path.join(os.fsencode(live.archive), name), dtype="float32")
-        assert len(audio) / rate == pytest.approx(len(source) / source_rate, abs=1e-3)  # the whole file: one short window
+        assert len(audio) / rate == pytest.approx(
+            len(source) / source_rate, abs=1e-3
+        )  # the whole file: one short window
         rms = lambda x: float((x.astype("float64") ** 2).mean() ** 0.5)  # noqa: E731
         assert rms(audio) == pytest.approx(rms(source), rel=0.05)

@@ -1,12 +1,13 @@
 """One index report, serialised once: `soundsift index --json`, the runs table and HTTP jobs carry the same document."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-
 from api_server import LiveServer, api_settings, build_index, write_archive
+
 from indexer.report import IndexReport
 
 WARNING = "dropped a partial final frame (1 of 2 bytes)"
@@ -23,9 +24,26 @@ def odd_archive(root):
 def test_the_report_document_keeps_every_field_and_rounds_once():
     report = IndexReport(run_id=3, files_indexed=2, windows=10, timings={"total_s": 4.123456789})
     doc = report.document()
-    assert list(doc) == ["run_id", "files_indexed", "files_failed", "files_unchanged", "files_skipped", "files_added",
-                         "files_updated", "files_removed", "files_renamed", "files_reused", "windows", "windows_removed",
-                         "runs_interrupted", "errors", "warnings", "skipped", "timings", "windows_per_s"]
+    assert list(doc) == [
+        "run_id",
+        "files_indexed",
+        "files_failed",
+        "files_unchanged",
+        "files_skipped",
+        "files_added",
+        "files_updated",
+        "files_removed",
+        "files_renamed",
+        "files_reused",
+        "windows",
+        "windows_removed",
+        "runs_interrupted",
+        "errors",
+        "warnings",
+        "skipped",
+        "timings",
+        "windows_per_s",
+    ]
     assert doc["timings"] == {"total_s": 4.1235} and doc["windows_per_s"] == round(10 / 4.123456789, 3)
     assert IndexReport.from_document(json.loads(json.dumps(doc)), 3).document() == doc
 
@@ -39,8 +57,13 @@ def test_http_jobs_the_cli_and_the_runs_table_report_warnings_alike(tmp_path, ti
     odd = odd_archive(tmp_path / "odd")
     cli = run_cli("index", odd, "--index", tmp_path / "cli-index", "--json").json
     assert cli["warnings"] == [{"path": str(odd / "odd.pcm"), "warning": WARNING}]
-    assert cli["skipped"] == [{"path": str(odd / "notes.txt"), "reason": "not a known audio format (extension .txt: no "
-                               "loaded decoder declares it and its first bytes are no known container)"}]
+    assert cli["skipped"] == [
+        {
+            "path": str(odd / "notes.txt"),
+            "reason": "not a known audio format (extension .txt: no "
+            "loaded decoder declares it and its first bytes are no known container)",
+        }
+    ]
     with duckdb.connect(str(tmp_path / "cli-index" / "soundsift.duckdb"), read_only=True) as con:
         (stored,) = con.execute("SELECT summary FROM runs").fetchone()
     assert json.loads(stored) == cli  # the runs table keeps the very document --json printed

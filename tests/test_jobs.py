@@ -1,4 +1,5 @@
 """Jobs inside the server: interval parsing, the CLI handing `index` to a running server, one owner per index."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,13 @@ import sys
 import time
 
 import pytest
-
 from api_server import write_archive
 from conftest import REPO, cli_env
 
 
-@pytest.mark.parametrize("text, seconds", [("30m", 1800), ("1h", 3600), ("1d", 86400), ("45s", 45), ("1.5h", 5400), (" 2H ", 7200)])
+@pytest.mark.parametrize(
+    "text, seconds", [("30m", 1800), ("1h", 3600), ("1d", 86400), ("45s", 45), ("1.5h", 5400), (" 2H ", 7200)]
+)
 def test_parse_interval(text, seconds):
     from search.jobs import parse_interval
 
@@ -28,8 +30,14 @@ def test_parse_interval_refuses_with_the_accepted_forms(text):
 
 
 def _start_server(index, env, *extra):
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", "0", *extra],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", "0", *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     deadline = time.monotonic() + 120
     for line in proc.stderr:
         if line.startswith("soundsift: serving "):
@@ -56,7 +64,9 @@ def test_cli_hands_index_to_the_running_server_and_a_second_server_is_refused(tm
         refused = run_cli("index", elsewhere, "--index", index, check=False, env={"SOUNDSIFT_API_KEY": "handoff-key"})
         assert refused.returncode != 0 and "not under a root this server may index" in refused.stderr
         assert "--allow-root" in refused.stderr and "Traceback" not in refused.stderr
-        handed = run_cli("index", second, "--index", index, "--wait", "--json", env={"SOUNDSIFT_API_KEY": "handoff-key"})
+        handed = run_cli(
+            "index", second, "--index", index, "--wait", "--json", env={"SOUNDSIFT_API_KEY": "handoff-key"}
+        )
         doc = handed.json
         assert doc["handed_off"] is True and doc["server"] == url
         assert doc["job"]["status"] == "completed" and doc["job"]["report"]["files_indexed"] == 2
@@ -72,8 +82,14 @@ def test_cli_hands_index_to_the_running_server_and_a_second_server_is_refused(tm
         stats = httpx.get(f"{url}/stats", headers={"Authorization": "Bearer handoff-key"}).json()
         assert stats["files"]["indexed"] == 3
 
-        other = subprocess.run([sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", "0"],
-                               capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+        other = subprocess.run(
+            [sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", "0"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=120,
+        )
         assert other.returncode != 0
         assert other.stderr.startswith("error: index ") and f"pid {server.pid}" in other.stderr
         assert f"its API is at {url}" in other.stderr and "Traceback" not in other.stderr
@@ -84,9 +100,10 @@ def test_cli_hands_index_to_the_running_server_and_a_second_server_is_refused(tm
 
 
 def test_scheduler_reindexes_the_roots_in_the_index(tmp_path, tiny_model_dir, write_sound):
-    from search.sound_index import SoundIndex
-    from search.jobs import JobManager, ReindexScheduler
     from api_server import api_settings
+
+    from search.jobs import JobManager, ReindexScheduler
+    from search.sound_index import SoundIndex
 
     archive = write_archive(tmp_path / "archive", [("a.wav", "tone", 5.0, 1)])
     settings = api_settings(tmp_path / "index", tiny_model_dir)

@@ -1,4 +1,5 @@
 """Jobs that survive: de-duplicated and capped queue, kill -9 mid-job, restart (interrupted, queue resumed); stable file ids."""
+
 from __future__ import annotations
 
 import os
@@ -10,14 +11,19 @@ import time
 
 import httpx
 import pytest
-
 from api_server import write_archive
 from conftest import REPO, cli_env
 
 
 def _serve(index, env, *extra):
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", "0", *extra],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", "0", *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + 120
     for line in proc.stderr:
@@ -79,8 +85,12 @@ def test_queue_dedup_cap_kill_and_resume(tmp_path, tiny_model_dir, run_cli):
         killed = httpx.get(f"{url}/jobs/{running['id']}").json()
         assert killed["status"] == "interrupted" and "submit it again" in killed["status_note"]
         for job in (first.json(), second.json()):
-            done = _wait_for(lambda job_id=job["id"]: (lambda j: j if j["status"] not in ("queued", "running") else None)(
-                httpx.get(f"{url}/jobs/{job_id}").json()), what=f"job {job['id']}")
+            done = _wait_for(
+                lambda job_id=job["id"]: (lambda j: j if j["status"] not in ("queued", "running") else None)(
+                    httpx.get(f"{url}/jobs/{job_id}").json()
+                ),
+                what=f"job {job['id']}",
+            )
             assert done["status"] == "completed" and done["report"]["files_indexed"] == 1
         listed = httpx.get(f"{url}/jobs", params={"limit": 100}).json()
         ids = [j["id"] for j in listed]
@@ -89,8 +99,12 @@ def test_queue_dedup_cap_kill_and_resume(tmp_path, tiny_model_dir, run_cli):
         assert all(j["status"] != "running" for j in listed)
         # The interrupted job is submitted again and finishes what the kill left.
         retry = httpx.post(f"{url}/jobs/index", json={"paths": [str(big)]}).json()
-        done = _wait_for(lambda: (lambda j: j if j["status"] not in ("queued", "running") else None)(
-            httpx.get(f"{url}/jobs/{retry['id']}").json()), what="the resubmitted job")
+        done = _wait_for(
+            lambda: (lambda j: j if j["status"] not in ("queued", "running") else None)(
+                httpx.get(f"{url}/jobs/{retry['id']}").json()
+            ),
+            what="the resubmitted job",
+        )
         assert done["status"] == "completed"
         assert httpx.get(f"{url}/stats").json()["files"]["indexed"] == 1 + 4 + 2
     finally:

@@ -1,6 +1,7 @@
 """Load: search, file views, classify and audio cuts from 8 concurrent clients before, during and after re-index
 jobs; zero errors, and p99 of search and file views within the target while a job runs. p50/p99 per route are
 printed and written to test-artifacts/load.json."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-
 from api_server import write_archive
 from conftest import REPO, cli_env
 
@@ -28,7 +28,9 @@ QUERIES = ["a pure tone", "white noise", "glass breaking", "dog barking", "machi
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def _one_request(client: httpx.Client, rng: random.Random, file_ids: list[int], window_ids: list[int]) -> tuple[bool, float, str, str]:
+def _one_request(
+    client: httpx.Client, rng: random.Random, file_ids: list[int], window_ids: list[int]
+) -> tuple[bool, float, str, str]:
     t = time.perf_counter()
     pick = rng.random()
     if pick < 0.45:
@@ -74,28 +76,55 @@ def _phase(url: str, keep_going, ids) -> list[tuple[bool, float, str, str]]:
 
 def _percentiles(latencies_s: list[float]) -> dict:
     ms = np.array(latencies_s) * 1000 if latencies_s else np.zeros(1)
-    return {"n": len(latencies_s), "p50_ms": round(float(np.percentile(ms, 50)), 1),
-            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1)}
+    return {
+        "n": len(latencies_s),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
 
 
 def _summary(results) -> dict:
-    doc = {"requests": len(results), "errors": sum(not ok for ok, *_ in results),
-           **{k: v for k, v in _percentiles([dt for ok, dt, *_ in results if ok]).items() if k != "n"}}
-    doc["routes"] = {route: _percentiles([dt for ok, dt, _, r in results if ok and r == route])
-                     for route in ("search", "file", "classify", "audio")}
+    doc = {
+        "requests": len(results),
+        "errors": sum(not ok for ok, *_ in results),
+        **{k: v for k, v in _percentiles([dt for ok, dt, *_ in results if ok]).items() if k != "n"},
+    }
+    doc["routes"] = {
+        route: _percentiles([dt for ok, dt, _, r in results if ok and r == route])
+        for route in ("search", "file", "classify", "audio")
+    }
     return doc
 
 
 @pytest.mark.slow
 def test_queries_keep_being_answered_during_a_reindex_job(tmp_path, tiny_model_dir, run_cli):
-    archive = write_archive(tmp_path / "archive", [(f"base/{i}.wav", "tone" if i % 2 else "noise", 12.0, i) for i in range(6)])
+    archive = write_archive(
+        tmp_path / "archive", [(f"base/{i}.wav", "tone" if i % 2 else "noise", 12.0, i) for i in range(6)]
+    )
     index = tmp_path / "index"
     run_cli("index", archive, "--index", index)
     env = cli_env(tiny_model_dir)
     env["SOUNDSIFT_COMMIT_EVERY_FILES"] = "2"  # many commits while the clients read
-    server = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index), "--port", "0",
-                               "--allow-root", str(tmp_path)],
-                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "serve",
+            "--index",
+            str(index),
+            "--port",
+            "0",
+            "--allow-root",
+            str(tmp_path),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     try:
         url = next(line.split()[2] for line in server.stderr if line.startswith("soundsift: serving "))
         threading.Thread(target=server.stderr.read, daemon=True).start()  # keep the pipe drained
@@ -110,8 +139,10 @@ def test_queries_keep_being_answered_during_a_reindex_job(tmp_path, tiny_model_d
 
         def submit_batch() -> None:
             batch = batches[0] = batches[0] + 1
-            root = write_archive(tmp_path / f"new{batch}", [(f"{i}.wav", "noise" if i % 2 else "tone", 21.0, 100 * batch + i)
-                                                             for i in range(12)])
+            root = write_archive(
+                tmp_path / f"new{batch}",
+                [(f"{i}.wav", "noise" if i % 2 else "tone", 21.0, 100 * batch + i) for i in range(12)],
+            )
             job_ids.append(httpx.post(f"{url}/jobs/index", json={"paths": [str(root)]}).json()["id"])
 
         during_count = [0]
@@ -151,8 +182,13 @@ def test_queries_keep_being_answered_during_a_reindex_job(tmp_path, tiny_model_d
         server.terminate()
         server.wait(60)
 
-    report = {"before": _summary(before), "during": _summary(during), "after": _summary(after),
-              "jobs": len(job_ids), "clients": CLIENTS}
+    report = {
+        "before": _summary(before),
+        "during": _summary(during),
+        "after": _summary(after),
+        "jobs": len(job_ids),
+        "clients": CLIENTS,
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load.json").write_text(json.dumps(report, indent=2))
     print("\nload:", json.dumps(report))
@@ -160,5 +196,8 @@ def test_queries_keep_being_answered_during_a_reindex_job(tmp_path, tiny_model_d
     assert errors == []
     assert len(during) >= DURING_AT_LEAST
     for route in ("search", "file"):
-        assert report["during"]["routes"][route]["p99_ms"] <= P99_TARGET_MS * P99_SLACK, (route, report["during"]["routes"])
+        assert report["during"]["routes"][route]["p99_ms"] <= P99_TARGET_MS * P99_SLACK, (
+            route,
+            report["during"]["routes"],
+        )
     assert stats["files"]["indexed"] == 6 + 12 * len(job_ids)

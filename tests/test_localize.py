@@ -1,5 +1,6 @@
 """Where inside a window a sound is: sub-windows scored against the query, with an encoder whose vectors are
 a known acoustic feature (a tone burst placed at a known offset must be found there)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The window matrix: float16 scores within 1e-3 of float32, rebuilt when stale, classification and archive statistics from it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,14 +8,18 @@ import torch
 
 from indexer.matrix import WindowMatrix, matrix_files, matrix_paths
 from plugins.builtin.policies import softmax
-from search.sound_index import SoundIndex
 from search.classify import LabelMatrix, chunk_logits
 from search.filters import Filters
+from search.sound_index import SoundIndex
 
 
 @pytest.fixture()
 def sx(tmp_path, make_settings, tiny_encoder, write_sound):
-    for name, kind, seconds in (("bearing.wav", "bearing", 45.0), ("bark.wav", "bark", 25.0), ("bell.mp3", "bell", 15.0)):
+    for name, kind, seconds in (
+        ("bearing.wav", "bearing", 45.0),
+        ("bark.wav", "bark", 25.0),
+        ("bell.mp3", "bell", 15.0),
+    ):
         write_sound(tmp_path / "archive" / name, kind, seconds)
     settings = make_settings(tmp_path / "index")
     index = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder)
@@ -26,8 +31,13 @@ def sx(tmp_path, make_settings, tiny_encoder, write_sound):
 def _labels(n: int, dim: int, seed: int, scale: float) -> LabelMatrix:
     t = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     t /= np.linalg.norm(t, axis=1, keepdims=True)
-    return LabelMatrix(labels=[None] * n, positive=torch.from_numpy(t), negative=torch.zeros((0, dim)),
-                       negative_owner=np.zeros(0, np.int64), logit_scale=scale)
+    return LabelMatrix(
+        labels=[None] * n,
+        positive=torch.from_numpy(t),
+        negative=torch.zeros((0, dim)),
+        negative_owner=np.zeros(0, np.int64),
+        logit_scale=scale,
+    )
 
 
 @pytest.mark.parametrize("scale", [14.285714, 33.0])
@@ -50,8 +60,13 @@ def test_matrix_of_a_real_index_float16_and_float32(sx, tiny_encoder):
     assert np.array_equal(wm32.ids, stored.ids) and np.array_equal(np.asarray(wm32.vectors), stored.vectors)
     assert np.array_equal(wm32.rows["file_id"], stored.file_ids) and np.array_equal(wm32.rows["end"], stored.ends)
     wm16 = WindowMatrix.build(sx.store, seq, dtype=np.float16)
-    labels = LabelMatrix(labels=[None] * 3, positive=torch.from_numpy(tiny_encoder.embed_texts(["a", "b", "c"])),
-                         negative=torch.zeros((0, 512)), negative_owner=np.zeros(0, np.int64), logit_scale=tiny_encoder.logit_scale)
+    labels = LabelMatrix(
+        labels=[None] * 3,
+        positive=torch.from_numpy(tiny_encoder.embed_texts(["a", "b", "c"])),
+        negative=torch.zeros((0, 512)),
+        negative_owner=np.zeros(0, np.int64),
+        logit_scale=tiny_encoder.logit_scale,
+    )
     p32 = softmax(chunk_logits(labels, stored.vectors)[0])
     p16 = softmax(chunk_logits(labels, next(wm16.chunks(1000)).vectors)[0])
     assert np.abs(p16 - p32).max() <= 1e-3

@@ -1,4 +1,5 @@
 """docs/example-plugin installed for real (pip, into a target dir): found via its entry point, used by index and classify."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,24 @@ def installed_example(tmp_path_factory) -> Path:
     """pip-installs a copy of docs/example-plugin (setuptools builds in the source tree) into a fresh target dir."""
     work = tmp_path_factory.mktemp("example-plugin")
     source = shutil.copytree(EXAMPLE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-compile",
-                    "--disable-pip-version-check", "--target", str(work / "site"), str(source)], check=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--target",
+            str(work / "site"),
+            str(source),
+        ],
+        check=True,
+        timeout=120,
+    )
     return work / "site"
 
 
@@ -56,14 +73,32 @@ def test_example_plugin_is_discovered_and_used_by_index_and_classify(installed_e
     assert (report["files_indexed"], report["files_failed"], report["errors"]) == (4, 0, [])
     assert report["windows"] == 6  # long: [0,10] [10,20] [15,25]; short, renamed, plain: one short window each
     with duckdb.connect(str(index / "soundsift.duckdb"), read_only=True) as con:
-        decoders = {Path(p).name: (d, round(dur, 3)) for p, d, dur in con.execute("SELECT path, decoder, duration FROM files").fetchall()}
-    assert decoders == {"long.toot": ("toot", 25.0), "short.toot": ("toot", 4.0), "renamed.wav": ("toot", 3.0),
-                        "plain.wav": ("soundfile", 3.0)}
+        decoders = {
+            Path(p).name: (d, round(dur, 3))
+            for p, d, dur in con.execute("SELECT path, decoder, duration FROM files").fetchall()
+        }
+    assert decoders == {
+        "long.toot": ("toot", 25.0),
+        "short.toot": ("toot", 4.0),
+        "renamed.wav": ("toot", 3.0),
+        "plain.wav": ("soundfile", 3.0),
+    }
 
     labels = "a pure tone, white noise, a bell"
     softmax = run_cli("classify", "--index", index, "--labels", labels, "--json", env=env).json
-    tempered = run_cli("classify", "--index", index, "--labels", labels, "--policy", "tempered",
-                       "--policy-option", "temperature=4", "--json", env=env).json
+    tempered = run_cli(
+        "classify",
+        "--index",
+        index,
+        "--labels",
+        labels,
+        "--policy",
+        "tempered",
+        "--policy-option",
+        "temperature=4",
+        "--json",
+        env=env,
+    ).json
     assert tempered["policy"] == "tempered" and len(tempered["rows"]) == len(softmax["rows"]) == 6
     for plain, flat in zip(softmax["rows"], tempered["rows"]):
         assert (plain["path"], plain["start"]) == (flat["path"], flat["start"])
@@ -72,21 +107,46 @@ def test_example_plugin_is_discovered_and_used_by_index_and_classify(installed_e
         np.testing.assert_allclose([flat["scores"][n] for n in softmax["labels"]], p / p.sum(), rtol=1e-4)
         assert flat["label"] == plain["label"]
 
-
     # a built-in policy's per-label options from the command line, on the same index
     thresholds = {"a pure tone": 0.2, "white noise": 0.9, "a bell": 0.5}
-    multi = run_cli("classify", "--index", index, "--labels", labels, "--policy", "multilabel", "--policy-option", "center=0",
-                    "--policy-option", f"thresholds={json.dumps(thresholds)}", "--json", env=env).json
+    multi = run_cli(
+        "classify",
+        "--index",
+        index,
+        "--labels",
+        labels,
+        "--policy",
+        "multilabel",
+        "--policy-option",
+        "center=0",
+        "--policy-option",
+        f"thresholds={json.dumps(thresholds)}",
+        "--json",
+        env=env,
+    ).json
     assert len(multi["rows"]) == 6
     for row in multi["rows"]:
         fired = [n for n in multi["labels"] if row["scores"][n] >= thresholds[n]]
         assert row["label"] == (max(fired, key=row["scores"].get) if fired else None)
-    bad = run_cli("classify", "--index", index, "--labels", labels, "--policy", "multilabel",
-                  "--policy-option", "treshold=0.3", env=env, check=False)
+    bad = run_cli(
+        "classify",
+        "--index",
+        index,
+        "--labels",
+        labels,
+        "--policy",
+        "multilabel",
+        "--policy-option",
+        "treshold=0.3",
+        env=env,
+        check=False,
+    )
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1] == \
-        "error: the multilabel policy has no option 'treshold'; it reads: center, threshold, thresholds " \
+    assert (
+        bad.stderr.strip().splitlines()[-1]
+        == "error: the multilabel policy has no option 'treshold'; it reads: center, threshold, thresholds "
         "(see `soundsift plugins` for each policy's options)"
+    )
 
 
 def test_example_policy_refuses_a_bad_option(installed_example, monkeypatch):
@@ -108,7 +168,13 @@ def test_example_policy_refuses_a_bad_option(installed_example, monkeypatch):
 def test_the_example_plugins_own_tests_pass(tmp_path):
     """docs/example-plugin/tests is what docs/plugins.md shows under "Testing your plugin": it must pass."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 passed" in proc.stdout

@@ -1,4 +1,5 @@
 """A decoder that segfaults or hangs costs only its file; a broken plugin is reported by name and skipped."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def extra_plugins(monkeypatch):
     return load
 
 
-def test_crashing_and_hanging_decoders_fail_their_files_and_the_run_goes_on(tmp_path, extra_plugins, write_sound,
-                                                                            make_settings, tiny_encoder):
+def test_crashing_and_hanging_decoders_fail_their_files_and_the_run_goes_on(
+    tmp_path, extra_plugins, write_sound, make_settings, tiny_encoder
+):
     from search.sound_index import SoundIndex
 
     extra_plugins("crashy", "hangy", "broken_import", "broken_register")
@@ -41,8 +43,10 @@ def test_crashing_and_hanging_decoders_fail_their_files_and_the_run_goes_on(tmp_
 
     with SoundIndex.open(settings.index, settings=settings, encoder=tiny_encoder, plugins=plugins, create=True) as sx:
         report = sx.index([str(archive)])
-        files = {Path(p).name: (status, error) for p, status, error in
-                 sx.store.cursor().execute("SELECT path, status, error FROM files").fetchall()}
+        files = {
+            Path(p).name: (status, error)
+            for p, status, error in sx.store.cursor().execute("SELECT path, status, error FROM files").fetchall()
+        }
         rows = sx.classify("tone, noise").rows
 
     assert report.files_indexed == 2 and report.files_failed == 2
@@ -50,9 +54,12 @@ def test_crashing_and_hanging_decoders_fail_their_files_and_the_run_goes_on(tmp_
     errors = {Path(e.path).name: e.error for e in report.errors}
     assert errors["a_segfault.crash"] == "decoder crashed (exit code -11)"
     assert errors["b_stuck.hang"] == "decoder hung: no progress for 4 s, killed"
-    assert files == {"a_segfault.crash": ("failed", errors["a_segfault.crash"]),
-                     "b_stuck.hang": ("failed", errors["b_stuck.hang"]),
-                     "c.wav": ("indexed", None), "d.flac": ("indexed", None)}
+    assert files == {
+        "a_segfault.crash": ("failed", errors["a_segfault.crash"]),
+        "b_stuck.hang": ("failed", errors["b_stuck.hang"]),
+        "c.wav": ("indexed", None),
+        "d.flac": ("indexed", None),
+    }
     assert sorted(Path(r.path).name for r in rows) == ["c.wav", "d.flac", "d.flac"]
 
 
@@ -60,15 +67,26 @@ def test_broken_plugins_are_reported_by_name_and_everything_else_works(extra_plu
     extra_plugins("broken_import", "broken_register", "typo_hook", "wrong_type", "crashy")
     host = build_plugin_manager()
     failures = {f.name: f.error for f in host.failures}
-    assert failures["tests.plugins.broken_import"] == \
-        "ModuleNotFoundError: No module named 'soundsift_dependency_that_does_not_exist'"
-    assert failures["tests.plugins.broken_register"] == "register_decoders: RuntimeError: the codec library is not initialised"
-    assert failures["tests.plugins.typo_hook"].startswith("implements unknown hook(s) register_decoder; the hooks are: ")
-    assert failures["tests.plugins.wrong_type"] == \
-        "register_window_taggers: TypeError: register_window_taggers was given dict, expected WindowTagger"
+    assert (
+        failures["tests.plugins.broken_import"]
+        == "ModuleNotFoundError: No module named 'soundsift_dependency_that_does_not_exist'"
+    )
+    assert (
+        failures["tests.plugins.broken_register"]
+        == "register_decoders: RuntimeError: the codec library is not initialised"
+    )
+    assert failures["tests.plugins.typo_hook"].startswith(
+        "implements unknown hook(s) register_decoder; the hooks are: "
+    )
+    assert (
+        failures["tests.plugins.wrong_type"]
+        == "register_window_taggers: TypeError: register_window_taggers was given dict, expected WindowTagger"
+    )
     # skipped whole: the policy broken_register registered before raising is not used, nor is it listed
     assert "half_registered" not in host.policies
-    assert not {"tests.plugins.broken_register", "tests.plugins.typo_hook", "tests.plugins.wrong_type"} & set(host.plugin_names())
+    assert not {"tests.plugins.broken_register", "tests.plugins.typo_hook", "tests.plugins.wrong_type"} & set(
+        host.plugin_names()
+    )
     # everything else: the built-ins and the healthy extra plugin
     assert BUILTIN_POLICIES <= set(host.policies)
     assert {"soundfile", "ffmpeg", "crashy"} <= set(host.decoders)
@@ -90,13 +108,17 @@ def test_plugins_command_lists_plugins_hooks_decoders_policies_and_failures(run_
     assert set(policies) >= BUILTIN_POLICIES
     assert set(policies["multilabel"]["options"]) == {"center", "threshold", "thresholds"}
     assert [t["name"] for t in doc["taggers"]] == ["acoustic", "classifier"]
-    assert {"name": "tests.plugins.broken_register",
-            "error": "register_decoders: RuntimeError: the codec library is not initialised"} in doc["failed"]
+    assert {
+        "name": "tests.plugins.broken_register",
+        "error": "register_decoders: RuntimeError: the codec library is not initialised",
+    } in doc["failed"]
 
     text = run_cli("plugins", env=env)
     assert "tests.plugins.crashy: register_decoders" in text.stdout.splitlines()
-    assert "failed to load tests.plugins.broken_register: register_decoders: RuntimeError: the codec library is not " \
-           "initialised" in text.stderr.splitlines()
+    assert (
+        "failed to load tests.plugins.broken_register: register_decoders: RuntimeError: the codec library is not "
+        "initialised" in text.stderr.splitlines()
+    )
 
 
 def test_soundsift_plugins_narrows_what_loads(monkeypatch, extra_plugins, run_cli):

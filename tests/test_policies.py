@@ -1,4 +1,5 @@
 """Each built-in scoring policy's numbers on hand-computed logits, through the registered plugins."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,9 @@ def policies():
 def score(policies, name, logits, options=None, negative=None, stats=None, labels=LABELS):
     logits = np.asarray(logits, dtype=np.float32)
     negative = np.full(logits.shape, -np.inf, np.float32) if negative is None else np.asarray(negative, np.float32)
-    return policies[name].score(logits, negative, labels, stats, {"threshold": None, "logit_scale": 10.0, **(options or {})})
+    return policies[name].score(
+        logits, negative, labels, stats, {"threshold": None, "logit_scale": 10.0, **(options or {})}
+    )
 
 
 def test_softmax_is_exp_over_sum_and_only_the_best_label_fires(policies):
@@ -33,7 +36,9 @@ def test_softmax_is_exp_over_sum_and_only_the_best_label_fires(policies):
     # shifting every logit changes nothing (stable softmax), huge logits do not overflow
     np.testing.assert_allclose(score(policies, "softmax", [[1001.0, 1002.0, 1003.0]]).scores, r.scores, rtol=1e-6)
     assert score(policies, "softmax", [[1.0, 2.0, 3.0]], {"threshold": 0.7}).fired.tolist() == [[False, False, False]]
-    assert score(policies, "softmax", [[1.0, 2.0, 3.0]], {"threshold": {"c": 0.6}}).fired.tolist() == [[False, False, True]]
+    assert score(policies, "softmax", [[1.0, 2.0, 3.0]], {"threshold": {"c": 0.6}}).fired.tolist() == [
+        [False, False, True]
+    ]
 
 
 def test_multilabel_sigmoid_with_center_and_per_label_thresholds(policies):
@@ -79,12 +84,17 @@ def test_contrast_penalty_is_weight_times_softplus_of_negative_minus_positive(po
     adjusted = np.array([2.0 - 0.5 * penalty, 1.0])
     np.testing.assert_allclose(r.scores[0], np.exp(adjusted) / np.exp(adjusted).sum(), rtol=1e-6)
     # no negatives: exactly softmax
-    np.testing.assert_allclose(score(policies, "contrast", [[1.0, 2.0, 3.0]]).scores,
-                               score(policies, "softmax", [[1.0, 2.0, 3.0]]).scores, rtol=1e-7)
+    np.testing.assert_allclose(
+        score(policies, "contrast", [[1.0, 2.0, 3.0]]).scores,
+        score(policies, "softmax", [[1.0, 2.0, 3.0]]).scores,
+        rtol=1e-7,
+    )
 
 
 def test_archive_z_scores_against_each_labels_own_statistics(policies):
-    stats = ArchiveStats(mean=np.array([1.0, 10.0, 0.0], np.float32), std=np.array([2.0, 0.5, 0.0], np.float32), count=100)
+    stats = ArchiveStats(
+        mean=np.array([1.0, 10.0, 0.0], np.float32), std=np.array([2.0, 0.5, 0.0], np.float32), count=100
+    )
     r = score(policies, "archive", [[7.0, 10.5, 0.0]], stats=stats)
     np.testing.assert_allclose(r.scores[0], [(7 - 1) / 2, (10.5 - 10) / 0.5, 0.0], rtol=1e-6)  # std 0 gives z 0
     assert r.fired.tolist() == [[True, False, False]]  # default threshold: z >= 3
@@ -94,13 +104,16 @@ def test_archive_z_scores_against_each_labels_own_statistics(policies):
         score(policies, "archive", [[7.0, 10.5, 0.0]])
 
 
-@pytest.mark.parametrize(("name", "options", "message"), [
-    ("softmax", {"treshold": 0.3}, "no option 'treshold'"),
-    ("multilabel", {"thresholds": {"dog": 0.3}}, "not in the label set: 'dog'"),
-    ("multilabel", {"thresholds": [0.3, 0.4]}, "2 values for 3 labels"),
-    ("margin", {"min_margin": "high"}, "min_margin must be a number"),
-    ("contrast", {"weight": {"a": "x"}}, "weight must be a number"),
-])
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("softmax", {"treshold": 0.3}, "no option 'treshold'"),
+        ("multilabel", {"thresholds": {"dog": 0.3}}, "not in the label set: 'dog'"),
+        ("multilabel", {"thresholds": [0.3, 0.4]}, "2 values for 3 labels"),
+        ("margin", {"min_margin": "high"}, "min_margin must be a number"),
+        ("contrast", {"weight": {"a": "x"}}, "weight must be a number"),
+    ],
+)
 def test_bad_options_are_refused_with_a_message_naming_them(policies, name, options, message):
     with pytest.raises(PolicyOptionError, match=message):
         score(policies, name, [[1.0, 2.0, 3.0]], options)

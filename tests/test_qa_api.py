@@ -1,5 +1,6 @@
 """The QA workflow over HTTP (a real uvicorn): every option per request, localize, envelopes, uploads with
 file info and acoustic warnings; the same options from the CLI and `classify_audio` from Python."""
+
 from __future__ import annotations
 
 import base64
@@ -63,7 +64,9 @@ def test_localize_finds_the_burst_in_seconds_of_the_file(live):
 
 
 def test_search_takes_a_prompt_template_and_localizes_hits(live):
-    r = live.http.post("/search", json={"queries": ["a tone"], "k": 2, "prompt_template": "the sound of {}", "localize": True})
+    r = live.http.post(
+        "/search", json={"queries": ["a tone"], "k": 2, "prompt_template": "the sound of {}", "localize": True}
+    )
     assert r.status_code == 200, r.text
     result = r.json()["results"][0]
     assert result["texts"] == ["the sound of a tone"]
@@ -77,7 +80,12 @@ def test_search_takes_a_prompt_template_and_localizes_hits(live):
 
 
 def test_classify_takes_policy_options_and_prompt_template_and_names_peaks(live):
-    body = {"labels": "tone, noise", "policy": "margin", "policy_options": {"min_margin": 0.0}, "prompt_template": "a {} sound"}
+    body = {
+        "labels": "tone, noise",
+        "policy": "margin",
+        "policy_options": {"min_margin": 0.0},
+        "prompt_template": "a {} sound",
+    }
     r = live.http.post("/classify", json=body)
     assert r.status_code == 200, r.text
     doc = r.json()
@@ -89,8 +97,11 @@ def test_classify_takes_policy_options_and_prompt_template_and_names_peaks(live)
     assert bad.status_code == 422 and "nonsense" in bad.json()["detail"]
     by_file = live.http.post("/classify", json={"labels": "tone, noise", "by": "file"}).json()["rows"]
     burst = next(row for row in by_file if row["path"].endswith("burst.wav"))
-    windows = [row for row in live.http.post("/classify", json={"labels": "tone, noise"}).json()["rows"]
-               if row["path"].endswith("burst.wav")]
+    windows = [
+        row
+        for row in live.http.post("/classify", json={"labels": "tone, noise"}).json()["rows"]
+        if row["path"].endswith("burst.wav")
+    ]
     peak = max(windows, key=lambda row: row["scores"][burst["label"]])
     assert burst["peak_window"] == peak["window_id"] and len(windows) == 2
     assert (burst["peak_start"], burst["peak_end"]) == (peak["start"], peak["end"])
@@ -99,15 +110,29 @@ def test_classify_takes_policy_options_and_prompt_template_and_names_peaks(live)
 def test_upload_with_every_option_gives_info_warnings_and_an_envelope(live, tmp_path):
     path = tmp_path / "take.wav"
     audio = burst_in_noise(30.0, 17.2, 4.0, seed=5)
-    audio[:48_000 * 11] = 0.0  # the first 11 s silent
+    audio[: 48_000 * 11] = 0.0  # the first 11 s silent
     sf.write(path, audio, 48_000, subtype="PCM_16")
-    form = {"labels": "tone, noise", "policy": "margin", "policy_options": json.dumps({"min_margin": 0.0}),
-            "threshold": "0.0", "prompt_template": "a {} sound", "start": "1", "duration": "25", "envelope_points": "200"}
+    form = {
+        "labels": "tone, noise",
+        "policy": "margin",
+        "policy_options": json.dumps({"min_margin": 0.0}),
+        "threshold": "0.0",
+        "prompt_template": "a {} sound",
+        "start": "1",
+        "duration": "25",
+        "envelope_points": "200",
+    }
     with open(path, "rb") as fh:
         r = live.http.post("/classify-file", data=form, files={"file": ("take.wav", fh, "audio/wav")})
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert doc["info"] == {"duration": 30.0, "sample_rate": 48000, "channels": 1, "codec": "wav/pcm_16", "decoder": "soundfile"}
+    assert doc["info"] == {
+        "duration": 30.0,
+        "sample_rate": 48000,
+        "channels": 1,
+        "codec": "wav/pcm_16",
+        "decoder": "soundfile",
+    }
     assert (doc["start"], doc["duration"]) == (1.0, 25.0)
     assert [(w["start"], w["end"]) for w in doc["windows"]] == [(1.0, 11.0), (11.0, 21.0), (16.0, 26.0)]
     assert doc["texts"] == [["a tone sound"], ["a noise sound"]]
@@ -125,22 +150,28 @@ def test_upload_with_every_option_gives_info_warnings_and_an_envelope(live, tmp_
 def test_upload_of_raw_pcm_uses_the_layout_fields(live, tmp_path):
     audio = (burst_in_noise(4.0, 1.0, 0.5, rate=8000, seed=7) * 32767).astype("<i2")
     with_stereo = np.stack([audio, audio], axis=1).tobytes()
-    r = live.http.post("/classify-file", data={"labels": "tone, noise", "pcm_sample_rate": "8000", "pcm_channels": "2",
-                                               "pcm_format": "s16le"}, files={"file": ("call.pcm", with_stereo)})
+    r = live.http.post(
+        "/classify-file",
+        data={"labels": "tone, noise", "pcm_sample_rate": "8000", "pcm_channels": "2", "pcm_format": "s16le"},
+        files={"file": ("call.pcm", with_stereo)},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["info"]["sample_rate"] == 8000 and r.json()["info"]["channels"] == 2
     assert r.json()["info"]["duration"] == pytest.approx(4.0)
 
 
-@pytest.mark.parametrize("field, value, says", [
-    ("policy_options", "{not json", "policy_options must be a JSON object"),
-    ("policy_options", "[1, 2]", "policy_options must be a JSON object"),
-    ("threshold", "high", "threshold must be a number"),
-    ("prompt_template", "no placeholder", "prompt_template must contain {}"),
-    ("start", "100", "start 100 s is at or past the end"),
-    ("duration", "-1", "duration"),
-    ("policy_options", '{"min_margin": "wide"}', "min_margin must be a number"),
-])
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("policy_options", "{not json", "policy_options must be a JSON object"),
+        ("policy_options", "[1, 2]", "policy_options must be a JSON object"),
+        ("threshold", "high", "threshold must be a number"),
+        ("prompt_template", "no placeholder", "prompt_template must contain {}"),
+        ("start", "100", "start 100 s is at or past the end"),
+        ("duration", "-1", "duration"),
+        ("policy_options", '{"min_margin": "wide"}', "min_margin must be a number"),
+    ],
+)
 def test_bad_upload_options_are_422_naming_the_field(live, tmp_path, field, value, says):
     path = tmp_path / "a.wav"
     sf.write(path, burst_in_noise(3.0, 1.0, 0.5), 48_000)
@@ -196,8 +227,16 @@ def test_classify_audio_returns_label_scores_and_the_detailed_result(band, tmp_p
     sf.write(path, burst_in_noise(12.0, 4.0, 2.0, seed=9), 48_000)
     scores = classify_audio(path, "tone, noise", encoder=band)
     assert set(scores) == {"tone", "noise"} and abs(sum(scores.values()) - 1.0) > 0  # file row: each label's max
-    detailed = classify_audio(path, ["tone", "noise"], encoder=band, detailed=True, start=2.0, duration=5.0, policy="multilabel",
-                              policy_options={"center": 0.5})
+    detailed = classify_audio(
+        path,
+        ["tone", "noise"],
+        encoder=band,
+        detailed=True,
+        start=2.0,
+        duration=5.0,
+        policy="multilabel",
+        policy_options={"center": 0.5},
+    )
     assert isinstance(detailed, FileClassification)
     assert [(w.start, w.end) for w in detailed.windows] == [(2.0, 7.0)]
     assert detailed.file.scores == scores or detailed.file.label in ("tone", "noise", None)
@@ -208,12 +247,31 @@ def test_cli_classify_file_segment_template_and_search_localize(tmp_path, run_cl
     path = tmp_path / "archive" / "c.wav"
     path.parent.mkdir()
     sf.write(path, burst_in_noise(24.0, 5.0, 1.0, seed=4), 48_000, subtype="PCM_16")
-    doc = run_cli("classify-file", path, "--labels", "tone, noise", "--start", "3", "--duration", "12",
-                  "--prompt-template", "a {} sound", "--policy", "margin", "--policy-option", "min_margin=0", "--json").json
+    doc = run_cli(
+        "classify-file",
+        path,
+        "--labels",
+        "tone, noise",
+        "--start",
+        "3",
+        "--duration",
+        "12",
+        "--prompt-template",
+        "a {} sound",
+        "--policy",
+        "margin",
+        "--policy-option",
+        "min_margin=0",
+        "--json",
+    ).json
     assert [(w["start"], w["end"]) for w in doc["windows"]] == [(3.0, 13.0), (5.0, 15.0)]
     assert doc["texts"] == [["a tone sound"], ["a noise sound"]] and doc["info"]["sample_rate"] == 48000
     bad = run_cli("classify-file", path, "--labels", "tone", "--prompt-template", "nothing", check=False)
-    assert bad.returncode != 0 and bad.stderr.startswith("error: prompt_template must contain {}") and bad.stderr.count("\n") == 1
+    assert (
+        bad.returncode != 0
+        and bad.stderr.startswith("error: prompt_template must contain {}")
+        and bad.stderr.count("\n") == 1
+    )
     run_cli("index", path.parent, "--index", tmp_path / "index")
     found = run_cli("search", "a tone", "--index", tmp_path / "index", "-k", "1", "--localize", "--json").json
     where = found["results"][0]["hits"][0]["localized"]

@@ -3,6 +3,7 @@
 Same windows and vectors as a local run, the same report plus where each stage ran; a killed owner resumes;
 a killed worker node costs a retry; export -> classify on the cluster gives the local rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,22 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from ray_cluster import LocalRayCluster  # noqa: E402
-
 from conftest import REPO, cli_env  # noqa: E402
+from ray_cluster import LocalRayCluster  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"), pytest.mark.timeout(900)]
 
 # Eight small files (1 to 4 windows each, 20 in all, three sample rates, stereo) and one that no decoder reads.
-ARCHIVE = [("a.wav", "tone", 12.0, 16_000, 1), ("b.wav", "noise", 25.0, 48_000, 2), ("c.flac", "chirp", 31.0, 22_050, 1),
-           ("d.wav", "tone", 4.0, 16_000, 1), ("e.wav", "noise", 18.0, 16_000, 1), ("f.wav", "chirp", 9.0, 48_000, 1),
-           ("sub/g.wav", "tone", 21.0, 16_000, 1), ("sub/h.flac", "noise", 35.0, 22_050, 1)]
+ARCHIVE = [
+    ("a.wav", "tone", 12.0, 16_000, 1),
+    ("b.wav", "noise", 25.0, 48_000, 2),
+    ("c.flac", "chirp", 31.0, 22_050, 1),
+    ("d.wav", "tone", 4.0, 16_000, 1),
+    ("e.wav", "noise", 18.0, 16_000, 1),
+    ("f.wav", "chirp", 9.0, 48_000, 1),
+    ("sub/g.wav", "tone", 21.0, 16_000, 1),
+    ("sub/h.flac", "noise", 35.0, 22_050, 1),
+]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +81,9 @@ def _windows(index_dir: Path) -> dict[tuple[str, float], tuple[float, str, np.nd
 
     con = duckdb.connect(str(index_dir / "soundsift.duckdb"), read_only=True)
     try:
-        rows = con.execute('SELECT f.path, w.start, w."end", w.tags, w.embedding FROM windows w JOIN files f ON f.id = w.file_id').fetchall()
+        rows = con.execute(
+            'SELECT f.path, w.start, w."end", w.tags, w.embedding FROM windows w JOIN files f ON f.id = w.file_id'
+        ).fetchall()
     finally:
         con.close()
     out = {}
@@ -141,8 +150,9 @@ def test_ray_run_gives_the_local_windows_vectors_and_report(local_index, ray_ind
         store.close()
 
 
-def test_export_then_classify_on_the_cluster_gives_the_local_rows(ray_index, cluster, run_cli, tmp_path,
-                                                                  tiny_model_dir, tiny_encoder):
+def test_export_then_classify_on_the_cluster_gives_the_local_rows(
+    ray_index, cluster, run_cli, tmp_path, tiny_model_dir, tiny_encoder
+):
     import pyarrow.parquet as pq
 
     from indexer.settings import load_settings
@@ -154,7 +164,15 @@ def test_export_then_classify_on_the_cluster_gives_the_local_rows(ray_index, clu
     meta = run_cli("export", index_dir, "--out", shards, "--rows-per-part", "5", "--json").json
     assert meta["windows"] == 20 and meta["files"] == 8 and len(meta["parts"]) >= 3
     table = pq.read_table(shards)
-    assert table.num_rows == 20 and set(table.column_names) == {"id", "file_id", "path", "start", "end", "tags", "vector"}
+    assert table.num_rows == 20 and set(table.column_names) == {
+        "id",
+        "file_id",
+        "path",
+        "start",
+        "end",
+        "tags",
+        "vector",
+    }
     assert len(set(table["id"].to_pylist())) == 20
     parts_of: dict[int, set] = {}
     for part in meta["parts"]:  # whole files per part
@@ -164,12 +182,28 @@ def test_export_then_classify_on_the_cluster_gives_the_local_rows(ray_index, clu
 
     labels = "tone, noise, chirp"
     out = tmp_path / "scores"
-    doc = run_cli("classify", "--ray", cluster.address, "--shards", shards, "--labels", labels, "--policy", "archive",
-                  "--out", out, "--json").json
+    doc = run_cli(
+        "classify",
+        "--ray",
+        cluster.address,
+        "--shards",
+        shards,
+        "--labels",
+        labels,
+        "--policy",
+        "archive",
+        "--out",
+        out,
+        "--json",
+    ).json
     assert doc["rows_written"] == 20 and doc["parts"] == len(meta["parts"])
     settings = load_settings(index=index_dir, model=str(tiny_model_dir), device="cpu")
-    cases = [dict(policy="archive"), dict(policy="softmax", by="file"), dict(policy="softmax", top=5),
-             dict(policy="softmax", threshold=0.34)]
+    cases = [
+        dict(policy="archive"),
+        dict(policy="softmax", by="file"),
+        dict(policy="softmax", top=5),
+        dict(policy="softmax", threshold=0.34),
+    ]
     with SoundIndex.open(index_dir, settings=settings, read_only=True, encoder=tiny_encoder) as sx:
         for k, case in enumerate(cases):
             if k == 0:
@@ -185,7 +219,9 @@ def test_export_then_classify_on_the_cluster_gives_the_local_rows(ray_index, clu
                 want.sort(key=lambda r: (r["path"], r["start"]))
             assert len(got) == len(want) > 0, case
             for g, w in zip(got, want):
-                assert (g["path"], g["start"], g["end"], g["label"]) == (w["path"], w["start"], w["end"], w["label"]), case
+                assert (g["path"], g["start"], g["end"], g["label"]) == (w["path"], w["start"], w["end"], w["label"]), (
+                    case
+                )
                 for name in ("tone", "noise", "chirp"):
                     assert g[name] == pytest.approx(w[name], abs=1e-5), case
 
@@ -202,8 +238,9 @@ def register_window_taggers(register):
 """
 
 
-def test_a_plugin_missing_on_a_worker_is_an_error_naming_it(cluster, archive, tmp_path, monkeypatch, tiny_model_dir,
-                                                            tiny_encoder):
+def test_a_plugin_missing_on_a_worker_is_an_error_naming_it(
+    cluster, archive, tmp_path, monkeypatch, tiny_model_dir, tiny_encoder
+):
     from indexer.ray_pipeline import ClusterError
     from indexer.settings import load_settings
     from plugins.manager import build_plugin_manager
@@ -224,7 +261,9 @@ def test_a_plugin_missing_on_a_worker_is_an_error_naming_it(cluster, archive, tm
     assert "owner_only_tagger" in message and "missing on Ray worker" in message and "\n" not in message
 
 
-def test_a_server_with_ray_sends_its_reindex_jobs_to_the_cluster(cluster, archive, tmp_path, tiny_model_dir, tiny_encoder):
+def test_a_server_with_ray_sends_its_reindex_jobs_to_the_cluster(
+    cluster, archive, tmp_path, tiny_model_dir, tiny_encoder
+):
     from search.jobs import JobManager
 
     with _open(tmp_path / "index", tiny_model_dir, tiny_encoder, ray=cluster.address) as sx:
@@ -241,11 +280,23 @@ def test_a_server_with_ray_sends_its_reindex_jobs_to_the_cluster(cluster, archiv
     assert sum(report["stages"]["decode"]["files_by_node"].values()) == 2
 
 
-def test_owner_killed_mid_run_leaves_an_index_the_next_run_resumes(cluster, archive, local_index, tmp_path, tiny_model_dir):
+def test_owner_killed_mid_run_leaves_an_index_the_next_run_resumes(
+    cluster, archive, local_index, tmp_path, tiny_model_dir
+):
     index_dir = tmp_path / "index"
     env = {**cli_env(tiny_model_dir), "SOUNDSIFT_COMMIT_EVERY_FILES": "1", "SOUNDSIFT_TEST_PAUSE_AT": "commit:3"}
-    args = [sys.executable, "-m", "search.cli", "index", str(archive), "--index", str(index_dir), "--ray", cluster.address,
-            "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "search.cli",
+        "index",
+        str(archive),
+        "--index",
+        str(index_dir),
+        "--ray",
+        cluster.address,
+        "--json",
+    ]
     proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 600
@@ -270,8 +321,14 @@ def test_owner_killed_mid_run_leaves_an_index_the_next_run_resumes(cluster, arch
     assert doc["files_unchanged"] + doc["files_indexed"] + doc["files_failed"] == 9
     assert doc["stages"]["embed"]["on"] == "ray actors"
     assert sorted(_windows(index_dir)) == sorted(_windows(local_index[0]))
-    check = subprocess.run([sys.executable, "-m", "search.cli", "check", "--index", str(index_dir), "--json"], env=env,
-                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    check = subprocess.run(
+        [sys.executable, "-m", "search.cli", "check", "--index", str(index_dir), "--json"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert check.returncode == 0 and json.loads(check.stdout)["ok"]
     import duckdb
 
@@ -283,8 +340,9 @@ def test_owner_killed_mid_run_leaves_an_index_the_next_run_resumes(cluster, arch
     assert runs == [("interrupted",), ("completed",)]
 
 
-def test_a_worker_node_killed_mid_run_costs_a_retry_not_the_run(cluster, archive, local_index, tmp_path, tiny_model_dir,
-                                                                tiny_encoder):
+def test_a_worker_node_killed_mid_run_costs_a_retry_not_the_run(
+    cluster, archive, local_index, tmp_path, tiny_model_dir, tiny_encoder
+):
     """Runs last: it takes the worker node away (and starts a fresh one after)."""
     worker = cluster.nodes[1]
     killed = threading.Event()

@@ -1,4 +1,5 @@
 """The README against the program: its JSON output contract and every command and flag it shows, like test_docs.py."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,17 @@ def options_of(command: str) -> set[str]:
 
 
 def test_the_readme_shows_commands():
-    assert {words[1] for words in readme_command_lines()} >= {"index", "search", "classify", "classify-file", "stats",
-                                                               "serve", "plugins", "doctor", "check"}
+    assert {words[1] for words in readme_command_lines()} >= {
+        "index",
+        "search",
+        "classify",
+        "classify-file",
+        "stats",
+        "serve",
+        "plugins",
+        "doctor",
+        "check",
+    }
 
 
 @pytest.mark.parametrize("words", readme_command_lines(), ids=lambda w: " ".join(w)[:60])
@@ -76,7 +86,11 @@ def test_the_json_contract_names_four_commands():
 
 
 def test_each_command_prints_the_fields_the_readme_promises(tmp_path, tiny_model_dir, write_sound, monkeypatch):
-    for key, value in {"SOUNDSIFT_MODEL": str(tiny_model_dir), "SOUNDSIFT_DEVICE": "cpu", "SOUNDSIFT_DECODE_WORKERS": "1"}.items():
+    for key, value in {
+        "SOUNDSIFT_MODEL": str(tiny_model_dir),
+        "SOUNDSIFT_DEVICE": "cpu",
+        "SOUNDSIFT_DECODE_WORKERS": "1",
+    }.items():
         monkeypatch.setenv(key, value)
     write_sound(tmp_path / "archive" / "a.wav", "tone", 12.0)
     write_sound(tmp_path / "archive" / "b.wav", "noise", 4.0, seed=2)

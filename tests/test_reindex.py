@@ -1,5 +1,6 @@
 """Incremental re-indexing on real files and a real index: add, modify, delete, rename, copy, retry; recovery of a
 damaged index (truncated FAISS, orphan and missing ids, an unreplayable WAL); the unmounted-root guard."""
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,13 @@ SR = 16_000
 
 
 def windows_by_file(sx: SoundIndex) -> dict[str, list[tuple[int, float, float]]]:
-    rows = sx.store.cursor().execute(
-        'SELECT f.path, w.id, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ORDER BY f.path, w.start'
-    ).fetchall()
+    rows = (
+        sx.store.cursor()
+        .execute(
+            'SELECT f.path, w.id, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ORDER BY f.path, w.start'
+        )
+        .fetchall()
+    )
     out: dict[str, list] = {}
     for path, wid, start, end in rows:
         out.setdefault(os.path.basename(path), []).append((wid, round(start, 3), round(end, 3)))
@@ -36,9 +41,9 @@ def assert_consistent(sx: SoundIndex) -> None:
 
 def test_add_modify_delete_rename_copy(tmp_path, open_index, write_sound):
     archive = tmp_path / "archive"
-    write_sound(archive / "a.wav", "noise", 3.0, SR, seed=1)    # 1 window
-    write_sound(archive / "b.wav", "chirp", 12.0, SR, seed=2)   # 2 windows: [0,10] [2,12]
-    write_sound(archive / "c.wav", "bell", 25.0, SR, seed=3)    # 3 windows
+    write_sound(archive / "a.wav", "noise", 3.0, SR, seed=1)  # 1 window
+    write_sound(archive / "b.wav", "chirp", 12.0, SR, seed=2)  # 2 windows: [0,10] [2,12]
+    write_sound(archive / "c.wav", "bell", 25.0, SR, seed=3)  # 3 windows
     sx = open_index()
     r = sx.index([archive], progress=False)
     assert (r.files_added, r.files_updated, r.files_removed, r.files_unchanged, r.windows) == (3, 0, 0, 0, 6)
@@ -51,9 +56,9 @@ def test_add_modify_delete_rename_copy(tmp_path, open_index, write_sound):
     assert r.timings["embed_s"] == 0.0
 
     # Add d, modify b (longer), delete c, rename a -> a2, copy b's old content? no: copy d to e (identical content).
-    write_sound(archive / "d.wav", "tone", 15.0, SR, seed=4)    # 2 windows
-    shutil.copy(archive / "d.wav", archive / "e.wav")           # same content: embedded once
-    write_sound(archive / "b.wav", "chirp", 31.0, SR, seed=5)   # 4 windows now
+    write_sound(archive / "d.wav", "tone", 15.0, SR, seed=4)  # 2 windows
+    shutil.copy(archive / "d.wav", archive / "e.wav")  # same content: embedded once
+    write_sound(archive / "b.wav", "chirp", 31.0, SR, seed=5)  # 4 windows now
     (archive / "c.wav").unlink()
     (archive / "a.wav").rename(archive / "a2.wav")
     r = sx.index([archive], progress=False)
@@ -74,7 +79,9 @@ def test_add_modify_delete_rename_copy(tmp_path, open_index, write_sound):
     gone = {w[0] for w in first["c.wav"] + first["b.wav"]}
     hits = sx.search(["a sound"], k=50).results[0].hits
     assert len(hits) == 9 and not gone & {h.window_id for h in hits}
-    assert min(w[0] for n in ("b.wav", "d.wav", "e.wav") for w in now[n]) > max(w[0] for ws in first.values() for w in ws)
+    assert min(w[0] for n in ("b.wav", "d.wav", "e.wav") for w in now[n]) > max(
+        w[0] for ws in first.values() for w in ws
+    )
 
     # Touched (mtime only): the row is refreshed, nothing embedded again.
     os.utime(archive / "d.wav", (1_000_000, 1_000_000))
@@ -161,7 +168,7 @@ def _three_noise_files_indexed(tmp_path, open_index, write_sound):
 
 def test_truncated_faiss_is_rebuilt(tmp_path, open_index, write_sound, run_cli):
     index_dir, _ = _three_noise_files_indexed(tmp_path, open_index, write_sound)
-    (_, path), = faiss_files(index_dir)
+    ((_, path),) = faiss_files(index_dir)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     report = run_cli("check", "--index", index_dir, "--json", check=False)
     assert report.returncode == 1 and report.json["unreadable_faiss_files"] and report.json["faiss_file"] is None
@@ -176,7 +183,7 @@ def test_truncated_faiss_is_rebuilt(tmp_path, open_index, write_sound, run_cli):
 
 def test_check_finds_and_repairs_orphan_and_missing_ids(tmp_path, open_index, write_sound, run_cli):
     index_dir, ids = _three_noise_files_indexed(tmp_path, open_index, write_sound)
-    (_, path), = faiss_files(index_dir)
+    ((_, path),) = faiss_files(index_dir)
     index = faiss.read_index(str(path))
     index.remove_ids(ids[:2])
     index.add_with_ids(np.ones((1, index.d), np.float32) / np.sqrt(index.d), np.array([9999], np.int64))
@@ -201,12 +208,14 @@ def test_unreplayable_wal_is_reported_and_kept(tmp_path, open_index, write_sound
     db = index_dir / "soundsift.duckdb"
     wal = index_dir / "soundsift.duckdb.wal"
     # A process killed after a commit leaves its WAL behind (no checkpoint at exit).
-    code = ("import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); c.execute(\"SET checkpoint_threshold = '1TB'\"); "
-            "c.execute(\"INSERT INTO meta VALUES ('note', 'x')\"); os._exit(0)")
+    code = (
+        "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); c.execute(\"SET checkpoint_threshold = '1TB'\"); "
+        "c.execute(\"INSERT INTO meta VALUES ('note', 'x')\"); os._exit(0)"
+    )
     subprocess.run([sys.executable, "-c", code, str(db)], check=True)
     assert wal.exists()
     data = bytearray(wal.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 32] = b"\xff" * 32  # a checksum that no longer matches
+    data[len(data) // 2 : len(data) // 2 + 32] = b"\xff" * 32  # a checksum that no longer matches
     wal.write_bytes(bytes(data))
     before = (db.read_bytes(), wal.read_bytes())
     with pytest.raises(IndexCorrupt, match="cannot be replayed.*move .*soundsift.duckdb.wal aside"):

@@ -1,4 +1,5 @@
 """The scan indexes what the loaded decoders open: their extensions, sniffed containers under other names, sidecars."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_scan_takes_decodable_formats_sniffs_unknown_names_and_lists_skip_reason
     reasons = {Path(p).name: r for p, r in scan.skipped}
     assert reasons == {
         "notes.txt": "not a known audio format (extension .txt: no loaded decoder declares it and its first bytes "
-                     "are no known container)",
+        "are no known container)",
         "take1.pcm.toml": "sidecar of take1.pcm",
     }
     pcm = next(f for f in scan.files if f.path.endswith("take1.pcm"))
@@ -74,7 +75,12 @@ def test_scan_takes_decodable_formats_sniffs_unknown_names_and_lists_skip_reason
 def test_sniffing_knows_the_common_audio_containers(archive):
     heads = {p.name: p.read_bytes()[:64] for p in archive.iterdir()}
     assert [sniff_container(heads[n]) for n in ("bell.oga", "click.w64", "voice.3gp", "plain.wav", "renamed.dat")] == [
-        "ogg", "w64", "mp4", "wav", "flac"]
+        "ogg",
+        "w64",
+        "mp4",
+        "wav",
+        "flac",
+    ]
     assert sniff_container(b"FORM\x00\x00\x00\x10AIFF") == "aiff"
     assert sniff_container(b"caff\x00\x01") == "caf"
     assert sniff_container(b"ID3\x04\x00") == "mp3"
@@ -105,7 +111,12 @@ def test_decodable_formats_are_indexed_end_to_end(archive, open_index):
     assert (report.files_indexed, report.files_failed, report.errors) == (6, 0, [])
     decoders = dict(sx.store.cursor().execute("SELECT path, decoder FROM files").fetchall())
     assert {Path(p).name: d for p, d in decoders.items()} == {
-        "bell.oga": "soundfile", "click.w64": "soundfile", "plain.wav": "soundfile", "renamed.dat": "soundfile",
-        "take1.pcm": "pcm", "voice.3gp": "ffmpeg"}
+        "bell.oga": "soundfile",
+        "click.w64": "soundfile",
+        "plain.wav": "soundfile",
+        "renamed.dat": "soundfile",
+        "take1.pcm": "pcm",
+        "voice.3gp": "ffmpeg",
+    }
     assert report.files_skipped == 2
     assert sorted(s.reason for s in report.skipped)[1] == "sidecar of take1.pcm"

@@ -3,6 +3,7 @@
 The CLI runs in a subprocess against the real app on uvicorn at an ephemeral port; a bounded number
 of examples per operation keeps each run short.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from api_server import LiveServer, api_settings, build_index, write_archive
 from conftest import REPO
 
@@ -21,11 +21,36 @@ MAX_EXAMPLES = int(os.environ.get("SOUNDSIFT_SCHEMATHESIS_EXAMPLES", "12"))
 
 def schemathesis_run(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
     """`schemathesis run` with every check and the three phases, bounded; its report goes to tmp_path."""
-    command = [sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
-               "--config-file", str(CONFIG), "run", f"{url}/openapi.json", "--checks", "all", "--phases", "examples,coverage,fuzzing",
-               "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--generation-deterministic",
-               "--request-timeout", "120", "--max-response-time", "120", "--workers", "1", "--no-color",
-               "--report", "junit", "--report-dir", str(tmp_path), *extra]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        "1",
+        "--generation-deterministic",
+        "--request-timeout",
+        "120",
+        "--max-response-time",
+        "120",
+        "--workers",
+        "1",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+        *extra,
+    ]
     env = dict(os.environ, SCHEMATHESIS_HOOKS="", NO_COLOR="1")
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
 
@@ -38,8 +63,11 @@ def archive_index(tmp_path_factory, tiny_model_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="model-tag filters naming an unknown model answer 422 to schema-valid input, "
-                   "and POST /jobs/tag's top_k bound; both new, to be aligned with the schema")
+@pytest.mark.xfail(
+    strict=False,
+    reason="model-tag filters naming an unknown model answer 422 to schema-valid input, "
+    "and POST /jobs/tag's top_k bound; both new, to be aligned with the schema",
+)
 @pytest.mark.parametrize("key", [None, KEY], ids=["no-key", "key"])
 def test_schemathesis_all_checks_pass(key, archive_index, tiny_model_dir, tmp_path):
     from search.http_api import create_app

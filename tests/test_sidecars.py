@@ -1,5 +1,6 @@
 """Sidecars and special files: a FIFO, a link to /dev/zero or a huge sidecar fails its one file with a reason,
 a FIFO named like audio is skipped with a reason, and the run (CLI or server job) finishes promptly."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
 from api_server import LiveServer, api_settings, build_index, write_archive
+
 from indexer.formats import ScanFormats
 from indexer.scan import content_hash, scan_paths
 from plugins.manager import build_plugin_manager
@@ -66,7 +67,14 @@ def test_scan_skips_special_files_and_hashing_never_opens_them(tmp_path, write_s
     os.symlink("/dev/zero", root / "zero.wav")
     formats = ScanFormats.of(build_plugin_manager().decoders)
     scan = scan_paths([root], formats=formats)
-    assert sorted(os.path.basename(f.path) for f in scan.files) == ["fifo.pcm", "good.pcm", "good.wav", "huge.pcm", "tagged.wav", "zero.pcm"]
+    assert sorted(os.path.basename(f.path) for f in scan.files) == [
+        "fifo.pcm",
+        "good.pcm",
+        "good.wav",
+        "huge.pcm",
+        "tagged.wav",
+        "zero.pcm",
+    ]
     reasons = {os.path.basename(p): why for p, why in scan.skipped}
     assert reasons["pipe.wav"] == FIFO
     assert reasons["zero.wav"] == "symlink out of the indexed roots"

@@ -1,4 +1,5 @@
 """The CLI end to end on a tiny archive: index, stats, search, classify (JSON output contract)."""
+
 from __future__ import annotations
 
 

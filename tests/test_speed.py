@@ -1,4 +1,5 @@
 """The speed paths keep results: bf16 autocast within 1e-2 cosine of fp32, batch size by device, batch independence."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The store owns the schema: numbered migrations keyed on the stored schema version, typed records from its queries."""
+
 from __future__ import annotations
 
 import duckdb
@@ -15,7 +16,9 @@ def test_a_new_index_records_the_latest_schema_version(open_index, tmp_path):
     assert sx.store.migrate() == []  # nothing left to apply
 
 
-def test_an_index_from_before_numbered_migrations_is_migrated_by_its_owner(open_index, write_sound, tmp_path, tiny_encoder):
+def test_an_index_from_before_numbered_migrations_is_migrated_by_its_owner(
+    open_index, write_sound, tmp_path, tiny_encoder
+):
     write_sound(tmp_path / "archive" / "a.wav", "tone", 3.0)
     sx = open_index()
     sx.index([tmp_path / "archive"], progress=False)
@@ -65,7 +68,13 @@ def test_queries_return_named_records(open_index, write_sound, tmp_path):
     assert store.roots() == [root] and store.indexed_paths() == {1: path} and store.path_of(1) == path
     assert store.path_of(99) is None and store.first_window_of(1) == 1 and store.first_window_of(99) is None
     place = store.window_place(2)
-    assert (place.path, place.root, place.start, place.end, place.duration) == (path, root, 2.0, 12.0, pytest.approx(12.0))
+    assert (place.path, place.root, place.start, place.end, place.duration) == (
+        path,
+        root,
+        2.0,
+        12.0,
+        pytest.approx(12.0),
+    )
     windows = store.windows_of_file(1)
     assert windows.ids == [1, 2] and windows.starts == [0.0, 2.0] and windows.vectors.shape == (2, store.embedding_dim)
     assert store.window_ids_where("f.path GLOB $g", {"g": "*/a.wav"}).tolist() == [1, 2]

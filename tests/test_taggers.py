@@ -1,4 +1,5 @@
 """The acoustic tagger's flags on synthetic windows, and a tag used as a filter in search and classify."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,15 @@ def sine(amplitude: float, seconds: float = 1.0, offset: float = 0.0) -> np.ndar
 def test_acoustic_flags_on_synthetic_windows():
     tag = build_plugin_manager().taggers["acoustic"].tag
     rng = np.random.default_rng(0)
-    windows = np.stack([
-        np.zeros(SR, np.float32),                              # digital silence
-        (1e-4 * rng.standard_normal(SR)).astype(np.float32),   # -80 dBFS hiss: silent
-        sine(0.5),                                             # a clean tone
-        np.clip(sine(2.0), -1.0, 1.0),                         # the same tone driven into clipping
-        sine(0.1, offset=0.2),                                 # a tone riding on a DC offset
-    ])
+    windows = np.stack(
+        [
+            np.zeros(SR, np.float32),  # digital silence
+            (1e-4 * rng.standard_normal(SR)).astype(np.float32),  # -80 dBFS hiss: silent
+            sine(0.5),  # a clean tone
+            np.clip(sine(2.0), -1.0, 1.0),  # the same tone driven into clipping
+            sine(0.1, offset=0.2),  # a tone riding on a DC offset
+        ]
+    )
     tags = tag(windows, SR)
     assert tags["silence"].tolist() == [True, True, False, False, False]
     assert tags["clipping"].tolist() == [False, False, False, True, False]
@@ -44,8 +47,8 @@ def test_acoustic_flags_on_synthetic_windows():
 
 
 def test_a_tag_filters_search_and_classify(tmp_path, make_settings, tiny_encoder):
-    from search.sound_index import SoundIndex
     from search.demo_audio import write_audio
+    from search.sound_index import SoundIndex
 
     archive = tmp_path / "archive"
     write_audio(archive / "quiet.wav", np.zeros(3 * SR, np.float32), SR)
@@ -54,10 +57,17 @@ def test_a_tag_filters_search_and_classify(tmp_path, make_settings, tiny_encoder
     settings = make_settings(tmp_path / "index")
     with SoundIndex.open(settings.index, settings=settings, encoder=tiny_encoder, create=True) as sx:
         assert sx.index([str(archive)]).windows == 3
-        stored = {Path(p).name: json.loads(t) for p, t in sx.store.cursor().execute(
-            "SELECT f.path, CAST(w.tags AS VARCHAR) FROM windows w JOIN files f ON f.id = w.file_id").fetchall()}
-        assert {name: (t["silence"], t["clipping"]) for name, t in stored.items()} == \
-            {"quiet.wav": (True, False), "tone.wav": (False, False), "loud.wav": (False, True)}
+        stored = {
+            Path(p).name: json.loads(t)
+            for p, t in sx.store.cursor()
+            .execute("SELECT f.path, CAST(w.tags AS VARCHAR) FROM windows w JOIN files f ON f.id = w.file_id")
+            .fetchall()
+        }
+        assert {name: (t["silence"], t["clipping"]) for name, t in stored.items()} == {
+            "quiet.wav": (True, False),
+            "tone.wav": (False, False),
+            "loud.wav": (False, True),
+        }
         assert abs(stored["tone.wav"]["rms_db"] - 20 * math.log10(0.5 / math.sqrt(2))) < 0.01
 
         def searched(tags):

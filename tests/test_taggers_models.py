@@ -1,4 +1,5 @@
 """Fixed-label audio classifiers as window taggers: pipeline parity, index-time tags, the tag pass, filters, errors."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO, cli_env
 from tagger_models import LABELS, build_tiny_ast, build_tiny_wav2vec2
 
@@ -69,7 +69,11 @@ def _write(archive: Path, name: str, audio: np.ndarray) -> Path:
 
 
 def _stored(sx) -> dict[int, list[tuple[str, str, float]]]:
-    rows = sx.store.cursor().execute("SELECT window_id, model, label, score FROM window_tags ORDER BY window_id, score DESC").fetchall()
+    rows = (
+        sx.store.cursor()
+        .execute("SELECT window_id, model, label, score FROM window_tags ORDER BY window_id, score DESC")
+        .fetchall()
+    )
     out: dict[int, list] = {}
     for wid, model, label, score in rows:
         out.setdefault(int(wid), []).append((model, label, float(score)))
@@ -80,7 +84,12 @@ def test_index_time_tags_match_the_pipeline_and_filter_search_and_classify(tmp_p
     from search.filters import Filters
 
     archive = tmp_path / "archive"
-    audio = {name: a for name, a in zip(("long.wav", "short.wav"), [np.concatenate(_windows((10.0, 10.0), 1)), _windows((4.0,), 2)[0]])}
+    audio = {
+        name: a
+        for name, a in zip(
+            ("long.wav", "short.wav"), [np.concatenate(_windows((10.0, 10.0), 1)), _windows((4.0,), 2)[0]]
+        )
+    }
     for name, a in audio.items():
         _write(archive, name, a)
     emotion = str(checkpoints["wav2vec2"])
@@ -88,27 +97,46 @@ def test_index_time_tags_match_the_pipeline_and_filter_search_and_classify(tmp_p
     report = sx.index([str(archive)], progress=False)
     assert report.windows == 3 and report.files_failed == 0
     stored = _stored(sx)
-    windows = sx.store.cursor().execute('SELECT w.id, f.path, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id').fetchall()
+    windows = (
+        sx.store.cursor()
+        .execute('SELECT w.id, f.path, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id')
+        .fetchall()
+    )
     assert sorted(stored) == sorted(w[0] for w in windows)
     pipe = _pipeline(checkpoints["wav2vec2"])
     from plugins.builtin.tag_classifier import TransformersClassifier
 
     prep = TransformersClassifier(emotion, top_k=3)
     for wid, path, start, end in windows:
-        window = audio[Path(path).name][round(start * SR): round(end * SR)]
+        window = audio[Path(path).name][round(start * SR) : round(end * SR)]
         expected = pipe(prep.prepare(window, SR), top_k=3)
         assert [(m, lab) for m, lab, _ in stored[wid]] == [(emotion, e["label"]) for e in expected]
         np.testing.assert_allclose([s for *_, s in stored[wid]], [e["score"] for e in expected], atol=1e-5, rtol=0)
 
     doc = sx.stats()["tags"]
-    assert doc == [{"model": emotion, "revision": prep.revision, "alias": "emotion", "labels": 6, "top_k": 3,
-                    "function_to_apply": "softmax", "windows_tagged": 3}]
+    assert doc == [
+        {
+            "model": emotion,
+            "revision": prep.revision,
+            "alias": "emotion",
+            "labels": 6,
+            "top_k": 3,
+            "function_to_apply": "softmax",
+            "windows_tagged": 3,
+        }
+    ]
     # Filters: the windows whose stored score for a label passes the comparison, and nothing else.
     label = stored[windows[0][0]][0][1]
     for op, cmp in ((">=", np.greater_equal), ("<", np.less)):
         cut = float(np.median([s for rows in stored.values() for _, lab, s in rows if lab == label]))
-        expected_ids = sorted(w for w, rows in stored.items() if any(lab == label and cmp(s, cut) for _, lab, s in rows))
-        for tags in ([f"emotion:{label}{op}{cut}"], [f"emo:{label.upper()} {op} {cut}"], {f"emotion:{label}": f"{op}{cut}"}):
+        expected_ids = sorted(
+            w for w, rows in stored.items() if any(lab == label and cmp(s, cut) for _, lab, s in rows)
+        )
+        for tags in (
+            [f"emotion:{label}{op}{cut}"],
+            [f"emo:{label.upper()} {op} {cut}"],
+            {f"emotion:{label}": f"{op}{cut}"},
+        ):
             hits = sx.search(["a sound"], k=10, filters=Filters(tags=tags)).results[0].hits
             assert sorted(h.window_id for h in hits) == expected_ids, (tags, op)
         rows = sx.classify("tone, noise", filters=Filters(tags=[f"emotion:{label}{op}{cut}"])).rows
@@ -129,10 +157,22 @@ def test_index_time_tags_match_the_pipeline_and_filter_search_and_classify(tmp_p
     (archive / "copy.wav").write_bytes((archive / "long.wav").read_bytes())
     assert sx.index([str(archive)], progress=False).files_reused == 1
     after = _stored(sx)
-    copy_ids = [r[0] for r in sx.store.cursor().execute(
-        "SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE f.path LIKE '%copy.wav' ORDER BY w.start").fetchall()]
-    long_ids = [r[0] for r in sx.store.cursor().execute(
-        "SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE f.path LIKE '%long.wav' ORDER BY w.start").fetchall()]
+    copy_ids = [
+        r[0]
+        for r in sx.store.cursor()
+        .execute(
+            "SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE f.path LIKE '%copy.wav' ORDER BY w.start"
+        )
+        .fetchall()
+    ]
+    long_ids = [
+        r[0]
+        for r in sx.store.cursor()
+        .execute(
+            "SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE f.path LIKE '%long.wav' ORDER BY w.start"
+        )
+        .fetchall()
+    ]
     assert [after[c] for c in copy_ids] == [after[i] for i in long_ids]
     # A file leaving the archive takes its tags with it.
     (archive / "short.wav").unlink()
@@ -169,8 +209,12 @@ def test_tag_pass_is_incremental_and_refuses_a_changed_label_set(tmp_path, open_
     build_tiny_ast(Path(ast), labels=("dog", "cat", "speech"))  # same id, another label set
     with pytest.raises(TagLabelsChanged) as refused:
         tag(top_k=2)
-    assert "\n" not in str(refused.value) and "--retag" in str(refused.value) and "label set changed" in str(refused.value)
-    assert sx.store.cursor().execute("SELECT * FROM window_tags ORDER BY ALL").fetchall() == rows_before  # nothing written
+    assert (
+        "\n" not in str(refused.value) and "--retag" in str(refused.value) and "label set changed" in str(refused.value)
+    )
+    assert (
+        sx.store.cursor().execute("SELECT * FROM window_tags ORDER BY ALL").fetchall() == rows_before
+    )  # nothing written
     with pytest.raises(TagLabelsChanged, match="top_k 2 stored, 3 now"):
         tag(top_k=3)
     retagged = tag(top_k=2, retag=True)
@@ -178,11 +222,17 @@ def test_tag_pass_is_incremental_and_refuses_a_changed_label_set(tmp_path, open_
     labels = {r[0] for r in sx.store.cursor().execute("SELECT DISTINCT label FROM window_tags").fetchall()}
     assert labels <= {"dog", "cat", "speech"}
     assert sx.store.cursor().execute("SELECT count(*) FROM window_tags").fetchone()[0] == 6
-    assert json.loads(sx.store.cursor().execute("SELECT labels FROM tag_models").fetchone()[0]) == ["dog", "cat", "speech"]
+    assert json.loads(sx.store.cursor().execute("SELECT labels FROM tag_models").fetchone()[0]) == [
+        "dog",
+        "cat",
+        "speech",
+    ]
 
-    for bad, message in ((str(tmp_path / "missing-model"), "no model directory at"),
-                         (str(tmp_path), "not found locally"),
-                         ("no-such-org/no-such-model", "not found locally or in the Hugging Face cache")):
+    for bad, message in (
+        (str(tmp_path / "missing-model"), "no model directory at"),
+        (str(tmp_path), "not found locally"),
+        ("no-such-org/no-such-model", "not found locally or in the Hugging Face cache"),
+    ):
         with pytest.raises(TagModelError, match=message) as err:
             tag(bad)
         assert "\n" not in str(err.value) and isinstance(err.value, SoundsiftError)
@@ -205,9 +255,29 @@ def test_tag_cli_resumes_after_kill_9_and_exports_tag_columns(tmp_path, tiny_mod
     model = str(checkpoints["wav2vec2"])
     env = cli_env(tiny_model_dir)
     env.update({"SOUNDSIFT_TEST_PAUSE_AT": "tag_commit:2", "SOUNDSIFT_COMMIT_EVERY_S": "0.001"})
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "tag", "--index", str(index), "--model", model, "--alias", "emo",
-                             "--top-k", "2", "--batch-size", "1"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "tag",
+            "--index",
+            str(index),
+            "--model",
+            model,
+            "--alias",
+            "emo",
+            "--top-k",
+            "2",
+            "--batch-size",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     paused = False
     for line in proc.stderr:  # a commit per window (batch 1, commit at once): pause inside the second one
         if line.startswith("soundsift-paused-at tag_commit"):
@@ -246,21 +316,30 @@ def test_tag_cli_resumes_after_kill_9_and_exports_tag_columns(tmp_path, tiny_mod
     runner = CliRunner()
     label = rows[0]["tag:emo"]
     env = {"SOUNDSIFT_MODEL": str(tiny_model_dir), "SOUNDSIFT_DEVICE": "cpu"}
-    found = runner.invoke(app, ["search", "a sound", "--index", str(index), "--tag", f"emo:{label}>=0", "--json"], env=env)
+    found = runner.invoke(
+        app, ["search", "a sound", "--index", str(index), "--tag", f"emo:{label}>=0", "--json"], env=env
+    )
     hits = json.loads(found.stdout)["results"][0]["hits"]
     assert {Path(h["path"]).name for h in hits} == {Path(r["path"]).name for r in rows if r["tag:emo"] == label}
-    plugins = runner.invoke(app, ["plugins", "--json"], env={"SOUNDSIFT_PLUGIN__CLASSIFIER__MODELS": json.dumps([f"emo={model}"])})
+    plugins = runner.invoke(
+        app, ["plugins", "--json"], env={"SOUNDSIFT_PLUGIN__CLASSIFIER__MODELS": json.dumps([f"emo={model}"])}
+    )
     tagger = next(t for t in json.loads(plugins.stdout)["taggers"] if t["name"] == "classifier")
     assert tagger["models"] == [f"emo={model}"]
 
 
 def test_a_bad_tag_filter_is_one_line_before_any_model_loads(run_cli, tmp_path):
     bad = run_cli("search", "a sound", "--index", tmp_path / "none", "--tag", "emo", check=False)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: cannot read the tag filter 'emo'") and bad.stderr.count("\n") == 1
+    assert (
+        bad.returncode == 2
+        and bad.stderr.startswith("error: cannot read the tag filter 'emo'")
+        and bad.stderr.count("\n") == 1
+    )
 
 
 def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
     from api_server import LiveServer, api_settings, build_index
+
     from search.http_api import create_app
 
     archive = tmp_path / "archive"
@@ -284,9 +363,17 @@ def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
         tags = [w["model_tags"]["ast"] for w in detail["windows"]]
         assert all(len(t) == 2 and t[0]["score"] >= t[1]["score"] and t[0]["label"] in LABELS for t in tags)
         best = tags[0][0]
-        hits = http.post("/search", json={"queries": ["a sound"], "filters": {"tags": [f"ast:{best['label']}>={best['score'] - 1e-6}"]}})
-        assert hits.status_code == 200 and detail["windows"][0]["id"] in [h["window_id"] for h in hits.json()["results"][0]["hits"]]
-        same = http.post("/search", json={"queries": ["a sound"], "filters": {"tags": {f"ast:{best['label']}": best["score"] - 1e-6}}})
+        hits = http.post(
+            "/search",
+            json={"queries": ["a sound"], "filters": {"tags": [f"ast:{best['label']}>={best['score'] - 1e-6}"]}},
+        )
+        assert hits.status_code == 200 and detail["windows"][0]["id"] in [
+            h["window_id"] for h in hits.json()["results"][0]["hits"]
+        ]
+        same = http.post(
+            "/search",
+            json={"queries": ["a sound"], "filters": {"tags": {f"ast:{best['label']}": best["score"] - 1e-6}}},
+        )
         assert same.json()["results"][0]["hits"] == hits.json()["results"][0]["hits"]
         assert http.post("/search", json={"queries": ["a"], "filters": {"tags": ["ast"]}}).status_code == 422
         unknown = http.post("/search", json={"queries": ["a"], "filters": {"tags": ["nope:x>=1"]}})
@@ -300,14 +387,17 @@ def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
         assert info["status"] == "failed" and info["error"].startswith("no model directory at")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("emotion:angry>=0.5", ("emotion", "angry", ">=", 0.5)),
-    ("ast:Male speech, man speaking < 0.2", ("ast", "Male speech, man speaking", "<", 0.2)),
-    ("MIT/ast:Speech", ("MIT/ast", "Speech", None, None)),
-    ("w2v:yes==1e-1", ("w2v", "yes", "=", 0.1)),
-    ("silence=false", (None, "silence", "=", False)),
-    ("rms_db=-20", (None, "rms_db", "=", -20)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("emotion:angry>=0.5", ("emotion", "angry", ">=", 0.5)),
+        ("ast:Male speech, man speaking < 0.2", ("ast", "Male speech, man speaking", "<", 0.2)),
+        ("MIT/ast:Speech", ("MIT/ast", "Speech", None, None)),
+        ("w2v:yes==1e-1", ("w2v", "yes", "=", 0.1)),
+        ("silence=false", (None, "silence", "=", False)),
+        ("rms_db=-20", (None, "rms_db", "=", -20)),
+    ],
+)
 def test_the_tag_filter_syntax(text, expected):
     from search.filters import parse_tag_filter
 

@@ -1,4 +1,5 @@
 """The optional Marian translator: a tiny random MarianMT built at test time, loaded through the plugin's code."""
+
 from __future__ import annotations
 
 import json
@@ -10,17 +11,38 @@ from plugins.builtin import translate_marian
 from plugins.manager import build_plugin_manager
 
 CJK = re.compile(r"[\u3400-\u9fff]")
-ZH_SENTENCES = ["某某工厂的电机", "这是一个测试句子", "某种奇怪的声音", "客户在电话里说话", "我们听到了某某声音", "机器在车间里运行"] * 4
-EN_SENTENCES = ["the motor in the factory", "this is a test sentence", "some strange sound", "the customer talks on the phone",
-                "we heard some noise", "the machine runs in the workshop"] * 4
+ZH_SENTENCES = [
+    "某某工厂的电机",
+    "这是一个测试句子",
+    "某种奇怪的声音",
+    "客户在电话里说话",
+    "我们听到了某某声音",
+    "机器在车间里运行",
+] * 4
+EN_SENTENCES = [
+    "the motor in the factory",
+    "this is a test sentence",
+    "some strange sound",
+    "the customer talks on the phone",
+    "we heard some noise",
+    "the machine runs in the workshop",
+] * 4
 
 
 def _train_spm(sentences: list[str], prefix) -> str:
     import sentencepiece as spm
 
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_prefix=str(prefix), vocab_size=60, character_coverage=1.0,
-        model_type="unigram", hard_vocab_limit=False, bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2,
+        sentence_iterator=iter(sentences),
+        model_prefix=str(prefix),
+        vocab_size=60,
+        character_coverage=1.0,
+        model_type="unigram",
+        hard_vocab_limit=False,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        minloglevel=2,
     )
     return f"{prefix}.model"
 
@@ -38,7 +60,11 @@ def tiny_marian_dir(tmp_path_factory):
     pieces: list[str] = ["</s>", "<unk>"]
     for model_file in (source, target):
         sp = spm.SentencePieceProcessor(model_file=model_file)
-        pieces += [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.id_to_piece(i) not in pieces and i != sp.unk_id()]
+        pieces += [
+            sp.id_to_piece(i)
+            for i in range(sp.get_piece_size())
+            if sp.id_to_piece(i) not in pieces and i != sp.unk_id()
+        ]
     pieces.append("<pad>")
     vocab = {piece: i for i, piece in enumerate(pieces)}
     (work / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
@@ -46,9 +72,19 @@ def tiny_marian_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     config = MarianConfig(
-        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-        pad_token_id=vocab["<pad>"], decoder_start_token_id=vocab["<pad>"], eos_token_id=0, forced_eos_token_id=None,
+        vocab_size=len(vocab),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=vocab["<pad>"],
+        decoder_start_token_id=vocab["<pad>"],
+        eos_token_id=0,
+        forced_eos_token_id=None,
     )
     model = MarianMTModel(config).eval()
     # Random weights make garbage; bias the output towards English word pieces so the garbage is English.
@@ -63,7 +99,12 @@ def tiny_marian_dir(tmp_path_factory):
 
 
 def _settings(model_dir) -> dict:
-    return {"strict_translation": False, "device": "cpu", "marian.model_dir": str(model_dir), "marian.max_new_tokens": 6}
+    return {
+        "strict_translation": False,
+        "device": "cpu",
+        "marian.model_dir": str(model_dir),
+        "marian.max_new_tokens": 6,
+    }
 
 
 def test_untranslated_part_goes_through_the_model_into_texts(tiny_marian_dir):

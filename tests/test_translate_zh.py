@@ -1,4 +1,5 @@
 """The built-in Chinese translator: vocabulary, segmentation, composition, negation, mixes, honesty, coverage."""
+
 from __future__ import annotations
 
 import re
@@ -42,28 +43,55 @@ def test_vocabulary_is_large_and_every_row_well_formed():
 
 def test_vocabulary_covers_the_sound_areas():
     vocabulary = get_vocabulary()
-    for zh, english in {"轴承": "bearing", "齿轮": "gear", "皮带": "belt", "电机": "electric motor", "水泵": "pump",
-                        "风扇": "fan", "压缩机": "compressor", "阀门": "valve", "继电器": "relay", "漏气": "air leak",
-                        "啸叫": "squeal", "敲击声": "knocking", "嗡嗡声": "hum", "嘶嘶声": "hiss", "咔哒声": "clicking",
-                        "投诉": "customer complaint", "忙音": "busy tone", "等待音乐": "hold music", "掉线": "dropped call",
-                        "湿啰音": "crackles", "哮鸣音": "wheeze", "狗叫": "dog barking", "玻璃破碎": "glass breaking",
-                        "警笛": "siren", "钢琴": "piano", "雷声": "thunder", "尖锐": "sharp", "持续": "continuous"}.items():
+    for zh, english in {
+        "轴承": "bearing",
+        "齿轮": "gear",
+        "皮带": "belt",
+        "电机": "electric motor",
+        "水泵": "pump",
+        "风扇": "fan",
+        "压缩机": "compressor",
+        "阀门": "valve",
+        "继电器": "relay",
+        "漏气": "air leak",
+        "啸叫": "squeal",
+        "敲击声": "knocking",
+        "嗡嗡声": "hum",
+        "嘶嘶声": "hiss",
+        "咔哒声": "clicking",
+        "投诉": "customer complaint",
+        "忙音": "busy tone",
+        "等待音乐": "hold music",
+        "掉线": "dropped call",
+        "湿啰音": "crackles",
+        "哮鸣音": "wheeze",
+        "狗叫": "dog barking",
+        "玻璃破碎": "glass breaking",
+        "警笛": "siren",
+        "钢琴": "piano",
+        "雷声": "thunder",
+        "尖锐": "sharp",
+        "持续": "continuous",
+    }.items():
         assert vocabulary.get(zh).english[0] == english, zh
 
 
-@pytest.mark.parametrize(("query", "first"), [
-    ("轴承异响", "abnormal bearing noise"),
-    ("空调外机异响", "abnormal air conditioner outdoor unit noise"),
-    ("尖锐的轴承啸叫", "sharp bearing squeal"),
-    ("电机轻微嗡嗡声", "faint electric motor hum"),
-    ("间歇性咔哒声", "intermittent clicking"),
-    ("持续的风机噪音", "continuous fan noise"),
-    ("轴承和齿轮异响", "abnormal bearing and gear noise"),
-    ("客户投诉", "customer complaint"),
-    ("狗叫", "dog barking"),
-    ("打雷下雨", "thunder and rain"),
-    ("请帮我找一下工厂里电机的异常声音", "abnormal electric motor noise in a factory"),
-])
+@pytest.mark.parametrize(
+    ("query", "first"),
+    [
+        ("轴承异响", "abnormal bearing noise"),
+        ("空调外机异响", "abnormal air conditioner outdoor unit noise"),
+        ("尖锐的轴承啸叫", "sharp bearing squeal"),
+        ("电机轻微嗡嗡声", "faint electric motor hum"),
+        ("间歇性咔哒声", "intermittent clicking"),
+        ("持续的风机噪音", "continuous fan noise"),
+        ("轴承和齿轮异响", "abnormal bearing and gear noise"),
+        ("客户投诉", "customer complaint"),
+        ("狗叫", "dog barking"),
+        ("打雷下雨", "thunder and rain"),
+        ("请帮我找一下工厂里电机的异常声音", "abnormal electric motor noise in a factory"),
+    ],
+)
 def test_composition_best_phrasing(query, first):
     result = translate_chinese(query)
     assert result.texts[0] == first
@@ -73,7 +101,11 @@ def test_composition_best_phrasing(query, first):
 
 def test_several_phrasings_best_first_at_most_four():
     assert translate_chinese("轴承异响").texts == [
-        "abnormal bearing noise", "unusual bearing sound", "abnormal noise from a bearing", "strange bearing noise"]
+        "abnormal bearing noise",
+        "unusual bearing sound",
+        "abnormal noise from a bearing",
+        "strange bearing noise",
+    ]
     assert translate_chinese("狗的声音").texts == ["dog barking", "dog bark", "dog sound"]
     assert all(len(translate_chinese(q).texts) <= 4 for q in ["空调外机异响", "狗叫和猫叫", "电机持续嗡嗡声"])
 
@@ -132,9 +164,11 @@ def test_through_the_real_plugin_manager():
 
 
 def test_loading_is_thread_safe_and_quiet():
-    code = ("import threading\nfrom plugins.builtin.translate_zh import translate_chinese\n"
-            "out = []\nts = [threading.Thread(target=lambda: out.append(translate_chinese('轴承异响').texts[0])) for _ in range(8)]\n"
-            "[t.start() for t in ts]; [t.join() for t in ts]\nassert out == ['abnormal bearing noise'] * 8, out\n")
+    code = (
+        "import threading\nfrom plugins.builtin.translate_zh import translate_chinese\n"
+        "out = []\nts = [threading.Thread(target=lambda: out.append(translate_chinese('轴承异响').texts[0])) for _ in range(8)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\nassert out == ['abnormal bearing noise'] * 8, out\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == ""  # jieba prints nothing
@@ -167,8 +201,9 @@ def test_coverage_of_the_heldout_and_blind_sets():
 
 
 def test_coverage_script_runs():
-    done = subprocess.run([sys.executable, "benchmarks/zh_coverage.py", "--quick"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/zh_coverage.py", "--quick"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines[-3:]] == ["coverage main", "coverage heldout", "coverage blind"]
@@ -177,21 +212,25 @@ def test_coverage_script_runs():
 
 # -- the general dictionary (CC-CEDICT) under the sound vocabulary --------------------------------
 
+
 def test_general_dictionary_is_cc_cedict_and_large():
     assert source_path().is_file() and source_path().name.startswith("cedict_")
     assert len(get_dictionary()) >= 75_000  # of about 120,000 headwords, those with a usable sense
 
 
-@pytest.mark.parametrize(("word", "pos", "first"), [
-    ("游客", "noun", "tourist"),     # "traveler; tourist": the shorter alternative
-    ("主管", "noun", "manager"),     # not "in charge" (a phrase starting with a preposition)
-    ("紧急", "noun", "emergency"),   # nouns before adjectives ("urgent")
-    ("训斥", "verb", "reprimand"),   # verbs kept bare, composed as "-ing"
-    ("打", "verb", "beat"),          # the main reading (da3), not da2 "dozen"
-    ("关", "verb", "shut"),          # a single character's verb before its bound-form noun "mountain pass"
-    ("王", "verb", "rule"),          # the surname sense is skipped
-    ("咖啡机", "noun", "coffee maker"),
-])
+@pytest.mark.parametrize(
+    ("word", "pos", "first"),
+    [
+        ("游客", "noun", "tourist"),  # "traveler; tourist": the shorter alternative
+        ("主管", "noun", "manager"),  # not "in charge" (a phrase starting with a preposition)
+        ("紧急", "noun", "emergency"),  # nouns before adjectives ("urgent")
+        ("训斥", "verb", "reprimand"),  # verbs kept bare, composed as "-ing"
+        ("打", "verb", "beat"),  # the main reading (da3), not da2 "dozen"
+        ("关", "verb", "shut"),  # a single character's verb before its bound-form noun "mountain pass"
+        ("王", "verb", "rule"),  # the surname sense is skipped
+        ("咖啡机", "noun", "coffee maker"),
+    ],
+)
 def test_dictionary_sense_choice(word, pos, first):
     entry = get_dictionary().get(word)
     assert (entry.pos, entry.senses[0]) == (pos, first)
@@ -213,12 +252,26 @@ def test_dictionary_cache_is_written_and_read_back(tmp_path, monkeypatch):
 
 def test_gerund_and_plural():
     assert [gerund(v) for v in ["scold", "make soy milk", "stop", "open", "die", "be in heat", "see"]] == [
-        "scolding", "making soy milk", "stopping", "opening", "dying", "being in heat", "seeing"]
+        "scolding",
+        "making soy milk",
+        "stopping",
+        "opening",
+        "dying",
+        "being in heat",
+        "seeing",
+    ]
     assert [plural(n) for n in ["tourist", "person", "box", "fly", "coffee maker", "employees"]] == [
-        "tourists", "people", "boxes", "flies", "coffee makers", "employees"]
+        "tourists",
+        "people",
+        "boxes",
+        "flies",
+        "coffee makers",
+        "employees",
+    ]
 
 
 # -- composition keeping the head and its modifiers ------------------------------------------------
+
 
 def test_subject_and_verb_of_state():
     assert translate_chinese("游客欢呼").texts[0] == "tourists cheering"
@@ -283,6 +336,7 @@ def test_every_part_contributes_or_is_reported():
 
 # -- no quiet loss through the core and the real CLI -----------------------------------------------
 
+
 def test_filler_only_translation_is_not_embedded():
     from indexer.errors import BadInput
     from search.queries import only_filler, prepare_query
@@ -290,7 +344,9 @@ def test_filler_only_translation_is_not_embedded():
     host = build_plugin_manager()
     assert only_filler("sound") and only_filler("people") and only_filler("a sound of something")
     assert not only_filler("glass breaking") and not only_filler("noise")
-    prepared = prepare_query("声音", host, "This is a sound of {}.", {"strict_translation": False}, keep_untranslated=True)
+    prepared = prepare_query(
+        "声音", host, "This is a sound of {}.", {"strict_translation": False}, keep_untranslated=True
+    )
     assert prepared.texts == [] and prepared.untranslated == ["声音"]
     with pytest.raises(BadInput, match="no English found for: 声音"):
         prepare_query("声音", host, "This is a sound of {}.", {"strict_translation": False})
@@ -322,7 +378,9 @@ def test_cli_search_reports_a_query_without_english_and_runs_the_others(run_cli,
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: no English found for: 某某 (in '某某'); not searched"]
     # localizing the hits skips the query that was not searched
-    localized = run_cli("search", "某某", "glass breaking", "--localize", "--index", tiny_index, "-k", "1", "--json").json
+    localized = run_cli(
+        "search", "某某", "glass breaking", "--localize", "--index", tiny_index, "-k", "1", "--json"
+    ).json
     assert localized["results"][0]["hits"] == [] and localized["results"][1]["hits"][0]["localized"] is not None
 
 

@@ -1,4 +1,5 @@
 """Unit tests of the pure modules: windows, change detection, decoder order, ownership, audio cutting."""
+
 from __future__ import annotations
 
 import subprocess
@@ -21,13 +22,16 @@ from plugins.contract import DecodeError, Decoder
 # -- windows ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("total", "spans"), [
-    (0, []),
-    (7, [(0, 7)]),
-    (10, [(0, 10)]),
-    (25, [(0, 10), (10, 10), (15, 10)]),
-    (30, [(0, 10), (10, 10), (20, 10)]),
-])
+@pytest.mark.parametrize(
+    ("total", "spans"),
+    [
+        (0, []),
+        (7, [(0, 7)]),
+        (10, [(0, 10)]),
+        (25, [(0, 10), (10, 10), (15, 10)]),
+        (30, [(0, 10), (10, 10), (20, 10)]),
+    ],
+)
 def test_plan_windows_aligns_the_last_window_to_the_end(total, spans):
     assert plan_windows(total, 10, 10) == [WindowSpan(s, n) for s, n in spans]
 
@@ -39,11 +43,11 @@ def test_the_streaming_cutter_emits_the_planned_windows_whatever_the_block_size(
     cutter = WindowCutter(window, hop)
     got = []
     for i in range(0, total, block):
-        got += list(cutter.feed(audio[i: i + block]))
+        got += list(cutter.feed(audio[i : i + block]))
     got += list(cutter.finish())
     assert [span for span, _ in got] == plan_windows(total, window, hop)
     for span, samples in got:
-        np.testing.assert_array_equal(samples, audio[span.start: span.start + span.length])
+        np.testing.assert_array_equal(samples, audio[span.start : span.start + span.length])
 
 
 # -- change detection ------------------------------------------------------------------------------
@@ -56,8 +60,16 @@ def _scanned(tmp_path: Path, name: str, data: bytes, mtime: float = 1000.0) -> S
 
 
 def _known(file_id: int, f: ScannedFile, status: str = "indexed", hash_: str | None = "auto") -> FileRecord:
-    return FileRecord(id=file_id, path=f.path, root=f.root, size=f.size, mtime=f.mtime,
-                      hash=content_hash(f.path) if hash_ == "auto" else hash_, status=status, duration=1.0)
+    return FileRecord(
+        id=file_id,
+        path=f.path,
+        root=f.root,
+        size=f.size,
+        mtime=f.mtime,
+        hash=content_hash(f.path) if hash_ == "auto" else hash_,
+        status=status,
+        duration=1.0,
+    )
 
 
 def test_plan_changes_sorts_unchanged_new_renamed_copied_and_removed(tmp_path):
@@ -66,10 +78,26 @@ def test_plan_changes_sorts_unchanged_new_renamed_copied_and_removed(tmp_path):
     copy = _scanned(tmp_path, "copy.wav", b"same")
     new = _scanned(tmp_path, "new.wav", b"new")
     twin = _scanned(tmp_path, "twin.wav", b"new")
-    old_moved = FileRecord(id=2, path=str(tmp_path / "old-name.wav"), root=str(tmp_path), size=5, mtime=1.0,
-                           hash=content_hash(moved.path), status="indexed", duration=1.0)
-    gone = FileRecord(id=3, path=str(tmp_path / "gone.wav"), root=str(tmp_path), size=4, mtime=1.0, hash="x" * 40,
-                      status="indexed", duration=1.0)
+    old_moved = FileRecord(
+        id=2,
+        path=str(tmp_path / "old-name.wav"),
+        root=str(tmp_path),
+        size=5,
+        mtime=1.0,
+        hash=content_hash(moved.path),
+        status="indexed",
+        duration=1.0,
+    )
+    gone = FileRecord(
+        id=3,
+        path=str(tmp_path / "gone.wav"),
+        root=str(tmp_path),
+        size=4,
+        mtime=1.0,
+        hash="x" * 40,
+        status="indexed",
+        duration=1.0,
+    )
     known = known_files([_known(1, same), old_moved, gone])
     changes = plan_changes([str(tmp_path)], ScanResult([same, moved, copy, new, twin], []), known)
     assert changes.unchanged == 1
@@ -83,7 +111,9 @@ def test_plan_changes_sorts_unchanged_new_renamed_copied_and_removed(tmp_path):
 def test_a_touched_file_with_the_same_content_keeps_its_windows_and_failures_retry_on_request(tmp_path):
     touched = _scanned(tmp_path, "touched.wav", b"abc", mtime=2000.0)
     failed = _scanned(tmp_path, "failed.wav", b"bad")
-    known = known_files([_known(1, ScannedFile(touched.path, touched.root, touched.size, 1000.0)), _known(2, failed, "failed")])
+    known = known_files(
+        [_known(1, ScannedFile(touched.path, touched.root, touched.size, 1000.0)), _known(2, failed, "failed")]
+    )
     changes = plan_changes([str(tmp_path)], ScanResult([touched, failed], []), known)
     assert [(k.id, f.mtime) for k, f, _ in changes.touched] == [(1, 2000.0)]
     assert changes.unchanged == 2 and changes.decode == []
@@ -97,7 +127,9 @@ def test_an_empty_root_holding_indexed_files_is_refused_as_unmounted(tmp_path):
     held = FileRecord(id=1, path=str(root / "a.wav"), root=str(root), size=1, mtime=1.0, hash=None, status="indexed")
     with pytest.raises(BadInput, match="is empty but the index holds 1 files under it; is it unmounted"):
         refuse_unmounted([str(root)], ScanResult([], []), known_files([held]))
-    refuse_unmounted([str(root)], ScanResult([], [(str(root / "x.txt"), "not audio")]), known_files([held]))  # not empty
+    refuse_unmounted(
+        [str(root)], ScanResult([], [(str(root / "x.txt"), "not audio")]), known_files([held])
+    )  # not empty
 
 
 def test_under_root_matches_whole_path_components():
@@ -116,12 +148,15 @@ def _decoder(name: str, **kw) -> Decoder:
 
 
 def test_decoder_order_is_magic_then_specific_then_generic_by_extension_then_other_generics(tmp_path):
-    decoders = {d.name: d for d in (
-        _decoder("ffmpeg", extensions=("mp3", "wav"), generic=True),
-        _decoder("sndfile", extensions=("wav",), generic=True),
-        _decoder("toot", extensions=("toot",), magic=(b"TOOT",)),
-        _decoder("mp3x", extensions=("mp3",)),
-    )}
+    decoders = {
+        d.name: d
+        for d in (
+            _decoder("ffmpeg", extensions=("mp3", "wav"), generic=True),
+            _decoder("sndfile", extensions=("wav",), generic=True),
+            _decoder("toot", extensions=("toot",), magic=(b"TOOT",)),
+            _decoder("mp3x", extensions=("mp3",)),
+        )
+    }
     plain = tmp_path / "a.mp3"
     plain.write_bytes(b"ID3 whatever")
     assert [d.name for d in decoder_order(plain, decoders)] == ["mp3x", "ffmpeg", "sndfile"]
@@ -183,7 +218,7 @@ def test_cut_clip_takes_the_span_from_seekable_and_streamed_files(tmp_path):
     clip = cut_clip(wav, 1.0, 2.0, "wav", {}, {}, DecodeLimits())
     got, got_rate = sf.read(__import__("io").BytesIO(clip.data), dtype="float32")
     assert (clip.media_type, got_rate, clip.start_s, clip.end_s) == ("audio/wav", rate, 1.0, 2.0)
-    np.testing.assert_allclose(got, audio[rate: 2 * rate], atol=1 / 32768)
+    np.testing.assert_allclose(got, audio[rate : 2 * rate], atol=1 / 32768)
 
     pcm = tmp_path / "b.pcm"
     pcm.write_bytes((audio * 20_000).astype("<i2").tobytes())  # not seekable by libsndfile: through the decoders

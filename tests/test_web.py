@@ -1,4 +1,5 @@
 """The web page in a real headless chromium (Playwright): search, play, classify, file view, re-index; screenshots."""
+
 from __future__ import annotations
 
 import os
@@ -8,13 +9,24 @@ from api_server import LiveServer, api_settings, build_index, write_archive
 from conftest import REPO
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 SHOTS = REPO / "test-artifacts" / "web"
 KEY = "web-key"
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: `make browser-deps` installs it")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: `make browser-deps` installs it"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +54,10 @@ def page(live):
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}") if req.url.startswith(live.url) else None)
+        page.on(
+            "requestfailed",
+            lambda req: errors.append(f"request failed: {req.url}") if req.url.startswith(live.url) else None,
+        )
         page.errors = errors
         yield page
         context.close()
@@ -53,7 +68,9 @@ def test_search_play_classify_file_view_and_reindex(live, page):
     from playwright.sync_api import expect
 
     outside: list[str] = []
-    page.on("request", lambda req: outside.append(req.url) if not req.url.startswith((live.url, "blob:", "data:")) else None)
+    page.on(
+        "request", lambda req: outside.append(req.url) if not req.url.startswith((live.url, "blob:", "data:")) else None
+    )
     page.goto(live.url + "/")
     expect(page.locator("#key-panel")).to_be_visible()  # no key yet: the page asks for it
     page.fill("#api-key", KEY)
@@ -78,7 +95,9 @@ def test_search_play_classify_file_view_and_reindex(live, page):
     assert audio.value.status == 200 and audio.value.headers["content-type"] == "audio/wav"
     page.wait_for_function("() => { const p = document.querySelector('#player'); return p.duration > 0 && !p.paused; }")
     assert page.eval_on_selector("#player", "p => p.dataset.window") == window_id
-    assert 5.9 <= page.eval_on_selector("#player", "p => p.duration") <= 10.01  # one window: 10 s (6 s for the short file)
+    assert (
+        5.9 <= page.eval_on_selector("#player", "p => p.duration") <= 10.01
+    )  # one window: 10 s (6 s for the short file)
     expect(page.locator("#now-playing")).to_contain_text("▶")
     page.screenshot(path=str(SHOTS / "2-playing.png"))
 
@@ -110,8 +129,14 @@ def test_search_play_classify_file_view_and_reindex(live, page):
     assert all(c.startswith("rgb") and c != "rgb(223, 227, 232)" for c in colours)  # scored (grey = no score)
     import httpx
 
-    file_id = next(f["id"] for f in httpx.get(f"{live.url}/files", headers={"X-API-Key": KEY}).json()["files"] if f["path"].endswith("tone-a.wav"))
-    scored = httpx.get(f"{live.url}/files/{file_id}", params={"labels": "tone, noise"}, headers={"X-API-Key": KEY}).json()["windows"]
+    file_id = next(
+        f["id"]
+        for f in httpx.get(f"{live.url}/files", headers={"X-API-Key": KEY}).json()["files"]
+        if f["path"].endswith("tone-a.wav")
+    )
+    scored = httpx.get(
+        f"{live.url}/files/{file_id}", params={"labels": "tone, noise"}, headers={"X-API-Key": KEY}
+    ).json()["windows"]
     titles = page.locator("#file-strip .cell").evaluate_all("cells => cells.map(c => c.title)")
     assert [t.split("score ")[1] for t in titles] == [f"{w['score']:.4f}" for w in scored]
     cell = page.locator("#file-strip .cell").nth(2)

@@ -1,6 +1,7 @@
 """The QA workflow in a real headless chromium: upload (choose and drop, every option, progress), results,
 warnings, the waveform/mel viewer, play from a point, CSV/JSON downloads, localize, the classify matrix,
 and a layout check at 1400 px and 390 px (no main control overlaps another or leaves the screen)."""
+
 from __future__ import annotations
 
 import base64
@@ -17,14 +18,25 @@ from band_encoder import BandEncoder, burst_in_noise
 from conftest import REPO
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 SHOTS = REPO / "test-artifacts" / "web"
 KEY = "qa-key"
 BURST_AT = 13.3
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: `make browser-deps` installs it")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: `make browser-deps` installs it"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -89,18 +101,42 @@ def _no_overlaps(page, selectors: list[str], width: int) -> None:
         assert b["x"] >= -1 and b["x"] + b["width"] <= width + 1, f"{name} leaves the screen at {width} px: {b}"
     names = list(boxes)
     for i, a in enumerate(names):
-        for c in names[i + 1:]:
+        for c in names[i + 1 :]:
             p, q = boxes[a], boxes[c]
-            overlap = min(p["x"] + p["width"], q["x"] + q["width"]) - max(p["x"], q["x"]) > 1 and \
-                min(p["y"] + p["height"], q["y"] + q["height"]) - max(p["y"], q["y"]) > 1
+            overlap = (
+                min(p["x"] + p["width"], q["x"] + q["width"]) - max(p["x"], q["x"]) > 1
+                and min(p["y"] + p["height"], q["y"] + q["height"]) - max(p["y"], q["y"]) > 1
+            )
             assert not overlap, f"{a} overlaps {c} at {width} px: {p} {q}"
 
 
-UPLOAD_CONTROLS = ["nav button", "#drop-zone", "#upload-labels", "#upload-policy", "#upload-threshold", "#upload-options",
-                   "#upload-template", "#upload-start", "#upload-duration", "#upload-go", "#upload-csv", "#upload-json",
-                   "#upload-viewer .viewer-label", "#upload-viewer canvas", "#upload-viewer img.mel"]
-CLASSIFY_CONTROLS = ["nav button", "#labels", "#policy", "#threshold", "#classify-glob", "#classify-options",
-                     "#classify-template", "#classify-go"]
+UPLOAD_CONTROLS = [
+    "nav button",
+    "#drop-zone",
+    "#upload-labels",
+    "#upload-policy",
+    "#upload-threshold",
+    "#upload-options",
+    "#upload-template",
+    "#upload-start",
+    "#upload-duration",
+    "#upload-go",
+    "#upload-csv",
+    "#upload-json",
+    "#upload-viewer .viewer-label",
+    "#upload-viewer canvas",
+    "#upload-viewer img.mel",
+]
+CLASSIFY_CONTROLS = [
+    "nav button",
+    "#labels",
+    "#policy",
+    "#threshold",
+    "#classify-glob",
+    "#classify-options",
+    "#classify-template",
+    "#classify-go",
+]
 
 
 def _upload(page, live, **fields):
@@ -130,11 +166,17 @@ def test_upload_options_results_viewer_downloads(live, browser):
     expect(page.locator("#upload-result")).to_be_visible(timeout=60_000)
     assert page.eval_on_selector("#upload-bar", "b => b.style.width") == "100%"
     expect(page.locator("#upload-status")).to_have_text("done")
-    expect(page.locator("#upload-info .file-info")).to_contain_text("duration 30.00 s · sample rate 48000 Hz · 1 channel · codec wav/pcm_16")
+    expect(page.locator("#upload-info .file-info")).to_contain_text(
+        "duration 30.00 s · sample rate 48000 Hz · 1 channel · codec wav/pcm_16"
+    )
     expect(page.locator("#upload-info")).to_contain_text("classified 0:01.00–0:26.00")
-    expect(page.locator("#upload-warnings li.warning")).to_have_text(["silence: 1 of 3 windows are silent (below -60 dBFS): 0:01.0–0:11.0"])
+    expect(page.locator("#upload-warnings li.warning")).to_have_text(
+        ["silence: 1 of 3 windows are silent (below -60 dBFS): 0:01.0–0:11.0"]
+    )
     expect(page.locator("#upload-info .texts")).to_contain_text("a tone sound")
-    expect(page.locator("#upload-info .file-verdict")).to_contain_text("file: tone · peak window 0:16.00–0:26.00 · confidence")
+    expect(page.locator("#upload-info .file-verdict")).to_contain_text(
+        "file: tone · peak window 0:16.00–0:26.00 · confidence"
+    )
     # the table: the file row, then the windows by score, with confidence and fired labels
     rows = page.locator("#upload-table tbody tr")
     expect(rows).to_have_count(4)
@@ -153,7 +195,9 @@ def test_upload_options_results_viewer_downloads(live, browser):
     page.select_option("#upload-viewer .viewer-label", "tone")
     canvas = page.locator("#upload-viewer canvas").bounding_box()
     page.mouse.click(canvas["x"] + canvas["width"] * 0.7, canvas["y"] + 20)  # 1 + 0.7 * 25 = 18.5 s
-    page.wait_for_function("() => { const p = document.querySelector('#player'); return p.src.startsWith('blob:') && !p.paused; }")
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#player'); return p.src.startsWith('blob:') && !p.paused; }"
+    )
     assert abs(float(page.eval_on_selector("#player", "p => p.dataset.from")) - 18.5) < 0.2
     page.screenshot(path=str(SHOTS / "qa-1-upload-1400.png"), full_page=True)
     _no_overlaps(page, UPLOAD_CONTROLS, 1400)
@@ -178,8 +222,11 @@ def test_drop_raw_pcm_and_errors_in_words(live, browser):
     page = _page(browser, live, 1400)
     page.click("nav button[data-tab=upload]")
     data = base64.b64encode((live.root / "call.pcm").read_bytes()).decode()
-    transfer = page.evaluate_handle("""b64 => { const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-        const dt = new DataTransfer(); dt.items.add(new File([bytes], 'call.pcm')); return dt; }""", data)
+    transfer = page.evaluate_handle(
+        """b64 => { const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer(); dt.items.add(new File([bytes], 'call.pcm')); return dt; }""",
+        data,
+    )
     page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": transfer})
     page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
     expect(page.locator("#drop-text")).to_contain_text("call.pcm")
@@ -189,7 +236,9 @@ def test_drop_raw_pcm_and_errors_in_words(live, browser):
     page.select_option("#pcm-format", "s16le")
     page.fill("#upload-labels", "tone, noise")
     page.click("#upload-go")
-    expect(page.locator("#upload-info .file-info")).to_contain_text("duration 4.00 s · sample rate 8000 Hz · 2 channels", timeout=60_000)
+    expect(page.locator("#upload-info .file-info")).to_contain_text(
+        "duration 4.00 s · sample rate 8000 Hz · 2 channels", timeout=60_000
+    )
     page.screenshot(path=str(SHOTS / "qa-2-pcm-drop.png"), full_page=True)
     # a mistake in an option: one line naming it, from the page and from the server
     page.fill("#upload-options", "{not json")
@@ -226,9 +275,14 @@ def test_matrix_file_viewer_localize_and_search(live, browser):
     assert column(tone_col + 1) == sorted(column(tone_col + 1), reverse=True)
     page.click("#classify-table th[data-sort='label:noise']")
     assert column(tone_col + 1) == sorted(column(tone_col + 1))
-    assert page.locator("#classify-table tr.file-row").first.locator("button.open-file").inner_text().endswith("tone.wav")
+    assert (
+        page.locator("#classify-table tr.file-row").first.locator("button.open-file").inner_text().endswith("tone.wav")
+    )
     # every cell is coloured; a file row names its peak window; ▸ opens its windows
-    assert all(c.startswith("rgb") for c in page.locator("#classify-table td.heat").evaluate_all("cs => cs.map(c => c.style.background)"))
+    assert all(
+        c.startswith("rgb")
+        for c in page.locator("#classify-table td.heat").evaluate_all("cs => cs.map(c => c.style.background)")
+    )
     burst_row = page.locator("#classify-table tr.file-row", has_text="burst.wav")
     expect(burst_row.locator("td.peak")).to_have_text("0:00.00–0:10.00")  # where the sort label (noise) peaks
     page.click("#classify-table th[data-sort='label:tone']")
@@ -253,8 +307,12 @@ def test_matrix_file_viewer_localize_and_search(live, browser):
     canvas = page.locator("#file-viewer canvas").bounding_box()
     with page.expect_response(lambda r: "/audio" in r.url):
         page.mouse.click(canvas["x"] + canvas["width"] * (BURST_AT / 20.0), canvas["y"] + 30)
-    page.wait_for_function("() => { const p = document.querySelector('#player'); return p.duration > 0 && !p.paused && p.dataset.from; }")
-    assert abs(float(page.eval_on_selector("#player", "p => p.dataset.from")) - (BURST_AT - 10.0)) < 0.2  # inside the window
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#player'); return p.duration > 0 && !p.paused && p.dataset.from; }"
+    )
+    assert (
+        abs(float(page.eval_on_selector("#player", "p => p.dataset.from")) - (BURST_AT - 10.0)) < 0.2
+    )  # inside the window
     page.screenshot(path=str(SHOTS / "qa-4-file-localize.png"), full_page=True)
     # search: "where?" on a hit
     page.click("nav button[data-tab=search]")

@@ -7,6 +7,7 @@ and count frames (the exact duration), and blocks() feeds each frame to FFmpeg's
 the PCM in ~1 s blocks. OpenCORE's decoders are preferred: FFmpeg's own ones refuse comfort-noise
 (SID) and no-data frames, which phones write during silences; with them those frames become silence.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -43,10 +44,24 @@ class AmrFlavour:
 
 
 # Sizes as in RFC 4867 section 5.3 (and FFmpeg's amr demuxer); reserved types carry no payload.
-AMR_NB = AmrFlavour("amrnb", b"#!AMR\n", 8_000, (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0), 8,
-                    ("libopencore_amrnb", "amrnb"), reserved=(9, 10, 11, 12, 13, 14))
-AMR_WB = AmrFlavour("amrwb", b"#!AMR-WB\n", 16_000, (17, 23, 32, 36, 40, 46, 50, 58, 60, 5, 0, 0, 0, 0, 0, 0), 9,
-                    ("libopencore_amrwb", "amrwb"), reserved=(10, 11, 12, 13))
+AMR_NB = AmrFlavour(
+    "amrnb",
+    b"#!AMR\n",
+    8_000,
+    (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0),
+    8,
+    ("libopencore_amrnb", "amrnb"),
+    reserved=(9, 10, 11, 12, 13, 14),
+)
+AMR_WB = AmrFlavour(
+    "amrwb",
+    b"#!AMR-WB\n",
+    16_000,
+    (17, 23, 32, 36, 40, 46, 50, 58, 60, 5, 0, 0, 0, 0, 0, 0),
+    9,
+    ("libopencore_amrwb", "amrwb"),
+    reserved=(10, 11, 12, 13),
+)
 MULTICHANNEL_MAGIC = (b"#!AMR_MC1.0\n", b"#!AMR-WB_MC1.0\n")
 
 
@@ -76,11 +91,13 @@ def amr_frames(fh: BinaryIO, flavour: AmrFlavour) -> Iterator[bytes]:
         while pos < end:
             mode = (buf[pos] >> 3) & 0x0F
             if mode in flavour.reserved:
-                raise DecodeError(f"unsupported AMR mode {mode} in frame {count + 1} (a reserved frame type: damaged data)")
+                raise DecodeError(
+                    f"unsupported AMR mode {mode} in frame {count + 1} (a reserved frame type: damaged data)"
+                )
             size = 1 + sizes[mode]
             if pos + size > end:
                 break
-            yield buf[pos:pos + size]
+            yield buf[pos : pos + size]
             pos += size
             count += 1
     if pos < len(buf):

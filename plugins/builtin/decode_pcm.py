@@ -14,17 +14,18 @@ Keys left out of the sidecar keep their settings value; an unknown key, or both 
 sidecar, is a DecodeError (a typo must not silently decode the file at the wrong rate). A trailing
 partial frame (a recording cut mid-frame) is dropped with a logged warning and the rest decodes.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
 from plugins.builtin.pcm_formats import SampleFormat, block_frames, check_stream, integer_setting, sample_format
 from plugins.contract import DecodeError, Decoder
@@ -83,7 +84,9 @@ def pcm_layout(path: Path, settings: Mapping[str, Any]) -> tuple[int, int, Sampl
         fmt = sample_format(values["sample_format"])
         check_stream(sample_rate, channels)
     except DecodeError as exc:
-        raise DecodeError(f"sidecar {sidecar.name}: {exc}" if sidecar is not None else f"settings pcm.*: {exc}") from None
+        raise DecodeError(
+            f"sidecar {sidecar.name}: {exc}" if sidecar is not None else f"settings pcm.*: {exc}"
+        ) from None
     return sample_rate, channels, fmt
 
 
@@ -103,11 +106,15 @@ class PcmSource:
         self.dropped_bytes = size % self._frame_bytes  # a partial final frame, never decoded
         if self.frames == 0:
             self._file.close()
-            raise DecodeError(f"no complete frame: {size} bytes, one {self.codec} frame of {self.channels} channel(s) is {self._frame_bytes}")
+            raise DecodeError(
+                f"no complete frame: {size} bytes, one {self.codec} frame of {self.channels} channel(s) is {self._frame_bytes}"
+            )
         self.warnings: list[str] = []
         if self.dropped_bytes:
             self.warnings.append(f"dropped a partial final frame ({self.dropped_bytes} of {self._frame_bytes} bytes)")
-            log.warning("%s: dropping a partial final frame (%d of %d bytes)", path, self.dropped_bytes, self._frame_bytes)
+            log.warning(
+                "%s: dropping a partial final frame (%d of %d bytes)", path, self.dropped_bytes, self._frame_bytes
+            )
         self.duration_s = self.frames / self.sample_rate
 
     def blocks(self) -> Iterator[np.ndarray]:

@@ -1,4 +1,5 @@
 """Built-in decoder: FFmpeg through PyAV, for everything FFmpeg reads (mp3, m4a/aac, opus, wma, video tracks...)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -17,13 +18,56 @@ BLOCK_FRAMES = 1 << 16
 # FFmpeg demuxers of audio (or audio-bearing) containers; the extensions each declares are scanned, minus
 # image and subtitle ones, plus common audio names FFmpeg leaves to probing (.oga, .opus, .spx are Ogg).
 AUDIO_DEMUXERS = (
-    "aac", "ac3", "aiff", "amr", "amrnb", "amrwb", "ape", "asf", "au", "caf", "dsf", "dts", "eac3", "flac",
-    "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "mp3", "mpc", "mpc8", "ogg", "oma", "tak", "tta", "voc",
-    "w64", "wav", "wv", "xwma",
+    "aac",
+    "ac3",
+    "aiff",
+    "amr",
+    "amrnb",
+    "amrwb",
+    "ape",
+    "asf",
+    "au",
+    "caf",
+    "dsf",
+    "dts",
+    "eac3",
+    "flac",
+    "matroska,webm",
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "mp3",
+    "mpc",
+    "mpc8",
+    "ogg",
+    "oma",
+    "tak",
+    "tta",
+    "voc",
+    "w64",
+    "wav",
+    "wv",
+    "xwma",
 )
 EXTRA_EXTENSIONS = {"ogg": ("oga", "opus", "spx"), "mov,mp4,m4a,3gp,3g2,mj2": ("m4r",), "asf": ("wma",)}
-NOT_AUDIO = frozenset({"heic", "heif", "avif", "psp", "ism", "isma", "ismv", "mj2", "f4v", "mks", "mk3d", "mkv", "mov",
-                       "wmv", "apl", "mac"})
+NOT_AUDIO = frozenset(
+    {
+        "heic",
+        "heif",
+        "avif",
+        "psp",
+        "ism",
+        "isma",
+        "ismv",
+        "mj2",
+        "f4v",
+        "mks",
+        "mk3d",
+        "mkv",
+        "mov",
+        "wmv",
+        "apl",
+        "mac",
+    }
+)
 
 
 def ffmpeg_extensions() -> tuple[str, ...]:
@@ -87,8 +131,10 @@ class PyAVSource:
             for frame in self._container.decode(self._stream):
                 if frame.sample_rate != self.sample_rate or frame.layout.nb_channels != self.channels:
                     # A damaged frame header (an MP3 bit flip) announces another rate or layout mid-stream.
-                    raise DecodeError(f"a frame switches to {frame.sample_rate} Hz, {frame.layout.nb_channels} channel(s) "
-                                      f"mid-stream (the stream is {self.sample_rate} Hz, {self.channels}): damaged data")
+                    raise DecodeError(
+                        f"a frame switches to {frame.sample_rate} Hz, {frame.layout.nb_channels} channel(s) "
+                        f"mid-stream (the stream is {self.sample_rate} Hz, {self.channels}): damaged data"
+                    )
                 for out in resampler.resample(frame):
                     yield out.to_ndarray().reshape(-1, self.channels)
             for out in resampler.resample(None):

@@ -10,6 +10,7 @@ The compressed file is read whole (about 3 KB per second of audio; files beyond 
 some ten hours, are refused); the PCM is streamed: pysilk.decode runs in a thread, writing into a
 bounded queue that blocks() drains about one second at a time, so a long file is never held as PCM.
 """
+
 from __future__ import annotations
 
 import io
@@ -69,11 +70,15 @@ def silk_payload(data: bytes) -> tuple[bytes, int, int]:
         if size < 0:  # the SDK encoder's end mark
             break
         if size > MAX_PACKET_BYTES:
-            raise DecodeError(f"corrupt: packet {packets + empty + 1} claims {size} bytes (SILK's maximum is {MAX_PACKET_BYTES})")
+            raise DecodeError(
+                f"corrupt: packet {packets + empty + 1} claims {size} bytes (SILK's maximum is {MAX_PACKET_BYTES})"
+            )
         if pos + 2 + size > len(data):
-            raise DecodeError(f"truncated: packet {packets + empty + 1} needs {size} bytes, {len(data) - pos - 2} remain")
+            raise DecodeError(
+                f"truncated: packet {packets + empty + 1} needs {size} bytes, {len(data) - pos - 2} remain"
+            )
         if size:
-            kept.append(data[pos:pos + 2 + size])
+            kept.append(data[pos : pos + 2 + size])
             packets += 1
         else:
             empty += 1
@@ -130,12 +135,16 @@ class SilkSource:
         self.sample_rate = integer_setting(settings, "slk.sample_rate", DEFAULT_RATE)
         check_stream(self.sample_rate, self.channels)
         if self.sample_rate not in SILK_RATES:
-            raise DecodeError(f"slk.sample_rate {self.sample_rate} Hz: SILK decodes at {', '.join(map(str, SILK_RATES))} Hz")
+            raise DecodeError(
+                f"slk.sample_rate {self.sample_rate} Hz: SILK decodes at {', '.join(map(str, SILK_RATES))} Hz"
+            )
         try:
             with open_regular(path) as fh:
                 size = os.fstat(fh.fileno()).st_size
                 if size > MAX_FILE_BYTES:
-                    raise DecodeError(f"{size} bytes is beyond any SILK recording (limit {MAX_FILE_BYTES // 2**20} MiB)")
+                    raise DecodeError(
+                        f"{size} bytes is beyond any SILK recording (limit {MAX_FILE_BYTES // 2**20} MiB)"
+                    )
                 data = fh.read(MAX_FILE_BYTES + 1)
             if len(data) > MAX_FILE_BYTES:
                 raise DecodeError(f"grew beyond any SILK recording while read (limit {MAX_FILE_BYTES // 2**20} MiB)")

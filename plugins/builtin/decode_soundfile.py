@@ -1,4 +1,5 @@
 """Built-in decoder: libsndfile through soundfile (wav, flac, ogg/vorbis/opus, aiff, au, caf...)."""
+
 from __future__ import annotations
 
 import os
@@ -17,11 +18,32 @@ BLOCK_FRAMES = 1 << 16
 # libsndfile's major formats (soundfile.available_formats()) -> the file extensions they are saved under.
 # RAW is headerless (the pcm decoder's job, with a layout); MAT4/MAT5 are Matlab data files, rarely audio.
 FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "WAV": ("wav",), "WAVEX": ("wav",), "RF64": ("rf64",), "W64": ("w64",), "AIFF": ("aiff", "aif", "aifc"),
-    "AU": ("au", "snd"), "CAF": ("caf",), "FLAC": ("flac",), "OGG": ("ogg", "oga", "opus"), "MP3": ("mp3",),
-    "AVR": ("avr",), "HTK": ("htk",), "SVX": ("8svx", "16sv"), "MPC2K": ("mpc2k",), "PAF": ("paf",), "PVF": ("pvf",),
-    "SD2": ("sd2",), "SDS": ("sds",), "IRCAM": ("ircam",), "VOC": ("voc",), "NIST": ("nist", "sph"), "WVE": ("wve",),
-    "XI": ("xi",), "RAW": (), "MAT4": (), "MAT5": (),
+    "WAV": ("wav",),
+    "WAVEX": ("wav",),
+    "RF64": ("rf64",),
+    "W64": ("w64",),
+    "AIFF": ("aiff", "aif", "aifc"),
+    "AU": ("au", "snd"),
+    "CAF": ("caf",),
+    "FLAC": ("flac",),
+    "OGG": ("ogg", "oga", "opus"),
+    "MP3": ("mp3",),
+    "AVR": ("avr",),
+    "HTK": ("htk",),
+    "SVX": ("8svx", "16sv"),
+    "MPC2K": ("mpc2k",),
+    "PAF": ("paf",),
+    "PVF": ("pvf",),
+    "SD2": ("sd2",),
+    "SDS": ("sds",),
+    "IRCAM": ("ircam",),
+    "VOC": ("voc",),
+    "NIST": ("nist", "sph"),
+    "WVE": ("wve",),
+    "XI": ("xi",),
+    "RAW": (),
+    "MAT4": (),
+    "MAT5": (),
 }
 
 

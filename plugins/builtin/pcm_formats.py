@@ -1,4 +1,5 @@
 """Raw PCM shared by the built-in slk, amr and pcm decoders: sample formats to float32, stream checks, block sizes."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,7 +38,7 @@ def _s24le(raw: np.ndarray) -> np.ndarray:
     triples = raw.reshape(-1, 3)
     wide = np.zeros((len(triples), 4), dtype=np.uint8)
     wide[:, 1:] = triples
-    return (wide.view("<i4").ravel() >> 8).astype(np.float32) * np.float32(2.0 ** -23)
+    return (wide.view("<i4").ravel() >> 8).astype(np.float32) * np.float32(2.0**-23)
 
 
 def _f32le(raw: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Built-in scoring policies: softmax (pipeline parity), multilabel, margin, contrast and archive."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,16 @@ from plugins.contract import ArchiveStats, PolicyResult, ScoringPolicy, check_op
 from plugins.hookspecs import hookimpl
 from plugins.scoring import best_label_fired, number, per_label, sigmoid, softmax
 
-__all__ = ["ALWAYS_GIVEN", "best_label_fired", "check_options", "number", "per_label", "register_scoring_policies",
-           "sigmoid", "softmax"]
+__all__ = [
+    "ALWAYS_GIVEN",
+    "best_label_fired",
+    "check_options",
+    "number",
+    "per_label",
+    "register_scoring_policies",
+    "sigmoid",
+    "softmax",
+]
 
 THRESHOLD_HELP = "fire a label only when its score is at least this: one number, or one per label ({label: value} or a list in label order)"
 
@@ -74,7 +83,7 @@ CONTRAST_OPTIONS = {
 
 
 def score_contrast(logits, negative_logits, labels, stats, options) -> PolicyResult:
-    """"X but not Y": each label's logit loses weight * softplus(negative - positive), then softmax over labels.
+    """ "X but not Y": each label's logit loses weight * softplus(negative - positive), then softmax over labels.
 
     A window closer to the label's negative texts than to the label is pushed down by about the gap;
     one much closer to the label loses almost nothing. Labels without negatives (negative logit -inf)
@@ -105,12 +114,34 @@ def score_archive(logits, negative_logits, labels, stats: ArchiveStats | None, o
 
 @hookimpl
 def register_scoring_policies(register):
-    register(ScoringPolicy("softmax", score_softmax, "softmax over labels (transformers pipeline parity)",
-                           option_help=SOFTMAX_OPTIONS))
-    register(ScoringPolicy("multilabel", score_multilabel, "independent sigmoid per label, per-label thresholds",
-                           option_help=MULTILABEL_OPTIONS))
+    register(
+        ScoringPolicy(
+            "softmax", score_softmax, "softmax over labels (transformers pipeline parity)", option_help=SOFTMAX_OPTIONS
+        )
+    )
+    register(
+        ScoringPolicy(
+            "multilabel",
+            score_multilabel,
+            "independent sigmoid per label, per-label thresholds",
+            option_help=MULTILABEL_OPTIONS,
+        )
+    )
     register(ScoringPolicy("margin", score_margin, "softmax plus confidence = top1 - top2", option_help=MARGIN_OPTIONS))
-    register(ScoringPolicy("contrast", score_contrast, "labels with negative texts ('X but not Y') pushed down",
-                           option_help=CONTRAST_OPTIONS))
-    register(ScoringPolicy("archive", score_archive, "per-label z-scores against the label's distribution over the index",
-                           needs_archive_stats=True, option_help=ARCHIVE_OPTIONS))
+    register(
+        ScoringPolicy(
+            "contrast",
+            score_contrast,
+            "labels with negative texts ('X but not Y') pushed down",
+            option_help=CONTRAST_OPTIONS,
+        )
+    )
+    register(
+        ScoringPolicy(
+            "archive",
+            score_archive,
+            "per-label z-scores against the label's distribution over the index",
+            needs_archive_stats=True,
+            option_help=ARCHIVE_OPTIONS,
+        )
+    )

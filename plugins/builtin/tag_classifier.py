@@ -10,6 +10,7 @@ or ``{id = ..., alias = ..., revision = ...}``), ``top_k`` (default 5, 0 = every
 ``function_to_apply`` (softmax, sigmoid or none; default: the model's own, as the pipeline picks it),
 ``batch_size`` (default 8). transformers is imported only when a model is loaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,10 +80,20 @@ def _one_line(exc: BaseException) -> str:
 class TransformersClassifier:
     """One audio-classification checkpoint, loaded once and run on batches of windows (see the module docstring)."""
 
-    def __init__(self, model_id: str, alias: str | None = None, revision: str | None = None, top_k: int | None = DEFAULT_TOP_K,
-                 function_to_apply: str | None = None, device: str | None = "cpu", batch_size: int = DEFAULT_BATCH):
+    def __init__(
+        self,
+        model_id: str,
+        alias: str | None = None,
+        revision: str | None = None,
+        top_k: int | None = DEFAULT_TOP_K,
+        function_to_apply: str | None = None,
+        device: str | None = "cpu",
+        batch_size: int = DEFAULT_BATCH,
+    ):
         if function_to_apply is not None and function_to_apply not in FUNCTIONS:
-            raise ClassifierLoadError(f"function_to_apply must be one of {', '.join(FUNCTIONS)}, not {function_to_apply!r}")
+            raise ClassifierLoadError(
+                f"function_to_apply must be one of {', '.join(FUNCTIONS)}, not {function_to_apply!r}"
+            )
         if top_k is not None and int(top_k) < 0:
             raise ClassifierLoadError(f"top_k must be 0 (every label) or more, not {top_k}")
         self.model_id = str(model_id)
@@ -97,11 +108,17 @@ class TransformersClassifier:
         self.labels = tuple(str(self.model.config.id2label[i]) for i in range(num_labels))
         self.top_k = num_labels if not top_k else min(int(top_k), num_labels)
         problem = getattr(self.model.config, "problem_type", None)
-        self.function_to_apply = function_to_apply or {"regression": "none", "multi_label_classification": "sigmoid"}.get(str(problem), "softmax")
+        self.function_to_apply = function_to_apply or {
+            "regression": "none",
+            "multi_label_classification": "sigmoid",
+        }.get(str(problem), "softmax")
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         local = Path(self.model_id)
-        self.revision = revision or (directory_revision(local) if local.is_dir() else
-                                     getattr(self.model.config, "_commit_hash", None) or "unknown")
+        self.revision = revision or (
+            directory_revision(local)
+            if local.is_dir()
+            else getattr(self.model.config, "_commit_hash", None) or "unknown"
+        )
 
     # -- loading -------------------------------------------------------------------------------
     def _load_config(self, revision: str | None):
@@ -111,11 +128,15 @@ class TransformersClassifier:
         local = Path(self.model_id)
         looks_local = local.is_absolute() or self.model_id.startswith(".") or self.model_id.count("/") > 1
         if looks_local and not local.is_dir():
-            raise ClassifierLoadError(f"no model directory at {self.model_id}: give a local checkpoint directory or a Hugging Face id")
+            raise ClassifierLoadError(
+                f"no model directory at {self.model_id}: give a local checkpoint directory or a Hugging Face id"
+            )
         try:
             config = AutoConfig.from_pretrained(self.model_id, revision=revision)
         except (OSError, ValueError) as exc:
-            offline = " (HF_HUB_OFFLINE is set: only the local cache is searched)" if os.environ.get("HF_HUB_OFFLINE") else ""
+            offline = (
+                " (HF_HUB_OFFLINE is set: only the local cache is searched)" if os.environ.get("HF_HUB_OFFLINE") else ""
+            )
             raise ClassifierLoadError(
                 f"model {self.model_id} not found locally or in the Hugging Face cache{offline}: "
                 f"download it with `huggingface-cli download {self.model_id}` or give a local directory ({_one_line(exc)})"
@@ -161,7 +182,7 @@ class TransformersClassifier:
         out = []
         with self._lock, torch.inference_mode():
             for i in range(0, len(windows), self.batch_size):
-                audio = [self.prepare(w, sample_rate) for w in windows[i: i + self.batch_size]]
+                audio = [self.prepare(w, sample_rate) for w in windows[i : i + self.batch_size]]
                 inputs = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt")
                 inputs = {k: v.to(self.device) for k, v in inputs.items() if hasattr(v, "to")}
                 logits = self.model(**inputs).logits.float()
@@ -212,8 +233,17 @@ def load_classifiers(settings: Mapping[str, Any]) -> list[TransformersClassifier
     models = []
     for entry in entries:
         model_id, alias, revision = parse_model_ref(entry)
-        models.append(TransformersClassifier(model_id, alias=alias, revision=revision, top_k=top_k, function_to_apply=function,
-                                             device=settings.get("device"), batch_size=batch))
+        models.append(
+            TransformersClassifier(
+                model_id,
+                alias=alias,
+                revision=revision,
+                top_k=top_k,
+                function_to_apply=function,
+                device=settings.get("device"),
+                batch_size=batch,
+            )
+        )
     return models
 
 
@@ -223,6 +253,12 @@ def _no_flat_tags(windows: np.ndarray, sample_rate: int) -> dict:
 
 @hookimpl
 def register_window_taggers(register):
-    register(WindowTagger(name=NAME, tag=_no_flat_tags, classifiers=load_classifiers,
-                          description="fixed-label transformers audio classifiers (AST, wav2vec2, HuBERT...): "
-                                      "[plugin.classifier] models, top_k, function_to_apply"))
+    register(
+        WindowTagger(
+            name=NAME,
+            tag=_no_flat_tags,
+            classifiers=load_classifiers,
+            description="fixed-label transformers audio classifiers (AST, wav2vec2, HuBERT...): "
+            "[plugin.classifier] models, top_k, function_to_apply",
+        )
+    )

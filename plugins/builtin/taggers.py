@@ -1,4 +1,5 @@
 """Built-in window tagger: acoustic flags per window (silence, clipping, DC offset, RMS and peak level)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,4 +38,6 @@ def acoustic_tags(windows: np.ndarray, sample_rate: int) -> dict[str, np.ndarray
 
 @hookimpl
 def register_window_taggers(register):
-    register(WindowTagger(name="acoustic", tag=acoustic_tags, description="silence, clipping, DC offset, RMS/peak level"))
+    register(
+        WindowTagger(name="acoustic", tag=acoustic_tags, description="silence, clipping, DC offset, RMS/peak level")
+    )

@@ -4,6 +4,7 @@ Active only when settings["marian.model_dir"] names a saved MarianMTModel + Mari
 It wraps the other ``translate_query`` implementations: the vocabulary stays first for sound terms,
 and each part they report as untranslated goes through the model and moves into ``texts``.
 """
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ This package only re-exports the contract (plugins/contract.py, plugins/hookspec
 plugins/scoring.py) and, for plugin tests, ``build_plugin_manager``; the names and their meaning are documented in docs/plugins.md. In the
 repository it lives in plugins/soundsift_api/ and installs as the top-level package ``soundsift``.
 """
+
 from __future__ import annotations
 
 from plugins.contract import (
@@ -14,8 +15,8 @@ from plugins.contract import (
     AudioClassifier,
     AudioSource,
     ClassifierLoadError,
-    Decoder,
     DecodeError,
+    Decoder,
     LabelTexts,
     OpenAudio,
     PolicyOptionError,

@@ -1,4 +1,5 @@
 """Classification routes: the index against a label set (paged or streamed), and one uploaded file."""
+
 from __future__ import annotations
 
 import itertools
@@ -15,8 +16,8 @@ from indexer.errors import BadInput, DecodeError
 from search.catalog import check_labels
 from search.classify import policy_named
 from search.http_models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
-from search.results import ClassifyResponse, FileClassification
 from search.request_options import check_prompt_template, parse_policy_options
+from search.results import ClassifyResponse, FileClassification
 from search.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
 from search.uploads import classify_upload as classify_upload_file
 
@@ -26,9 +27,18 @@ UPLOAD_CHUNK = 1 << 20
 router = APIRouter()
 
 
-@router.post("/classify", response_model=ClassifyResponse, dependencies=Guarded, tags=["classify"],
-          responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}},
-                           "description": f"a page of rows; with `Accept: {NDJSON}`, a header line then every row"}})
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    dependencies=Guarded,
+    tags=["classify"],
+    responses={
+        200: {
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+            "description": f"a page of rows; with `Accept: {NDJSON}`, a header line then every row",
+        }
+    },
+)
 async def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
     """Every window (or file) scored against a label set, a page at a time or streamed as ndjson."""
     return await run_heavy(request, _classify, body, request, sx)
@@ -38,9 +48,18 @@ def _classify(body: ClassifyRequest, request: Request, sx):
     check_labels(body.labels, MAX_LABELS)
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
-    header, rows = sx.iter_classify(body.labels, policy=body.policy, by=body.by, top=body.top, threshold=body.threshold,
-                                    filters=body.filters, strict=body.strict or None, after=after,
-                                    policy_options=body.policy_options, prompt_template=body.prompt_template)
+    header, rows = sx.iter_classify(
+        body.labels,
+        policy=body.policy,
+        by=body.by,
+        top=body.top,
+        threshold=body.threshold,
+        filters=body.filters,
+        strict=body.strict or None,
+        after=after,
+        policy_options=body.policy_options,
+        prompt_template=body.prompt_template,
+    )
     if body.top is not None and position.get("offset"):
         rows = itertools.islice(rows, position["offset"], None)
     if NDJSON in request.headers.get("accept", ""):
@@ -53,30 +72,55 @@ def _classify(body: ClassifyRequest, request: Request, sx):
     if len(page) > body.limit:
         last = header.rows[-1]
         header.next_cursor = encode_cursor(
-            {"offset": position.get("offset", 0) + body.limit} if body.top is not None
-            else {"after": last.window_id if body.by == "window" else last.file_id})
+            {"offset": position.get("offset", 0) + body.limit}
+            if body.top is not None
+            else {"after": last.window_id if body.by == "window" else last.file_id}
+        )
     return header
 
-@router.post("/classify-file", response_model=FileClassification, dependencies=Guarded, tags=["classify"],
-             responses=error_responses(413))
-async def classify_upload(request: Request, sx: IndexDep, file: Annotated[UploadFile, File(description="an audio file")],
-                          labels: Annotated[str, Form(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK},
-                                                      description="comma-separated labels; a repeated `labels` field adds its labels")],
-                          policy: Annotated[str, Form(max_length=100)] = "softmax",
-                          policy_options: Annotated[str | None, Form(max_length=20_000, description=
-                                                    'the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}')] = None,
-                          threshold: Annotated[str | None, Form(max_length=4000, description=
-                                               'a number, or per label as JSON: {"dog": 0.3}')] = None,
-                          prompt_template: Annotated[str | None, Form(max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN},
-                                                                     description="e.g. 'the sound of {}'")] = None,
-                          start: Annotated[float | None, Form(ge=0, le=1e7, description="classify from here, seconds")] = None,
-                          duration: Annotated[float | None, Form(gt=0, le=1e7, description="classify this long, seconds")] = None,
-                          pcm_sample_rate: Annotated[int | None, Form(ge=1, le=10_000_000, description="raw PCM: sample rate")] = None,
-                          pcm_channels: Annotated[int | None, Form(ge=1, le=1024, description="raw PCM: channels")] = None,
-                          pcm_format: Annotated[str | None, Form(max_length=16, description="raw PCM: s16le, s24le, s32le, f32le, u8")] = None,
-                          envelope_points: Annotated[int, Form(ge=0, le=20_000, description="waveform points to return (0: none)")] = 0,
-                          mel_width: Annotated[int, Form(ge=0, le=4000, description="log-mel image width, pixels")] = 600,
-                          ) -> FileClassification:
+
+@router.post(
+    "/classify-file",
+    response_model=FileClassification,
+    dependencies=Guarded,
+    tags=["classify"],
+    responses=error_responses(413),
+)
+async def classify_upload(
+    request: Request,
+    sx: IndexDep,
+    file: Annotated[UploadFile, File(description="an audio file")],
+    labels: Annotated[
+        str,
+        Form(
+            min_length=1,
+            max_length=4000,
+            json_schema_extra={"pattern": NOT_BLANK},
+            description="comma-separated labels; a repeated `labels` field adds its labels",
+        ),
+    ],
+    policy: Annotated[str, Form(max_length=100)] = "softmax",
+    policy_options: Annotated[
+        str | None,
+        Form(max_length=20_000, description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}'),
+    ] = None,
+    threshold: Annotated[
+        str | None, Form(max_length=4000, description='a number, or per label as JSON: {"dog": 0.3}')
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        Form(max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN}, description="e.g. 'the sound of {}'"),
+    ] = None,
+    start: Annotated[float | None, Form(ge=0, le=1e7, description="classify from here, seconds")] = None,
+    duration: Annotated[float | None, Form(gt=0, le=1e7, description="classify this long, seconds")] = None,
+    pcm_sample_rate: Annotated[int | None, Form(ge=1, le=10_000_000, description="raw PCM: sample rate")] = None,
+    pcm_channels: Annotated[int | None, Form(ge=1, le=1024, description="raw PCM: channels")] = None,
+    pcm_format: Annotated[
+        str | None, Form(max_length=16, description="raw PCM: s16le, s24le, s32le, f32le, u8")
+    ] = None,
+    envelope_points: Annotated[int, Form(ge=0, le=20_000, description="waveform points to return (0: none)")] = 0,
+    mel_width: Annotated[int, Form(ge=0, le=4000, description="log-mel image width, pixels")] = 600,
+) -> FileClassification:
     """One uploaded file classified per window and as a whole; the upload is deleted when the request ends.
 
     Every option of one request: policy and `policy_options`, `threshold`, `prompt_template`, a segment
@@ -97,9 +141,15 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
     if prompt_template is not None:
         check_prompt_template(prompt_template)
     settings = sx.settings
-    pcm = {k: v for k, v in (("sample_rate", pcm_sample_rate), ("channels", pcm_channels), ("sample_format", pcm_format)) if v is not None}
+    pcm = {
+        k: v
+        for k, v in (("sample_rate", pcm_sample_rate), ("channels", pcm_channels), ("sample_format", pcm_format))
+        if v is not None
+    }
     if pcm:
-        settings = settings.model_copy(update={"plugin": {**settings.plugin, "pcm": {**settings.plugin.get("pcm", {}), **pcm}}})
+        settings = settings.model_copy(
+            update={"plugin": {**settings.plugin, "pcm": {**settings.plugin.get("pcm", {}), **pcm}}}
+        )
     suffix = Path(file.filename or "").suffix.lower()
     suffix = suffix if suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 9 else ""
     with tempfile.NamedTemporaryFile(dir=request.app.state.upload_dir, suffix=suffix, delete=False) as fh:
@@ -111,9 +161,22 @@ async def classify_upload(request: Request, sx: IndexDep, file: Annotated[Upload
         if saved.stat().st_size == 0:
             raise BadInput("the upload is empty")
         result = await run_heavy(
-            request, classify_upload_file, saved, labels, sx.encoder.full(), settings, sx.plugins, policy, options,
-            threshold=limit, prompt_template=prompt_template, start=start, duration=duration,
-            envelope_points=envelope_points, mel_width=mel_width)
+            request,
+            classify_upload_file,
+            saved,
+            labels,
+            sx.encoder.full(),
+            settings,
+            sx.plugins,
+            policy,
+            options,
+            threshold=limit,
+            prompt_template=prompt_template,
+            start=start,
+            duration=duration,
+            envelope_points=envelope_points,
+            mel_width=mel_width,
+        )
         result.path = file.filename
         for row in [*result.windows, result.file]:
             row.path = file.filename or "upload"
@@ -147,7 +210,10 @@ def _threshold(raw: str | None) -> float | dict | list | None:
 def _ndjson(header: ClassifyResponse, rows: Iterator) -> Iterator[bytes]:
     """A header line (labels, texts, policy) and one line per row; the rows are read chunk by chunk."""
     try:
-        yield (json.dumps({"header": header.model_dump(mode="json", exclude={"rows", "next_cursor"})}, ensure_ascii=False) + "\n").encode()
+        yield (
+            json.dumps({"header": header.model_dump(mode="json", exclude={"rows", "next_cursor"})}, ensure_ascii=False)
+            + "\n"
+        ).encode()
         for row in rows:
             yield (json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n").encode()
     finally:

@@ -1,4 +1,5 @@
 """What every router shares: the API-key guard, the open index and job manager, id parsing and page cursors."""
+
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,6 @@ import secrets
 from typing import Annotated
 
 import anyio
-
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -21,16 +21,22 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>, when the server has one")
 
 
-def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key_header)],
-                    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
+def require_api_key(
+    request: Request,
+    key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> None:
     """When an API key is configured, every data route needs it (compared in constant time)."""
     expected = request.app.state.settings.api_key
     if not expected:
         return
     given = key if key is not None else (bearer.credentials if bearer else None)
     if given is None or not secrets.compare_digest(given.encode("latin-1", "replace"), expected.encode("utf-8")):
-        raise HTTPException(401, "missing or wrong API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing or wrong API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def get_index(request: Request) -> SoundIndex:

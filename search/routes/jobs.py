@@ -1,4 +1,5 @@
 """Job routes: queue a re-index of server-side paths, list jobs, follow one."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -14,8 +15,14 @@ from search.routes.deps import Guarded, JobsDep
 router = APIRouter()
 
 
-@router.post("/jobs/index", response_model=JobInfo, status_code=202, dependencies=Guarded, tags=["jobs"],
-             responses=error_responses(403, 404, 429))
+@router.post(
+    "/jobs/index",
+    response_model=JobInfo,
+    status_code=202,
+    dependencies=Guarded,
+    tags=["jobs"],
+    responses=error_responses(403, 404, 429),
+)
 def submit_index_job(body: JobRequest, jobs: JobsDep, request: Request) -> JobInfo:
     """Queue a re-index of server-side paths (new, changed and failed-before files); runs one at a time.
 
@@ -28,8 +35,15 @@ def submit_index_job(body: JobRequest, jobs: JobsDep, request: Request) -> JobIn
     paths = [resolve_job_path(raw, roots) for raw in body.paths]
     return jobs.submit(list(dict.fromkeys(paths)), trigger="api", retry_failed=body.retry_failed)
 
-@router.post("/jobs/tag", response_model=JobInfo, status_code=202, dependencies=Guarded, tags=["jobs"],
-             responses=error_responses(429))
+
+@router.post(
+    "/jobs/tag",
+    response_model=JobInfo,
+    status_code=202,
+    dependencies=Guarded,
+    tags=["jobs"],
+    responses=error_responses(429),
+)
 def submit_tag_job(body: TagJobRequest, jobs: JobsDep) -> JobInfo:
     """Queue a classifier tag pass over the index: only windows without tags from that model and revision."""
     if "\x00" in body.model:
@@ -42,7 +56,10 @@ def list_jobs(jobs: JobsDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) ->
     """This server's recent jobs, newest first, then earlier runs recorded in the index."""
     return jobs.list(limit)
 
-@router.get("/jobs/{job_id}", response_model=JobInfo, dependencies=Guarded, tags=["jobs"], responses=error_responses(404))
+
+@router.get(
+    "/jobs/{job_id}", response_model=JobInfo, dependencies=Guarded, tags=["jobs"], responses=error_responses(404)
+)
 def job(job_id: str, jobs: JobsDep) -> JobInfo:
     """A job with its progress: files done/total, windows/s, ETA; its report once done."""
     info = jobs.get(job_id) if len(job_id) <= 64 else None

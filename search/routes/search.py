@@ -1,4 +1,5 @@
 """Search route: top-k windows per query."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -16,5 +17,12 @@ async def search(body: SearchRequest, sx: IndexDep, request: Request) -> SearchR
     """Top-k windows per query: the same document as `soundsift search --json`."""
     # With `localize`, each hit's audio is decoded and embedded again: that is heavy work, run with the other heavy requests.
     run = (lambda fn, *a, **k: run_heavy(request, fn, *a, **k)) if body.localize else run_in_threadpool
-    return await run(sx.search, body.queries, k=body.k, filters=body.filters, strict=body.strict or None,
-                     prompt_template=body.prompt_template, localize=body.localize)
+    return await run(
+        sx.search,
+        body.queries,
+        k=body.k,
+        filters=body.filters,
+        strict=body.strict or None,
+        prompt_template=body.prompt_template,
+        localize=body.localize,
+    )

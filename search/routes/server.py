@@ -1,4 +1,5 @@
 """Server routes: health, the web page shell, the OpenAPI document and Swagger UI, stats."""
+
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
@@ -27,21 +28,28 @@ def health() -> HealthResponse:
     """Liveness; the one route that never needs the API key."""
     return HealthResponse(version=VERSION)
 
+
 @router.get("/", include_in_schema=False)
 def page() -> FileResponse:
     # The page shell holds no data; its scripts send the API key with every request.
     return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8")
 
+
 @router.get("/openapi.json", include_in_schema=False, dependencies=Guarded)
 def openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 
+
 @router.get("/docs", include_in_schema=False, dependencies=Guarded)
 def docs() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="soundsift API",
-                               swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                               swagger_css_url="/static/swagger/swagger-ui.css",
-                               swagger_favicon_url="/static/swagger/favicon-32x32.png")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="soundsift API",
+        swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger/swagger-ui.css",
+        swagger_favicon_url="/static/swagger/favicon-32x32.png",
+    )
+
 
 @router.get("/stats", dependencies=Guarded, tags=["server"])
 def stats(sx: IndexDep, jobs: JobsDep) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Test plugin: registers a policy, then raises while registering decoders; none of it may be used."""
+
 from __future__ import annotations
 
 from plugins.contract import ScoringPolicy

@@ -1,4 +1,5 @@
 """Test plugin: a decoder for *.crash files that segfaults its process, as a buggy native decoder would."""
+
 from __future__ import annotations
 
 import ctypes

@@ -1,4 +1,5 @@
 """Test plugin: a decoder for *.hang files that never returns, as a decoder stuck on hostile input would."""
+
 from __future__ import annotations
 
 import time

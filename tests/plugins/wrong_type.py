@@ -1,4 +1,5 @@
 """Test plugin: hands register_window_taggers something that is not a WindowTagger."""
+
 from __future__ import annotations
 
 from plugins.hookspecs import hookimpl

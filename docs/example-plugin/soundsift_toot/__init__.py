@@ -1,4 +1,5 @@
 """soundsift-toot: a decoder for the made-up TOOT format and a 'tempered' scoring policy, via the soundsift hooks."""
+
 from __future__ import annotations
 
 import struct
@@ -7,7 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from soundsift import DecodeError, Decoder, PolicyOptionError, PolicyResult, ScoringPolicy, best_label_fired, hookimpl, softmax
+from soundsift import (
+    DecodeError,
+    Decoder,
+    PolicyOptionError,
+    PolicyResult,
+    ScoringPolicy,
+    best_label_fired,
+    hookimpl,
+    softmax,
+)
 
 MAGIC = b"TOOT"
 HEADER = struct.Struct("<4sIHI")  # magic, sample rate, channels, frames
@@ -74,8 +84,14 @@ def register_decoders(register):
 
 @hookimpl
 def register_scoring_policies(register):
-    register(ScoringPolicy(
-        name="tempered", score=score_tempered, description="softmax over logits / temperature",
-        option_help={"temperature": "divide logits by this before the softmax (default 2)",
-                     "threshold": "fire the best label only at this probability or more"},
-    ))
+    register(
+        ScoringPolicy(
+            name="tempered",
+            score=score_tempered,
+            description="softmax over logits / temperature",
+            option_help={
+                "temperature": "divide logits by this before the softmax (default 2)",
+                "threshold": "fire the best label only at this probability or more",
+            },
+        )
+    )

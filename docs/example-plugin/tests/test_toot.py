@@ -1,12 +1,13 @@
 """Tests of the soundsift-toot plugin, as its author writes them: load it the way soundsift does, then use it."""
+
 from __future__ import annotations
 
 import struct
 
 import numpy as np
 import pytest
-
 import soundsift_toot
+
 from soundsift import LabelTexts, PolicyOptionError, build_plugin_manager
 
 
@@ -44,7 +45,9 @@ def test_tempered_flattens_the_softmax_and_checks_its_options(host):
     labels = [LabelTexts("a", ("a",)), LabelTexts("b", ("b",))]
     logits = np.array([[2.0, 0.0]], np.float32)
     tempered = host.policies["tempered"]
-    result = tempered.score(logits, np.full_like(logits, -np.inf), labels, None, {"temperature": 2.0, "threshold": None})
+    result = tempered.score(
+        logits, np.full_like(logits, -np.inf), labels, None, {"temperature": 2.0, "threshold": None}
+    )
     np.testing.assert_allclose(result.scores[0], [np.e / (np.e + 1), 1 / (np.e + 1)], rtol=1e-6)  # softmax([1, 0])
     assert result.fired.tolist() == [[True, False]]
     with pytest.raises(PolicyOptionError, match="temperature must be a positive number"):

@@ -1,4 +1,5 @@
 """Built-in Chinese query translator: a bilingual sound vocabulary, jieba segmentation and composition, offline."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -25,7 +26,9 @@ def translate_chinese(text: str) -> QueryTranslation | None:
     if len(simplified) == len(text):  # t2s maps character for character: report what the user typed
         spans = {t.text: text[t.start : t.end] for t in tokens if t.role == "unknown"}
         untranslated = [spans.get(u, u) for u in untranslated]
-    return QueryTranslation(texts=result.texts, negatives=result.negatives, untranslated=untranslated, translator=TRANSLATOR)
+    return QueryTranslation(
+        texts=result.texts, negatives=result.negatives, untranslated=untranslated, translator=TRANSLATOR
+    )
 
 
 @hookimpl(tryfirst=True)

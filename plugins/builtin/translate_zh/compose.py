@@ -1,4 +1,5 @@
 """Composition: tagged tokens to English noun phrases, split into positive and negative clauses."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,9 +10,22 @@ from plugins.builtin.translate_zh.segment import Token
 MAX_TEXTS = 4
 MAX_NEGATIVES = 4
 _CONTENT = frozenset({"thing", "heard", "action", "modifier", "suffix", "place", "english"})
-_IRREGULAR_PLURALS = {"person": "people", "man": "men", "woman": "women", "child": "children", "foot": "feet",
-                      "mouse": "mice", "goose": "geese", "tooth": "teeth", "sheep": "sheep", "fish": "fish",
-                      "staff": "staff", "police": "police", "people": "people", "crowd": "crowd"}
+_IRREGULAR_PLURALS = {
+    "person": "people",
+    "man": "men",
+    "woman": "women",
+    "child": "children",
+    "foot": "feet",
+    "mouse": "mice",
+    "goose": "geese",
+    "tooth": "teeth",
+    "sheep": "sheep",
+    "fish": "fish",
+    "staff": "staff",
+    "police": "police",
+    "people": "people",
+    "crowd": "crowd",
+}
 
 
 @dataclass
@@ -105,7 +119,9 @@ def _phrase_group(tokens: list[Token]) -> list[str]:
 
 
 def _only_things(part: list[Token]) -> bool:
-    return any(t.role in ("thing", "english") for t in part) and all(t.role in ("thing", "english", "modifier") for t in part)
+    return any(t.role in ("thing", "english") for t in part) and all(
+        t.role in ("thing", "english", "modifier") for t in part
+    )
 
 
 def _has_heard_or_suffix(part: list[Token]) -> bool:
@@ -114,9 +130,16 @@ def _has_heard_or_suffix(part: list[Token]) -> bool:
 
 def _thing_phrase(things: list[Token], synonym: int = 0) -> str:
     """Things in order, each once: 空调 + 外机 -> "air conditioner outdoor unit", not both in full."""
-    names = [t.english[min(synonym, len(t.english) - 1)] if i == len(things) - 1 else t.english[0]
-             for i, t in enumerate(things) if t.english]
-    kept = [n for i, n in enumerate(names) if not any(n.lower() in m.lower() for j, m in enumerate(names) if j != i and m != n)]
+    names = [
+        t.english[min(synonym, len(t.english) - 1)] if i == len(things) - 1 else t.english[0]
+        for i, t in enumerate(things)
+        if t.english
+    ]
+    kept = [
+        n
+        for i, n in enumerate(names)
+        if not any(n.lower() in m.lower() for j, m in enumerate(names) if j != i and m != n)
+    ]
     return " ".join(_dedupe(kept))
 
 
@@ -163,13 +186,22 @@ def _acting(tokens: list[Token]) -> list[str] | None:
     """
     index = next((i for i, t in enumerate(tokens) if t.role == "action"), None)
     if index is None:
-        index = next((i for i, t in enumerate(tokens) if t.role == "heard" and t.kind == "event"
-                      and "{}" not in t.english[0] and any(u.role in ("thing", "english") for u in tokens[i + 1:])), None)
+        index = next(
+            (
+                i
+                for i, t in enumerate(tokens)
+                if t.role == "heard"
+                and t.kind == "event"
+                and "{}" not in t.english[0]
+                and any(u.role in ("thing", "english") for u in tokens[i + 1 :])
+            ),
+            None,
+        )
     if index is None:
         return None
     verb = tokens[index]
     before = [t for t in tokens[:index] if t.role in ("thing", "english")]
-    after = [t for t in tokens[index + 1:] if t.role in ("thing", "english", "action")]
+    after = [t for t in tokens[index + 1 :] if t.role in ("thing", "english", "action")]
     subject = _thing_phrase(before)
     obj = " ".join(t.english[0] for t in after if t.english)
     if before and before[-1].source == "dict" and subject and not obj:

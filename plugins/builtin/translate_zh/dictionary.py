@@ -8,6 +8,7 @@ and slang senses are skipped. The reduced form is cached in the user cache direc
 file, so later processes read it in a fraction of the time parsing takes. Nothing is downloaded: the data ships in the
 wheel.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,8 +41,37 @@ _PLACEHOLDER = re.compile(r"\b(?:sb|sth|sb's|sth's|one's|oneself|someone|somethi
 _BAD_CANDIDATE = re.compile(r"[^A-Za-z0-9 \-']|\b(?:for|of|to|in|with|on|at|by|from|as|and|or|the)$|^(?:or|and|but)\b")
 _ADJECTIVE_ENDINGS = ("ous", "ive", "ful", "ent", "ant", "able", "ible", "less", "ish", "ic", "ary", "ile")
 #: Senses that name nothing a sound query could mean: the word stays unknown rather than embed these.
-_VAGUE = frozenset({"so-and-so", "such-and-such", "certain", "some", "such", "this", "that", "these", "those", "it", "thing", "things",
-                    "stuff", "matter", "one", "a", "indefinite", "unspecified", "certain person", "someone", "kind", "sort", "type", "way", "aspect", "situation", "item"})
+_VAGUE = frozenset(
+    {
+        "so-and-so",
+        "such-and-such",
+        "certain",
+        "some",
+        "such",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "thing",
+        "things",
+        "stuff",
+        "matter",
+        "one",
+        "a",
+        "indefinite",
+        "unspecified",
+        "certain person",
+        "someone",
+        "kind",
+        "sort",
+        "type",
+        "way",
+        "aspect",
+        "situation",
+        "item",
+    }
+)
 _ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
 _PREPOSITION_FIRST = re.compile(r"^(?:in|on|at|for|of|with|by|from|as|into|under|over)\s", re.IGNORECASE)
 
@@ -101,8 +131,13 @@ def _candidates(sense: str) -> list[str]:
             verb = alt[3:].strip()
             if verb and not _BAD_CANDIDATE.search(verb) and len(verb.split()) <= 4:
                 out.append("to " + verb)
-        elif alt and not _BAD_CANDIDATE.search(alt) and len(alt.split()) <= 3 and alt[:1].islower() \
-                and alt.lower() not in _VAGUE:
+        elif (
+            alt
+            and not _BAD_CANDIDATE.search(alt)
+            and len(alt.split()) <= 3
+            and alt[:1].islower()
+            and alt.lower() not in _VAGUE
+        ):
             out.append(alt)
     return out
 
@@ -144,7 +179,9 @@ def reduce_entry(zh: str, readings: list[tuple[str, list[str]]]) -> DictEntry | 
         return None
     scored.sort(key=lambda s: s[0])
     best = scored[0][1]
-    pos = "verb" if best.startswith("to ") else "adj" if best.endswith(_ADJECTIVE_ENDINGS) and " " not in best else "noun"
+    pos = (
+        "verb" if best.startswith("to ") else "adj" if best.endswith(_ADJECTIVE_ENDINGS) and " " not in best else "noun"
+    )
     senses: list[str] = []
     for _, candidate in scored:
         if (pos == "verb") != candidate.startswith("to "):

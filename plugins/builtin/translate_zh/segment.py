@@ -1,4 +1,5 @@
 """Query segmentation: Traditional to Simplified, jieba over the vocabulary, tokens tagged with their role."""
+
 from __future__ import annotations
 
 import functools
@@ -60,7 +61,9 @@ class Segmenter:
         self._jieba = jieba.Tokenizer()
         # Built in memory from both word lists: no jieba cache file, nothing printed.
         words = [w for w in vocabulary.entries if CJK.search(w)]
-        freq = {w: _CHAR_FREQ if len(w) == 1 and vocabulary.entries[w].kind == "modifier" else _WORD_FREQ for w in words}
+        freq = {
+            w: _CHAR_FREQ if len(w) == 1 and vocabulary.entries[w].kind == "modifier" else _WORD_FREQ for w in words
+        }
         longest = max((len(w) for w in words), default=1)
         for w in self.general.entries:
             if w not in freq and not self._composes(w, longest):
@@ -119,8 +122,16 @@ class Segmenter:
             return self._general(word, start, end)
         kind = entry.kind
         role = "heard" if kind in HEARD_KINDS else kind
-        return Token(word, role, self._with_general(word, kind, list(entry.english)), list(entry.calls), kind, start,
-                     end, "vocab")
+        return Token(
+            word,
+            role,
+            self._with_general(word, kind, list(entry.english)),
+            list(entry.calls),
+            kind,
+            start,
+            end,
+            "vocab",
+        )
 
     def _with_general(self, word: str, kind: str, english: list[str]) -> list[str]:
         """A sound term's English, plus the general dictionary's sense when it names something the term's
@@ -144,8 +155,9 @@ class Segmenter:
         if entry is None:
             return Token(word, "unknown", start=start, end=end)
         if entry.pos == "verb":
-            return Token(word, "action", [gerund(s) for s in entry.senses], kind="action", start=start, end=end,
-                         source="dict")
+            return Token(
+                word, "action", [gerund(s) for s in entry.senses], kind="action", start=start, end=end, source="dict"
+            )
         role = "modifier" if entry.pos == "adj" else "thing"
         return Token(word, role, list(entry.senses), kind=role, start=start, end=end, source="dict")
 
@@ -198,8 +210,13 @@ def gerund(verb: str) -> str:
         ing = first[:-2] + "ying"
     elif w.endswith("e") and not w.endswith(("ee", "ye", "oe")) and len(w) > 2:
         ing = first[:-1] + "ing"
-    elif (len(w) >= 3 and w[-1] not in _VOWELS + "wxy" and w[-2] in _VOWELS and w[-3] not in _VOWELS
-          and sum(1 for a, b in zip(" " + w, w) if b in _VOWELS and a not in _VOWELS) == 1):
+    elif (
+        len(w) >= 3
+        and w[-1] not in _VOWELS + "wxy"
+        and w[-2] in _VOWELS
+        and w[-3] not in _VOWELS
+        and sum(1 for a, b in zip(" " + w, w) if b in _VOWELS and a not in _VOWELS) == 1
+    ):
         ing = first + first[-1] + "ing"  # one syllable ending consonant-vowel-consonant: stop -> stopping
     else:
         ing = first + "ing"

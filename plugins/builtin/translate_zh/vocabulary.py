@@ -1,4 +1,5 @@
 """The bilingual sound vocabulary (zh_en.tsv): loading, validation and lookups, cached once per process."""
+
 from __future__ import annotations
 
 import functools
