@@ -68,7 +68,7 @@ def test_http_jobs_the_cli_and_the_runs_table_report_warnings_alike(tmp_path, ti
         (stored,) = con.execute("SELECT summary FROM runs").fetchone()
     assert json.loads(stored) == cli  # the runs table keeps the very document --json printed
 
-    settings = api_settings(tmp_path / "index", tiny_model_dir)
+    settings = api_settings(tmp_path / "index", tiny_model_dir, allow_roots=[str(odd)])
     build_index(settings, [write_archive(tmp_path / "archive", [("a.wav", "tone", 3.0, 1)])])
     with LiveServer(create_app(settings)) as server, server.client() as http:
         job = http.post("/jobs/index", json={"paths": [str(odd)]}).json()

@@ -76,7 +76,7 @@ def test_search_takes_a_prompt_template_and_localizes_hits(live):
     plain = live.http.post("/search", json={"queries": ["a tone"], "k": 1}).json()["results"][0]
     assert plain["texts"] == ["This is a sound of a tone."] and "localized" not in plain["hits"][0]
     bad = live.http.post("/search", json={"queries": ["a tone"], "prompt_template": "no placeholder"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "prompt_template"
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"][-1] == "prompt_template"
 
 
 def test_classify_takes_policy_options_and_prompt_template_and_names_peaks(live):

@@ -35,7 +35,7 @@ def live(tmp_path_factory, tiny_model_dir):
 
     root = tmp_path_factory.mktemp("web")
     archive = write_archive(root / "archive")
-    settings = api_settings(root / "index", tiny_model_dir, api_key=KEY)
+    settings = api_settings(root / "index", tiny_model_dir, api_key=KEY, allow_roots=[str(root / "more")])
     build_index(settings, [archive])
     write_archive(root / "more", [("新录音.wav", "noise", 11.0, 7)])
     with LiveServer(create_app(settings)) as server:
