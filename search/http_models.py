@@ -152,7 +152,10 @@ class ClassifyRequest(BaseModel):
     policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
-    top: JsonInt | None = Field(None, ge=1, le=MAX_TOP, description="keep the N best rows, best first")
+    # Bounds before the validator, on the integer itself: elsewhere they leave raw "ge"/"le" in the JSON schema.
+    top: Annotated[int, Field(ge=1, le=MAX_TOP, strict=False), BeforeValidator(_a_json_number)] | None = Field(
+        None, description="keep the N best rows, best first"
+    )
     filters: RequestFilters | None = None
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
     limit: JsonInt = Field(1000, ge=1, le=MAX_PAGE, description="rows per page (ignored when streaming ndjson)")
@@ -203,8 +206,8 @@ class TagJobRequest(BaseModel):
         max_length=4096,
         description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id",
     )
-    top_k: JsonInt | None = Field(
-        None, ge=0, le=100_000, description="labels kept per window (default 5; 0 = every label)"
+    top_k: Annotated[int, Field(ge=0, le=100_000, strict=False), BeforeValidator(_a_json_number)] | None = Field(
+        None, description="labels kept per window (default 5; 0 = every label)"
     )
     function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(
         None, description="default: the model's own"

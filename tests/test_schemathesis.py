@@ -63,11 +63,6 @@ def archive_index(tmp_path_factory, tiny_model_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="model-tag filters naming an unknown model answer 422 to schema-valid input, "
-    "and POST /jobs/tag's top_k bound; both new, to be aligned with the schema",
-)
 @pytest.mark.parametrize("key", [None, KEY], ids=["no-key", "key"])
 def test_schemathesis_all_checks_pass(key, archive_index, tiny_model_dir, tmp_path):
     from search.http_api import create_app
