@@ -5,21 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from api_server import LiveServer, api_settings, build_index, write_archive
+from api_server import CHROMIUM, CHROMIUM_ARGS, LiveServer, api_settings, build_index, write_archive
 from conftest import REPO
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 SHOTS = REPO / "test-artifacts" / "web"
 KEY = "web-key"
 
@@ -49,7 +37,7 @@ def page(live):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         page = context.new_page()
         errors: list[str] = []

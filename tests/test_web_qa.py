@@ -13,22 +13,10 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-from api_server import LiveServer, api_settings
+from api_server import CHROMIUM, CHROMIUM_ARGS, LiveServer, api_settings
 from band_encoder import BandEncoder, burst_in_noise
 from conftest import REPO
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 SHOTS = REPO / "test-artifacts" / "web"
 KEY = "qa-key"
 BURST_AT = 13.3
@@ -69,7 +57,7 @@ def browser():
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
@@ -196,7 +184,9 @@ def test_upload_options_results_viewer_downloads(live, browser):
     canvas = page.locator("#upload-viewer canvas").bounding_box()
     page.mouse.click(canvas["x"] + canvas["width"] * 0.7, canvas["y"] + 20)  # 1 + 0.7 * 25 = 18.5 s
     page.wait_for_function(
-        "() => { const p = document.querySelector('#player'); return p.src.startsWith('blob:') && !p.paused; }"
+        # dataset.from is written once playback starts: wait for it too, or a busy machine reads it unset
+        "() => { const p = document.querySelector('#player');"
+        " return p.src.startsWith('blob:') && !p.paused && p.dataset.from !== undefined; }"
     )
     assert abs(float(page.eval_on_selector("#player", "p => p.dataset.from")) - 18.5) < 0.2
     page.screenshot(path=str(SHOTS / "qa-1-upload-1400.png"), full_page=True)
