@@ -30,7 +30,7 @@ def run(n: int, label_counts: list[int], chunk_limit: int, logit_scale: float = 
 
     from plugins.contract import LabelTexts
     from plugins.manager import default_plugins
-    from search.classify import ClassifyOptions, LabelMatrix, archive_stats, chunk_rows, score_chunks
+    from search.core.classify import ClassifyOptions, LabelMatrix, archive_stats, chunk_rows, score_chunks
 
     work = Path(tempfile.mkdtemp(prefix="bench-classify-"))
     t = time.perf_counter()

@@ -1,8 +1,9 @@
 """Older name of the Python API module, kept so ``from search.api import SoundIndex`` keeps working.
 
-New code imports from ``search.sound_index`` (the Python API) and ``search.topk`` (the search algorithm).
+New code imports from ``search.sound_index`` (the Python API) and ``search.core.topk`` (the search algorithm).
 """
 
+from search.core.topk import EXACT_FILTERED_MAX, exact_search  # noqa: F401
 from search.sound_index import *  # noqa: F401,F403
 from search.sound_index import (  # noqa: F401
     FilePaths,
@@ -19,4 +20,3 @@ from search.sound_index import (  # noqa: F401
     stored_model_id,
     warn_if_tiny,
 )
-from search.topk import EXACT_FILTERED_MAX, exact_search  # noqa: F401

@@ -1,7 +1,7 @@
 """The Python API: open or create an index, index paths, search, classify, classify one file or array.
 
 The CLI and the HTTP API are thin layers over this module (``search.sound_index`` is its older name, kept as an alias).
-The top-k algorithm itself lives in ``search.topk``.
+The top-k algorithm itself lives in ``search.core.topk``.
 """
 
 from __future__ import annotations
@@ -28,21 +28,21 @@ from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
 from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
-from search.filters import Filters
-from search.queries import PreparedQuery, combined_vectors, parse_labels, prepare_query
-from search.request_options import with_prompt_template
-from search.results import (
+from search.core.options import with_prompt_template
+from search.core.prompts import PreparedQuery, combined_vectors, parse_labels, prepare_query
+from search.core.results import (
     ClassifyResponse,
     ClassifyRow,
     FileClassification,
     QueryResult,
     SearchResponse,
 )
-from search.topk import top_k_hits, vectors_exact
+from search.core.topk import top_k_hits, vectors_exact
+from search.filters import Filters
 
 if TYPE_CHECKING:  # torch lives behind these: imported where they are used
     from indexer.runner import IndexReport
-    from search.classify import LabelMatrix
+    from search.core.classify import LabelMatrix
 
 _TINY_WARNED = False
 
@@ -131,7 +131,7 @@ def prepare_all(
 def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
     import torch
 
-    from search.classify import LabelMatrix
+    from search.core.classify import LabelMatrix
 
     positive = combined_vectors(encoder, [p.texts for p in prepared])
     negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
@@ -331,7 +331,7 @@ class SoundIndex:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
         ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
-        inside its window the sound is (`search.localize`).
+        inside its window the sound is (`search.core.localize`).
         """
         if not queries:
             raise BadInput("no query given")
@@ -362,7 +362,7 @@ class SoundIndex:
                 )
             )
         if localize:
-            from search.localize import localize_hits
+            from search.core.localize import localize_hits
 
             localize_hits(self, results, prompt_template=prompt_template, strict=strict)
         return SearchResponse(results=results)
@@ -386,7 +386,7 @@ class SoundIndex:
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
         larger id (``by="file"``) are scored; archive statistics always cover the whole index.
         """
-        from search.classify import ClassifyOptions, check_policy_options, chunk_rows, policy_named, score_chunks
+        from search.core.classify import ClassifyOptions, check_policy_options, chunk_rows, policy_named, score_chunks
 
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
@@ -428,7 +428,7 @@ class SoundIndex:
 
     def label_stats(self, matrix: "LabelMatrix") -> ArchiveStats:
         """Each label's logit distribution over the whole index (the archive policy), cached per label set and commit."""
-        from search.classify import archive_stats, chunk_rows
+        from search.core.classify import archive_stats, chunk_rows
 
         wm = self.window_matrix()
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
@@ -479,7 +479,7 @@ def classify_windows(
 
     ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
     """
-    from search.classify import ClassifyOptions, check_policy_options, in_memory_chunks, policy_named, score_chunks
+    from search.core.classify import ClassifyOptions, check_policy_options, in_memory_chunks, policy_named, score_chunks
 
     names = parse_labels(labels)
     scoring = policy_named(plugins.policies, policy)
@@ -569,9 +569,9 @@ def classify_file(
     """Classify one file without an index; decoding runs in a worker process under a time limit.
 
     ``options``: threshold, prompt_template, start, duration (seconds), envelope_points, mel_width, strict
-    (see `search.one_file.classify_file`).
+    (see `search.core.one_file.classify_file`).
     """
-    from search.one_file import classify_file as classify_one
+    from search.core.one_file import classify_file as classify_one
 
     return classify_one(path, labels, encoder, settings, plugins, policy, timeout_s, policy_options, **options)
 

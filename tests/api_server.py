@@ -43,7 +43,7 @@ class LiveServer:
     """The app served by a real uvicorn in a thread, on a socket bound before start (port 0: ephemeral)."""
 
     def __init__(self, app, host: str = "127.0.0.1"):
-        from search.server import bind_socket
+        from search.http.server import bind_socket
 
         self.app = app
         self.sock = bind_socket(host, 0)

@@ -16,7 +16,7 @@ KEY = "s3cret-key-0123"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_model_dir):
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     root = tmp_path_factory.mktemp("api")
     archive = write_archive(root / "archive")

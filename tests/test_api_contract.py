@@ -16,7 +16,7 @@ KEY = "contract-key-0123"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_model_dir):
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     root = tmp_path_factory.mktemp("contract")
     archive = write_archive(root / "archive", [("a.wav", "tone", 12.0, 1), ("b.flac", "noise", 4.0, 2)])
@@ -127,7 +127,7 @@ def test_openapi_without_a_key_advertises_no_security_and_documents_errors(live)
 
 
 def test_openapi_with_a_key_advertises_it_and_401(tmp_path, tiny_model_dir):
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     settings = api_settings(tmp_path / "index", tiny_model_dir, api_key=KEY)
     with LiveServer(create_app(settings)) as server, server.client(headers={"X-API-Key": KEY}) as client:

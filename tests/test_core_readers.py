@@ -38,7 +38,7 @@ def test_readers_share_writers_exclude(tmp_path, write_sound, make_settings, tin
 
 
 def test_jobs_spell_paths_as_the_index_does(tmp_path, write_sound, make_settings, tiny_encoder, monkeypatch):
-    from search.jobs import spelled_as_indexed
+    from search.http.jobs import spelled_as_indexed
 
     monkeypatch.chdir(tmp_path)
     write_sound(tmp_path / "archive" / "a.wav", "tone", 3.0)
@@ -58,7 +58,7 @@ def test_swagger_ui_loads_nothing_from_a_cdn(tmp_path, write_sound, make_setting
 
     from fastapi.testclient import TestClient
 
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     settings = make_settings(tmp_path / "index")
     sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder, role="serve")

@@ -383,7 +383,7 @@ def test_second_indexer_is_told_who_owns_the_index(tmp_path, write_sound, run_cl
         second = run_cli("index", archive, "--index", index, "--json", check=False)
         assert second.returncode == 2
         assert second.stderr.startswith(f"error: index {index} is in use by pid {first.pid} (")
-        assert f"cli.py index {archive} --index {index})" in second.stderr  # the owner's command line
+        assert f"cli/__main__.py index {archive} --index {index})" in second.stderr  # the owner's command line
         check = run_cli("check", "--index", index, check=False)
         assert check.returncode == 2 and f"pid {first.pid}" in check.stderr
     finally:

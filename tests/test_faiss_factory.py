@@ -99,7 +99,7 @@ def test_index_past_the_flat_limit_is_rebuilt_as_ivf_and_searches_exactly_where_
     assert len(only) == 3 and {h.path.rsplit("/", 1)[-1] for h in only} == {"bark.wav"}
     assert [h.window_id for h in only] == sorted(bark, key=lambda i: -exact[i])[:3]
     # a broad filter goes through FAISS's own id selector on the IVF index
-    monkeypatch.setattr("search.topk.EXACT_FILTERED_MAX", 0)
+    monkeypatch.setattr("search.core.topk.EXACT_FILTERED_MAX", 0)
     broad = sx.search(["a bell"], k=2, filters=Filters(path_glob="*/b*")).results[0].hits
     assert broad and {h.path.rsplit("/", 1)[-1] for h in broad} <= {"bark.wav", "bell.wav"}
 

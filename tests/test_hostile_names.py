@@ -121,7 +121,7 @@ def test_two_names_with_the_same_display_form_stay_two_files(tmp_path, open_inde
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory, tiny_model_dir):
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     root = tmp_path_factory.mktemp("hostile")
     shown = make_archive(root / "archive")

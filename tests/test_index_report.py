@@ -52,7 +52,7 @@ def test_the_report_document_keeps_every_field_and_rounds_once():
 def test_http_jobs_the_cli_and_the_runs_table_report_warnings_alike(tmp_path, tiny_model_dir, run_cli):
     import duckdb
 
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     odd = odd_archive(tmp_path / "odd")
     cli = run_cli("index", odd, "--index", tmp_path / "cli-index", "--json").json

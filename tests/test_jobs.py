@@ -16,14 +16,14 @@ from conftest import REPO, cli_env
     "text, seconds", [("30m", 1800), ("1h", 3600), ("1d", 86400), ("45s", 45), ("1.5h", 5400), (" 2H ", 7200)]
 )
 def test_parse_interval(text, seconds):
-    from search.jobs import parse_interval
+    from search.http.jobs import parse_interval
 
     assert parse_interval(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "1", "h", "0m", "-1h", "1w", "1 hour"])
 def test_parse_interval_refuses_with_the_accepted_forms(text):
-    from search.jobs import parse_interval
+    from search.http.jobs import parse_interval
 
     with pytest.raises(ValueError, match="e.g. 30m, 1h, 1d"):
         parse_interval(text)
@@ -102,7 +102,7 @@ def test_cli_hands_index_to_the_running_server_and_a_second_server_is_refused(tm
 def test_scheduler_reindexes_the_roots_in_the_index(tmp_path, tiny_model_dir, write_sound):
     from api_server import api_settings
 
-    from search.jobs import JobManager, ReindexScheduler
+    from search.http.jobs import JobManager, ReindexScheduler
     from search.sound_index import SoundIndex
 
     archive = write_archive(tmp_path / "archive", [("a.wav", "tone", 5.0, 1)])

@@ -15,7 +15,7 @@ def band_encoder(tiny_encoder):
 
 @pytest.mark.parametrize("burst_at", [0.4, 3.3, 6.3, 8.9])
 def test_a_tone_burst_is_found_where_it_was_placed(band_encoder, burst_at):
-    from search.localize import localize_audio
+    from search.core.localize import localize_audio
 
     audio = burst_in_noise(10.0, burst_at, 0.5, seed=int(burst_at * 10))
     q = band_encoder.embed_texts(["This is a sound of a tone."])[0]
@@ -31,7 +31,7 @@ def test_a_tone_burst_is_found_where_it_was_placed(band_encoder, burst_at):
 
 
 def test_sub_windows_cover_the_window_and_end_aligned():
-    from search.localize import sub_window_spans
+    from search.core.localize import sub_window_spans
 
     assert sub_window_spans(10, 4, 3) == [(0, 4), (3, 7), (6, 10)]
     assert sub_window_spans(11, 4, 3) == [(0, 4), (3, 7), (6, 10), (7, 11)]
@@ -44,7 +44,7 @@ def test_a_sub_window_is_prepared_exactly_as_clap_prepares_a_short_clip(tiny_mod
     import torch
     from transformers import ClapFeatureExtractor, ClapModel
 
-    from search.localize import localize_audio
+    from search.core.localize import localize_audio
 
     clip = burst_in_noise(1.0, 0.2, 0.5, seed=3)
     q = np.zeros(tiny_encoder.embedding_dim, np.float32)
@@ -62,7 +62,7 @@ def test_a_sub_window_is_prepared_exactly_as_clap_prepares_a_short_clip(tiny_mod
 
 def test_bad_sub_window_options_name_the_option(band_encoder):
     from indexer.errors import BadInput
-    from search.localize import localize_audio
+    from search.core.localize import localize_audio
 
     q = band_encoder.embed_texts(["tone"])[0]
     with pytest.raises(BadInput, match="sub_s"):

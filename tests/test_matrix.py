@@ -8,7 +8,7 @@ import torch
 
 from indexer.matrix import WindowMatrix, matrix_files, matrix_paths
 from plugins.builtin.policies import softmax
-from search.classify import LabelMatrix, chunk_logits
+from search.core.classify import LabelMatrix, chunk_logits
 from search.filters import Filters
 from search.sound_index import SoundIndex
 

@@ -64,7 +64,7 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_with_the_shipped_defaults(tmp_pa
     with zipfile.ZipFile(wheel) as zf:
         assert zf.read("soundsift/configs/default.toml") == (REPO / "configs" / "default.toml").read_bytes()
         names = zf.namelist()
-    assert "soundsift/__init__.py" in names and "plugins/contract.py" in names and "search/web/index.html" in names
+    assert "soundsift/__init__.py" in names and "plugins/contract.py" in names and "search/http/web/index.html" in names
     assert not any(n.startswith(("plugins/soundsift_api/", "tests/")) for n in names)
 
     venv = tmp_path / "venv"

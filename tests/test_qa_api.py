@@ -22,7 +22,7 @@ def band(tiny_encoder):
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_model_dir, band):
-    from search.http_api import create_app
+    from search.http.app import create_app
     from search.sound_index import SoundIndex
 
     root = tmp_path_factory.mktemp("qa")
@@ -204,7 +204,7 @@ def test_exports_carry_confidence_and_fired_labels(live, tmp_path):
 
     import pyarrow.parquet as pq
 
-    from search.writers import write_rows
+    from search.core.writers import write_rows
 
     for suffix in (".csv", ".parquet"):
         header, rows = live.sx.iter_classify("tone, noise", policy="margin")
@@ -221,7 +221,7 @@ def test_exports_carry_confidence_and_fired_labels(live, tmp_path):
 
 def test_classify_audio_returns_label_scores_and_the_detailed_result(band, tmp_path):
     from search.api import classify_audio
-    from search.results import FileClassification
+    from search.core.results import FileClassification
 
     path = tmp_path / "b.wav"
     sf.write(path, burst_in_noise(12.0, 4.0, 2.0, seed=9), 48_000)

@@ -156,7 +156,7 @@ def test_export_then_classify_on_the_cluster_gives_the_local_rows(
     import pyarrow.parquet as pq
 
     from indexer.settings import load_settings
-    from search.ray_classify import classify_on_cluster
+    from search.cluster.classify import classify_on_cluster
     from search.sound_index import SoundIndex
 
     index_dir = ray_index[0]
@@ -264,7 +264,7 @@ def test_a_plugin_missing_on_a_worker_is_an_error_naming_it(
 def test_a_server_with_ray_sends_its_reindex_jobs_to_the_cluster(
     cluster, archive, tmp_path, tiny_model_dir, tiny_encoder
 ):
-    from search.jobs import JobManager
+    from search.http.jobs import JobManager
 
     with _open(tmp_path / "index", tiny_model_dir, tiny_encoder, ray=cluster.address) as sx:
         jobs = JobManager(sx)

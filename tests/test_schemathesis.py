@@ -65,7 +65,7 @@ def archive_index(tmp_path_factory, tiny_model_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("key", [None, KEY], ids=["no-key", "key"])
 def test_schemathesis_all_checks_pass(key, archive_index, tiny_model_dir, tmp_path):
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     root, archive = archive_index
     settings = api_settings(tmp_path / "index", tiny_model_dir, api_key=key, max_upload_mb=1.0, max_queued_jobs=4)

@@ -112,7 +112,7 @@ def test_index_run_records_each_hostile_sidecar_and_finishes(tmp_path, write_sou
 
 
 def test_server_job_with_a_fifo_sidecar_completes_and_later_jobs_run(tmp_path, tiny_model_dir, write_sound):
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     archive = write_archive(tmp_path / "archive", [("a/tone.wav", "tone", 3.0, 1)])
     settings = api_settings(tmp_path / "index", tiny_model_dir)

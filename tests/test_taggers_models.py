@@ -340,7 +340,7 @@ def test_a_bad_tag_filter_is_one_line_before_any_model_loads(run_cli, tmp_path):
 def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
     from api_server import LiveServer, api_settings, build_index
 
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     archive = tmp_path / "archive"
     _write(archive, "a.wav", np.concatenate(_windows((10.0, 2.0), 5)))
@@ -406,7 +406,7 @@ def test_the_tag_filter_syntax(text, expected):
 
 
 def test_a_local_model_directory_is_keyed_by_its_absolute_path(tmp_path, monkeypatch):
-    from search.tagging import model_ref
+    from search.cli.tagging import model_ref
 
     (tmp_path / "emotion").mkdir()
     monkeypatch.chdir(tmp_path)

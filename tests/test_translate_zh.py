@@ -339,7 +339,7 @@ def test_every_part_contributes_or_is_reported():
 
 def test_filler_only_translation_is_not_embedded():
     from indexer.errors import BadInput
-    from search.queries import only_filler, prepare_query
+    from search.core.prompts import only_filler, prepare_query
 
     host = build_plugin_manager()
     assert only_filler("sound") and only_filler("people") and only_filler("a sound of something")
@@ -398,7 +398,7 @@ def test_http_search_reports_a_query_without_english_and_runs_the_others(tmp_pat
         from api_server import LiveServer, api_settings, build_index, write_archive
     finally:
         sys.path.remove(str(REPO / "tests"))
-    from search.http_api import create_app
+    from search.http.app import create_app
 
     archive = write_archive(tmp_path / "archive", [("tone.wav", "tone", 3.0, 1), ("noise.wav", "noise", 3.0, 2)])
     settings = api_settings(tmp_path / "index", tiny_model_dir)

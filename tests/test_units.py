@@ -209,7 +209,7 @@ def test_a_dead_owner_leaves_the_index_free(tmp_path):
 
 def test_cut_clip_takes_the_span_from_seekable_and_streamed_files(tmp_path):
     from plugins.manager import build_plugin_manager
-    from search.audio_cut import cut_clip
+    from search.core.audio_cut import cut_clip
 
     rate = 16_000
     audio = (np.arange(rate * 3) % 100 / 100).astype(np.float32)

@@ -29,7 +29,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_model_dir, tiny_encoder):
-    from search.http_api import create_app
+    from search.http.app import create_app
     from search.sound_index import SoundIndex
 
     root = tmp_path_factory.mktemp("webqa")

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from search.http_models import HealthResponse
-from search.routes.deps import Guarded, IndexDep, JobsDep
+from search.http.models import HealthResponse
+from search.http.routes.deps import Guarded, IndexDep, JobsDep
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 

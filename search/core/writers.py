@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import BadInput
-from search.results import ClassifyResponse, ClassifyRow
+from search.core.results import ClassifyResponse, ClassifyRow
 
 FIRED_SEPARATOR = ";"  # CSV: the fired labels of a row in one cell, e.g. "dog barking;glass breaking"
 

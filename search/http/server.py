@@ -47,8 +47,8 @@ def run_server(settings: Settings, reindex_every: str | None = None, reindex_pat
     """Serve the API and the web page until interrupted; re-index every ``reindex_every`` (e.g. '1h') if given."""
     import uvicorn
 
-    from search.http_api import create_app
-    from search.jobs import parse_interval
+    from search.http.app import create_app
+    from search.http.jobs import parse_interval
     from search.sound_index import SoundIndex
 
     try:

@@ -21,7 +21,7 @@ from indexer.errors import BadInput, ModelMismatch
 from indexer.export import export_index, read_export_meta
 from indexer.ray_pipeline import ClusterError, _unwrap, connect, node_name, require_ray
 from plugins.contract import ArchiveStats, LabelTexts
-from search.classify import ClassifyOptions, chunk_rows, score_chunks
+from search.core.classify import ClassifyOptions, chunk_rows, score_chunks
 
 RESULT_META = "_soundsift_classify.json"
 
@@ -43,7 +43,7 @@ class ScoreSpec:
 def _matrix(spec: ScoreSpec):
     import torch
 
-    from search.classify import LabelMatrix
+    from search.core.classify import LabelMatrix
 
     return LabelMatrix(
         labels=spec.labels,
@@ -93,14 +93,14 @@ def _chunks(part: str, chunk: int):
 
 def part_stats(spec: ScoreSpec, part: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Ray task: per-label sum and sum of squares of logits over one part, and its window count."""
-    from search.classify import chunk_logits
+    from search.core.classify import chunk_logits
 
     matrix = _matrix(spec)
     chunks, _ = _chunks(part, spec.chunk)
     total = np.zeros(len(spec.labels), np.float64)
     total_sq = np.zeros(len(spec.labels), np.float64)
     n = 0
-    for c in chunks:  # as search.classify.archive_stats, chunk by chunk
+    for c in chunks:  # as search.core.classify.archive_stats, chunk by chunk
         logits, _ = chunk_logits(matrix, c.vectors)
         total += logits.sum(axis=0)
         total_sq += np.square(logits, dtype=np.float64).sum(axis=0)
@@ -110,8 +110,8 @@ def part_stats(spec: ScoreSpec, part: str) -> tuple[np.ndarray, np.ndarray, int]
 
 def score_part(spec: ScoreSpec, part: str, stats: ArchiveStats | None, out: str | None) -> dict:
     """Ray task: score one part; write its rows to ``out`` (Parquet), or return them when ranking a top N."""
-    from search.results import ClassifyResponse
-    from search.writers import write_rows
+    from search.core.results import ClassifyResponse
+    from search.core.writers import write_rows
 
     chunks, paths = _chunks(part, spec.chunk)
     rows = score_chunks(iter(chunks), paths, _matrix(spec), _policy(spec.policy), stats, spec.options)
@@ -152,8 +152,8 @@ def classify_on_cluster(
     Returns a summary: labels, texts, policy, rows written, parts, where each part was scored.
     """
     from plugins.manager import default_plugins
-    from search.classify import check_policy_options, policy_named
-    from search.queries import parse_labels
+    from search.core.classify import check_policy_options, policy_named
+    from search.core.prompts import parse_labels
     from search.sound_index import label_matrix, load_encoder, prepare_all
 
     if by not in ("window", "file"):
@@ -260,8 +260,8 @@ def classify_on_cluster(
 
 
 def _write_top(rows: list[dict], names: list[str], texts, policy: str, by: str, out: Path) -> int:
-    from search.results import ClassifyResponse, ClassifyRow
-    from search.writers import write_rows
+    from search.core.results import ClassifyResponse, ClassifyRow
+    from search.core.writers import write_rows
 
     header = ClassifyResponse(labels=names, texts=texts, policy=policy, by=by, rows=[])
     return write_rows(out, header, (ClassifyRow(**r) for r in rows))

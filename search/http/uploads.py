@@ -1,7 +1,7 @@
 """Uploaded files are classified under the server's upload caps: seconds of audio, and a time budget.
 
 The file is decoded in a decode worker process (never in the server process) and embedded a batch at
-a time (`search.one_file`): the model lock is held for one batch, never for the whole upload. Its
+a time (`search.core.one_file`): the model lock is held for one batch, never for the whole upload. Its
 duration is checked from the header as soon as the worker has opened it, and again as the audio
 arrives, so a small file that decodes to hours of audio is refused after a few seconds of work.
 """
@@ -16,7 +16,7 @@ from indexer.errors import SoundsiftError
 from indexer.model import ClapEncoder
 from indexer.settings import Settings
 from plugins.manager import PluginHost
-from search.results import FileClassification
+from search.core.results import FileClassification
 
 
 class UploadTooLong(SoundsiftError):
@@ -58,11 +58,11 @@ def classify_upload(
     policy_options: dict | None = None,
     **options,
 ) -> FileClassification:
-    """`search.one_file.classify_file` under ``settings.max_upload_duration_s`` and ``settings.upload_time_budget_s``.
+    """`search.core.one_file.classify_file` under ``settings.max_upload_duration_s`` and ``settings.upload_time_budget_s``.
 
     Raises UploadTooLong (413) past either cap, DecodeError (422) for audio that does not decode.
     """
-    from search.one_file import classify_file
+    from search.core.one_file import classify_file
 
     return classify_file(
         path,

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from indexer.store import IndexStore
 from indexer.tag_store import stored_models
-from search.results import ClassifyRow
+from search.core.results import ClassifyRow
 
 BATCH = 4096
 

@@ -9,7 +9,7 @@ import numpy as np
 from indexer.matrix import WindowMatrix
 from indexer.store import IndexStore
 from indexer.vectors import VectorIndex
-from search.results import SearchHit
+from search.core.results import SearchHit
 
 EXACT_FILTERED_MAX = 262_144  # filtered searches over at most this many windows are exact (a matrix product)
 

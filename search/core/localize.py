@@ -13,7 +13,7 @@ import numpy as np
 from indexer.decode import TARGET_RATE, DecodeLimits
 from indexer.errors import BadInput, DecodeError
 from indexer.model import ClapEncoder
-from search.results import Localization, SubWindowScore
+from search.core.results import Localization, SubWindowScore
 
 DEFAULT_SUB_S = 1.0
 DEFAULT_HOP_S = 0.25
@@ -96,7 +96,7 @@ def read_mono_48k(
     """Mono 48 kHz samples of ``path`` between ``start_s`` and ``end_s`` (a seek where libsndfile can, else streamed)."""
     import soxr
 
-    from search.audio_cut import _read_seekable, _read_streaming
+    from search.core.audio_cut import _read_seekable, _read_streaming
 
     found = _read_seekable(path, start_s, end_s)
     if found is None:
@@ -119,11 +119,11 @@ def localize_window(
 ) -> Localization:
     """Where inside indexed window ``window_id`` the sound ``query`` describes is (seconds of the file).
 
-    Raises ``search.catalog.NotServable`` when the window's file is gone or changed, BadInput for bad options.
+    Raises ``search.core.catalog.NotServable`` when the window's file is gone or changed, BadInput for bad options.
     """
-    from search.catalog import window_location
-    from search.queries import combined_vectors
-    from search.request_options import with_prompt_template
+    from search.core.catalog import window_location
+    from search.core.options import with_prompt_template
+    from search.core.prompts import combined_vectors
     from search.sound_index import prepare_all
 
     where = window_location(sx, window_id)
@@ -158,9 +158,9 @@ def localize_hits(
     strict: bool | None = None,
 ) -> None:
     """Set ``localized`` on the best `LOCALIZE_MAX_HITS` hits of each query (a hit whose file is gone keeps None)."""
-    from search.catalog import NotServable
-    from search.queries import combined_vectors
-    from search.request_options import with_prompt_template
+    from search.core.catalog import NotServable
+    from search.core.options import with_prompt_template
+    from search.core.prompts import combined_vectors
     from search.sound_index import prepare_all
 
     settings = with_prompt_template(sx.settings, prompt_template)
@@ -174,7 +174,7 @@ def localize_hits(
         qv = combined_vectors(sx.encoder, [prepared.texts])[0]
         for hit in result.hits[:LOCALIZE_MAX_HITS]:
             try:
-                from search.catalog import window_location
+                from search.core.catalog import window_location
 
                 where = window_location(sx, hit.window_id)
                 audio = read_mono_48k(

@@ -7,7 +7,7 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-JSON_BODY_LIMIT = 1 << 20  # search/classify/jobs bodies are small JSON documents
+JSON_BODY_LIMIT = 1 << 20  # search, classify and jobs bodies are small JSON documents
 
 
 class BodyTooLarge(HTTPException):

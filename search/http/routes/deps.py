@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from indexer.errors import BadInput
-from search.jobs import JobManager
+from search.http.jobs import JobManager
 from search.sound_index import SoundIndex
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the server's API key, when it has one")

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from indexer.errors import BadInput
-from search.http_models import JobRequest, TagJobRequest, error_responses
-from search.job_paths import allowed_roots, resolve_job_path
-from search.jobs import JobInfo
-from search.routes.deps import Guarded, JobsDep
+from search.http.job_paths import allowed_roots, resolve_job_path
+from search.http.jobs import JobInfo
+from search.http.models import JobRequest, TagJobRequest, error_responses
+from search.http.routes.deps import Guarded, JobsDep
 
 router = APIRouter()
 

@@ -118,7 +118,7 @@ class RemoteIndex:
         localize: bool = False,
     ):
         """POST /search: the same SearchResponse the local index gives."""
-        from search.results import SearchResponse
+        from search.core.results import SearchResponse
 
         body = {
             "queries": list(queries),
@@ -144,7 +144,7 @@ class RemoteIndex:
         prompt_template: str | None = None,
     ):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
-        from search.results import ClassifyResponse, ClassifyRow
+        from search.core.results import ClassifyResponse, ClassifyRow
 
         body: dict = {
             "labels": labels,
@@ -199,7 +199,7 @@ class RemoteIndex:
         duration: float | None = None,
     ):
         """POST /classify-file with the file uploaded; paths in the answer are the local path, as locally."""
-        from search.results import FileClassification
+        from search.core.results import FileClassification
 
         boundary = uuid.uuid4().hex
         fields = {"labels": labels, "policy": policy}

@@ -59,7 +59,7 @@ def tag_index(
 
 def hand_off_tag(index_dir: Path, locked: IndexLocked, body: dict, wait: bool) -> tuple[str, dict]:
     """POST the tag job to the server owning the index (re-raises ``locked`` when no server owns it); follow it with ``wait``."""
-    from search.handoff import _call, follow, owner_url
+    from search.cli.handoff import _call, follow, owner_url
 
     url = owner_url(index_dir)
     if not url:

@@ -16,11 +16,11 @@ from indexer.model import ClapEncoder
 from indexer.settings import Settings, load_settings
 from indexer.windows import WindowCutter
 from plugins.manager import PluginHost, default_plugins
-from search.classify import policy_named
-from search.envelope import EnvelopeBuilder
-from search.queries import parse_labels
-from search.request_options import check_segment, with_prompt_template
-from search.results import AudioInfo, FileClassification
+from search.core.classify import policy_named
+from search.core.envelope import EnvelopeBuilder
+from search.core.options import check_segment, with_prompt_template
+from search.core.prompts import parse_labels
+from search.core.results import AudioInfo, FileClassification
 
 EMBED_BATCH = 8
 
@@ -75,11 +75,11 @@ def classify_file(
     what the decoder reported (``info``), acoustic ``warnings`` in words, and with ``envelope_points`` the
     waveform envelope and log-mel image of the classified part.
 
-    ``max_audio_s`` and ``budget_s`` are an upload's caps (see `search.uploads`): more audio to decode than
+    ``max_audio_s`` and ``budget_s`` are an upload's caps (see `search.http.uploads`): more audio to decode than
     that (from the header, else as it decodes), or more time than that, raises UploadTooLong at once.
     """
+    from search.http.uploads import UploadCaps
     from search.sound_index import classify_windows
-    from search.uploads import UploadCaps
 
     settings = with_prompt_template(settings or load_settings(), prompt_template)
     plugins = plugins or default_plugins()

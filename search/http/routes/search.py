@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from search.http_models import SearchRequest
-from search.results import SearchResponse
-from search.routes.deps import Guarded, IndexDep, run_heavy
+from search.core.results import SearchResponse
+from search.http.models import SearchRequest
+from search.http.routes.deps import Guarded, IndexDep, run_heavy
 
 router = APIRouter()
 

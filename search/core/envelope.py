@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from indexer.decode import DecodeLimits, open_audio
-from search.results import AudioInfo, Envelope
+from search.core.results import AudioInfo, Envelope
 
 BUCKET_S = 0.01
 MEL_COLUMN_S = 0.1

@@ -10,9 +10,9 @@ import numpy as np
 from indexer.errors import BadInput
 from indexer.store import WindowChunk
 from indexer.tag_store import tags_of_windows
-from search.classify import ClassifyOptions, policy_named, score_chunks
-from search.http_models import FileDetail, FileInfo, FilesPage, WindowInfo
-from search.queries import combined_vectors, parse_labels
+from search.core.classify import ClassifyOptions, policy_named, score_chunks
+from search.core.prompts import combined_vectors, parse_labels
+from search.http.models import FileDetail, FileInfo, FilesPage, WindowInfo
 from search.sound_index import SoundIndex, label_matrix, prepare_all
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"

@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from search.core.options import TEMPLATE_PATTERN
+from search.core.prompts import MAX_QUERY_CHARS
 from search.filters import Filters
-from search.queries import MAX_QUERY_CHARS
-from search.request_options import TEMPLATE_PATTERN
 
 MAX_QUERIES = 32
 MAX_LABELS = 64
@@ -111,7 +111,7 @@ class RequestFilters(Filters):
 
 def _check_template(value: str | None) -> str | None:
     from indexer.errors import BadInput
-    from search.request_options import check_prompt_template
+    from search.core.options import check_prompt_template
 
     if value is None:
         return value

@@ -13,7 +13,7 @@ import torch
 from indexer.errors import BadInput, UnknownPolicy
 from indexer.store import WindowChunk
 from plugins.contract import ArchiveStats, LabelTexts, PolicyOptionError, PolicyResult, ScoringPolicy
-from search.results import ClassifyRow
+from search.core.results import ClassifyRow
 
 
 @dataclass

@@ -11,19 +11,19 @@ from fastapi.responses import Response
 
 from indexer.decode import DecodeLimits
 from indexer.errors import BadInput
-from search.audio_cut import cut_clip
-from search.catalog import (
+from search.core.audio_cut import cut_clip
+from search.core.catalog import (
     NotServable,
     check_labels,
     file_detail,
     list_files,
     window_location,
 )
-from search.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
-from search.http_models import MAX_LABELS, MAX_MARGIN_S, TEMPLATE_PATTERN, FileDetail, FilesPage, error_responses
-from search.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
-from search.results import Envelope, Localization
-from search.routes.deps import Guarded, IndexDep, parse_id, run_heavy
+from search.core.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
+from search.core.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
+from search.core.results import Envelope, Localization
+from search.http.models import MAX_LABELS, MAX_MARGIN_S, TEMPLATE_PATTERN, FileDetail, FilesPage, error_responses
+from search.http.routes.deps import Guarded, IndexDep, parse_id, run_heavy
 
 router = APIRouter()
 ENVELOPE_CACHE = 32  # envelopes kept per server (a few hundred kB each)

@@ -1,4 +1,4 @@
-"""The ``soundsift`` command line: index, search, classify, classify-file, serve, stats, plugins, doctor, demo."""
+"""The core commands: index, check, search, classify, export, classify-file, stats, plugins, tag, doctor, serve, demo."""
 
 from __future__ import annotations
 
@@ -10,152 +10,32 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from indexer.errors import BadInput, IndexLocked, SoundsiftError
-from indexer.settings import Settings, load_settings
-
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Find sounds in audio archives by describing them in words."
+from search.cli.app import (
+    ApiKeyOpt,
+    DeviceOpt,
+    IndexOpt,
+    JsonOpt,
+    ModelOpt,
+    RayOpt,
+    ServerOpt,
+    TagOpt,
+    _client,
+    _emit_json,
+    _filters,
+    _fmt_time,
+    _policy_option_errors,
+    _policy_options,
+    _progress_rows,
+    _reader,
+    _settings,
+    _show_progress,
+    app,
+    err,
+    out,
 )
-# Without a terminal (pipes, CI) rich would wrap tables at 80 columns; paths need more.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
-
-IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index directory (default ./.soundsift)")]
-ModelOpt = Annotated[
-    Optional[str], typer.Option("--model", help="Hugging Face id or local directory of a CLAP checkpoint")
-]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
-ServerOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--server",
-        envvar="SOUNDSIFT_SERVER",
-        help="URL of a running `soundsift serve` to ask (default: the server that owns the index, when one does)",
-    ),
-]
-ApiKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="SOUNDSIFT_API_KEY", help="the server's API key")]
-RayOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--ray",
-        help="run on a Ray cluster: auto (this machine's cluster, else a local Ray; also `--ray` alone) or its address",
-    ),
-]
-TagOpt = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--tag",
-        help="only windows with this tag, repeatable: MODEL:LABEL, MODEL:LABEL>=0.5 (>=, >, <=, <, =) "
-        "for a classifier's label (alias or id prefix), NAME=VALUE for an acoustic tag (silence=false)",
-    ),
-]
-
-
-def _filters(path_glob: str | None, tags: list[str] | None):
-    """Filters from the --path-glob and --tag options (tag syntax checked before any model loads)."""
-    from search.filters import Filters, parse_tag_filter
-
-    for text in tags or []:
-        parse_tag_filter(text)
-    return Filters(path_glob=path_glob, **({"tags": list(tags)} if tags else {}))
-
-
-def _settings(index: Path | None = None, model: str | None = None, device: str | None = None, **more) -> Settings:
-    return load_settings(index=index, model=model, device=device, **more)
-
-
-def _emit_json(document) -> None:
-    # search.sound_index.dumps, without importing the index's machinery for a document already made
-    data = document.model_dump(mode="json") if hasattr(document, "model_dump") else document
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
-
-
-def _policy_options(items: list[str] | None) -> dict:
-    """``--policy-option key=value`` pairs; each value is read as JSON when it parses (0.3, {"dog": 0.2}), else a string."""
-    options: dict = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(
-                f"--policy-option takes key=value, e.g. threshold=0.3 or 'thresholds={{\"dog\": 0.2}}', not {item!r}"
-            )
-        try:
-            options[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key.strip()] = raw
-    return options
-
-
-@contextlib.contextmanager
-def _policy_option_errors():
-    """A bad policy option is the user's mistake: one line, no traceback."""
-    from plugins.contract import PolicyOptionError
-
-    try:
-        yield
-    except PolicyOptionError as exc:
-        raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
-
-
-def _client(index_dir: Path, server: str | None, api_key: str | None):
-    """A client of the server that answers for this index (``--server``, else the server owning it), or None: work locally."""
-    from search.remote import RemoteIndex, serving_owner
-
-    url = server or serving_owner(index_dir)
-    return RemoteIndex(url, api_key) if url else None
-
-
-def _reader(settings: Settings, server: str | None, api_key: str | None):
-    """(client, None) when a server answers for the index, else (None, the index opened read-only)."""
-    from search.sound_index import SoundIndex
-
-    client = _client(settings.index, server, api_key)
-    if client is not None:
-        return client, None
-    try:
-        return None, SoundIndex.open(settings.index, settings=settings, read_only=True)
-    except IndexLocked:
-        client = _client(settings.index, None, api_key)  # a server took the index meanwhile: ask it
-        if client is None:
-            raise
-        return client, None
-
-
-def _progress_rows(rows, enabled: bool, what: str = "rows"):
-    """``rows`` passed through, counted on a transient progress line on stderr when ``enabled`` (a terminal, no --json)."""
-    if not enabled:
-        yield from rows
-        return
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed} " + what),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("scoring", total=None)
-        for row in rows:
-            bar.advance(task)
-            yield row
-
-
-def _show_progress(json_out: bool) -> bool:
-    return not json_out and sys.stderr.isatty()
-
-
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    m, s = divmod(seconds, 60)
-    return f"{int(m)}:{s:05.2f}"
 
 
 @app.command()
@@ -203,7 +83,7 @@ def index(
     try:
         sx = SoundIndex.open(settings.index, settings=settings, create=True)
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
-        from search.handoff import owner_url
+        from search.cli.handoff import owner_url
 
         if api_key:
             os.environ["SOUNDSIFT_API_KEY"] = api_key  # read by the handoff's requests
@@ -309,7 +189,7 @@ def _check_locally(index_dir: Path, repair: bool) -> dict:
 
 def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bool, wait: bool, json_out: bool) -> None:
     """Submit the job to the server owning the index (POST /jobs/index) and say how to follow it, or follow it."""
-    from search.handoff import follow, submit_to_owner
+    from search.cli.handoff import follow, submit_to_owner
 
     url, job = submit_to_owner(index_dir, paths, locked, retry_failed)
     err.print(
@@ -453,7 +333,7 @@ def classify(
     api_key: ApiKeyOpt = None,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set (through the owning server, if any)."""
-    from search.writers import write_rows
+    from search.core.writers import write_rows
 
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
@@ -506,7 +386,7 @@ def classify(
             )
         rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
-            from search.tag_columns import tag_column_names, with_tag_columns
+            from search.core.tag_columns import tag_column_names, with_tag_columns
 
             # each tagging model's best label and score per row (read from the index: not through a server)
             tag_columns = tag_column_names(sx.store) if sx is not None else []
@@ -537,7 +417,7 @@ def _classify_on_cluster(
     settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options, path_glob, strict, json_out
 ) -> None:
     """`classify --ray`: score exported Parquet parts on the cluster, results as Parquet parts in --out DIR."""
-    from search.ray_classify import classify_on_cluster
+    from search.cluster.classify import classify_on_cluster
 
     if out_path is None:
         raise BadInput("classify --ray writes Parquet parts: give --out DIR")
@@ -633,8 +513,8 @@ def classify_file_cmd(
     """Classify one file, window by window and as a whole; no index needed (uploaded to the owning server, if any)."""
     from indexer.errors import UnknownPolicy
     from plugins.manager import default_plugins
-    from search.queries import parse_labels
-    from search.request_options import check_prompt_template, check_segment
+    from search.core.options import check_prompt_template, check_segment
+    from search.core.prompts import parse_labels
 
     parse_labels(labels)  # fail on a bad label list, policy or option before loading a model (or asking a server)
     policies = default_plugins().policies
@@ -827,7 +707,7 @@ def tag(
     json_out: JsonOpt = False,
 ):
     """Tag the windows of an index with a fixed-label audio classifier (only windows it has not tagged yet)."""
-    from search.tagging import hand_off_tag, model_ref, report_lines, tag_index
+    from search.cli.tagging import hand_off_tag, model_ref, report_lines, tag_index
 
     settings = _settings(index, None, device, batch_size=batch_size, decode_workers=workers)
     ref = model_ref(model, alias)
@@ -942,7 +822,7 @@ def serve(
     ray: RayOpt = None,
 ):
     """Serve the HTTP API and the web page (one process owns the index)."""
-    from search.server import run_server
+    from search.http.server import run_server
 
     settings = _settings(index, model, device, host=host, port=port, api_key=api_key, ray=ray)
     if allow_root:
@@ -961,45 +841,3 @@ def demo(
     from search.demo import run_demo
 
     run_demo(directory, model)
-
-
-def _ray_alone(argv: list[str]) -> list[str]:
-    """`--ray` with no value means `--ray auto` (a typer option cannot take an optional value).
-
-    The next word is taken as the address unless it is another option or an existing path without a colon.
-    """
-    import os
-
-    out = list(argv)
-    for i, word in enumerate(out):
-        nxt = out[i + 1] if i + 1 < len(out) else None
-        if word == "--ray" and (nxt is None or nxt.startswith("-") or (os.path.exists(nxt) and ":" not in nxt)):
-            out[i] = "--ray=auto"
-    return out
-
-
-def main() -> None:
-    """Entry point: a user's mistake is one line on stderr and a non-zero exit, never a traceback."""
-    try:
-        app(args=_ray_alone(sys.argv[1:]), standalone_mode=False)
-    except SoundsiftError as exc:
-        sys.stderr.write(f"error: {exc}\n")  # one line, never wrapped
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,55 @@
+"""The ``soundsift`` command line: index, search, classify, classify-file, serve, stats, plugins, doctor, demo.
+
+Commands live in modules beside this one (commands.py, and one module per feature); each registers itself on
+the shared typer app (app.py) when imported here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from indexer.errors import SoundsiftError
+from search.cli import commands  # noqa: F401  (registers the core commands)
+from search.cli.app import app, err
+
+
+def _ray_alone(argv: list[str]) -> list[str]:
+    """`--ray` with no value means `--ray auto` (a typer option cannot take an optional value).
+
+    The next word is taken as the address unless it is another option or an existing path without a colon.
+    """
+    import os
+
+    out = list(argv)
+    for i, word in enumerate(out):
+        nxt = out[i + 1] if i + 1 < len(out) else None
+        if word == "--ray" and (nxt is None or nxt.startswith("-") or (os.path.exists(nxt) and ":" not in nxt)):
+            out[i] = "--ray=auto"
+    return out
+
+
+def main() -> None:
+    """Entry point: a user's mistake is one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app(args=_ray_alone(sys.argv[1:]), standalone_mode=False)
+    except SoundsiftError as exc:
+        sys.stderr.write(f"error: {exc}\n")  # one line, never wrapped
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m search.cli`: the soundsift command line."""
+
+from search.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Work on a Ray cluster: classification of exported shards."""

@@ -1,0 +1,1 @@
+"""Pure search logic: prompts, ranking, classification, localisation, one-file scoring, writers."""
