@@ -27,7 +27,7 @@ else:
 
     pa = _Arrow()
 
-from indexer import crashpoints, tag_store
+from indexer import crashpoints, tag_store, watch_store
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer.paths import display_path, path_bytes, real_path
@@ -61,6 +61,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE IF NOT EXISTS text_vectors (fingerprint VARCHAR NOT NULL, text VARCHAR NOT NULL, "
         "vector FLOAT[] NOT NULL, PRIMARY KEY (fingerprint, text))",
     ),  # embedded query/label texts, per model
+    9: watch_store.WATCH_TABLES,  # standing queries: watches, alerts (an outbox), deliveries
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner
@@ -158,6 +159,7 @@ class IndexStore(StoreQueries):
         self._con = con
         self._write_lock = threading.Lock()
         self.read_only = False
+        self.policies: dict | None = None  # scoring policies for label-set watches (None: the default plugins')
         self.wrote_side_texts = (
             False  # a reader left new text vectors in side files (folded into DuckDB on close if it can)
         )
@@ -551,6 +553,19 @@ class IndexStore(StoreQueries):
             tag_store.upsert_model(cur, rows.model)
             tag_store.insert_rows(cur, rows)
         tag_store.insert_raw(cur, plan.copied_tags)
+        if windows is not None and len(windows):  # the watches, on the new windows, in this same transaction
+            paths = {f.id: display_path(f.path) for f in plan.files}
+            watch_store.alerts_for_commit(
+                cur,
+                windows.ids,
+                windows.file_ids,
+                windows.starts,
+                windows.ends,
+                windows.vectors,
+                paths,
+                run_id,
+                self.policies,
+            )
         if len(removed):
             self._raise_meta_max(cur, "max_window_id", int(removed.max()))
         if doomed:

@@ -61,6 +61,9 @@ def index(
         bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")
     ] = False,
     ray: RayOpt = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="then keep watching the paths: index files as they land (Ctrl-C stops)")
+    ] = False,
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
 ):
@@ -95,7 +98,10 @@ def index(
             ) from None
         _hand_off_index(settings.index, paths, locked, retry_failed, wait, json_out)
         return
+    from search.core.delivery import deliverer_for
+
     with sx:
+        deliverer = deliverer_for(sx).start()  # alerts go out beside indexing, never in its way
         report = sx.index(
             [str(p) for p in paths],
             retry_failed=retry_failed,
@@ -103,6 +109,19 @@ def index(
             allow_empty_root=allow_empty_root,
             progress=_show_progress(json_out),
         )
+        if follow:
+            from search.cli.follow import follow_index
+
+            _print_index_report(report, json_out)
+            follow_index(sx, paths, deliverer, json_out)
+        undelivered = deliverer.finish(settings.delivery_drain_s)  # bounded: what is left goes out next time
+    if undelivered > 0:
+        err.print(f"{undelivered} alert deliveries still pending (see `soundsift watch status`)", markup=False)
+    if not follow:
+        _print_index_report(report, json_out)
+
+
+def _print_index_report(report, json_out: bool) -> None:
     doc = report.document()
     if json_out:
         _emit_json(doc)
