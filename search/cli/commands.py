@@ -839,6 +839,10 @@ def serve(
         ),
     ] = None,
     ray: RayOpt = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="index files as they land under --reindex-path (default: the index's roots)"),
+    ] = False,
 ):
     """Serve the HTTP API and the web page (one process owns the index)."""
     from search.http.server import run_server
@@ -847,7 +851,10 @@ def serve(
     if allow_root:
         settings.allow_roots = [*settings.allow_roots, *(str(p.resolve()) for p in allow_root)]
     run_server(
-        settings, reindex_every=reindex_every, reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None
+        settings,
+        reindex_every=reindex_every,
+        reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None,
+        follow=follow,
     )
 
 

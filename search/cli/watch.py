@@ -176,10 +176,10 @@ def test(
     json_out: JsonOpt = False,
 ):
     """Run the watch over the whole index and print what it would have fired (nothing fires without --fire)."""
-    from search.core.watches import test_watch
+    from search.core.watches import run_watch_test
 
     with _open(index, model, write=fire) as sx:
-        matches, fired = test_watch(sx, name, fire=fire)
+        matches, fired = run_watch_test(sx, name, fire=fire)
         left = _deliver_now(sx) if fire and fired else 0
     shown = matches[:top] if top else matches
     if json_out:

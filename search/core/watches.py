@@ -250,7 +250,7 @@ def get_watch(store, name: str) -> WatchRecord:
     return found
 
 
-def test_watch(sx: "SoundIndex", name: str, fire: bool = False, chunk: int = 65_536) -> tuple[list[WatchMatch], int]:
+def run_watch_test(sx: "SoundIndex", name: str, fire: bool = False, chunk: int = 65_536) -> tuple[list[WatchMatch], int]:
     """Every window of the index the watch matches, best first, and how many alerts ``fire`` wrote
     (alerts only for windows it has not alerted on; nothing is written without ``fire``)."""
     watch = get_watch(sx.store, name)
