@@ -29,8 +29,13 @@ def sx(tmp_path_factory, tiny_model_dir, tiny_encoder):
 
     root = tmp_path_factory.mktemp("watches")
     settings = load_settings(
-        index=root / "idx", model=str(tiny_model_dir), device="cpu", decode_workers=1, hop_s=5.0,
-        delivery_timeout_s=1.0, delivery_backoff_s=0.2,
+        index=root / "idx",
+        model=str(tiny_model_dir),
+        device="cpu",
+        decode_workers=1,
+        hop_s=5.0,
+        delivery_timeout_s=1.0,
+        delivery_backoff_s=0.2,
     )
     (root / "arch").mkdir()
     _write(root / "arch" / "seed.wav", "tone", 12, 0)
@@ -42,9 +47,12 @@ def sx(tmp_path_factory, tiny_model_dir, tiny_encoder):
 
 
 def _windows_of(sx, name: str) -> set[int]:
-    return {int(i) for i in sx.store.cursor().execute(
-        "SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE f.path LIKE ?", [f"%/{name}"]
-    ).fetchnumpy()["id"]}
+    return {
+        int(i)
+        for i in sx.store.cursor()
+        .execute("SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE f.path LIKE ?", [f"%/{name}"])
+        .fetchnumpy()["id"]
+    }
 
 
 def test_alerts_ride_the_commit_on_new_windows_only(sx):
@@ -85,7 +93,9 @@ def test_alerts_ride_the_commit_on_new_windows_only(sx):
 
 def test_label_set_watch_and_path_filter(sx):
     arch = sx.root / "arch"
-    add_watch(sx, WatchSpec(name="labels", labels="tone, noise, bell", label="bell", threshold=0.0, path_glob="*/e-*.wav"))
+    add_watch(
+        sx, WatchSpec(name="labels", labels="tone, noise, bell", label="bell", threshold=0.0, path_glob="*/e-*.wav")
+    )
     _write(arch / "e-1.wav", "bell", 11, 4)
     _write(arch / "f-1.wav", "bell", 11, 5)
     sx.index([str(arch)], progress=False)
@@ -161,7 +171,9 @@ def test_ndjson_and_exec_targets(sx, tmp_path):
     seen = tmp_path / "seen.jsonl"
     add_watch(
         sx,
-        WatchSpec(name="files", query="tone", min_score=-1.0, ndjson=str(log), exec=f"sh -c 'cat >> {seen}; echo >> {seen}'"),
+        WatchSpec(
+            name="files", query="tone", min_score=-1.0, ndjson=str(log), exec=f"sh -c 'cat >> {seen}; echo >> {seen}'"
+        ),
     )
     _write(arch / "i.wav", "noise", 16, 8)
     deliverer = Deliverer(sx.store, timeout_s=5.0).start()
@@ -187,7 +199,9 @@ def test_alerts_api_pages_and_filters(sx):
     total = WatchStore(sx.store).alerts(watch="all")
     seen, cursor = [], None
     while True:
-        page = client.get("/alerts", params={"watch": "all", "limit": 3, **({"cursor": cursor} if cursor else {})}).json()
+        page = client.get(
+            "/alerts", params={"watch": "all", "limit": 3, **({"cursor": cursor} if cursor else {})}
+        ).json()
         seen += page["alerts"]
         cursor = page.get("next_cursor")
         if not cursor:
@@ -199,4 +213,3 @@ def test_alerts_api_pages_and_filters(sx):
     names = {w["name"] for w in client.get("/watches").json()}
     assert {"all", "half", "hook"} <= names
     assert client.get("/alerts", params={"cursor": "nonsense"}).status_code == 422
-

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from indexer.errors import BadInput
 from search.cli.app import IndexOpt, JsonOpt, ModelOpt, _emit_json, _fmt_time, _policy_options, _settings, app, out
 
 watch_app = typer.Typer(no_args_is_help=True, help="Standing queries: alerts when new audio matches.")
@@ -223,3 +224,142 @@ def status(index: IndexOpt = None, json_out: JsonOpt = False):
     for r in rows:
         table.add_row(r.watch, r.target, str(r.pending), str(r.delivered), str(r.failing), r.last_error or "")
     out.print(table)
+
+
+@app.command()
+def report(
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="the HTML (or, with --json, JSON) file to write")
+    ] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="alerts of the last 24h, 30m, 7d, 2w")] = None,
+    run: Annotated[Optional[int], typer.Option("--run", help="alerts of this indexing run instead")] = None,
+    watch: Annotated[Optional[str], typer.Option("--watch", help="only this watch")] = None,
+    top: Annotated[int, typer.Option("--top", help="top matches shown per watch")] = 5,
+    embed_audio: Annotated[
+        bool,
+        typer.Option(
+            "--embed-audio", help="put each top match's audio in the page (else the player streams from --server)"
+        ),
+    ] = False,
+    server: Annotated[
+        Optional[str], typer.Option("--server", help="URL of the soundsift server the links and players point at")
+    ] = None,
+    index: IndexOpt = None,
+    json_out: JsonOpt = False,
+):
+    """Per watch: alerts per hour/day and the top matches (waveform, score, player, link), as self-contained HTML."""
+    from search.core.report import build_report, render_html
+
+    if since is not None and run is not None:
+        raise BadInput("give --since or --run, not both")
+    if out_path is None and not json_out:
+        raise BadInput("give --out report.html (or --json to print the report)")
+    with _open(index) as sx:
+        base = server or _default_url(sx.settings)
+        doc = build_report(sx.store, since=since, run_id=run, watch=watch, top=top, base_url=base)
+        if json_out:
+            text = json.dumps(doc, ensure_ascii=False)
+        else:
+            text = render_html(doc, clip_of=_clip_reader(sx, embed_audio), server_url=base)
+    if out_path is None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out_path)
+    total = sum(w["alerts"] for w in doc["watches"])
+    out.print(f"wrote {out_path}: {total} alerts from {len(doc['watches'])} watches ({doc['scope']})", markup=False)
+
+
+def _default_url(settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def _clip_reader(sx, embed: bool):
+    """alert document -> (mono samples for the waveform, WAV bytes when ``embed``); a file that no longer decodes
+    gets an empty waveform."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from indexer.decode import DecodeLimits
+    from plugins.contract import DecodeError
+    from search.core.audio_cut import cut_clip
+
+    s = sx.settings
+    limits = DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s)
+
+    def clip_of(alert: dict):
+        try:
+            clip = cut_clip(
+                Path(alert["path"]), alert["start"], alert["end"], "wav", sx.plugins.decoders, s.plugin_view(), limits
+            )
+        except (DecodeError, OSError, ValueError):
+            return np.zeros(0, np.float32), None
+        audio, _ = sf.read(io.BytesIO(clip.data), dtype="float32")
+        return audio, (clip.data if embed else None)
+
+    return clip_of
+
+
+@app.command()
+def clips(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder the clips and clips.csv go in (flat)")],
+    watch: Annotated[Optional[str], typer.Option("--watch", help="every alert of this watch")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", help="windows matching a description")] = None,
+    min_score: Annotated[float, typer.Option("--min-score", help="with --query: cosine (-1..1)")] = 0.0,
+    probe: Annotated[
+        Optional[str], typer.Option("--probe", help="windows a stored probe's class fires on, PROBE:CLASS")
+    ] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="with --probe: probability")] = 0.5,
+    context: Annotated[float, typer.Option("--context", help="seconds of audio kept each side")] = 2.0,
+    fmt: Annotated[str, typer.Option("--format", help="wav or flac")] = "wav",
+    since: Annotated[Optional[str], typer.Option("--since", help="with --watch: alerts of the last 24h, 7d...")] = None,
+    top: Annotated[Optional[int], typer.Option("--top", help="only the best N")] = None,
+    index: IndexOpt = None,
+    json_out: JsonOpt = False,
+):
+    """Cut each matched segment (with context) from its original file at its own rate, plus clips.csv."""
+    import time
+
+    from indexer.decode import DecodeLimits
+    from search.core.clips import FORMATS, Segment, write_clips
+    from search.core.report import parse_since
+
+    if sum(x is not None for x in (watch, query, probe)) != 1:
+        raise BadInput("give exactly one of --watch, --query or --probe")
+    if fmt not in FORMATS:
+        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if top is not None and top < 1:
+        raise BadInput("--top must be at least 1")
+    if since is not None and watch is None:
+        raise BadInput("--since narrows the alerts of --watch; with --query or --probe use --top")
+    since_t = time.time() - parse_since(since) if since else None
+    with _open(index) as sx:
+        if watch is not None:
+            from indexer.watch_store import WatchStore
+            from search.core.watches import get_watch
+
+            get_watch(sx.store, watch)
+            rows = WatchStore(sx.store).alerts(watch=watch, since=since_t, order="score", limit=top)
+            segments = [Segment(a.path, a.start, a.end, a.score, a.label, a.watch, a.window_id) for a in rows]
+        else:
+            from search.core.watches import WatchSpec, compile_watch, matches_of
+
+            spec = WatchSpec(name="clips", query=query, min_score=min_score, probe=probe, threshold=threshold)
+            rule = compile_watch(sx, spec)
+            found, _ = matches_of(sx, rule)
+            found.sort(key=lambda m: (-m.score, m.window_id))
+            label = query or (probe or "").partition(":")[2]
+            segments = [Segment(m.path, m.start, m.end, m.score, label, None, m.window_id) for m in found[:top]]
+        s = sx.settings
+        limits = DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s)
+        rows_out, failures = write_clips(segments, out_dir, context, fmt, sx.plugins.decoders, s.plugin_view(), limits)
+    if json_out:
+        _emit_json({"out": str(out_dir), "clips": rows_out, "failed": [{"path": p, "error": e} for p, e in failures]})
+        return
+    out.print(f"wrote {len(rows_out)} clips and clips.csv to {out_dir}", markup=False)
+    for path, error in failures:
+        out.print(f"  not cut: {path}: {error}", markup=False, highlight=False)

@@ -250,16 +250,13 @@ def get_watch(store, name: str) -> WatchRecord:
     return found
 
 
-def run_watch_test(sx: "SoundIndex", name: str, fire: bool = False, chunk: int = 65_536) -> tuple[list[WatchMatch], int]:
-    """Every window of the index the watch matches, best first, and how many alerts ``fire`` wrote
-    (alerts only for windows it has not alerted on; nothing is written without ``fire``)."""
-    watch = get_watch(sx.store, name)
-    ws = WatchStore(sx.store)
+def matches_of(sx: "SoundIndex", watch: WatchRecord, chunk: int = 65_536, keep_vectors: bool = False):
+    """Every indexed window ``watch`` matches, in id order: (matches, chunks of (ids, file ids, starts, ends, vectors)
+    when ``keep_vectors``)."""
     paths = sx.file_paths(sx.store.commit_seq())
     where = "f.status = 'indexed'" + (f" AND ({watch.rule.filter_sql})" if watch.rule.filter_sql else "")
     matches: list[WatchMatch] = []
-    fired = 0
-    pending = []
+    kept = []
     for c in sx.store.iter_vectors(chunk, where, watch.rule.filter_params):
         hit, scores = evaluate(watch.rule, c.vectors, sx.plugins.policies)
         idx = np.flatnonzero(hit)
@@ -267,9 +264,17 @@ def run_watch_test(sx: "SoundIndex", name: str, fire: bool = False, chunk: int =
             WatchMatch(int(c.ids[i]), paths[int(c.file_ids[i])], float(c.starts[i]), float(c.ends[i]), float(scores[i]))
             for i in idx
         ]
-        if fire and len(idx):
-            pending.append((c.ids[idx], c.file_ids[idx], c.starts[idx], c.ends[idx], np.array(c.vectors[idx])))
-    for ids, fids, starts, ends, vectors in pending:  # after the reader is done with its cursor
-        fired += ws.fire(watch, ids, fids, starts, ends, vectors)
+        if keep_vectors and len(idx):
+            kept.append((c.ids[idx], c.file_ids[idx], c.starts[idx], c.ends[idx], np.array(c.vectors[idx])))
+    return matches, kept
+
+
+def run_watch_test(sx: "SoundIndex", name: str, fire: bool = False) -> tuple[list[WatchMatch], int]:
+    """Every window of the index the watch matches, best first, and how many alerts ``fire`` wrote
+    (alerts only for windows it has not alerted on; nothing is written without ``fire``)."""
+    watch = get_watch(sx.store, name)
+    matches, kept = matches_of(sx, watch, keep_vectors=fire)
+    ws = WatchStore(sx.store)
+    fired = sum(ws.fire(watch, *block) for block in kept)  # after the reader is done with its cursor
     matches.sort(key=lambda m: (-m.score, m.window_id))
     return matches, fired
