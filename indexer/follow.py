@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
@@ -49,7 +50,7 @@ class RootFollower:
         self.batch_s = batch_s
         self._lock = threading.Lock()
         self._seen: dict[str, _Seen] = {}
-        self._observer = None
+        self._observer: Any = None
         self.polling = bool(polling) if polling is not None else os.environ.get("SOUNDSIFT_FOLLOW_POLLING") == "1"
 
     # -- events --------------------------------------------------------------------------------

@@ -432,6 +432,7 @@ class IndexStore(StoreQueries):
         try:
             with self.transaction() as cur:
                 removed = self._apply(cur, plan, run_id)
+                self._fire_watches(cur, plan, run_id)
                 seq = self._bump_seq(cur)
                 crashpoints.reached("commit")
             return seq, removed
@@ -443,6 +444,15 @@ class IndexStore(StoreQueries):
                     "it resumes where it stopped."
                 ) from None
             raise
+
+    def _fire_watches(self, cur, plan: CommitPlan, run_id: int) -> None:
+        """The watches, on the windows this commit adds, as alert rows in this same transaction (an outbox)."""
+        w = plan.windows
+        if w is not None and len(w):
+            paths = {f.id: display_path(f.path) for f in plan.files}
+            watch_store.alerts_for_commit(
+                cur, w.ids, w.file_ids, w.starts, w.ends, w.vectors, paths, run_id, self.policies
+            )
 
     def _apply(self, cur, plan: CommitPlan, run_id: int) -> np.ndarray:
         relinked = [r.id for r in plan.relinks]
@@ -553,19 +563,6 @@ class IndexStore(StoreQueries):
             tag_store.upsert_model(cur, rows.model)
             tag_store.insert_rows(cur, rows)
         tag_store.insert_raw(cur, plan.copied_tags)
-        if windows is not None and len(windows):  # the watches, on the new windows, in this same transaction
-            paths = {f.id: display_path(f.path) for f in plan.files}
-            watch_store.alerts_for_commit(
-                cur,
-                windows.ids,
-                windows.file_ids,
-                windows.starts,
-                windows.ends,
-                windows.vectors,
-                paths,
-                run_id,
-                self.policies,
-            )
         if len(removed):
             self._raise_meta_max(cur, "max_window_id", int(removed.max()))
         if doomed:

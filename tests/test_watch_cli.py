@@ -77,10 +77,16 @@ def env(tiny_model_dir):
 def _cli(env, *args, check=True, extra=None):
     proc = subprocess.run(
         [sys.executable, "-m", "search.cli", *map(str, args)],
-        capture_output=True, text=True, env={**env, **(extra or {})}, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**env, **(extra or {})},
+        cwd=REPO,
+        timeout=300,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"soundsift {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"soundsift {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -114,9 +120,36 @@ def test_exactly_once_across_kill9_of_the_indexer(tmp_path, env):
     _write(arch / "seed.wav", "tone", 6, 0)
     _cli(env, "index", arch, "--index", index)
     with Receiver() as receiver:
-        _cli(env, "watch", "add", "all", "--query", "a tone", "--min-score", "-1", "--webhook", receiver.url,
-             "--secret", "k", "--index", index)
-        _cli(env, "watch", "add", "none", "--query", "a tone", "--min-score", "1", "--webhook", receiver.url, "--index", index)
+        _cli(
+            env,
+            "watch",
+            "add",
+            "all",
+            "--query",
+            "a tone",
+            "--min-score",
+            "-1",
+            "--webhook",
+            receiver.url,
+            "--secret",
+            "k",
+            "--index",
+            index,
+        )
+        _cli(
+            env,
+            "watch",
+            "add",
+            "none",
+            "--query",
+            "a tone",
+            "--min-score",
+            "1",
+            "--webhook",
+            receiver.url,
+            "--index",
+            index,
+        )
         names = [f"n{i}.wav" for i in range(4)]
         for i, name in enumerate(names):
             _write(arch / name, "noise" if i % 2 else "bell", 11, i + 1)
@@ -148,7 +181,20 @@ def test_exactly_once_across_kill9_of_the_server(tmp_path, env):
     _write(arch / "seed.wav", "tone", 6, 0)
     _cli(env, "index", arch, "--index", index)
     with Receiver() as receiver:
-        _cli(env, "watch", "add", "all", "--query", "a tone", "--min-score", "-1", "--webhook", receiver.url, "--index", index)
+        _cli(
+            env,
+            "watch",
+            "add",
+            "all",
+            "--query",
+            "a tone",
+            "--min-score",
+            "-1",
+            "--webhook",
+            receiver.url,
+            "--index",
+            index,
+        )
         names = [f"s{i}.wav" for i in range(3)]
         for i, name in enumerate(names):
             _write(arch / name, "chirp", 11, i + 7)
@@ -241,8 +287,21 @@ def test_cli_watch_report_clips_and_bad_input(tmp_path, env):
     assert page.count("data:audio/wav;base64,") == 2 and page.count("<svg") == 2 and "tones" in page
     doc = json.loads(_cli(env, "report", "--json", "--index", index).stdout)
     assert [w["alerts"] for w in doc["watches"]] == [len(new)] and len(doc["watches"][0]["top"]) == min(5, len(new))
-    clips = _cli(env, "clips", "--watch", "tones", "--out", tmp_path / "clips", "--context", "1", "--format", "flac",
-                 "--index", index, "--json")
+    clips = _cli(
+        env,
+        "clips",
+        "--watch",
+        "tones",
+        "--out",
+        tmp_path / "clips",
+        "--context",
+        "1",
+        "--format",
+        "flac",
+        "--index",
+        index,
+        "--json",
+    )
     rows = json.loads(clips.stdout)["clips"]
     assert len(rows) == len(new)
     for row in rows:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import sys
 
 from indexer.errors import SoundsiftError
-from search.cli import commands  # noqa: F401  (registers the core commands)
-from search.cli import watch  # noqa: F401  (watch, report, clips)
+from search.cli import (
+    commands,  # noqa: F401  (registers the core commands)
+    watch,  # noqa: F401  (watch, report, clips)
+)
 from search.cli.app import app, err
 
 
