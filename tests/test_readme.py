@@ -58,7 +58,9 @@ def test_every_command_and_flag_in_the_readme_exists(words):
     group = isinstance(COMMANDS.commands[command], click.Group)
     sub = words[2] if group else None
     if group:
-        assert sub in COMMANDS.commands[command].commands, f"`soundsift {command} {sub}` is in the README but not a command"  # type: ignore[attr-defined]
+        assert sub in COMMANDS.commands[command].commands, (
+            f"`soundsift {command} {sub}` is in the README but not a command"
+        )  # type: ignore[attr-defined]
     path = [command, sub] if sub else [command]
     flags = {w.split("=", 1)[0] for w in words[2:] if re.fullmatch(r"--[a-z][a-z-]*(=.*)?|-[a-zA-Z]", w)}
     missing = flags - options_of(command, sub)
