@@ -9,6 +9,7 @@ the deliverer (search/core/delivery.py) reads the pending ones, sends, and marks
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -380,6 +382,24 @@ def watch_targets(cur, watch_id: int) -> dict[str, Any] | None:
     return json.loads(rows[0][0]) if rows else None
 
 
+def _before_watches(default):
+    """Reads of an index from before watches existed, opened read-only (so not migrated), find nothing."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def read(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except (duckdb.CatalogException, duckdb.InvalidInputException):  # no table (or a Python name instead)
+                if not self.store.read_only:
+                    raise
+                return default()
+
+        return read
+
+    return wrap
+
+
 class WatchStore:
     """Typed access to the watch tables of one open `IndexStore` (reads through fresh cursors, writes in its transactions)."""
 
@@ -390,9 +410,11 @@ class WatchStore:
         with self.store.transaction() as cur:
             return insert_watch(cur, w)
 
+    @_before_watches(list)
     def all(self) -> list[WatchRecord]:
         return watches(self.store.cursor())
 
+    @_before_watches(lambda: None)
     def named(self, name: str) -> WatchRecord | None:
         found = watches(self.store.cursor(), name)
         return found[0] if found else None
@@ -422,15 +444,19 @@ class WatchStore:
                 fired_by="test",
             )
 
+    @_before_watches(list)
     def alerts(self, **narrow) -> list[AlertRow]:
         return list_alerts(self.store.cursor(), **narrow)
 
+    @_before_watches(dict)
     def alert_counts(self, watch: str | None = None) -> dict[str, int]:
         return alert_counts(self.store.cursor(), watch)
 
+    @_before_watches(list)
     def pending(self, now: float, limit: int = 100) -> list[PendingDelivery]:
         return pending_deliveries(self.store.cursor(), now, limit)
 
+    @_before_watches(lambda: None)
     def next_due(self) -> float | None:
         return next_due(self.store.cursor())
 
@@ -442,9 +468,11 @@ class WatchStore:
         with self.store.transaction() as cur:
             mark_failed(cur, alert_id, target, error, next_at)
 
+    @_before_watches(list)
     def status(self) -> list[DeliveryCounts]:
         return delivery_counts(self.store.cursor())
 
+    @_before_watches(int)
     def undelivered(self) -> int:
         return undelivered(self.store.cursor())
 
