@@ -223,6 +223,7 @@ def test_exactly_once_across_kill9_of_the_server(tmp_path, env):
         assert len(receiver.posts) > len(receiver.unique())
 
 
+@pytest.mark.slow
 def test_follow_takes_a_slowly_written_file_once_complete(tmp_path, env):
     arch, index = tmp_path / "arch", tmp_path / "idx"
     _write(arch / "seed.wav", "tone", 6, 0)
