@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.decode import TARGET_RATE
 from indexer.errors import BadInput
 from indexer.index_encoder import IndexEncoder, identity_from_meta
 from indexer.matrix import WindowMatrix
@@ -29,7 +28,7 @@ from indexer.vectors import VectorIndex
 from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
 from search.core.options import with_prompt_template
-from search.core.prompts import PreparedQuery, combined_vectors, parse_labels, prepare_query
+from search.core.prompts import combined_vectors, parse_labels, prepare_all
 from search.core.results import (
     ClassifyResponse,
     ClassifyRow,
@@ -115,35 +114,6 @@ def reader_encoder(settings: Settings, store: IndexStore) -> IndexEncoder:
         load_text=load_text,
         device=settings.device,
         cache_size=settings.text_cache_size,
-    )
-
-
-def prepare_all(
-    texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None, keep_untranslated: bool = False
-) -> list[PreparedQuery]:
-    strict = settings.strict_translation if strict is None else strict
-    return [
-        prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
-        for t in texts
-    ]
-
-
-def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
-    import torch
-
-    from search.core.classify import LabelMatrix
-
-    positive = combined_vectors(encoder, [p.texts for p in prepared])
-    negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
-    negative = (
-        encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
-    )
-    return LabelMatrix(
-        labels=[p.as_label() for p in prepared],
-        positive=torch.from_numpy(positive).to(encoder.device),
-        negative=torch.from_numpy(negative).to(encoder.device),
-        negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
-        logit_scale=encoder.logit_scale,
     )
 
 
@@ -386,7 +356,14 @@ class SoundIndex:
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
         larger id (``by="file"``) are scored; archive statistics always cover the whole index.
         """
-        from search.core.classify import ClassifyOptions, check_policy_options, chunk_rows, policy_named, score_chunks
+        from search.core.classify import (
+            ClassifyOptions,
+            check_policy_options,
+            chunk_rows,
+            label_matrix,
+            policy_named,
+            score_chunks,
+        )
 
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
@@ -462,118 +439,21 @@ class SoundIndex:
 
 
 # -- one file, no index ----------------------------------------------------------------------
-def classify_windows(
-    audio_windows: list[np.ndarray],
-    spans: list[tuple[float, float]],
-    labels: list[str] | str,
-    encoder: ClapEncoder,
-    settings: Settings,
-    plugins: PluginHost,
-    policy: str = "softmax",
-    path: str | None = None,
-    strict: bool | None = None,
-    policy_options: dict | None = None,
-    vectors: np.ndarray | None = None,
-) -> FileClassification:
-    """Score windows held in memory against ``labels``: per-window rows and the file row (max per label).
-
-    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
-    """
-    from search.core.classify import ClassifyOptions, check_policy_options, in_memory_chunks, policy_named, score_chunks
-
-    names = parse_labels(labels)
-    scoring = policy_named(plugins.policies, policy)
-    if scoring.needs_archive_stats:
-        raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
-    prepared = prepare_all(names, plugins, settings, strict)
-    matrix = label_matrix(prepared, encoder)
-    if vectors is None:
-        vectors = (
-            encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
-        )
-    options = ClassifyOptions(by="window", policy_options=policy_options or {})
-    check_policy_options(scoring, matrix, options)
-    rows = list(
-        score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options)
-    )
-    file_options = ClassifyOptions(by="file", policy_options=policy_options or {})
-    file_row = next(
-        score_chunks(
-            iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, file_options
-        ),
-        None,
-    )
-    if file_row is None:
-        raise BadInput("no audio to classify")
-    peak = next((i for i, (a, b) in enumerate(spans) if (a, b) == (file_row.start, file_row.end)), None)
-    file_row.peak_window, file_row.peak_start, file_row.peak_end = peak, file_row.start, file_row.end
-    if peak is not None and not file_row.extras:
-        file_row.extras = dict(rows[peak].extras)  # the file's confidence is its peak window's
-    for row in rows + [file_row]:
-        row.window_id = None
-        row.file_id = None
-    return FileClassification(
-        path=path, labels=names, texts=[p.texts for p in prepared], policy=policy, windows=rows, file=file_row
-    )
+# Public here, defined with their concept; imported on first use because they pull in torch.
+_LAZY = {
+    "label_matrix": "search.core.classify",
+    "classify_windows": "search.core.one_file",
+    "classify_array": "search.core.one_file",
+    "classify_file": "search.core.one_file",
+}
 
 
-def classify_array(
-    audio: np.ndarray,
-    sample_rate: int,
-    labels: list[str] | str,
-    encoder: ClapEncoder,
-    settings: Settings | None = None,
-    plugins: PluginHost | None = None,
-    policy: str = "softmax",
-    policy_options: dict | None = None,
-) -> FileClassification:
-    """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
-    import soxr
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-    from indexer.windows import WindowCutter
-
-    settings = settings or load_settings()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    if not np.isfinite(audio).all():
-        raise BadInput("the audio has non-finite samples")
-    if sample_rate != TARGET_RATE:
-        audio = soxr.resample(audio, sample_rate, TARGET_RATE, quality="HQ").astype(np.float32)
-    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
-    cutter = WindowCutter(window, hop)
-    pieces = list(cutter.feed(audio)) + list(cutter.finish())
-    return classify_windows(
-        [w for _, w in pieces],
-        [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
-        labels,
-        encoder,
-        settings,
-        plugins or default_plugins(),
-        policy,
-        policy_options=policy_options,
-    )
-
-
-def classify_file(
-    path: str | Path,
-    labels: list[str] | str,
-    encoder: ClapEncoder,
-    settings: Settings | None = None,
-    plugins: PluginHost | None = None,
-    policy: str = "softmax",
-    timeout_s: float | None = None,
-    policy_options: dict | None = None,
-    **options,
-) -> FileClassification:
-    """Classify one file without an index; decoding runs in a worker process under a time limit.
-
-    ``options``: threshold, prompt_template, start, duration (seconds), envelope_points, mel_width, strict
-    (see `search.core.one_file.classify_file`).
-    """
-    from search.core.one_file import classify_file as classify_one
-
-    return classify_one(path, labels, encoder, settings, plugins, policy, timeout_s, policy_options, **options)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _ENCODERS: dict[tuple, ClapEncoder] = {}
@@ -603,6 +483,8 @@ def classify_audio_result(
     if encoder is None:
         key = (settings.model or DEFAULT_MODEL, settings.model_revision, settings.device, settings.precision)
         encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
+    from search.core.one_file import classify_file
+
     return classify_file(
         path,
         labels,

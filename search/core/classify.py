@@ -13,6 +13,7 @@ import torch
 from indexer.errors import BadInput, UnknownPolicy
 from indexer.store import WindowChunk
 from plugins.contract import ArchiveStats, LabelTexts, PolicyOptionError, PolicyResult, ScoringPolicy
+from search.core.prompts import PreparedQuery, combined_vectors
 from search.core.results import ClassifyRow
 
 
@@ -288,3 +289,19 @@ def in_memory_chunks(vectors: np.ndarray, spans: list[tuple[float, float]]) -> l
             vectors=vectors,
         )
     ]
+
+
+def label_matrix(prepared: list[PreparedQuery], encoder) -> LabelMatrix:
+    """The label set's vectors on the encoder's device: each label's phrasings combined, its negatives apart."""
+    positive = combined_vectors(encoder, [p.texts for p in prepared])
+    negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
+    negative = (
+        encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
+    )
+    return LabelMatrix(
+        labels=[p.as_label() for p in prepared],
+        positive=torch.from_numpy(positive).to(encoder.device),
+        negative=torch.from_numpy(negative).to(encoder.device),
+        negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
+        logit_scale=encoder.logit_scale,
+    )

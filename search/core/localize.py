@@ -13,6 +13,9 @@ import numpy as np
 from indexer.decode import TARGET_RATE, DecodeLimits
 from indexer.errors import BadInput, DecodeError
 from indexer.model import ClapEncoder
+from search.core.audio_cut import NotServable, _read_seekable, _read_streaming, window_location
+from search.core.options import with_prompt_template
+from search.core.prompts import combined_vectors, prepare_all
 from search.core.results import Localization, SubWindowScore
 
 DEFAULT_SUB_S = 1.0
@@ -96,8 +99,6 @@ def read_mono_48k(
     """Mono 48 kHz samples of ``path`` between ``start_s`` and ``end_s`` (a seek where libsndfile can, else streamed)."""
     import soxr
 
-    from search.core.audio_cut import _read_seekable, _read_streaming
-
     found = _read_seekable(path, start_s, end_s)
     if found is None:
         return _read_streaming(path, start_s, end_s, decoders, plugin_settings, limits)
@@ -119,13 +120,8 @@ def localize_window(
 ) -> Localization:
     """Where inside indexed window ``window_id`` the sound ``query`` describes is (seconds of the file).
 
-    Raises ``search.core.catalog.NotServable`` when the window's file is gone or changed, BadInput for bad options.
+    Raises ``search.core.audio_cut.NotServable`` when the window's file is gone or changed, BadInput for bad options.
     """
-    from search.core.catalog import window_location
-    from search.core.options import with_prompt_template
-    from search.core.prompts import combined_vectors
-    from search.sound_index import prepare_all
-
     where = window_location(sx, window_id)
     settings = sx.settings
     prepared = prepare_all([query], sx.plugins, with_prompt_template(settings, prompt_template), strict)[0]
@@ -158,11 +154,6 @@ def localize_hits(
     strict: bool | None = None,
 ) -> None:
     """Set ``localized`` on the best `LOCALIZE_MAX_HITS` hits of each query (a hit whose file is gone keeps None)."""
-    from search.core.catalog import NotServable
-    from search.core.options import with_prompt_template
-    from search.core.prompts import combined_vectors
-    from search.sound_index import prepare_all
-
     settings = with_prompt_template(sx.settings, prompt_template)
     limits = DecodeLimits(
         settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
@@ -174,8 +165,6 @@ def localize_hits(
         qv = combined_vectors(sx.encoder, [prepared.texts])[0]
         for hit in result.hits[:LOCALIZE_MAX_HITS]:
             try:
-                from search.core.catalog import window_location
-
                 where = window_location(sx, hit.window_id)
                 audio = read_mono_48k(
                     Path(where.path), where.start, where.end, sx.plugins.decoders, settings.plugin_view(), limits

@@ -5,24 +5,62 @@ gathered on the way. The file is never held whole at 48 kHz: at most a batch of 
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from indexer.decode import TARGET_RATE, DecodeLimits
 from indexer.decode_workers import DecodeJob, DecodePool, FileFailed, FileOpened, WindowsDecoded
-from indexer.errors import BadInput, DecodeError
+from indexer.errors import BadInput, DecodeError, SoundsiftError
 from indexer.model import ClapEncoder
 from indexer.settings import Settings, load_settings
 from indexer.windows import WindowCutter
 from plugins.manager import PluginHost, default_plugins
-from search.core.classify import policy_named
+from search.core.classify import (
+    ClassifyOptions,
+    check_policy_options,
+    in_memory_chunks,
+    label_matrix,
+    policy_named,
+    score_chunks,
+)
 from search.core.envelope import EnvelopeBuilder
 from search.core.options import check_segment, with_prompt_template
-from search.core.prompts import parse_labels
+from search.core.prompts import parse_labels, prepare_all
 from search.core.results import AudioInfo, FileClassification
 
 EMBED_BATCH = 8
+
+
+class UploadTooLong(SoundsiftError):
+    """An upload holds more audio than ``max_upload_duration_s`` or needs more than ``upload_time_budget_s`` (HTTP 413)."""
+
+
+@dataclass
+class UploadCaps:
+    """Seconds of audio one upload may decode and seconds it may take; None: no cap."""
+
+    max_audio_s: float | None = None
+    budget_s: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def check_audio(self, seconds: float) -> None:
+        """Raise UploadTooLong when ``seconds`` of audio (from the header, or decoded so far) pass the cap."""
+        if self.max_audio_s is not None and seconds > self.max_audio_s + 1e-6:
+            raise UploadTooLong(
+                f"the upload holds {seconds:.0f} s of audio, over the limit of {self.max_audio_s:.0f} s per upload "
+                "(max_upload_duration_s); send a shorter part (start, duration) or index it with `soundsift index`"
+            )
+
+    def check_time(self) -> None:
+        """Raise UploadTooLong once the upload has taken longer than its budget."""
+        if self.budget_s is not None and time.monotonic() - self.started > self.budget_s:
+            raise UploadTooLong(
+                f"the upload took more than {self.budget_s:.0f} s to decode and classify (upload_time_budget_s); "
+                "send a shorter file, or index it with `soundsift index`"
+            )
 
 
 def _fmt(seconds: float) -> str:
@@ -78,9 +116,6 @@ def classify_file(
     ``max_audio_s`` and ``budget_s`` are an upload's caps (see `search.http.uploads`): more audio to decode than
     that (from the header, else as it decodes), or more time than that, raises UploadTooLong at once.
     """
-    from search.http.uploads import UploadCaps
-    from search.sound_index import classify_windows
-
     settings = with_prompt_template(settings or load_settings(), prompt_template)
     plugins = plugins or default_plugins()
     path = Path(path)
@@ -212,3 +247,92 @@ def classify_file(
     if builder is not None:
         result.envelope = builder.build(envelope_points, mel_width)
     return result
+
+
+def classify_windows(
+    audio_windows: list[np.ndarray],
+    spans: list[tuple[float, float]],
+    labels: list[str] | str,
+    encoder: ClapEncoder,
+    settings: Settings,
+    plugins: PluginHost,
+    policy: str = "softmax",
+    path: str | None = None,
+    strict: bool | None = None,
+    policy_options: dict | None = None,
+    vectors: np.ndarray | None = None,
+) -> FileClassification:
+    """Score windows held in memory against ``labels``: per-window rows and the file row (max per label).
+
+    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
+    """
+    names = parse_labels(labels)
+    scoring = policy_named(plugins.policies, policy)
+    if scoring.needs_archive_stats:
+        raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
+    prepared = prepare_all(names, plugins, settings, strict)
+    matrix = label_matrix(prepared, encoder)
+    if vectors is None:
+        vectors = (
+            encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
+        )
+    options = ClassifyOptions(by="window", policy_options=policy_options or {})
+    check_policy_options(scoring, matrix, options)
+    rows = list(
+        score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options)
+    )
+    file_options = ClassifyOptions(by="file", policy_options=policy_options or {})
+    file_row = next(
+        score_chunks(
+            iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, file_options
+        ),
+        None,
+    )
+    if file_row is None:
+        raise BadInput("no audio to classify")
+    peak = next((i for i, (a, b) in enumerate(spans) if (a, b) == (file_row.start, file_row.end)), None)
+    file_row.peak_window, file_row.peak_start, file_row.peak_end = peak, file_row.start, file_row.end
+    if peak is not None and not file_row.extras:
+        file_row.extras = dict(rows[peak].extras)  # the file's confidence is its peak window's
+    for row in rows + [file_row]:
+        row.window_id = None
+        row.file_id = None
+    return FileClassification(
+        path=path, labels=names, texts=[p.texts for p in prepared], policy=policy, windows=rows, file=file_row
+    )
+
+
+def classify_array(
+    audio: np.ndarray,
+    sample_rate: int,
+    labels: list[str] | str,
+    encoder: ClapEncoder,
+    settings: Settings | None = None,
+    plugins: PluginHost | None = None,
+    policy: str = "softmax",
+    policy_options: dict | None = None,
+) -> FileClassification:
+    """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
+    import soxr
+
+    settings = settings or load_settings()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise BadInput("the audio has non-finite samples")
+    if sample_rate != TARGET_RATE:
+        audio = soxr.resample(audio, sample_rate, TARGET_RATE, quality="HQ").astype(np.float32)
+    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
+    cutter = WindowCutter(window, hop)
+    pieces = list(cutter.feed(audio)) + list(cutter.finish())
+    return classify_windows(
+        [w for _, w in pieces],
+        [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
+        labels,
+        encoder,
+        settings,
+        plugins or default_plugins(),
+        policy,
+        policy_options=policy_options,
+    )

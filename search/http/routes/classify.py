@@ -13,10 +13,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from indexer.errors import BadInput, DecodeError
-from search.core.catalog import check_labels
 from search.core.classify import policy_named
 from search.core.options import check_prompt_template, parse_policy_options
 from search.core.results import ClassifyResponse, FileClassification
+from search.http.catalog import check_labels
 from search.http.models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
 from search.http.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
 from search.http.uploads import classify_upload as classify_upload_file

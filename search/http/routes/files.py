@@ -11,17 +11,15 @@ from fastapi.responses import Response
 
 from indexer.decode import DecodeLimits
 from indexer.errors import BadInput
-from search.core.audio_cut import cut_clip
-from search.core.catalog import (
-    NotServable,
-    check_labels,
-    file_detail,
-    list_files,
-    window_location,
-)
+from search.core.audio_cut import NotServable, cut_clip, window_location
 from search.core.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
 from search.core.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
 from search.core.results import Envelope, Localization
+from search.http.catalog import (
+    check_labels,
+    file_detail,
+    list_files,
+)
 from search.http.models import MAX_LABELS, MAX_MARGIN_S, TEMPLATE_PATTERN, FileDetail, FilesPage, error_responses
 from search.http.routes.deps import Guarded, IndexDep, parse_id, run_heavy
 

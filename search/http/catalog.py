@@ -1,25 +1,22 @@
-"""Files and windows of an open index as the HTTP API lists them, and the archive paths it may serve audio from."""
+"""Files and windows of an open index as the HTTP API lists them (a file's windows optionally scored)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.errors import BadInput
 from indexer.store import WindowChunk
 from indexer.tag_store import tags_of_windows
-from search.core.classify import ClassifyOptions, policy_named, score_chunks
-from search.core.prompts import combined_vectors, parse_labels
+from search.core.classify import ClassifyOptions, label_matrix, policy_named, score_chunks
+from search.core.prompts import combined_vectors, parse_labels, prepare_all
 from search.http.models import FileDetail, FileInfo, FilesPage, WindowInfo
-from search.sound_index import SoundIndex, label_matrix, prepare_all
+
+if TYPE_CHECKING:
+    from search.sound_index import SoundIndex
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
-
-
-class NotServable(Exception):
-    """The file is not (or no longer) one the index may serve; the API answers 404."""
 
 
 def _file_info(row) -> FileInfo:
@@ -103,37 +100,6 @@ def _score_labels(sx: SoundIndex, windows: list[WindowInfo], vectors: np.ndarray
         r = rows[w.id]
         w.scores, w.label = r.scores, r.label
         w.score = r.scores[r.label] if r.label else max(r.scores.values())
-
-
-@dataclass
-class WindowLocation:
-    """Where a window's audio lives: an archive file that is in the index and inside its root."""
-
-    path: str
-    start: float
-    end: float
-    duration: float | None
-
-
-def window_location(sx: SoundIndex, window_id: int) -> WindowLocation:
-    """The archive file and span of a window; NotServable unless the file is indexed and really inside its root."""
-    place = sx.store.window_place(window_id)
-    if place is None:
-        raise NotServable(f"no window {window_id} in the index")
-    path, root, size, mtime, start, end, duration = place
-    roots = sx.store.roots()
-    real = os.path.realpath(path)
-    inside = any(
-        real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep)
-        for r in [root, *roots]
-        if r
-    )
-    if not inside or not os.path.isfile(real):
-        raise NotServable(f"the file of window {window_id} is no longer in the archive")
-    st = os.stat(real)
-    if st.st_size != size or st.st_mtime != mtime:
-        raise NotServable(f"the file of window {window_id} changed since it was indexed; re-index it")
-    return WindowLocation(path=path, start=float(start), end=float(end), duration=duration)
 
 
 def check_labels(labels, limit: int) -> list[str]:
