@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from indexer import job_store
 from indexer.errors import SoundsiftError
 from indexer.report import IndexReport
 
@@ -96,7 +97,7 @@ def spelled_as_indexed(store, paths: list[str]) -> list[str]:
     return [by_real.get(os.path.realpath(p), p) for p in paths]
 
 
-JOBS_TABLE = "server_jobs"
+JOBS_TABLE = job_store.JOBS_TABLE
 
 
 class JobManager:
@@ -129,11 +130,7 @@ class JobManager:
         if not self._persist:
             return
         try:
-            cur = self.sound_index.store.cursor()
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} (id VARCHAR PRIMARY KEY, seq BIGINT, status VARCHAR, doc VARCHAR)"
-            )
-            rows = cur.execute(f"SELECT seq, doc FROM {JOBS_TABLE} ORDER BY seq").fetchall()
+            rows = job_store.saved_jobs(self.sound_index.store.cursor())
         except Exception as exc:  # a read-only or damaged store: jobs live in memory only
             print(f"warning: jobs are not persisted ({type(exc).__name__}: {exc})", file=sys.stderr)
             self._persist = False
@@ -163,9 +160,8 @@ class JobManager:
         if not self._persist:
             return
         try:
-            self.sound_index.store.cursor().execute(
-                f"INSERT OR REPLACE INTO {JOBS_TABLE} VALUES (?, ?, ?, ?)",
-                [info.id, self._seq_of(info.id), info.status, info.model_dump_json()],
+            job_store.save_job(
+                self.sound_index.store.cursor(), info.id, self._seq_of(info.id), info.status, info.model_dump_json()
             )
         except Exception as exc:  # the job still runs; only its record after a restart is lost
             print(f"warning: cannot record job {info.id} ({type(exc).__name__}: {exc})", file=sys.stderr)
@@ -177,9 +173,7 @@ class JobManager:
     def _drop_saved(self, job_ids: list[str]) -> None:
         if self._persist and job_ids:
             try:
-                self.sound_index.store.cursor().execute(
-                    f"DELETE FROM {JOBS_TABLE} WHERE id IN ({', '.join('?' * len(job_ids))})", job_ids
-                )
+                job_store.drop_jobs(self.sound_index.store.cursor(), job_ids)
             except Exception:
                 pass
 
@@ -372,15 +366,7 @@ class JobManager:
                 job.info.status = "failed"
                 job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
                 job.info.finished_at = time.time()
-                if (
-                    job.info.run_id is not None
-                    and not (
-                        sx.store.cursor()
-                        .execute("SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id])
-                        .fetchone()
-                        or [0]
-                    )[0]
-                ):
+                if job.info.run_id is not None and not job_store.run_recorded(sx.store.cursor(), job.info.run_id):
                     job.info.run_id = None  # refused before its run started
                 self._save(job.info)
         else:
