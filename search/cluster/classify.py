@@ -132,6 +132,30 @@ def _rank_key(row: dict) -> float:
     return row["scores"].get(label, -np.inf) if label else max(row["scores"].values(), default=-np.inf)
 
 
+def _pooled_stats(sums: list[tuple[np.ndarray, np.ndarray, int]], n_labels: int) -> ArchiveStats:
+    """Archive statistics of every part together, from each part's (sum, sum of squares, count)."""
+    n = sum(s[2] for s in sums)
+    total = np.sum([s[0] for s in sums], axis=0) if sums else np.zeros(n_labels)
+    total_sq = np.sum([s[1] for s in sums], axis=0) if sums else np.zeros(n_labels)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean**2, 0.0))
+    return ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
+
+
+def _score_spec(matrix, policy: str, options: ClassifyOptions, chunk_setting: int) -> ScoreSpec:
+    """What every part's task needs to score its windows, in plain arrays (shipped once with ray.put)."""
+    return ScoreSpec(
+        labels=matrix.labels,
+        positive=matrix.positive.cpu().numpy(),
+        negative=matrix.negative.cpu().numpy(),
+        negative_owner=np.asarray(matrix.negative_owner),
+        logit_scale=matrix.logit_scale,
+        policy=policy,
+        options=options,
+        chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner), chunk_setting),
+    )
+
+
 def classify_on_cluster(
     address: str | None,
     settings,
@@ -152,9 +176,9 @@ def classify_on_cluster(
     Returns a summary: labels, texts, policy, rows written, parts, where each part was scored.
     """
     from plugins.manager import default_plugins
-    from search.core.classify import check_policy_options, policy_named
-    from search.core.prompts import parse_labels
-    from search.sound_index import label_matrix, load_encoder, prepare_all
+    from search.core.classify import check_policy_options, label_matrix, policy_named
+    from search.core.prompts import parse_labels, prepare_all
+    from search.sound_index import load_encoder
 
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
@@ -186,16 +210,7 @@ def classify_on_cluster(
         matrix = label_matrix(prepared, encoder)
         options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
         check_policy_options(scoring, matrix, options)
-        spec = ScoreSpec(
-            labels=matrix.labels,
-            positive=matrix.positive.cpu().numpy(),
-            negative=matrix.negative.cpu().numpy(),
-            negative_owner=np.asarray(matrix.negative_owner),
-            logit_scale=matrix.logit_scale,
-            policy=policy,
-            options=options,
-            chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner), settings.classify_chunk),
-        )
+        spec = _score_spec(matrix, policy, options, settings.classify_chunk)
         parts = [str((Path(shards) / p["file"]).resolve()) for p in meta["parts"]]
         address = connect(address)
         ray = require_ray()
@@ -206,12 +221,7 @@ def classify_on_cluster(
             stats = None
             if scoring.needs_archive_stats:  # over every part first, as local classify covers the whole index
                 sums = ray.get([ray.remote(**task)(part_stats).remote(spec_ref, p) for p in parts])
-                n = sum(s[2] for s in sums)
-                total = np.sum([s[0] for s in sums], axis=0) if sums else np.zeros(len(names))
-                total_sq = np.sum([s[1] for s in sums], axis=0) if sums else np.zeros(len(names))
-                mean = total / max(n, 1)
-                std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean**2, 0.0))
-                stats = ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
+                stats = _pooled_stats(sums, len(names))
             out_dir.mkdir(parents=True, exist_ok=True)
             for old in [*out_dir.glob("part-*.parquet"), out_dir / RESULT_META]:
                 old.unlink(missing_ok=True)
