@@ -30,6 +30,11 @@ class DecodeLimits:
     max_channels: int = 64
     max_duration_s: float = 48 * 3600.0
 
+    @classmethod
+    def of(cls, settings) -> DecodeLimits:
+        """The limits a `Settings` sets (min/max sample rate, max channels, max duration)."""
+        return cls(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s)
+
 
 @dataclass
 class OpenedAudio:

@@ -126,9 +126,7 @@ def localize_window(
     settings = sx.settings
     prepared = prepare_all([query], sx.plugins, with_prompt_template(settings, prompt_template), strict)[0]
     qv = combined_vectors(sx.encoder, [prepared.texts])[0]
-    limits = DecodeLimits(
-        settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
-    )
+    limits = DecodeLimits.of(settings)
     audio = read_mono_48k(Path(where.path), where.start, where.end, sx.plugins.decoders, settings.plugin_view(), limits)
     found = localize_audio(
         audio,
@@ -155,9 +153,7 @@ def localize_hits(
 ) -> None:
     """Set ``localized`` on the best `LOCALIZE_MAX_HITS` hits of each query (a hit whose file is gone keeps None)."""
     settings = with_prompt_template(sx.settings, prompt_template)
-    limits = DecodeLimits(
-        settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
-    )
+    limits = DecodeLimits.of(settings)
     for result in results:
         if not result.hits:  # includes a query with no English: it was not searched
             continue

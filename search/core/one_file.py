@@ -6,16 +6,18 @@ gathered on the way. The file is never held whole at 48 kHz: at most a batch of 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.decode import TARGET_RATE
 from indexer.decode_workers import DecodeJob, DecodePool, FileFailed, FileOpened, WindowsDecoded
 from indexer.errors import BadInput, DecodeError, SoundsiftError
 from indexer.model import ClapEncoder
 from indexer.settings import Settings, load_settings
+from indexer.window_stream import StreamWindow, WindowsBatch, WindowStream
 from indexer.windows import WindowCutter
 from plugins.manager import PluginHost, default_plugins
 from search.core.classify import (
@@ -129,107 +131,50 @@ def classify_file(
     if threshold is not None:
         options["threshold"] = threshold
     window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
-    # The worker sends the stream as back-to-back blocks (window = hop); windows are cut here, after the crop.
-    job = DecodeJob(
-        window=window,
-        hop=window,
-        plugin_settings=settings.plugin_view(),
-        limits=DecodeLimits(
-            settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
-        ),
-    )
-    first = int(round(start_s * TARGET_RATE))
-    last = None if duration_s is None else first + int(round(duration_s * TARGET_RATE))
-    cutter = WindowCutter(window, hop)
-    tagger = plugins.taggers.get("acoustic")
-    batch = settings.batch_size or EMBED_BATCH
-    pending: list = []
-    vectors: list[np.ndarray] = []
-    spans: list[tuple[float, float]] = []
-    flags: dict[str, list] = {}
-    info = AudioInfo()
-    builder: EnvelopeBuilder | None = None
-    covered = 0  # samples of the stream passed on so far
-
-    def flush() -> None:
-        if not pending:
-            return
-        audio = [w for _, w in pending]
-        vectors.append(encoder.embed_windows(audio))
-        spans.extend(
-            (sp.start / TARGET_RATE + start_s, (sp.start + sp.length) / TARGET_RATE + start_s) for sp, _ in pending
-        )
-        if tagger is not None:
-            for w in audio:  # one at a time: a short file's only window is shorter than the rest would be
-                try:
-                    for key, values in tagger.tag(w[None, :], TARGET_RATE).items():
-                        flags.setdefault(key, []).append(values[0])
-                except Exception:  # a tagger's bug costs the warnings, not the classification
-                    pass
-        pending.clear()
-
     caps = UploadCaps(max_audio_s, budget_s)
+    segment = _Segment(window, hop, start_s, duration_s, caps)
+    embedded = _Embedded(encoder, plugins.taggers.get("acoustic"), start_s)
+    info, decoder_notes = AudioInfo(), []
     timeout_s = timeout_s or settings.decode_timeout_s
-    for event in DecodePool(job, workers=1, timeout_s=min(timeout_s, budget_s or timeout_s)).run([str(path)]):
+    # The worker sends the stream as back-to-back blocks (window = hop); windows are cut here, after the crop.
+    pool = DecodePool(
+        DecodeJob.of(settings, window, window), workers=1, timeout_s=min(timeout_s, budget_s or timeout_s)
+    )
+    stream = WindowStream(
+        pool.run([str(path)]), batch_size=settings.batch_size or EMBED_BATCH, files_total=1, framer=segment
+    )
+    for item in stream:
         caps.check_time()
-        if isinstance(event, FileFailed):
-            raise DecodeError(f"{path}: {event.reason}")
-        if isinstance(event, FileOpened):
+        if isinstance(item, FileFailed):
+            raise DecodeError(f"{path}: {item.reason}")
+        if isinstance(item, WindowsBatch):
+            embedded.add(item.windows)
+        elif isinstance(item, FileOpened):
             info = AudioInfo(
-                duration=event.duration_s,
-                sample_rate=event.sample_rate,
-                channels=event.channels,
-                codec=event.codec,
-                decoder=event.decoder,
+                duration=item.duration_s,
+                sample_rate=item.sample_rate,
+                channels=item.channels,
+                codec=item.codec,
+                decoder=item.decoder,
             )
-            if event.duration_s is not None:  # what the worker would decode: up to the segment's end
-                caps.check_audio(
-                    event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s)
-                )
-            if envelope_points:
-                span = (
-                    None
-                    if event.duration_s is None
-                    else max(
-                        0.0,
-                        (event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s))
-                        - start_s,
+            decoder_notes = list(getattr(item, "warnings", []) or [])
+            if item.duration_s is not None:  # what the worker would decode: up to the segment's end
+                end_s = item.duration_s if duration_s is None else min(item.duration_s, start_s + duration_s)
+                caps.check_audio(end_s)
+                if envelope_points:
+                    segment.builder = EnvelopeBuilder(
+                        TARGET_RATE, start_s=start_s, expected_s=max(0.0, end_s - start_s)
                     )
-                )
-                builder = EnvelopeBuilder(TARGET_RATE, start_s=start_s, expected_s=span)
-            flags["decoder"] = list(getattr(event, "warnings", []) or [])
-            continue
-        if not isinstance(event, WindowsDecoded):
-            continue
-        for s, length, audio in zip(event.starts, event.lengths, event.audio):
-            s, length = int(s), int(length)
-            fresh = audio[max(covered - s, 0) : length]  # the end-aligned last block repeats what was sent
-            at = max(covered, s)
-            covered = max(covered, s + length)
-            caps.check_audio(covered / TARGET_RATE)
-            lo, hi = max(first - at, 0), len(fresh) if last is None else min(last - at, len(fresh))
-            if hi <= lo:
-                continue
-            seg = fresh[lo:hi]
-            if builder is not None:
-                builder.feed(seg)
-            for item in cutter.feed(seg):
-                pending.append(item)
-                if len(pending) >= batch:
-                    flush()
-        if last is not None and covered >= last:
-            break  # the rest of the file is not needed (the pool stops its worker)
-    total_s = covered / TARGET_RATE
+            elif envelope_points:
+                segment.builder = EnvelopeBuilder(TARGET_RATE, start_s=start_s, expected_s=None)
+    total_s = segment.covered / TARGET_RATE
     if info.duration is None:
         info.duration = total_s
-    if cutter.total == 0:
+    if segment.cutter.total == 0:
         raise BadInput(f"start {start_s:g} s is at or past the end of the file ({total_s:.2f} s)")
-    pending.extend(cutter.finish())
-    flush()
-    decoder_notes = flags.pop("decoder", [])
     result = classify_windows(
         [],
-        spans,
+        embedded.spans,
         labels,
         encoder,
         settings,
@@ -238,15 +183,77 @@ def classify_file(
         path=str(path),
         strict=strict,
         policy_options=options,
-        vectors=np.concatenate(vectors),
+        vectors=np.concatenate(embedded.vectors),
     )
     result.info = info
-    result.warnings = [*acoustic_warnings(flags, spans), *(f"decoder: {n}" for n in decoder_notes)]
+    result.warnings = [*acoustic_warnings(embedded.flags, embedded.spans), *(f"decoder: {n}" for n in decoder_notes)]
     result.start = start_s
-    result.duration = cutter.total / TARGET_RATE
-    if builder is not None:
-        result.envelope = builder.build(envelope_points, mel_width)
+    result.duration = segment.cutter.total / TARGET_RATE
+    if segment.builder is not None:
+        result.envelope = segment.builder.build(envelope_points, mel_width)
     return result
+
+
+class _Segment:
+    """The classified part of one file: the worker's back-to-back blocks cropped to [start, start + duration),
+    fed to the envelope, checked against the upload caps and cut into windows here (so they start at ``start``)."""
+
+    def __init__(self, window: int, hop: int, start_s: float, duration_s: float | None, caps: UploadCaps):
+        self.first = int(round(start_s * TARGET_RATE))
+        self.last = None if duration_s is None else self.first + int(round(duration_s * TARGET_RATE))
+        self.cutter = WindowCutter(window, hop)
+        self.caps = caps
+        self.builder: EnvelopeBuilder | None = None
+        self.covered = 0  # samples of the stream passed on so far
+
+    def windows(self, event: WindowsDecoded) -> Iterator[StreamWindow]:
+        self.caps.check_time()
+        for s, length, audio in zip(event.starts, event.lengths, event.audio):
+            s, length = int(s), int(length)
+            fresh = audio[max(self.covered - s, 0) : length]  # the end-aligned last block repeats what was sent
+            at = max(self.covered, s)
+            self.covered = max(self.covered, s + length)
+            self.caps.check_audio(self.covered / TARGET_RATE)
+            lo, hi = max(self.first - at, 0), len(fresh) if self.last is None else min(self.last - at, len(fresh))
+            if hi <= lo:
+                continue
+            seg = fresh[lo:hi]
+            if self.builder is not None:
+                self.builder.feed(seg)
+            for span, samples in self.cutter.feed(seg):
+                yield StreamWindow(event.file_idx, span.start, span.length, samples)
+
+    def finish(self, file_idx: int) -> Iterator[StreamWindow]:
+        for span, samples in self.cutter.finish():
+            yield StreamWindow(file_idx, span.start, span.length, samples)
+
+    def complete(self, file_idx: int) -> bool:
+        return self.last is not None and self.covered >= self.last  # the rest of the file is not needed
+
+
+class _Embedded:
+    """Vectors, spans (seconds of the file) and acoustic flags of the windows embedded so far."""
+
+    def __init__(self, encoder: ClapEncoder, tagger, start_s: float):
+        self.encoder, self.tagger, self.start_s = encoder, tagger, start_s
+        self.vectors: list[np.ndarray] = []
+        self.spans: list[tuple[float, float]] = []
+        self.flags: dict[str, list] = {}
+
+    def add(self, windows: list[StreamWindow]) -> None:
+        audio = [w.audio for w in windows]
+        self.vectors.append(self.encoder.embed_windows(audio))
+        self.spans.extend(
+            (w.start / TARGET_RATE + self.start_s, (w.start + w.length) / TARGET_RATE + self.start_s) for w in windows
+        )
+        if self.tagger is None:
+            return
+        for samples in audio:  # one at a time: a short file's only window is shorter than the rest would be
+            try:
+                for key, values in self.tagger.tag(samples[None, :], TARGET_RATE).items():
+                    self.flags.setdefault(key, []).append(values[0])
+            except Exception:  # a tagger's bug costs the warnings, not the classification
+                pass
 
 
 def classify_windows(

@@ -93,7 +93,7 @@ def _window_audio(window_id: str, sx, format: str, margin: float) -> Response:
         format,
         sx.plugins.decoders,
         s.plugin_view(),
-        DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s),
+        DecodeLimits.of(s),
     )
     return Response(
         clip.data,
@@ -174,7 +174,7 @@ def file_envelope_route(
         Path(where.path),
         sx.plugins.decoders,
         s.plugin_view(),
-        DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s),
+        DecodeLimits.of(s),
         points=points,
         mel_width=mel_width,
         start_s=start,
