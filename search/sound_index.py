@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
 from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
-from search.core.options import with_prompt_template
+from search.core.options import DEFAULT_POLICY, with_prompt_template
 from search.core.prompts import combined_vectors, parse_labels, prepare_all
 from search.core.results import (
     ClassifyResponse,
@@ -341,7 +342,7 @@ class SoundIndex:
     def iter_classify(
         self,
         labels: list[str] | str,
-        policy: str = "softmax",
+        policy: str = DEFAULT_POLICY,
         by: str = "window",
         top: int | None = None,
         threshold: float | None = None,
@@ -456,14 +457,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_ENCODERS: dict[tuple, ClapEncoder] = {}
+_ENCODERS: dict[tuple, ClapEncoder] = {}  # model key -> encoder, loaded once per process
+_ENCODERS_LOCK = threading.Lock()
 
 
 def classify_audio_result(
     path: str | Path,
     labels: list[str] | str,
     *,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     policy_options: dict | None = None,
     threshold: float | dict | None = None,
     prompt_template: str | None = None,
@@ -482,7 +484,8 @@ def classify_audio_result(
     settings = settings or load_settings(model=model, device=device)
     if encoder is None:
         key = (settings.model or DEFAULT_MODEL, settings.model_revision, settings.device, settings.precision)
-        encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
+        with _ENCODERS_LOCK:  # threads asking for the same model at once load it once
+            encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
     from search.core.one_file import classify_file
 
     return classify_file(

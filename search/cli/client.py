@@ -19,6 +19,7 @@ from pathlib import Path
 
 from indexer.errors import BadInput, IndexLocked, IndexMissing, SoundsiftError
 from indexer.ownership import LOCK_NAME, describe_owner
+from search.core.options import DEFAULT_POLICY
 
 NDJSON = "application/x-ndjson"
 
@@ -134,7 +135,7 @@ class RemoteIndex:
     def iter_classify(
         self,
         labels: str,
-        policy: str = "softmax",
+        policy: str = DEFAULT_POLICY,
         by: str = "window",
         top: int | None = None,
         threshold: float | None = None,
@@ -191,7 +192,7 @@ class RemoteIndex:
         self,
         path: Path,
         labels: str,
-        policy: str = "softmax",
+        policy: str = DEFAULT_POLICY,
         policy_options: dict | None = None,
         threshold: float | None = None,
         prompt_template: str | None = None,

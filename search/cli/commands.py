@@ -36,6 +36,7 @@ from search.cli.app import (
     err,
     out,
 )
+from search.core.options import DEFAULT_POLICY
 
 
 @app.command()
@@ -300,7 +301,7 @@ def classify(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     by: Annotated[str, typer.Option("--by", help="window or file")] = "window",
-    policy: Annotated[str, typer.Option("--policy", help="scoring policy (see `soundsift plugins`)")] = "softmax",
+    policy: Annotated[str, typer.Option("--policy", help="scoring policy (see `soundsift plugins`)")] = DEFAULT_POLICY,
     top: Annotated[Optional[int], typer.Option("--top", help="keep the N best rows")] = None,
     threshold: Annotated[
         Optional[float], typer.Option("--threshold", help="keep rows whose label scores at least this")
@@ -495,7 +496,7 @@ def classify_file_cmd(
     labels: Annotated[str, typer.Option("--labels")],
     model: ModelOpt = None,
     device: DeviceOpt = None,
-    policy: Annotated[str, typer.Option("--policy")] = "softmax",
+    policy: Annotated[str, typer.Option("--policy")] = DEFAULT_POLICY,
     policy_option: Annotated[
         Optional[list[str]], typer.Option("--policy-option", help="policy option key=value, repeatable")
     ] = None,

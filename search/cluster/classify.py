@@ -22,6 +22,7 @@ from indexer.export import export_index, read_export_meta
 from indexer.ray_pipeline import ClusterError, _unwrap, connect, node_name, require_ray
 from plugins.contract import ArchiveStats, LabelTexts
 from search.core.classify import ClassifyOptions, chunk_rows, score_chunks
+from search.core.options import DEFAULT_POLICY
 
 RESULT_META = "_soundsift_classify.json"
 
@@ -164,7 +165,7 @@ def classify_on_cluster(
     out_dir: Path,
     shards: Path | None = None,
     index_dir: Path | None = None,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     by: str = "window",
     top: int | None = None,
     threshold: float | None = None,

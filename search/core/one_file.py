@@ -29,7 +29,7 @@ from search.core.classify import (
     score_chunks,
 )
 from search.core.envelope import EnvelopeBuilder
-from search.core.options import check_segment, with_prompt_template
+from search.core.options import DEFAULT_POLICY, check_segment, with_prompt_template
 from search.core.prompts import parse_labels, prepare_all
 from search.core.results import AudioInfo, FileClassification
 
@@ -95,7 +95,7 @@ def classify_file(
     encoder: ClapEncoder,
     settings: Settings | None = None,
     plugins: PluginHost | None = None,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     timeout_s: float | None = None,
     policy_options: dict | None = None,
     *,
@@ -263,7 +263,7 @@ def classify_windows(
     encoder: ClapEncoder,
     settings: Settings,
     plugins: PluginHost,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     path: str | None = None,
     strict: bool | None = None,
     policy_options: dict | None = None,
@@ -316,7 +316,7 @@ def classify_array(
     encoder: ClapEncoder,
     settings: Settings | None = None,
     plugins: PluginHost | None = None,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     policy_options: dict | None = None,
 ) -> FileClassification:
     """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""

@@ -10,6 +10,7 @@ from indexer.errors import BadInput
 from indexer.store import WindowChunk
 from indexer.tag_store import tags_of_windows
 from search.core.classify import ClassifyOptions, label_matrix, policy_named, score_chunks
+from search.core.options import DEFAULT_POLICY
 from search.core.prompts import combined_vectors, parse_labels, prepare_all
 from search.http.models import FileDetail, FileInfo, FilesPage, WindowInfo
 
@@ -50,7 +51,7 @@ def list_files(sx: SoundIndex, limit: int, offset: int, path_glob: str | None, s
 
 
 def file_detail(
-    sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None, policy: str = "softmax"
+    sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None, policy: str = DEFAULT_POLICY
 ) -> FileDetail | None:
     """One file with its windows (tags = acoustic stats), optionally scored against a query or a label set."""
     _, found = sx.store.file_rows(_FILE_COLUMNS, "f.id = $id", {"id": int(file_id)}, with_window_count=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from search.core.options import TEMPLATE_PATTERN
+from search.core.options import DEFAULT_POLICY, TEMPLATE_PATTERN
 from search.core.prompts import MAX_QUERY_CHARS
 from search.filters import Filters
 
@@ -149,7 +149,7 @@ class ClassifyRequest(BaseModel):
         list[QueryText]
         | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})]
     ) = Field(..., description="a list of labels, or one comma-separated string")
-    policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
+    policy: str = Field(DEFAULT_POLICY, max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
     # Bounds before the validator, on the integer itself: elsewhere they leave raw "ge"/"le" in the JSON schema.

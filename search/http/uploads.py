@@ -14,6 +14,7 @@ from indexer.model import ClapEncoder
 from indexer.settings import Settings
 from plugins.manager import PluginHost
 from search.core.one_file import UploadCaps, UploadTooLong, classify_file
+from search.core.options import DEFAULT_POLICY
 from search.core.results import FileClassification
 
 __all__ = ["UploadCaps", "UploadTooLong", "classify_upload"]
@@ -25,7 +26,7 @@ def classify_upload(
     encoder: ClapEncoder,
     settings: Settings,
     plugins: PluginHost,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     policy_options: dict | None = None,
     **options,
 ) -> FileClassification:

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from indexer.errors import BadInput, DecodeError
 from search.core.classify import policy_named
-from search.core.options import check_prompt_template, parse_policy_options
+from search.core.options import DEFAULT_POLICY, check_prompt_template, parse_policy_options
 from search.core.results import ClassifyResponse, FileClassification
 from search.http.catalog import check_labels
 from search.http.models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
@@ -99,7 +99,7 @@ async def classify_upload(
             description="comma-separated labels; a repeated `labels` field adds its labels",
         ),
     ],
-    policy: Annotated[str, Form(max_length=100)] = "softmax",
+    policy: Annotated[str, Form(max_length=100)] = DEFAULT_POLICY,
     policy_options: Annotated[
         str | None,
         Form(max_length=20_000, description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}'),

@@ -14,6 +14,7 @@ from indexer.errors import BadInput
 from search.core.audio_cut import NotServable, cut_clip, window_location
 from search.core.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
 from search.core.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
+from search.core.options import DEFAULT_POLICY
 from search.core.results import Envelope, Localization
 from search.http.catalog import (
     check_labels,
@@ -47,7 +48,7 @@ def file(
     sx: IndexDep,
     query: Annotated[str | None, Query(max_length=1000)] = None,
     labels: Annotated[str | None, Query(max_length=4000)] = None,
-    policy: Annotated[str, Query(max_length=100)] = "softmax",
+    policy: Annotated[str, Query(max_length=100)] = DEFAULT_POLICY,
 ) -> FileDetail:
     """A file with its windows and their acoustic stats; with `query` or `labels`, each window's score."""
     if labels:
