@@ -193,11 +193,30 @@ def truthful_openapi(app: FastAPI) -> dict:
                     "description": description,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
                 }
+    _form_fields_without_null(doc)
     sx = getattr(app.state, "sound_index", None)
     if sx is not None:
         _policy_enums(doc, sx.plugins.policies)
     app.openapi_schema = doc
     return doc
+
+
+def _form_fields_without_null(doc: dict) -> None:
+    """A form field is text or absent, never JSON null: an optional field of a multipart body is its type alone
+    (leaving it out is how a client says "none"), so no client is told to send the text "null" for a number."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            form = op.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema", {})
+            body = schemas.get(form.get("$ref", "").rpartition("/")[2], {})
+            for field in body.get("properties", {}).values():
+                branches = field.get("anyOf", [])
+                kept = [b for b in branches if b.get("type") != "null"]
+                if len(kept) == 1 and len(branches) == 2:
+                    del field["anyOf"]
+                    field.update(kept[0])
+                    if field.get("default", 0) is None:
+                        del field["default"]
 
 
 def _policy_enums(node, policies: dict, upload: bool = False) -> None:

@@ -146,7 +146,7 @@ class SearchRequest(BaseModel):
 class ClassifyRequest(BaseModel):
     model_config = STRICT
     labels: (
-        list[QueryText]
+        Annotated[list[QueryText], Field(min_length=1)]
         | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})]
     ) = Field(..., description="a list of labels, or one comma-separated string")
     policy: str = Field(DEFAULT_POLICY, max_length=100, description="scoring policy (see GET /stats: policies)")
@@ -204,6 +204,8 @@ class TagJobRequest(BaseModel):
         ...,
         min_length=1,
         max_length=4096,
+        # No NUL: no path or model id holds one; the pattern says so in the schema, the check keeps the plain message.
+        json_schema_extra={"pattern": r"^[^\x00]+$"},
         description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id",
     )
     top_k: Annotated[int, Field(ge=0, le=100_000, strict=False), BeforeValidator(_a_json_number)] | None = Field(
@@ -213,6 +215,13 @@ class TagJobRequest(BaseModel):
         None, description="default: the model's own"
     )
     retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
+
+    @field_validator("model")
+    @classmethod
+    def _no_nul(cls, model: str) -> str:
+        if "\x00" in model:
+            raise ValueError("a model name cannot contain NUL")
+        return model
 
 
 class HealthResponse(BaseModel):

@@ -89,7 +89,8 @@ def _classify(body: ClassifyRequest, request: Request, sx):
 async def classify_upload(
     request: Request,
     sx: IndexDep,
-    file: Annotated[UploadFile, File(description="an audio file")],
+    # An empty upload is no audio: the schema asks for at least one byte, like the check below.
+    file: Annotated[UploadFile, File(description="an audio file (not empty)", json_schema_extra={"minLength": 1})],
     labels: Annotated[
         str,
         Form(

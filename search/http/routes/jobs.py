@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from indexer.errors import BadInput
 from search.http.job_paths import allowed_roots, resolve_job_path
 from search.http.jobs import JobInfo
 from search.http.models import JobRequest, TagJobRequest, error_responses
@@ -46,8 +45,6 @@ def submit_index_job(body: JobRequest, jobs: JobsDep, request: Request) -> JobIn
 )
 def submit_tag_job(body: TagJobRequest, jobs: JobsDep) -> JobInfo:
     """Queue a classifier tag pass over the index: only windows without tags from that model and revision."""
-    if "\x00" in body.model:
-        raise BadInput("a model name cannot contain NUL")
     return jobs.submit_tag(body.model, top_k=body.top_k, function_to_apply=body.function_to_apply, retag=body.retag)
 
 
