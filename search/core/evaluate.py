@@ -375,7 +375,7 @@ def evaluate(
     labels = list(variants[0].scorer.classes)
     truth = truth_for(embedded, labels)
     results = []
-    scored: list[tuple[np.ndarray, np.ndarray]] = []
+    scored: list[tuple[np.ndarray, list[float | None]]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns about labels without predictions; zero_division covers it
         for v in variants:
@@ -391,7 +391,11 @@ def evaluate(
             )
             scored.append((scores, thresholds))
         key = "map" if truth.multilabel else "macro_f1"
-        ranking = sorted(range(len(results)), key=lambda i: (-(getattr(results[i], key) or 0.0), i))
+        other = "macro_f1" if truth.multilabel else "map"  # ties: the other measure, then the order given
+        ranking = sorted(
+            range(len(results)),
+            key=lambda i: (-(getattr(results[i], key) or 0.0), -(getattr(results[i], other) or 0.0), i),
+        )
         for rank, i in enumerate(ranking, 1):
             results[i].rank = rank
         best = ranking[0]
