@@ -195,3 +195,32 @@ def save_label_set_in_index(store, name: str, label_set: LabelSet) -> None:
     from indexer.label_set_store import LabelSetStore
 
     LabelSetStore(store).put(check_label_set_name(name), label_set.dumps())
+
+
+@dataclass
+class LabelSetCall:
+    """What a classification is called with once a label set is applied: the texts to embed, the rows' names,
+    the policy, its options (the set's thresholds included) and the prompt template."""
+
+    labels: list[str] | str
+    label_names: list[str] | None
+    policy: str
+    policy_options: dict[str, Any]
+    prompt_template: str | None
+
+
+def apply_label_set(
+    label_set: LabelSet,
+    policy: str | None = None,
+    policy_options: dict | None = None,
+    prompt_template: str | None = None,
+) -> LabelSetCall:
+    """The label set's labels, policy, options and template; a ``policy``, options or template the caller gives
+    explicitly win over the set's (options merge, the caller's keys replacing the set's)."""
+    return LabelSetCall(
+        labels=label_set.label_texts(),
+        label_names=list(label_set.labels),
+        policy=policy or label_set.policy,
+        policy_options={**label_set.policy_options(), **(policy_options or {})},
+        prompt_template=prompt_template or label_set.template,
+    )
