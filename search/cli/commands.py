@@ -359,8 +359,6 @@ def classify(
     api_key: ApiKeyOpt = None,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set (through the owning server, if any)."""
-    from search.core.writers import write_rows
-
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
     settings = _settings(index, model, device)
@@ -421,31 +419,37 @@ def classify(
             )
         rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
-            from search.core.tag_columns import tag_column_names, with_tag_columns
-
-            # each tagging model's best label and score per row (read from the index: not through a server)
-            tag_columns = tag_column_names(sx.store) if sx is not None else []
-            if tag_columns:
-                rows = with_tag_columns(sx.store, rows, by, tag_columns)  # type: ignore[assignment]  # (row, columns) pairs
-            count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
-            if json_out:
-                _emit_json(
-                    {
-                        "labels": header.labels,
-                        "texts": header.texts,
-                        "policy": policy,
-                        "rows_written": count,
-                        "out": str(out_path),
-                    }
-                )
-            else:
-                out.print(f"wrote {count} rows to {out_path}")
+            _write_classified(out_path, header, rows, sx, by, policy, json_out)
             return
         header.rows = list(rows)
     if json_out:
         _emit_json(header)
         return
     _print_rows(header.labels, header.texts, header.rows, policy)
+
+
+def _write_classified(out_path, header, rows, sx, by, policy, json_out) -> None:
+    """`classify --out`: the rows written to a file, with each tagging model's best label and score per row."""
+    from search.core.tag_columns import tag_column_names, with_tag_columns
+    from search.core.writers import write_rows
+
+    # each tagging model's best label and score per row (read from the index: not through a server)
+    tag_columns = tag_column_names(sx.store) if sx is not None else []
+    if tag_columns:
+        rows = with_tag_columns(sx.store, rows, by, tag_columns)  # (row, columns) pairs
+    count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
+    if json_out:
+        _emit_json(
+            {
+                "labels": header.labels,
+                "texts": header.texts,
+                "policy": policy,
+                "rows_written": count,
+                "out": str(out_path),
+            }
+        )
+    else:
+        out.print(f"wrote {count} rows to {out_path}")
 
 
 def _classify_on_cluster(
