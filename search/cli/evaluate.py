@@ -73,6 +73,7 @@ def eval_cmd(
 ):
     """Measure a label set on your own labelled recordings: accuracy, F1, AP, thresholds, calibration, variants."""
     from search.core.eval_setup import parse_label_map, plan_variants
+    from search.core.evaluate import check_label_map
     from search.core.samples import read_sample
 
     if target_precision is not None and not 0.0 < target_precision <= 1.0:
@@ -81,6 +82,7 @@ def eval_cmd(
         raise BadInput(f"--out writes an HTML report: give a .html file, not {out_path}")
     found = read_sample(sample)
     label_map = parse_label_map(labels) if labels else {c: c for c in found.classes}
+    check_label_map(list(label_map), found.classes)  # before any model loads
     settings = _settings(index, model, device)
     plan = plan_variants(
         label_map, prompt_template, variant, policy, _policy_options(policy_option), settings.prompt_template

@@ -165,6 +165,15 @@ class Truth:
         return self.matrix.argmax(axis=1)
 
 
+def check_label_map(labels: list[str], classes: list[str]) -> None:
+    """BadInput when no label names a class of the sample (a label set that maps nothing)."""
+    if not set(labels) & set(classes):
+        raise BadInput(
+            f"the labels ({', '.join(labels[:8])}) map none of the sample's classes ({', '.join(classes[:8])}); "
+            "name the classes, or map them: --labels 'dog=\"dog barking\", bearing=轴承异响'"
+        )
+
+
 def truth_for(embedded: EmbeddedSample, labels: list[str]) -> Truth:
     """Which clip carries which label; a sample class without a label and a label without examples are listed."""
     index = {name: j for j, name in enumerate(labels)}
@@ -176,10 +185,7 @@ def truth_for(embedded: EmbeddedSample, labels: list[str]) -> Truth:
             rows.append(i)
             marks.append(hit)
     if not rows:
-        raise BadInput(
-            f"the labels ({', '.join(labels[:8])}) map none of the sample's classes ({', '.join(classes[:8])}); "
-            "name the classes, or map them: --labels 'dog=\"dog barking\", bearing=轴承异响'"
-        )
+        check_label_map(labels, classes)
     matrix = np.zeros((len(rows), len(labels)), bool)
     for r, hit in enumerate(marks):
         matrix[r, hit] = True
