@@ -231,7 +231,14 @@ def best_threshold(y: np.ndarray, score: np.ndarray, target_precision: float | N
 
     if not y.any():
         return None
-    precision, recall, thresholds = precision_recall_curve(y, score)
+    precision, recall, cuts = precision_recall_curve(y, score)
+    return threshold_on_curve(precision, recall, cuts, target_precision)
+
+
+def threshold_on_curve(
+    precision: np.ndarray, recall: np.ndarray, thresholds: np.ndarray, target_precision: float | None = None
+) -> float | None:
+    """`best_threshold` read off a precision_recall_curve (its three arrays)."""
     precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
     if target_precision is not None:
         ok = np.flatnonzero(precision >= target_precision)
@@ -242,6 +249,28 @@ def best_threshold(y: np.ndarray, score: np.ndarray, target_precision: float | N
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return float(thresholds[int(np.argmax(f1))])
+
+
+def label_curves(
+    truth: Truth, scores: np.ndarray, target_precision: float | None, points: int = 200
+) -> tuple[list[float | None], dict[str, list[list[float]]]]:
+    """Per label, from one precision_recall_curve each: the threshold (`best_threshold`) and up to ``points``
+    [recall, precision] points of the curve (none for a label without examples)."""
+    from sklearn.metrics import precision_recall_curve
+
+    thresholds: list[float | None] = []
+    curves: dict[str, list[list[float]]] = {}
+    for j, name in enumerate(truth.labels):
+        y = truth.matrix[:, j]
+        if not y.any():
+            thresholds.append(None)
+            curves[name] = []
+            continue
+        precision, recall, cuts = precision_recall_curve(y, scores[:, j])
+        thresholds.append(threshold_on_curve(precision, recall, cuts, target_precision))
+        pick = np.unique(np.linspace(0, len(recall) - 1, min(points, len(recall))).round().astype(int))
+        curves[name] = [[round(float(recall[i]), 6), round(float(precision[i]), 6)] for i in pick]
+    return thresholds, curves
 
 
 def _top_k(truth: Truth, scores: np.ndarray, k: int) -> float:
@@ -258,7 +287,7 @@ def _top_k(truth: Truth, scores: np.ndarray, k: int) -> float:
 
 
 def summary_metrics(truth: Truth, scores: np.ndarray, predicted: np.ndarray) -> dict:
-    """accuracy, top5_accuracy, macro_f1, micro_f1 and map of one variant. ``predicted``: (n,) top-1 label
+    """accuracy, top5_accuracy, macro_f1, micro_f1, map (and ``ap`` per label) of one variant. ``predicted``: (n,) top-1 label
     indexes (single-label) or (n, L) decisions at the thresholds (multi-label). Macro averages run over the labels
     that have examples."""
     from sklearn.metrics import accuracy_score, average_precision_score, f1_score
@@ -274,13 +303,17 @@ def summary_metrics(truth: Truth, scores: np.ndarray, predicted: np.ndarray) -> 
         accuracy = float(accuracy_score(y, top1))
         macro = f1_score(y, top1, labels=supported, average="macro", zero_division=0)
         micro = f1_score(y, top1, labels=np.arange(scores.shape[1]), average="micro", zero_division=0)
-    ap = average_precision_score(truth.matrix[:, supported], scores[:, supported], average=None)
+    ap = np.atleast_1d(average_precision_score(truth.matrix[:, supported], scores[:, supported], average=None))
+    per_label: list[float | None] = [None] * scores.shape[1]
+    for j, value in zip(supported.tolist(), ap):
+        per_label[j] = float(value)
     return {
         "accuracy": accuracy,
         "top5_accuracy": _top_k(truth, scores, 5),
         "macro_f1": float(macro),
         "micro_f1": float(micro),
         "map": float(np.mean(ap)) if len(supported) else None,
+        "ap": per_label,
     }
 
 
@@ -316,36 +349,22 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
     return Calibration(bins=out, ece=float(ece))
 
 
-def _pr_curve(y: np.ndarray, score: np.ndarray, points: int = 200) -> list[list[float]]:
-    from sklearn.metrics import precision_recall_curve
-
-    if not y.any():
-        return []
-    precision, recall, _ = precision_recall_curve(y, score)
-    pick = np.unique(np.linspace(0, len(recall) - 1, min(points, len(recall))).round().astype(int))
-    return [[round(float(recall[i]), 6), round(float(precision[i]), 6)] for i in pick]
-
-
 def retrieval_view(truth: Truth, cosines: np.ndarray) -> Retrieval:
     """Each label as a query over the sample's clips (ranked by their best window, as `search` ranks): recall at
     1, 5 and 10 and average precision (scikit-learn), averaged over the labels with examples."""
     from sklearn.metrics import average_precision_score
 
+    supported = np.flatnonzero(truth.matrix.any(axis=0))
+    ap = np.atleast_1d(average_precision_score(truth.matrix[:, supported], cosines[:, supported], average=None))
     per = []
-    for j, label in enumerate(truth.labels):
+    for j, value in zip(supported.tolist(), ap):
         y = truth.matrix[:, j]
-        if not y.any():
-            continue
         order = np.argsort(-cosines[:, j], kind="stable")
         hits = np.cumsum(y[order])
         at = {k: float(hits[min(k, len(hits)) - 1] / y.sum()) for k in RECALL_AT}
         per.append(
             RetrievalLabel(
-                label=label,
-                recall_at_1=at[1],
-                recall_at_5=at[5],
-                recall_at_10=at[10],
-                ap=float(average_precision_score(y, cosines[:, j])),
+                label=truth.labels[j], recall_at_1=at[1], recall_at_5=at[5], recall_at_10=at[10], ap=float(value)
             )
         )
 
@@ -381,21 +400,21 @@ def evaluate(
     labels = list(variants[0].scorer.classes)
     truth = truth_for(embedded, labels)
     results = []
-    scored: list[tuple[np.ndarray, list[float | None]]] = []
+    scored: list[tuple[np.ndarray, list[float | None]]] = []  # (clip scores, AP per label) per variant
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns about labels without predictions; zero_division covers it
         for v in variants:
             if list(v.scorer.classes) != labels:
                 raise BadInput(f"variant {v.name!r} has other labels than the first")
-            scores, fired = clip_scores(embedded, v)
-            scores = scores[truth.rows]
-            thresholds = _thresholds(truth, scores, target_precision)
-            predicted = _decisions(truth, scores, thresholds)
-            summary = summary_metrics(truth, scores, predicted)
+            scores = clip_scores(embedded, v)[0][truth.rows]
+            # single-label decisions are the top-1 label: thresholds are needed for the reported variant only
+            thresholds = _thresholds(truth, scores, target_precision) if truth.multilabel else []
+            summary = summary_metrics(truth, scores, _decisions(truth, scores, thresholds))
+            ap = summary.pop("ap")
             results.append(
                 VariantResult(name=v.name, template=v.template, policy=v.policy_name, texts=dict(v.texts), **summary)
             )
-            scored.append((scores, thresholds))
+            scored.append((scores, ap))
         key = "map" if truth.multilabel else "macro_f1"
         other = "macro_f1" if truth.multilabel else "map"  # ties: the other measure, then the order given
         ranking = sorted(
@@ -405,7 +424,7 @@ def evaluate(
         for rank, i in enumerate(ranking, 1):
             results[i].rank = rank
         best = ranking[0]
-        report = _full_report(embedded, truth, variants[best], *scored[best], results[best])
+        report = _full_report(embedded, truth, variants[best], *scored[best], results[best], target_precision)
         report.retrieval = retrieval_view(truth, clip_cosines(embedded, variants[best].scorer)[truth.rows])
     report.variants = [results[i] for i in ranking]
     report.sample, report.layout = source, layout
@@ -432,12 +451,14 @@ def _full_report(
     truth: Truth,
     variant: Variant,
     scores: np.ndarray,
-    thresholds: list[float | None],
+    ap: list[float | None],
     summary: VariantResult,
+    target_precision: float | None,
 ) -> EvalReport:
-    from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     labels, width = truth.labels, len(truth.labels)
+    thresholds, curves = label_curves(truth, scores, target_precision)
     predicted = _decisions(truth, scores, thresholds)
     top1 = scores.argmax(axis=1)
     if truth.multilabel:
@@ -458,7 +479,7 @@ def _full_report(
             precision=float(p[j]),
             recall=float(r[j]),
             f1=float(f[j]),
-            ap=float(average_precision_score(truth.matrix[:, j], scores[:, j])) if support[j] else None,
+            ap=ap[j],
             support=int(support[j]),
             threshold=thresholds[j],
         )
@@ -484,7 +505,7 @@ def _full_report(
         calibration=cal,
         variants=[],
         misclassified=_misclassified(embedded, truth, scores, predicted),
-        pr_curves={name: _pr_curve(truth.matrix[:, j], scores[:, j]) for j, name in enumerate(labels)},
+        pr_curves=curves,
         classes_without_label=truth.classes_without_label,
         labels_without_examples=truth.labels_without_examples,
     )
