@@ -68,5 +68,7 @@ async function loadLabelSets() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#eval-form").addEventListener("submit", runEval);
-  guarded(loadLabelSets);
+  // the stored label sets, fresh each time the classify tab opens (one may have been saved meanwhile)
+  document.querySelector("nav button[data-tab=classify]").addEventListener("click", () => guarded(loadLabelSets));
+  if (state.apiKey) guarded(loadLabelSets);
 });
