@@ -48,7 +48,7 @@ def synthetic(clips: int, labels: int, dim: int = 512, seed: int = 0):
     truth = rng.integers(0, labels, clips)
     windows = rng.integers(1, 3, clips)  # one or two windows per clip
     owner = np.repeat(np.arange(clips), windows)
-    vectors = centers[truth[owner]] * 0.35 + rng.standard_normal((len(owner), dim)).astype(np.float32) / np.sqrt(dim)
+    vectors = centers[truth[owner]] * 0.12 + rng.standard_normal((len(owner), dim)).astype(np.float32) / np.sqrt(dim)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     names = [f"class {j:02d}" for j in range(labels)]
     sample = EmbeddedSample(
