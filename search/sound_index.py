@@ -29,7 +29,7 @@ from indexer.vectors import VectorIndex
 from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
 from search.core.options import DEFAULT_POLICY, with_prompt_template
-from search.core.prompts import combined_vectors, parse_labels, prepare_all
+from search.core.prompts import combined_vectors, named_labels, parse_labels, prepare_all
 from search.core.results import (
     ClassifyResponse,
     ClassifyRow,
@@ -351,11 +351,13 @@ class SoundIndex:
         strict: bool | None = None,
         after: int | None = None,
         prompt_template: str | None = None,
+        label_names: list[str] | None = None,
     ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
         larger id (``by="file"``) are scored; archive statistics always cover the whole index.
+        ``label_names`` names the rows' labels (a label set's classes) when ``labels`` are the texts to embed.
         """
         from search.core.classify import (
             ClassifyOptions,
@@ -371,6 +373,7 @@ class SoundIndex:
         names = parse_labels(labels)
         scoring = policy_named(self.plugins.policies, policy)
         prepared = prepare_all(names, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
+        names = named_labels(names, prepared, label_names)
         matrix = label_matrix(prepared, self.encoder)
         where, params = (filters or Filters()).to_sql(self.store.tag_models())
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.

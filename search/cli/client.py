@@ -143,6 +143,7 @@ class RemoteIndex:
         strict: bool = False,
         policy_options: dict | None = None,
         prompt_template: str | None = None,
+        label_names: list[str] | None = None,
     ):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
         from search.core.results import ClassifyResponse, ClassifyRow
@@ -160,6 +161,8 @@ class RemoteIndex:
             body["policy_options"] = policy_options
         if filters:
             body["filters"] = filters
+        if label_names is not None:
+            body["label_names"] = label_names
         response = self._open(
             "/classify", json.dumps(body, ensure_ascii=False).encode(), "application/json", accept=NDJSON
         )

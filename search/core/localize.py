@@ -126,7 +126,6 @@ def read_mono_48k(
     """Mono 48 kHz samples of ``path`` between ``start_s`` and ``end_s`` (a seek where libsndfile can, else streamed)."""
     import soxr
 
-
     found = _read_seekable(path, start_s, end_s)
     if found is None:
         return _read_streaming(path, start_s, end_s, decoders, plugin_settings, limits)

@@ -30,7 +30,7 @@ from search.core.classify import (
 )
 from search.core.envelope import EnvelopeBuilder
 from search.core.options import DEFAULT_POLICY, check_segment, with_prompt_template
-from search.core.prompts import parse_labels, prepare_all
+from search.core.prompts import named_labels, parse_labels, prepare_all
 from search.core.results import AudioInfo, FileClassification
 
 EMBED_BATCH = 8
@@ -108,6 +108,7 @@ def classify_file(
     strict: bool | None = None,
     max_audio_s: float | None = None,
     budget_s: float | None = None,
+    label_names: list[str] | None = None,
 ) -> FileClassification:
     """Classify one file (or its part from ``start`` for ``duration`` seconds) without an index.
 
@@ -117,6 +118,7 @@ def classify_file(
 
     ``max_audio_s`` and ``budget_s`` are an upload's caps (see `search.http.uploads`): more audio to decode than
     that (from the header, else as it decodes), or more time than that, raises UploadTooLong at once.
+    ``label_names`` names the rows' labels (a label set's class names) when ``labels`` are the texts to embed.
     """
     settings = with_prompt_template(settings or load_settings(), prompt_template)
     plugins = plugins or default_plugins()
@@ -134,7 +136,7 @@ def classify_file(
     caps = UploadCaps(max_audio_s, budget_s)
     segment = _Segment(window, hop, start_s, duration_s, caps)
     embedded = _Embedded(encoder, plugins.taggers.get("acoustic"), start_s)
-    info, decoder_notes = AudioInfo(), []
+    info, decoder_notes = AudioInfo(), list[str]()
     timeout_s = timeout_s or settings.decode_timeout_s
     # The worker sends the stream as back-to-back blocks (window = hop); windows are cut here, after the crop.
     pool = DecodePool(
@@ -150,23 +152,7 @@ def classify_file(
         if isinstance(item, WindowsBatch):
             embedded.add(item.windows)
         elif isinstance(item, FileOpened):
-            info = AudioInfo(
-                duration=item.duration_s,
-                sample_rate=item.sample_rate,
-                channels=item.channels,
-                codec=item.codec,
-                decoder=item.decoder,
-            )
-            decoder_notes = list(getattr(item, "warnings", []) or [])
-            if item.duration_s is not None:  # what the worker would decode: up to the segment's end
-                end_s = item.duration_s if duration_s is None else min(item.duration_s, start_s + duration_s)
-                caps.check_audio(end_s)
-                if envelope_points:
-                    segment.builder = EnvelopeBuilder(
-                        TARGET_RATE, start_s=start_s, expected_s=max(0.0, end_s - start_s)
-                    )
-            elif envelope_points:
-                segment.builder = EnvelopeBuilder(TARGET_RATE, start_s=start_s, expected_s=None)
+            info, decoder_notes = segment.opened(item, envelope_points)
     total_s = segment.covered / TARGET_RATE
     if info.duration is None:
         info.duration = total_s
@@ -184,6 +170,7 @@ def classify_file(
         strict=strict,
         policy_options=options,
         vectors=np.concatenate(embedded.vectors),
+        label_names=label_names,
     )
     result.info = info
     result.warnings = [*acoustic_warnings(embedded.flags, embedded.spans), *(f"decoder: {n}" for n in decoder_notes)]
@@ -199,12 +186,34 @@ class _Segment:
     fed to the envelope, checked against the upload caps and cut into windows here (so they start at ``start``)."""
 
     def __init__(self, window: int, hop: int, start_s: float, duration_s: float | None, caps: UploadCaps):
+        self.start_s, self.duration_s = start_s, duration_s
         self.first = int(round(start_s * TARGET_RATE))
         self.last = None if duration_s is None else self.first + int(round(duration_s * TARGET_RATE))
         self.cutter = WindowCutter(window, hop)
         self.caps = caps
         self.builder: EnvelopeBuilder | None = None
         self.covered = 0  # samples of the stream passed on so far
+
+    def opened(self, event: FileOpened, envelope_points: int) -> tuple[AudioInfo, list[str]]:
+        """What the decoder reports before the audio (the header and its notes); checks the cap on audio from the
+        header and starts the envelope of the segment when one is asked for."""
+        info = AudioInfo(
+            duration=event.duration_s,
+            sample_rate=event.sample_rate,
+            channels=event.channels,
+            codec=event.codec,
+            decoder=event.decoder,
+        )
+        end_s = None
+        if event.duration_s is not None:  # what the worker would decode: up to the segment's end
+            end_s = (
+                event.duration_s if self.duration_s is None else min(event.duration_s, self.start_s + self.duration_s)
+            )
+            self.caps.check_audio(end_s)
+        if envelope_points:
+            span = None if end_s is None else max(0.0, end_s - self.start_s)
+            self.builder = EnvelopeBuilder(TARGET_RATE, start_s=self.start_s, expected_s=span)
+        return info, list(getattr(event, "warnings", []) or [])
 
     def windows(self, event: WindowsDecoded) -> Iterator[StreamWindow]:
         self.caps.check_time()
@@ -256,6 +265,94 @@ class _Embedded:
                 pass
 
 
+@dataclass
+class EmbeddedClip:
+    """A file (or its part) cut into windows and embedded: spans in seconds of the file, unit vectors, what the
+    decoder reported, acoustic flags per window and the decoder's notes."""
+
+    vectors: np.ndarray
+    spans: list[tuple[float, float]]
+    info: AudioInfo
+    flags: dict[str, list]
+    decoder_notes: list[str]
+    start_s: float
+    duration_s: float  # seconds of audio cut into windows
+    total_s: float  # seconds of the stream decoded
+    builder: EnvelopeBuilder | None = None
+
+
+def decode_job(settings: Settings) -> DecodeJob:
+    """The decode job of one-file classification: the stream as back-to-back blocks (window = hop); windows are
+    cut in this process, after the crop."""
+    window = int(round(settings.window_s * TARGET_RATE))
+    return DecodeJob.of(settings, window, window)
+
+
+class ClipEmbedder:
+    """One clip's decode events in (its file's part from ``start_s`` for ``duration_s`` seconds), cut and embedded
+    exactly as `classify_file` cuts and embeds them, for callers that decode many clips in one pool (evaluation)."""
+
+    def __init__(
+        self,
+        encoder: ClapEncoder,
+        settings: Settings,
+        tagger=None,
+        start_s: float = 0.0,
+        duration_s: float | None = None,
+        caps: UploadCaps | None = None,
+        envelope_points: int = 0,
+    ):
+        window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
+        self.segment = _Segment(window, hop, start_s, duration_s, caps or UploadCaps())
+        self.embedded = _Embedded(encoder, tagger, start_s)
+        self.batch = settings.batch_size or EMBED_BATCH
+        self.envelope_points = envelope_points
+        self.pending: list[StreamWindow] = []
+        self.info, self.decoder_notes = AudioInfo(), list[str]()
+
+    @property
+    def done(self) -> bool:
+        """True once the segment's end has been passed (the rest of the file is not needed)."""
+        return self.segment.complete(0)
+
+    def opened(self, event: FileOpened) -> None:
+        """The header of the clip's file (see `_Segment.opened`)."""
+        self.info, self.decoder_notes = self.segment.opened(event, self.envelope_points)
+
+    def feed(self, event: WindowsDecoded) -> None:
+        """A run of decoded blocks: the part inside the segment is cut into windows, embedded a batch at a time."""
+        for window in self.segment.windows(event):
+            self.pending.append(window)
+            if len(self.pending) >= self.batch:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.embedded.add(self.pending)
+            self.pending = []
+
+    def finish(self) -> EmbeddedClip:
+        """The embedded clip; BadInput when the segment starts at or past the end of the file."""
+        total_s = self.segment.covered / TARGET_RATE
+        if self.info.duration is None:
+            self.info.duration = total_s
+        if self.segment.cutter.total == 0:
+            raise BadInput(f"start {self.segment.start_s:g} s is at or past the end of the file ({total_s:.2f} s)")
+        self.pending.extend(self.segment.finish(0))
+        self._flush()
+        return EmbeddedClip(
+            vectors=np.concatenate(self.embedded.vectors),
+            spans=self.embedded.spans,
+            info=self.info,
+            flags=self.embedded.flags,
+            decoder_notes=self.decoder_notes,
+            start_s=self.segment.start_s,
+            duration_s=self.segment.cutter.total / TARGET_RATE,
+            total_s=total_s,
+            builder=self.segment.builder,
+        )
+
+
 def classify_windows(
     audio_windows: list[np.ndarray],
     spans: list[tuple[float, float]],
@@ -268,16 +365,19 @@ def classify_windows(
     strict: bool | None = None,
     policy_options: dict | None = None,
     vectors: np.ndarray | None = None,
+    label_names: list[str] | None = None,
 ) -> FileClassification:
     """Score windows held in memory against ``labels``: per-window rows and the file row (max per label).
 
-    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
+    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read);
+    ``label_names``: the rows' label names when ``labels`` are a label set's texts.
     """
     names = parse_labels(labels)
     scoring = policy_named(plugins.policies, policy)
     if scoring.needs_archive_stats:
         raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
     prepared = prepare_all(names, plugins, settings, strict)
+    names = named_labels(names, prepared, label_names)
     matrix = label_matrix(prepared, encoder)
     if vectors is None:
         vectors = (

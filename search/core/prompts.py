@@ -166,3 +166,14 @@ def prepare_all(
         prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
         for t in texts
     ]
+
+
+def named_labels(names: list[str], prepared: list[PreparedQuery], label_names: list[str] | None) -> list[str]:
+    """The rows' label names: ``label_names`` (a label set's classes, one per text) when given, else the labels."""
+    if label_names is None:
+        return names
+    if len(label_names) != len(prepared):
+        raise BadInput(f"{len(label_names)} label names for {len(prepared)} label texts")
+    for p, name in zip(prepared, label_names):
+        p.query = name
+    return list(label_names)
