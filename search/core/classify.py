@@ -36,7 +36,12 @@ def policy_named(policies: dict[str, ScoringPolicy], name: str) -> ScoringPolicy
 
 
 def chunk_logits(matrix: LabelMatrix, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, negative_logits), both (n, L); negative is the max over each label's negatives, -inf if none."""
+    """(logits, negative_logits), both (n, L); negative is the max over each label's negatives, -inf if none.
+
+    A scorer with its own ``logits(vectors)`` (a probe) gives them itself, with no negatives."""
+    if hasattr(matrix, "logits"):
+        own = matrix.logits(vectors)  # type: ignore[attr-defined]
+        return own, np.broadcast_to(np.float32(-np.inf), own.shape)
     v = _on_device(matrix, vectors)
     logits = (matrix.logit_scale * (v @ matrix.positive.T)).cpu().numpy()
     if not len(matrix.negative_owner):
