@@ -149,7 +149,10 @@ class TeachStore:
         """Mark ``windows`` as (counter-)examples of ``cls`` in one transaction; a window marked again is re-marked."""
         with self.store.transaction() as cur:
             for w in windows:
-                cur.execute("DELETE FROM examples WHERE class = ? AND hash = ? AND abs(start - ?) < ?", [cls, w.hash, w.start, START_TOLERANCE_S])
+                cur.execute(
+                    "DELETE FROM examples WHERE class = ? AND hash = ? AND abs(start - ?) < ?",
+                    [cls, w.hash, w.start, START_TOLERANCE_S],
+                )
                 cur.execute(
                     'INSERT INTO examples (class, hash, start, "end", positive, source, path, window_id) '
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -194,7 +197,19 @@ class TeachStore:
         for c, h, s, e, pos, src, path, at, wid, now_path, modified in rows:
             stale = None if wid is not None else ("modified" if modified else "missing")
             out.append(
-                ExampleRecord(c, h, float(s), float(e), bool(pos), src, path, at, None if wid is None else int(wid), now_path, stale)
+                ExampleRecord(
+                    c,
+                    h,
+                    float(s),
+                    float(e),
+                    bool(pos),
+                    src,
+                    path,
+                    at,
+                    None if wid is None else int(wid),
+                    now_path,
+                    stale,
+                )
             )
         return out
 
@@ -202,7 +217,9 @@ class TeachStore:
         """Every class with at least one example."""
         if not self._ready():
             return []
-        return [r[0] for r in self.store.cursor().execute("SELECT DISTINCT class FROM examples ORDER BY class").fetchall()]
+        return [
+            r[0] for r in self.store.cursor().execute("SELECT DISTINCT class FROM examples ORDER BY class").fetchall()
+        ]
 
     # -- probes ------------------------------------------------------------------------------
     def save_probe(self, probe: ProbeRecord) -> None:
@@ -245,8 +262,16 @@ class TeachStore:
         classes = tuple(json.loads(row[2]))
         weights = np.asarray(row[4], np.float32).reshape(len(classes), int(row[3]))
         return ProbeRecord(
-            row[0], int(row[1]), classes, weights, np.asarray(row[5], np.float32), row[6], row[7], row[8],
-            json.loads(row[9]) if row[9] else {}, row[10],
+            row[0],
+            int(row[1]),
+            classes,
+            weights,
+            np.asarray(row[5], np.float32),
+            row[6],
+            row[7],
+            row[8],
+            json.loads(row[9]) if row[9] else {},
+            row[10],
         )
 
     def probe_names(self) -> list[str]:

@@ -351,7 +351,11 @@ class SoundIndex:
             from search.core.probes import search_probe
 
             return SearchResponse(results=[search_probe(self, probe, k, allowed)])
-        qv = combined_vectors(self.encoder, [p.texts for p in prepared if p.texts]) if any(p.texts for p in prepared) else None
+        qv = (
+            combined_vectors(self.encoder, [p.texts for p in prepared if p.texts])
+            if any(p.texts for p in prepared)
+            else None
+        )
         if by_example:
             from search.core.like import search_like
 

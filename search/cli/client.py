@@ -116,8 +116,9 @@ class RemoteIndex:
         strict: bool = False,
         prompt_template: str | None = None,
         localize: bool = False,
+        extra: dict | None = None,
     ):
-        """POST /search: the same SearchResponse the local index gives."""
+        """POST /search: the same SearchResponse the local index gives (``extra``: like, unlike, probe...)."""
         from search.core.results import SearchResponse
 
         body = {
@@ -129,6 +130,7 @@ class RemoteIndex:
         }
         if filters:
             body["filters"] = filters
+        body.update(extra or {})
         return SearchResponse.model_validate(self._json("/search", body))
 
     def iter_classify(
@@ -142,6 +144,7 @@ class RemoteIndex:
         strict: bool = False,
         policy_options: dict | None = None,
         prompt_template: str | None = None,
+        extra: dict | None = None,
     ):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
         from search.core.results import ClassifyResponse, ClassifyRow
@@ -159,6 +162,7 @@ class RemoteIndex:
             body["policy_options"] = policy_options
         if filters:
             body["filters"] = filters
+        body.update(extra or {})
         response = self._open(
             "/classify", json.dumps(body, ensure_ascii=False).encode(), "application/json", accept=NDJSON
         )

@@ -36,6 +36,20 @@ from search.cli.app import (
     err,
     out,
 )
+from search.cli.teach_options import (
+    ClassifyProbeOpt,
+    IncludeSelfOpt,
+    LikeFileOpt,
+    LikeOpt,
+    LikeWeightOpt,
+    SearchProbeOpt,
+    TextWeightOpt,
+    UnlikeOpt,
+    UnlikeWeightOpt,
+    embed_like_files,
+    like_query,
+    remote_like,
+)
 
 
 @app.command()
@@ -227,7 +241,9 @@ def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bo
 
 @app.command()
 def search(
-    queries: Annotated[list[str], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")],
+    queries: Annotated[
+        Optional[list[str]], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")
+    ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -241,13 +257,23 @@ def search(
         bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")
     ] = False,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
+    like: LikeOpt = None,
+    unlike: UnlikeOpt = None,
+    like_file: LikeFileOpt = None,
+    include_self: IncludeSelfOpt = False,
+    text_weight: TextWeightOpt = 1.0,
+    like_weight: LikeWeightOpt = 1.0,
+    unlike_weight: UnlikeWeightOpt = 0.5,
+    probe: SearchProbeOpt = None,
     json_out: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ):
-    """Top-k windows for each query (through the server that owns the index, when one does)."""
+    """Top-k windows for each query, by example (--like) or by a probe's class (through the owning server, when one does)."""
     if k < 1:
         raise BadInput("k must be at least 1")
+    queries = list(queries or [])
+    example = like_query(like, unlike, like_file, include_self, text_weight, like_weight, unlike_weight, probe, queries)
     settings = _settings(index, model, device)
     filters = _filters(path_glob, tag)
     client, sx = _reader(settings, server, api_key)
@@ -259,11 +285,19 @@ def search(
             strict=strict,
             prompt_template=prompt_template,
             localize=localize,
+            extra=remote_like(example, probe, like_file),
         )
     else:
         with sx:
             response = sx.search(
-                queries, k=k, filters=filters, strict=strict or None, prompt_template=prompt_template, localize=localize
+                queries,
+                k=k,
+                filters=filters,
+                strict=strict or None,
+                prompt_template=prompt_template,
+                localize=localize,
+                like=embed_like_files(sx, example, like_file),
+                probe=probe,
             )
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
@@ -295,7 +329,9 @@ def search(
 
 @app.command()
 def classify(
-    labels: Annotated[str, typer.Option("--labels", help="comma-separated labels, e.g. 'glass breaking, dog barking'")],
+    labels: Annotated[
+        Optional[str], typer.Option("--labels", help="comma-separated labels, e.g. 'glass breaking, dog barking'")
+    ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -328,15 +364,18 @@ def classify(
             "--shards", help="with --ray: the windows `soundsift export` wrote (default: export --index first)"
         ),
     ] = None,
+    probe: ClassifyProbeOpt = None,
     json_out: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ):
-    """Zero-shot classification of every window (or file) in the index against a label set (through the owning server, if any)."""
+    """Zero-shot classification of every window (or file) in the index against a label set or a trained --probe."""
     from search.core.writers import write_rows
 
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
+    if (labels is None) == (probe is None):
+        raise BadInput("give --labels 'a, b' or --probe PROBE (one of them)")
     settings = _settings(index, model, device)
     policy_options = _policy_options(policy_option)
     if ray is not None or shards is not None:
@@ -354,6 +393,7 @@ def classify(
             path_glob or tag,
             strict,
             json_out,
+            probe,
         )
         return
     filters = _filters(path_glob, tag)
@@ -361,7 +401,7 @@ def classify(
     with contextlib.ExitStack() as stack, _policy_option_errors():
         if client is not None:
             header, rows = client.iter_classify(
-                labels,
+                labels or "",
                 policy=policy,
                 by=by,
                 top=top,
@@ -370,11 +410,12 @@ def classify(
                 strict=strict,
                 policy_options=policy_options,
                 prompt_template=prompt_template,
+                extra={"probe": probe} if probe else None,
             )
         else:
             stack.enter_context(sx)
             header, rows = sx.iter_classify(
-                labels,
+                labels or [],
                 policy=policy,
                 by=by,
                 top=top,
@@ -383,6 +424,7 @@ def classify(
                 strict=strict or None,
                 policy_options=policy_options,
                 prompt_template=prompt_template,
+                probe=probe,
             )
         rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
@@ -414,7 +456,20 @@ def classify(
 
 
 def _classify_on_cluster(
-    settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options, path_glob, strict, json_out
+    settings,
+    labels,
+    ray,
+    shards,
+    out_path,
+    policy,
+    by,
+    top,
+    threshold,
+    policy_options,
+    path_glob,
+    strict,
+    json_out,
+    probe=None,
 ) -> None:
     """`classify --ray`: score exported Parquet parts on the cluster, results as Parquet parts in --out DIR."""
     from search.cluster.classify import classify_on_cluster
@@ -437,6 +492,7 @@ def _classify_on_cluster(
             threshold=threshold,
             policy_options=policy_options,
             strict=strict or None,
+            probe=probe,
         )
     if json_out:
         _emit_json(doc)

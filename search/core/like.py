@@ -121,7 +121,9 @@ def embed_clip(path: str | Path, encoder, settings, plugins) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"no such file: {path}")
-    limits = DecodeLimits(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s)
+    limits = DecodeLimits(
+        settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
+    )
     window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
     cutter = WindowCutter(window, hop)
     pieces: list[np.ndarray] = []
@@ -185,7 +187,12 @@ def search_like(sx, prepared: list, text_vectors: np.ndarray | None, query: Like
     text = None
     if text_vectors is not None and len(text_vectors):
         text = unit(np.asarray(text_vectors, np.float32).mean(axis=0))
-    q = rocchio(text, [t.vector for t in likes] + [unit(v) for v in query.like_vectors], [t.vector for t in unlikes], query.weights)
+    q = rocchio(
+        text,
+        [t.vector for t in likes] + [unit(v) for v in query.like_vectors],
+        [t.vector for t in unlikes],
+        query.weights,
+    )
     excluded = set() if query.include_self else {i for t in likes for i in t.window_ids}
     hits = []
     if sx.vectors.ntotal and (allowed is None or len(allowed)):

@@ -98,7 +98,10 @@ def load_scorer(store, name: str) -> ProbeScorer:
     """The stored probe ``name`` as a Scorer (BadInput naming the stored probes when there is none)."""
     record = TeachStore(store).probe(name)
     if record is None:
-        known = ", ".join(TeachStore(store).probe_names()) or "none yet: train one with `soundsift train NAME --classes ...`"
+        known = (
+            ", ".join(TeachStore(store).probe_names())
+            or "none yet: train one with `soundsift train NAME --classes ...`"
+        )
         raise BadInput(f"no probe named {name!r}; probes: {known}")
     _check_model(store, name, record.model_id, record.model_fingerprint)
     return ProbeScorer(record)
@@ -229,20 +232,37 @@ def fit(vectors: np.ndarray, labels: list[str], classes: list[str], c: float = 1
     return coef.astype(np.float32), intercept.astype(np.float32), metrics
 
 
-def train(store, wm, name: str, classes: str | Sequence[str], background: int | None = None, c: float = 1.0, seed: int = 0) -> ProbeRecord:
+def train(
+    store, wm, name: str, classes: str | Sequence[str], background: int | None = None, c: float = 1.0, seed: int = 0
+) -> ProbeRecord:
     """Fit probe ``name`` on the examples of ``classes`` and store it (replacing an older version in one transaction)."""
     name = check_name(name)
     names = parse_classes(classes)
     started = time.perf_counter()
     data = training_set(store, wm, names, background, seed)
     weights, bias, metrics = fit(data.vectors, data.labels, data.classes, c, seed)
-    metrics.update({"background": data.background, "counts": data.counts, "stale_examples": data.stale, "train_s": round(time.perf_counter() - started, 4)})
+    metrics.update(
+        {
+            "background": data.background,
+            "counts": data.counts,
+            "stale_examples": data.stale,
+            "train_s": round(time.perf_counter() - started, 4),
+        }
+    )
     teach = TeachStore(store)
     old = teach.probe(name)
     model_id, fingerprint = index_model(store)
     record = ProbeRecord(
-        name, (old.version + 1) if old else 1, tuple(data.classes), weights, bias, model_id, fingerprint,
-        data.example_hash, metrics, "",
+        name,
+        (old.version + 1) if old else 1,
+        tuple(data.classes),
+        weights,
+        bias,
+        model_id,
+        fingerprint,
+        data.example_hash,
+        metrics,
+        "",
     )
     teach.save_probe(record)
     return teach.probe(name)  # type: ignore[return-value]
@@ -329,8 +349,16 @@ def import_probe(store, path: Path, name: str | None = None) -> ProbeRecord:
     teach = TeachStore(store)
     old = teach.probe(name)
     record = ProbeRecord(
-        name, (old.version + 1) if old else int(doc.get("version", 1)), classes, weights, bias, model_id, fingerprint,
-        str(doc.get("example_hash", "")), dict(doc.get("metrics") or {}, imported_from=str(path)), "",
+        name,
+        (old.version + 1) if old else int(doc.get("version", 1)),
+        classes,
+        weights,
+        bias,
+        model_id,
+        fingerprint,
+        str(doc.get("example_hash", "")),
+        dict(doc.get("metrics") or {}, imported_from=str(path)),
+        "",
     )
     teach.save_probe(record)
     return teach.probe(name)  # type: ignore[return-value]
@@ -435,7 +463,9 @@ def search_probe(sx, probe_class: str, k: int, allowed):
     probs, ids = probe_top(scorer, cls, wm, k, positions)
     rows = sx.store.window_rows([int(i) for i in ids])
     hits = [
-        SearchHit(path=rows[i][0], start=rows[i][1], end=rows[i][2], score=float(p), window_id=int(i), file_id=rows[i][3])
+        SearchHit(
+            path=rows[i][0], start=rows[i][1], end=rows[i][2], score=float(p), window_id=int(i), file_id=rows[i][3]
+        )
         for p, i in zip(probs, ids)
         if int(i) in rows
     ]
