@@ -76,21 +76,36 @@ def taught(tmp_path_factory, tiny_model_dir, tiny_encoder):
 
 
 def cli(model_dir: Path, *args, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real CLI entry point (`search.cli.main`) run in this process: exit code, stdout and stderr as a subprocess has them.
+
+    In-process keeps each call to a fraction of a second; the kill test runs a real subprocess."""
+    import contextlib
+    import io
     import json
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "search.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**cli_env(model_dir), **(env or {})},
-        cwd=REPO,
-        timeout=240,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"soundsift {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    proc.json = json.loads(proc.stdout) if "--json" in args and proc.returncode == 0 and proc.stdout.strip() else None  # type: ignore[attr-defined]
+    from search.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_env = dict(os.environ)
+    saved_argv = sys.argv
+    code = 0
+    os.environ.update({k: v for k, v in cli_env(model_dir).items() if k.startswith(("SOUNDSIFT_", "HF_"))})
+    os.environ.update(env or {})
+    sys.argv = ["soundsift", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+            except SystemExit as exc:
+                code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    proc = subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"soundsift {' '.join(map(str, args))} exited {code}\n{proc.stdout}\n{proc.stderr}")
+    proc.json = json.loads(proc.stdout) if "--json" in args and code == 0 and proc.stdout.strip() else None  # type: ignore[attr-defined]
     return proc
 
 
