@@ -27,7 +27,7 @@ else:
 
     pa = _Arrow()
 
-from indexer import crashpoints, tag_store, teach_store
+from indexer import crashpoints, label_set_store, tag_store, teach_store
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer.paths import display_path, path_bytes, real_path
@@ -61,6 +61,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE IF NOT EXISTS text_vectors (fingerprint VARCHAR NOT NULL, text VARCHAR NOT NULL, "
         "vector FLOAT[] NOT NULL, PRIMARY KEY (fingerprint, text))",
     ),  # embedded query/label texts, per model
+    7: label_set_store.LABEL_SET_TABLES,  # named label sets; evaluation clip vectors
     8: teach_store.TEACH_TABLES,  # examples and probes (what a user taught the index)
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -129,6 +129,17 @@ def prepare_all(
     ]
 
 
+def named_labels(names: list[str], prepared: list[PreparedQuery], label_names: list[str] | None) -> list[str]:
+    """The rows' label names: ``label_names`` (a label set's classes, one per text) when given, else the labels."""
+    if label_names is None:
+        return names
+    if len(label_names) != len(prepared):
+        raise BadInput(f"{len(label_names)} label names for {len(prepared)} label texts")
+    for p, name in zip(prepared, label_names):
+        p.query = name
+    return list(label_names)
+
+
 def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
     import torch
 
@@ -401,11 +412,13 @@ class SoundIndex:
         after: int | None = None,
         prompt_template: str | None = None,
         probe: str | None = None,
+        label_names: list[str] | None = None,
     ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
         larger id (``by="file"``) are scored; archive statistics always cover the whole index.
+        ``label_names`` names the rows' labels (a label set's classes) when ``labels`` are the texts to embed.
         """
         from search.core.classify import ClassifyOptions, check_policy_options, chunk_rows, policy_named, score_chunks
 
@@ -420,6 +433,7 @@ class SoundIndex:
         else:
             names = parse_labels(labels)
             prepared = prepare_all(names, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
+            names = named_labels(names, prepared, label_names)
             matrix = label_matrix(prepared, self.encoder)
             width = len(matrix.positive) + len(matrix.negative_owner)
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
@@ -458,8 +472,9 @@ class SoundIndex:
         from search.core.classify import archive_stats, chunk_rows
 
         wm = self.window_matrix()
-        width = len(matrix.labels) if hasattr(matrix, "logits") else len(matrix.positive) + len(matrix.negative_owner)
-        key = matrix.key if hasattr(matrix, "logits") else _label_key(matrix)  # type: ignore[attr-defined]  # a probe
+        label_set = hasattr(matrix, "positive")  # else a probe: its own weights key the statistics
+        width = len(matrix.positive) + len(matrix.negative_owner) if label_set else len(matrix.labels)
+        key = _label_key(matrix) if label_set else matrix.key  # type: ignore[attr-defined]
         return wm.cached(key, lambda: archive_stats(matrix, wm.chunks(chunk_rows(width, self.settings.classify_chunk))))
 
     def window_matrix(self) -> WindowMatrix:
@@ -516,10 +531,12 @@ def classify_windows(
     strict: bool | None = None,
     policy_options: dict | None = None,
     vectors: np.ndarray | None = None,
+    label_names: list[str] | None = None,
 ) -> FileClassification:
     """Score windows held in memory against ``labels``: per-window rows and the file row (max per label).
 
-    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read).
+    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read);
+    ``label_names``: the rows' label names when ``labels`` are a label set's texts.
     """
     from search.core.classify import ClassifyOptions, check_policy_options, in_memory_chunks, policy_named, score_chunks
 
@@ -528,6 +545,7 @@ def classify_windows(
     if scoring.needs_archive_stats:
         raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
     prepared = prepare_all(names, plugins, settings, strict)
+    names = named_labels(names, prepared, label_names)
     matrix = label_matrix(prepared, encoder)
     if vectors is None:
         vectors = (

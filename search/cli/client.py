@@ -145,6 +145,7 @@ class RemoteIndex:
         policy_options: dict | None = None,
         prompt_template: str | None = None,
         extra: dict | None = None,
+        label_names: list[str] | None = None,
     ):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
         from search.core.results import ClassifyResponse, ClassifyRow
@@ -163,6 +164,8 @@ class RemoteIndex:
         if filters:
             body["filters"] = filters
         body.update(extra or {})
+        if label_names is not None:
+            body["label_names"] = label_names
         response = self._open(
             "/classify", json.dumps(body, ensure_ascii=False).encode(), "application/json", accept=NDJSON
         )

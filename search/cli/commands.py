@@ -327,16 +327,40 @@ def search(
         out.print(table)
 
 
+LabelSetOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--label-set",
+        help="a TOML label set (`soundsift eval --save-label-set`): its labels, texts, template, policy, options, "
+        "thresholds",
+    ),
+]
+
+
+def _labels_or_set(labels, label_set, policy, policy_options, prompt_template):
+    """--labels, or --label-set FILE applied (the options given on the command line win over the set's)."""
+    from search.core.label_set import LabelSetCall, apply_label_set, load_label_set
+
+    if (labels is None) == (label_set is None):
+        raise BadInput('give --labels "a, b" or --label-set FILE (one of them)')
+    if label_set is not None:
+        return apply_label_set(load_label_set(label_set), policy, policy_options, prompt_template)
+    return LabelSetCall(labels, None, policy or "softmax", policy_options, prompt_template)
+
+
 @app.command()
 def classify(
     labels: Annotated[
         Optional[str], typer.Option("--labels", help="comma-separated labels, e.g. 'glass breaking, dog barking'")
     ] = None,
+    label_set: LabelSetOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     by: Annotated[str, typer.Option("--by", help="window or file")] = "window",
-    policy: Annotated[str, typer.Option("--policy", help="scoring policy (see `soundsift plugins`)")] = "softmax",
+    policy: Annotated[
+        Optional[str], typer.Option("--policy", help="scoring policy (see `soundsift plugins`; default softmax)")
+    ] = None,
     top: Annotated[Optional[int], typer.Option("--top", help="keep the N best rows")] = None,
     threshold: Annotated[
         Optional[float], typer.Option("--threshold", help="keep rows whose label scores at least this")
@@ -370,14 +394,22 @@ def classify(
     api_key: ApiKeyOpt = None,
 ):
     """Zero-shot classification of every window (or file) in the index against a label set or a trained --probe."""
-    from search.core.writers import write_rows
-
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
-    if (labels is None) == (probe is None):
-        raise BadInput("give --labels 'a, b' or --probe PROBE (one of them)")
+    if probe is not None and (labels is not None or label_set is not None):
+        raise BadInput("--probe scores with the probe's own classes: give it without --labels or --label-set")
     settings = _settings(index, model, device)
-    policy_options = _policy_options(policy_option)
+    if probe is None:
+        call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
+        labels, policy, policy_options, prompt_template = (
+            call.labels,
+            call.policy,
+            call.policy_options,
+            call.prompt_template,
+        )
+        label_names = call.label_names
+    else:
+        policy_options, label_names = _policy_options(policy_option), None
     if ray is not None or shards is not None:
         _classify_on_cluster(
             settings,
@@ -411,6 +443,7 @@ def classify(
                 policy_options=policy_options,
                 prompt_template=prompt_template,
                 extra={"probe": probe} if probe else None,
+                label_names=label_names,
             )
         else:
             stack.enter_context(sx)
@@ -425,34 +458,41 @@ def classify(
                 policy_options=policy_options,
                 prompt_template=prompt_template,
                 probe=probe,
+                label_names=label_names,
             )
         rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
-            from search.core.tag_columns import tag_column_names, with_tag_columns
-
-            # each tagging model's best label and score per row (read from the index: not through a server)
-            tag_columns = tag_column_names(sx.store) if sx is not None else []
-            if tag_columns:
-                rows = with_tag_columns(sx.store, rows, by, tag_columns)  # type: ignore[assignment]  # (row, columns) pairs
-            count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
-            if json_out:
-                _emit_json(
-                    {
-                        "labels": header.labels,
-                        "texts": header.texts,
-                        "policy": policy,
-                        "rows_written": count,
-                        "out": str(out_path),
-                    }
-                )
-            else:
-                out.print(f"wrote {count} rows to {out_path}")
+            _write_classified(out_path, header, rows, sx, by, policy, json_out)
             return
         header.rows = list(rows)
     if json_out:
         _emit_json(header)
         return
     _print_rows(header.labels, header.texts, header.rows, policy)
+
+
+def _write_classified(out_path, header, rows, sx, by, policy, json_out) -> None:
+    """`classify --out`: the rows written to a file, with each tagging model's best label and score per row."""
+    from search.core.tag_columns import tag_column_names, with_tag_columns
+    from search.core.writers import write_rows
+
+    # each tagging model's best label and score per row (read from the index: not through a server)
+    tag_columns = tag_column_names(sx.store) if sx is not None else []
+    if tag_columns:
+        rows = with_tag_columns(sx.store, rows, by, tag_columns)  # (row, columns) pairs
+    count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
+    if json_out:
+        _emit_json(
+            {
+                "labels": header.labels,
+                "texts": header.texts,
+                "policy": policy,
+                "rows_written": count,
+                "out": str(out_path),
+            }
+        )
+    else:
+        out.print(f"wrote {count} rows to {out_path}")
 
 
 def _classify_on_cluster(
@@ -548,10 +588,11 @@ def _print_rows(labels, texts, rows, policy) -> None:
 @app.command("classify-file")
 def classify_file_cmd(
     file: Annotated[Path, typer.Argument(help="an audio file")],
-    labels: Annotated[str, typer.Option("--labels")],
+    labels: Annotated[Optional[str], typer.Option("--labels")] = None,
+    label_set: LabelSetOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
-    policy: Annotated[str, typer.Option("--policy")] = "softmax",
+    policy: Annotated[Optional[str], typer.Option("--policy", help="scoring policy (default softmax)")] = None,
     policy_option: Annotated[
         Optional[list[str]], typer.Option("--policy-option", help="policy option key=value, repeatable")
     ] = None,
@@ -572,7 +613,9 @@ def classify_file_cmd(
     from search.core.options import check_prompt_template, check_segment
     from search.core.prompts import parse_labels
 
-    parse_labels(labels)  # fail on a bad label list, policy or option before loading a model (or asking a server)
+    call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
+    policy, prompt_template, label_names = call.policy, call.prompt_template, call.label_names
+    parse_labels(call.labels)  # fail on a bad label list, policy or option before loading a model (or asking a server)
     policies = default_plugins().policies
     if policy not in policies:
         raise UnknownPolicy(f"no scoring policy named {policy!r}; registered: {', '.join(sorted(policies))}")
@@ -582,8 +625,8 @@ def classify_file_cmd(
     if not file.is_file():
         raise BadInput(f"no such file: {file}")
     settings = _settings(index, model, device)
-    options = _policy_options(policy_option)
-    client = _client(settings.index, server, api_key)
+    options = call.policy_options
+    client = None if label_set is not None else _client(settings.index, server, api_key)  # a set: classified here
     if client is not None and not server and settings.model:
         from search.sound_index import _model_source
 
@@ -606,7 +649,7 @@ def classify_file_cmd(
         with _policy_option_errors():
             result = classify_file(
                 file,
-                labels,
+                call.labels,
                 load_encoder(settings),
                 settings,
                 policy=policy,
@@ -615,6 +658,7 @@ def classify_file_cmd(
                 prompt_template=prompt_template,
                 start=start,
                 duration=duration,
+                label_names=label_names,
             )
     if json_out:
         _emit_json(result)

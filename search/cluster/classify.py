@@ -271,7 +271,7 @@ def _write_top(rows: list[dict], names: list[str], texts, policy: str, by: str, 
 
 def _spec(matrix, policy: str, options: ClassifyOptions, settings) -> ScoreSpec:
     """What the tasks need to score as ``matrix`` (a label matrix or a probe) does."""
-    if hasattr(matrix, "logits"):  # a probe
+    if not hasattr(matrix, "positive"):  # a probe
         zeros = np.zeros((0, matrix.weights.shape[1]), np.float32)
         return ScoreSpec(
             matrix.labels,

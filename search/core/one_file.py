@@ -5,6 +5,7 @@ gathered on the way. The file is never held whole at 48 kHz: at most a batch of 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,150 @@ def acoustic_warnings(flags: dict[str, list], spans: list[tuple[float, float]]) 
     return out
 
 
+@dataclass
+class EmbeddedClip:
+    """A file (or its part) cut into windows and embedded: spans in seconds of the file, unit vectors, what the
+    decoder reported, acoustic flags per window and the decoder's notes."""
+
+    vectors: np.ndarray
+    spans: list[tuple[float, float]]
+    info: AudioInfo
+    flags: dict[str, list]
+    decoder_notes: list[str]
+    start_s: float
+    duration_s: float  # seconds of audio cut into windows
+    total_s: float  # seconds of the stream decoded
+    builder: EnvelopeBuilder | None = None
+
+
+def decode_job(settings: Settings) -> DecodeJob:
+    """The decode job of one-file classification: the stream as back-to-back blocks (window = hop); windows are
+    cut in this process, after the crop."""
+    window = int(round(settings.window_s * TARGET_RATE))
+    return DecodeJob(
+        window=window,
+        hop=window,
+        plugin_settings=settings.plugin_view(),
+        limits=DecodeLimits(
+            settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
+        ),
+    )
+
+
+class ClipEmbedder:
+    """One file's decode events in, its part from ``start_s`` for ``duration_s`` seconds cut into windows and
+    embedded batch by batch: never the whole file at 48 kHz, at most a batch of windows and one block."""
+
+    def __init__(
+        self,
+        encoder: ClapEncoder,
+        settings: Settings,
+        tagger=None,
+        start_s: float = 0.0,
+        duration_s: float | None = None,
+        caps=None,
+        envelope_points: int = 0,
+    ):
+        self.encoder, self.tagger, self.caps = encoder, tagger, caps
+        self.start_s, self.duration_s, self.envelope_points = start_s, duration_s, envelope_points
+        self.first = int(round(start_s * TARGET_RATE))
+        self.last = None if duration_s is None else self.first + int(round(duration_s * TARGET_RATE))
+        window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
+        self.cutter = WindowCutter(window, hop)
+        self.batch = settings.batch_size or EMBED_BATCH
+        self.pending: list = []
+        self.vectors: list[np.ndarray] = []
+        self.spans: list[tuple[float, float]] = []
+        self.flags: dict[str, list] = {}
+        self.info = AudioInfo()
+        self.builder: EnvelopeBuilder | None = None
+        self.covered = 0  # samples of the stream passed on so far
+
+    @property
+    def done(self) -> bool:
+        """True once the segment's end has been passed (the rest of the file is not needed)."""
+        return self.last is not None and self.covered >= self.last
+
+    def opened(self, event: FileOpened) -> None:
+        """What the decoder reports before the audio: the header, the cap on audio, the envelope's span."""
+        self.info = AudioInfo(
+            duration=event.duration_s,
+            sample_rate=event.sample_rate,
+            channels=event.channels,
+            codec=event.codec,
+            decoder=event.decoder,
+        )
+        end = None
+        if event.duration_s is not None:  # what the worker would decode: up to the segment's end
+            end = event.duration_s if self.duration_s is None else min(event.duration_s, self.start_s + self.duration_s)
+            if self.caps is not None:
+                self.caps.check_audio(end)
+        if self.envelope_points:
+            span = None if end is None else max(0.0, end - self.start_s)
+            self.builder = EnvelopeBuilder(TARGET_RATE, start_s=self.start_s, expected_s=span)
+        self.flags["decoder"] = list(getattr(event, "warnings", []) or [])
+
+    def feed(self, event: WindowsDecoded) -> None:
+        """A run of decoded blocks: the part inside the segment is cut into windows, embedded a batch at a time."""
+        for s, length, audio in zip(event.starts, event.lengths, event.audio):
+            s, length = int(s), int(length)
+            fresh = audio[max(self.covered - s, 0) : length]  # the end-aligned last block repeats what was sent
+            at = max(self.covered, s)
+            self.covered = max(self.covered, s + length)
+            if self.caps is not None:
+                self.caps.check_audio(self.covered / TARGET_RATE)
+            lo, hi = max(self.first - at, 0), len(fresh) if self.last is None else min(self.last - at, len(fresh))
+            if hi <= lo:
+                continue
+            seg = fresh[lo:hi]
+            if self.builder is not None:
+                self.builder.feed(seg)
+            for item in self.cutter.feed(seg):
+                self.pending.append(item)
+                if len(self.pending) >= self.batch:
+                    self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        audio = [w for _, w in self.pending]
+        self.vectors.append(self.encoder.embed_windows(audio))
+        self.spans.extend(
+            (sp.start / TARGET_RATE + self.start_s, (sp.start + sp.length) / TARGET_RATE + self.start_s)
+            for sp, _ in self.pending
+        )
+        if self.tagger is not None:
+            for w in audio:  # one at a time: a short file's only window is shorter than the rest would be
+                try:
+                    for key, values in self.tagger.tag(w[None, :], TARGET_RATE).items():
+                        self.flags.setdefault(key, []).append(values[0])
+                except Exception:  # a tagger's bug costs the warnings, not the classification
+                    pass
+        self.pending.clear()
+
+    def finish(self) -> EmbeddedClip:
+        """The embedded clip; BadInput when the segment starts at or past the end of the file."""
+        total_s = self.covered / TARGET_RATE
+        if self.info.duration is None:
+            self.info.duration = total_s
+        if self.cutter.total == 0:
+            raise BadInput(f"start {self.start_s:g} s is at or past the end of the file ({total_s:.2f} s)")
+        self.pending.extend(self.cutter.finish())
+        self._flush()
+        notes = self.flags.pop("decoder", [])
+        return EmbeddedClip(
+            vectors=np.concatenate(self.vectors),
+            spans=self.spans,
+            info=self.info,
+            flags=self.flags,
+            decoder_notes=notes,
+            start_s=self.start_s,
+            duration_s=self.cutter.total / TARGET_RATE,
+            total_s=total_s,
+            builder=self.builder,
+        )
+
+
 def classify_file(
     path: str | Path,
     labels: list[str] | str,
@@ -68,6 +213,7 @@ def classify_file(
     strict: bool | None = None,
     max_audio_s: float | None = None,
     budget_s: float | None = None,
+    label_names: list[str] | None = None,
 ) -> FileClassification:
     """Classify one file (or its part from ``start`` for ``duration`` seconds) without an index.
 
@@ -77,6 +223,7 @@ def classify_file(
 
     ``max_audio_s`` and ``budget_s`` are an upload's caps (see `search.http.uploads`): more audio to decode than
     that (from the header, else as it decodes), or more time than that, raises UploadTooLong at once.
+    ``label_names`` names the rows' labels (a label set's class names) when ``labels`` are the texts to embed.
     """
     from search.http.uploads import UploadCaps
     from search.sound_index import classify_windows
@@ -93,108 +240,25 @@ def classify_file(
     options = dict(policy_options or {})
     if threshold is not None:
         options["threshold"] = threshold
-    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
-    # The worker sends the stream as back-to-back blocks (window = hop); windows are cut here, after the crop.
-    job = DecodeJob(
-        window=window,
-        hop=window,
-        plugin_settings=settings.plugin_view(),
-        limits=DecodeLimits(
-            settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s
-        ),
-    )
-    first = int(round(start_s * TARGET_RATE))
-    last = None if duration_s is None else first + int(round(duration_s * TARGET_RATE))
-    cutter = WindowCutter(window, hop)
-    tagger = plugins.taggers.get("acoustic")
-    batch = settings.batch_size or EMBED_BATCH
-    pending: list = []
-    vectors: list[np.ndarray] = []
-    spans: list[tuple[float, float]] = []
-    flags: dict[str, list] = {}
-    info = AudioInfo()
-    builder: EnvelopeBuilder | None = None
-    covered = 0  # samples of the stream passed on so far
-
-    def flush() -> None:
-        if not pending:
-            return
-        audio = [w for _, w in pending]
-        vectors.append(encoder.embed_windows(audio))
-        spans.extend(
-            (sp.start / TARGET_RATE + start_s, (sp.start + sp.length) / TARGET_RATE + start_s) for sp, _ in pending
-        )
-        if tagger is not None:
-            for w in audio:  # one at a time: a short file's only window is shorter than the rest would be
-                try:
-                    for key, values in tagger.tag(w[None, :], TARGET_RATE).items():
-                        flags.setdefault(key, []).append(values[0])
-                except Exception:  # a tagger's bug costs the warnings, not the classification
-                    pass
-        pending.clear()
-
     caps = UploadCaps(max_audio_s, budget_s)
+    clip = ClipEmbedder(encoder, settings, plugins.taggers.get("acoustic"), start_s, duration_s, caps, envelope_points)
     timeout_s = timeout_s or settings.decode_timeout_s
-    for event in DecodePool(job, workers=1, timeout_s=min(timeout_s, budget_s or timeout_s)).run([str(path)]):
+    for event in DecodePool(decode_job(settings), workers=1, timeout_s=min(timeout_s, budget_s or timeout_s)).run(
+        [str(path)]
+    ):
         caps.check_time()
         if isinstance(event, FileFailed):
             raise DecodeError(f"{path}: {event.reason}")
         if isinstance(event, FileOpened):
-            info = AudioInfo(
-                duration=event.duration_s,
-                sample_rate=event.sample_rate,
-                channels=event.channels,
-                codec=event.codec,
-                decoder=event.decoder,
-            )
-            if event.duration_s is not None:  # what the worker would decode: up to the segment's end
-                caps.check_audio(
-                    event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s)
-                )
-            if envelope_points:
-                span = (
-                    None
-                    if event.duration_s is None
-                    else max(
-                        0.0,
-                        (event.duration_s if duration_s is None else min(event.duration_s, start_s + duration_s))
-                        - start_s,
-                    )
-                )
-                builder = EnvelopeBuilder(TARGET_RATE, start_s=start_s, expected_s=span)
-            flags["decoder"] = list(getattr(event, "warnings", []) or [])
-            continue
-        if not isinstance(event, WindowsDecoded):
-            continue
-        for s, length, audio in zip(event.starts, event.lengths, event.audio):
-            s, length = int(s), int(length)
-            fresh = audio[max(covered - s, 0) : length]  # the end-aligned last block repeats what was sent
-            at = max(covered, s)
-            covered = max(covered, s + length)
-            caps.check_audio(covered / TARGET_RATE)
-            lo, hi = max(first - at, 0), len(fresh) if last is None else min(last - at, len(fresh))
-            if hi <= lo:
-                continue
-            seg = fresh[lo:hi]
-            if builder is not None:
-                builder.feed(seg)
-            for item in cutter.feed(seg):
-                pending.append(item)
-                if len(pending) >= batch:
-                    flush()
-        if last is not None and covered >= last:
-            break  # the rest of the file is not needed (the pool stops its worker)
-    total_s = covered / TARGET_RATE
-    if info.duration is None:
-        info.duration = total_s
-    if cutter.total == 0:
-        raise BadInput(f"start {start_s:g} s is at or past the end of the file ({total_s:.2f} s)")
-    pending.extend(cutter.finish())
-    flush()
-    decoder_notes = flags.pop("decoder", [])
+            clip.opened(event)
+        elif isinstance(event, WindowsDecoded):
+            clip.feed(event)
+            if clip.done:
+                break  # the rest of the file is not needed (the pool stops its worker)
+    embedded = clip.finish()
     result = classify_windows(
         [],
-        spans,
+        embedded.spans,
         labels,
         encoder,
         settings,
@@ -203,12 +267,16 @@ def classify_file(
         path=str(path),
         strict=strict,
         policy_options=options,
-        vectors=np.concatenate(vectors),
+        vectors=embedded.vectors,
+        label_names=label_names,
     )
-    result.info = info
-    result.warnings = [*acoustic_warnings(flags, spans), *(f"decoder: {n}" for n in decoder_notes)]
+    result.info = embedded.info
+    result.warnings = [
+        *acoustic_warnings(embedded.flags, embedded.spans),
+        *(f"decoder: {n}" for n in embedded.decoder_notes),
+    ]
     result.start = start_s
-    result.duration = cutter.total / TARGET_RATE
-    if builder is not None:
-        result.envelope = builder.build(envelope_points, mel_width)
+    result.duration = embedded.duration_s
+    if embedded.builder is not None:
+        result.envelope = embedded.builder.build(envelope_points, mel_width)
     return result

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from search.core.label_set import NAME_PATTERN as LABEL_SET_NAME
 from search.core.options import TEMPLATE_PATTERN
 from search.core.prompts import MAX_QUERY_CHARS
 from search.filters import Filters
@@ -148,7 +149,21 @@ class ClassifyRequest(BaseModel):
     labels: (
         list[QueryText]
         | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})]
-    ) = Field(..., description="a list of labels, or one comma-separated string")
+        | None
+    ) = Field(None, description="a list of labels, or one comma-separated string (required unless `label_set`)")
+    label_set: str | None = Field(
+        None,
+        max_length=100,
+        json_schema_extra={"pattern": LABEL_SET_NAME},
+        description="the name of a label set stored in the index (`soundsift label-set add`, `eval --save-label-set`):"
+        " its labels, texts, template, policy, options and thresholds; `policy`, `policy_options` and "
+        "`prompt_template` given here win over the set's",
+    )
+    label_names: list[QueryText] | None = Field(
+        None,
+        max_length=MAX_LABELS,
+        description="names for the rows' labels, one per label text (a label set's classes)",
+    )
     policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
@@ -177,9 +192,26 @@ class ClassifyRequest(BaseModel):
     def _template(cls, value):
         return _check_template(value)
 
+    @field_validator("label_set")
+    @classmethod
+    def _label_set_name(cls, value):
+        if value is not None and not re.fullmatch(LABEL_SET_NAME, value):
+            raise ValueError("a label set name is letters, digits, _ . - (up to 100)")
+        return value
+
+    @model_validator(mode="after")
+    def _labels_or_set(self):
+        if (self.labels is None) == (self.label_set is None):
+            raise ValueError("give `labels` or `label_set` (the name of a label set stored in the index), not both")
+        if self.label_names is not None and self.label_set is not None:
+            raise ValueError("`label_names` goes with `labels`, not with `label_set`")
+        return self
+
     @field_validator("labels")
     @classmethod
     def _label_count(cls, labels):
+        if labels is None:
+            return labels
         count = len(labels) if isinstance(labels, list) else labels.count(",") + 1
         if count > MAX_LABELS:
             raise ValueError(f"at most {MAX_LABELS} labels")

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from indexer.errors import BadInput, DecodeError
 from search.core.catalog import check_labels
 from search.core.classify import policy_named
+from search.core.label_set import apply_label_set, stored_label_set
 from search.core.options import check_prompt_template, parse_policy_options
 from search.core.results import ClassifyResponse, FileClassification
 from search.http.models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
@@ -45,20 +46,42 @@ async def classify(body: ClassifyRequest, request: Request, sx: IndexDep):
 
 
 def _classify(body: ClassifyRequest, request: Request, sx):
-    check_labels(body.labels, MAX_LABELS)
+    labels, names, policy, options, template = (
+        body.labels,
+        body.label_names,
+        body.policy,
+        body.policy_options,
+        body.prompt_template,
+    )
+    if body.label_set is not None:
+        call = apply_label_set(
+            stored_label_set(sx.store, body.label_set),
+            body.policy if "policy" in body.model_fields_set else None,
+            body.policy_options,
+            body.prompt_template,
+        )
+        labels, names, policy, options, template = (
+            call.labels,
+            call.label_names,
+            call.policy,
+            call.policy_options,
+            call.prompt_template,
+        )
+    check_labels(labels, MAX_LABELS)
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
     header, rows = sx.iter_classify(
-        body.labels,
-        policy=body.policy,
+        labels,
+        policy=policy,
         by=body.by,
         top=body.top,
         threshold=body.threshold,
         filters=body.filters,
         strict=body.strict or None,
         after=after,
-        policy_options=body.policy_options,
-        prompt_template=body.prompt_template,
+        policy_options=options,
+        prompt_template=template,
+        label_names=list(names) if names is not None else None,
     )
     if body.top is not None and position.get("offset"):
         rows = itertools.islice(rows, position["offset"], None)
