@@ -26,7 +26,7 @@ else:
 
     pa = _Arrow()
 
-from indexer import crashpoints, job_store, label_set_store, tag_store
+from indexer import crashpoints, job_store, label_set_store, tag_store, teach_store
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer.paths import display_path, path_bytes, real_path
@@ -64,6 +64,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),  # embedded query/label texts, per model
     6: job_store.JOB_TABLES,  # the server's re-index jobs: server_jobs
     7: label_set_store.LABEL_SET_TABLES,  # named label sets; evaluation clip vectors
+    8: teach_store.TEACH_TABLES,  # examples and probes (what a user taught the index)
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner

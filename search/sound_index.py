@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from search.filters import Filters
 if TYPE_CHECKING:  # torch lives behind these: imported where they are used
     from indexer.runner import IndexReport
     from search.core.classify import LabelMatrix
+    from search.core.like import LikeQuery
 
 _TINY_WARNED = False
 
@@ -298,13 +299,17 @@ class SoundIndex:
         strict: bool | None = None,
         prompt_template: str | None = None,
         localize: bool = False,
+        like: "LikeQuery | None" = None,
+        probe: str | None = None,
     ) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
         ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
-        inside its window the sound is (`search.core.localize`).
+        inside its window the sound is (`search.core.localize`). ``like`` (a `search.core.like.LikeQuery`) mixes
+        the texts with examples into one query (Rocchio); ``probe`` (``PROBE:CLASS``) ranks by a probe's probability.
         """
-        if not queries:
+        by_example = like is not None and not like.is_empty()
+        if not queries and not by_example and not probe:
             raise BadInput("no query given")
         if k < 1:
             raise BadInput("k must be at least 1")
@@ -312,11 +317,26 @@ class SoundIndex:
         prepared = prepare_all(
             queries, self.plugins, with_prompt_template(self.settings, prompt_template), strict, keep_untranslated=True
         )
+        allowed = self.allowed_ids(filters)
+        if probe:
+            from search.core.probes import search_probe
+
+            return SearchResponse(results=[search_probe(self, probe, k, allowed)])
+        qv = (
+            combined_vectors(self.encoder, [p.texts for p in prepared if p.texts])
+            if any(p.texts for p in prepared)
+            else None
+        )
+        if by_example:
+            from search.core.like import search_like
+
+            results = [search_like(self, prepared, qv, like, k, allowed)]  # type: ignore[arg-type]
+            if localize:
+                from search.core.localize import localize_hits
+
+                localize_hits(self, results, prompt_template=prompt_template, strict=strict)
+            return SearchResponse(results=results)
         qv = combined_vectors(self.encoder, [p.texts for p in prepared])
-        allowed = None
-        if filters is not None and not filters.is_empty():
-            where, params = filters.to_sql(self.store.tag_models())
-            allowed = self.store.window_ids_where(where, params)
         results = []
         if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             hits_per_query: list[list] = [[] for _ in prepared]
@@ -351,6 +371,7 @@ class SoundIndex:
         strict: bool | None = None,
         after: int | None = None,
         prompt_template: str | None = None,
+        probe: str | None = None,
         label_names: list[str] | None = None,
     ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
@@ -370,16 +391,22 @@ class SoundIndex:
 
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
-        names = parse_labels(labels)
         scoring = policy_named(self.plugins.policies, policy)
-        prepared = prepare_all(names, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
-        names = named_labels(names, prepared, label_names)
-        matrix = label_matrix(prepared, self.encoder)
-        where, params = (filters or Filters()).to_sql(self.store.tag_models())
+        if probe is not None:  # a stored probe scores the windows in place of a label set
+            from search.core.probes import load_scorer
+
+            matrix: Any = load_scorer(self.store, probe)
+            names, prepared, width = list(matrix.classes), [], len(matrix.classes)
+        else:
+            names = parse_labels(labels)
+            prepared = prepare_all(names, self.plugins, with_prompt_template(self.settings, prompt_template), strict)
+            names = named_labels(names, prepared, label_names)
+            matrix = label_matrix(prepared, self.encoder)
+            width = len(matrix.positive) + len(matrix.negative_owner)
         # Chunks come from the memory-mapped window matrix; DuckDB only names the allowed ids and the paths.
         wm = self.window_matrix()
-        chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
-        allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
+        chunk = chunk_rows(width, self.settings.classify_chunk)
+        allowed = self.allowed_ids(filters)
         after = None if after is None else int(after)
         scope = wm.select(
             allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None
@@ -392,7 +419,7 @@ class SoundIndex:
         rows = score_chunks(chunks, paths, matrix, scoring, stats, options)
         header = ClassifyResponse(
             labels=names,
-            texts=[p.texts for p in prepared],
+            texts=[p.texts for p in prepared] if probe is None else [[f"probe {probe}"] for _ in names],
             policy=policy,
             by=by,
             rows=[],
@@ -412,8 +439,10 @@ class SoundIndex:
         from search.core.classify import archive_stats, chunk_rows
 
         wm = self.window_matrix()
-        chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
-        return wm.cached(_label_key(matrix), lambda: archive_stats(matrix, wm.chunks(chunk)))
+        label_set = hasattr(matrix, "positive")  # else a probe: its own weights key the statistics
+        width = len(matrix.positive) + len(matrix.negative_owner) if label_set else len(matrix.labels)
+        key = _label_key(matrix) if label_set else matrix.key  # type: ignore[attr-defined]
+        return wm.cached(key, lambda: archive_stats(matrix, wm.chunks(chunk_rows(width, self.settings.classify_chunk))))
 
     def window_matrix(self) -> WindowMatrix:
         """The memory-mapped window matrix of the last commit (written here when missing or stale)."""
@@ -428,6 +457,20 @@ class SoundIndex:
 
     def _allowed_ids(self, where: str, params: dict) -> np.ndarray:
         return self.store.window_ids_where(where, params)
+
+    def allowed_ids(self, filters: Filters | None) -> np.ndarray | None:
+        """Window ids the filters allow (None: no filter); ``probe:PROBE:CLASS>=p`` tags score the probe here."""
+        from search.core.probes import probe_allowed_ids, split_probe_filters
+
+        rest, conditions = split_probe_filters(filters)
+        allowed = None
+        if rest is not None and not rest.is_empty():
+            where, params = rest.to_sql(self.store.tag_models())
+            allowed = self._allowed_ids(where, params)
+        if conditions:
+            by_probe = probe_allowed_ids(self.store, self.window_matrix(), conditions)
+            allowed = by_probe if allowed is None else np.intersect1d(allowed, by_probe)
+        return allowed
 
     def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:
         """Every window (or file) scored against ``labels``; see `iter_classify` for the options."""

@@ -12,6 +12,7 @@ from indexer.errors import SoundsiftError
 from search.cli import (
     commands,  # noqa: F401  (registers the core commands)
     evaluate,  # noqa: F401  (eval, label-set)
+    teach,  # noqa: F401  (examples, train, probes)
 )
 from search.cli.app import app, err
 

@@ -117,8 +117,9 @@ class RemoteIndex:
         strict: bool = False,
         prompt_template: str | None = None,
         localize: bool = False,
+        extra: dict | None = None,
     ):
-        """POST /search: the same SearchResponse the local index gives."""
+        """POST /search: the same SearchResponse the local index gives (``extra``: like, unlike, probe...)."""
         from search.core.results import SearchResponse
 
         body = {
@@ -130,6 +131,7 @@ class RemoteIndex:
         }
         if filters:
             body["filters"] = filters
+        body.update(extra or {})
         return SearchResponse.model_validate(self._json("/search", body))
 
     def iter_classify(
@@ -143,6 +145,7 @@ class RemoteIndex:
         strict: bool = False,
         policy_options: dict | None = None,
         prompt_template: str | None = None,
+        extra: dict | None = None,
         label_names: list[str] | None = None,
     ):
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
@@ -161,6 +164,7 @@ class RemoteIndex:
             body["policy_options"] = policy_options
         if filters:
             body["filters"] = filters
+        body.update(extra or {})
         if label_names is not None:
             body["label_names"] = label_names
         response = self._open(

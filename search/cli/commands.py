@@ -36,6 +36,20 @@ from search.cli.app import (
     err,
     out,
 )
+from search.cli.teach_options import (
+    ClassifyProbeOpt,
+    IncludeSelfOpt,
+    LikeFileOpt,
+    LikeOpt,
+    LikeWeightOpt,
+    SearchProbeOpt,
+    TextWeightOpt,
+    UnlikeOpt,
+    UnlikeWeightOpt,
+    embed_like_files,
+    like_query,
+    remote_like,
+)
 from search.core.options import DEFAULT_POLICY
 
 
@@ -228,7 +242,9 @@ def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bo
 
 @app.command()
 def search(
-    queries: Annotated[list[str], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")],
+    queries: Annotated[
+        Optional[list[str]], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")
+    ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -242,13 +258,23 @@ def search(
         bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")
     ] = False,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
+    like: LikeOpt = None,
+    unlike: UnlikeOpt = None,
+    like_file: LikeFileOpt = None,
+    include_self: IncludeSelfOpt = False,
+    text_weight: TextWeightOpt = 1.0,
+    like_weight: LikeWeightOpt = 1.0,
+    unlike_weight: UnlikeWeightOpt = 0.5,
+    probe: SearchProbeOpt = None,
     json_out: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ):
-    """Top-k windows for each query (through the server that owns the index, when one does)."""
+    """Top-k windows for each query, by example (--like) or by a probe's class (through the owning server, when one does)."""
     if k < 1:
         raise BadInput("k must be at least 1")
+    queries = list(queries or [])
+    example = like_query(like, unlike, like_file, include_self, text_weight, like_weight, unlike_weight, probe, queries)
     settings = _settings(index, model, device)
     filters = _filters(path_glob, tag)
     client, sx = _reader(settings, server, api_key)
@@ -260,11 +286,19 @@ def search(
             strict=strict,
             prompt_template=prompt_template,
             localize=localize,
+            extra=remote_like(example, probe, like_file),
         )
     else:
         with sx:
             response = sx.search(
-                queries, k=k, filters=filters, strict=strict or None, prompt_template=prompt_template, localize=localize
+                queries,
+                k=k,
+                filters=filters,
+                strict=strict or None,
+                prompt_template=prompt_template,
+                localize=localize,
+                like=embed_like_files(sx, example, like_file),
+                probe=probe,
             )
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
@@ -355,22 +389,28 @@ def classify(
             "--shards", help="with --ray: the windows `soundsift export` wrote (default: export --index first)"
         ),
     ] = None,
+    probe: ClassifyProbeOpt = None,
     json_out: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ):
-    """Zero-shot classification of every window (or file) in the index against a label set (through the owning server, if any)."""
+    """Zero-shot classification of every window (or file) in the index against a label set or a trained --probe."""
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
+    if probe is not None and (labels is not None or label_set is not None):
+        raise BadInput("--probe scores with the probe's own classes: give it without --labels or --label-set")
     settings = _settings(index, model, device)
-    call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
-    labels, policy, policy_options, prompt_template = (
-        call.labels,
-        call.policy,
-        call.policy_options,
-        call.prompt_template,
-    )
-    label_names = call.label_names
+    if probe is None:
+        call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
+        labels, policy, policy_options, prompt_template = (
+            call.labels,
+            call.policy,
+            call.policy_options,
+            call.prompt_template,
+        )
+        label_names = call.label_names
+    else:
+        policy_options, label_names = _policy_options(policy_option), None
     if ray is not None or shards is not None:
         _classify_on_cluster(
             settings,
@@ -386,6 +426,7 @@ def classify(
             path_glob or tag,
             strict,
             json_out,
+            probe,
         )
         return
     filters = _filters(path_glob, tag)
@@ -393,7 +434,7 @@ def classify(
     with contextlib.ExitStack() as stack, _policy_option_errors():
         if client is not None:
             header, rows = client.iter_classify(
-                labels,
+                labels or "",
                 policy=policy,
                 by=by,
                 top=top,
@@ -402,12 +443,13 @@ def classify(
                 strict=strict,
                 policy_options=policy_options,
                 prompt_template=prompt_template,
+                extra={"probe": probe} if probe else None,
                 label_names=label_names,
             )
         else:
             stack.enter_context(sx)
             header, rows = sx.iter_classify(
-                labels,
+                labels or [],
                 policy=policy,
                 by=by,
                 top=top,
@@ -416,6 +458,7 @@ def classify(
                 strict=strict or None,
                 policy_options=policy_options,
                 prompt_template=prompt_template,
+                probe=probe,
                 label_names=label_names,
             )
         rows = _progress_rows(rows, _show_progress(json_out))
@@ -454,7 +497,20 @@ def _write_classified(out_path, header, rows, sx, by, policy, json_out) -> None:
 
 
 def _classify_on_cluster(
-    settings, labels, ray, shards, out_path, policy, by, top, threshold, policy_options, path_glob, strict, json_out
+    settings,
+    labels,
+    ray,
+    shards,
+    out_path,
+    policy,
+    by,
+    top,
+    threshold,
+    policy_options,
+    path_glob,
+    strict,
+    json_out,
+    probe=None,
 ) -> None:
     """`classify --ray`: score exported Parquet parts on the cluster, results as Parquet parts in --out DIR."""
     from search.cluster.classify import classify_on_cluster
@@ -477,6 +533,7 @@ def _classify_on_cluster(
             threshold=threshold,
             policy_options=policy_options,
             strict=strict or None,
+            probe=probe,
         )
     if json_out:
         _emit_json(doc)

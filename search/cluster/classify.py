@@ -39,10 +39,16 @@ class ScoreSpec:
     policy: str
     options: ClassifyOptions
     chunk: int
+    probe: object = None  # a stored probe (indexer.teach_store.ProbeRecord) scoring in place of the label vectors
 
 
 def _matrix(spec: ScoreSpec):
     import torch
+
+    if spec.probe is not None:
+        from search.core.probes import ProbeScorer
+
+        return ProbeScorer(spec.probe)  # type: ignore[arg-type]
 
     from search.core.classify import LabelMatrix
 
@@ -143,20 +149,6 @@ def _pooled_stats(sums: list[tuple[np.ndarray, np.ndarray, int]], n_labels: int)
     return ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
 
 
-def _score_spec(matrix, policy: str, options: ClassifyOptions, chunk_setting: int) -> ScoreSpec:
-    """What every part's task needs to score its windows, in plain arrays (shipped once with ray.put)."""
-    return ScoreSpec(
-        labels=matrix.labels,
-        positive=matrix.positive.cpu().numpy(),
-        negative=matrix.negative.cpu().numpy(),
-        negative_owner=np.asarray(matrix.negative_owner),
-        logit_scale=matrix.logit_scale,
-        policy=policy,
-        options=options,
-        chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner), chunk_setting),
-    )
-
-
 def classify_on_cluster(
     address: str | None,
     settings,
@@ -171,6 +163,7 @@ def classify_on_cluster(
     threshold: float | None = None,
     policy_options: dict | None = None,
     strict: bool | None = None,
+    probe: str | None = None,
 ) -> dict:
     """Classify exported windows (``shards``, or an export of ``index_dir`` made here first) on a Ray cluster.
 
@@ -184,7 +177,7 @@ def classify_on_cluster(
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
     require_ray()
-    names = parse_labels(labels)
+    names = parse_labels(labels) if probe is None else []
     plugins = default_plugins()
     scoring = policy_named(plugins.policies, policy)
     out_dir = Path(out_dir)
@@ -201,17 +194,21 @@ def classify_on_cluster(
         export_index(index_dir, shards)
     try:
         meta = read_export_meta(shards)
-        encoder = load_encoder(settings.model_copy(update={"model": settings.model or meta["model"]["id"]}))
-        if meta["model"]["fingerprint"] and encoder.identity.fingerprint != meta["model"]["fingerprint"]:
-            raise ModelMismatch(
-                f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
-                f"--model gives {encoder.identity.describe()}: classify with the model that wrote it"
-            )
-        prepared = prepare_all(names, plugins, settings, strict)
-        matrix = label_matrix(prepared, encoder)
+        if probe is not None:  # the probe's weights travel to the tasks; no model loads
+            matrix, prepared = _probe_matrix(index_dir or settings.index, probe, meta), []
+            names = list(matrix.classes)
+        else:
+            encoder = load_encoder(settings.model_copy(update={"model": settings.model or meta["model"]["id"]}))
+            if meta["model"]["fingerprint"] and encoder.identity.fingerprint != meta["model"]["fingerprint"]:
+                raise ModelMismatch(
+                    f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
+                    f"--model gives {encoder.identity.describe()}: classify with the model that wrote it"
+                )
+            prepared = prepare_all(names, plugins, settings, strict)
+            matrix = label_matrix(prepared, encoder)
         options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
         check_policy_options(scoring, matrix, options)
-        spec = _score_spec(matrix, policy, options, settings.classify_chunk)
+        spec = _spec(matrix, policy, options, settings)
         parts = [str((Path(shards) / p["file"]).resolve()) for p in meta["parts"]]
         address = connect(address)
         ray = require_ray()
@@ -252,7 +249,7 @@ def classify_on_cluster(
             raise
         doc = {
             "labels": names,
-            "texts": [p.texts for p in prepared],
+            "texts": [p.texts for p in prepared] if probe is None else [[f"probe {probe}"] for _ in names],
             "policy": policy,
             "by": by,
             "rows_written": written,
@@ -276,3 +273,54 @@ def _write_top(rows: list[dict], names: list[str], texts, policy: str, by: str, 
 
     header = ClassifyResponse(labels=names, texts=texts, policy=policy, by=by, rows=[])
     return write_rows(out, header, (ClassifyRow(**r) for r in rows))
+
+
+def _spec(matrix, policy: str, options: ClassifyOptions, settings) -> ScoreSpec:
+    """What the tasks need to score as ``matrix`` (a label matrix or a probe) does."""
+    if not hasattr(matrix, "positive"):  # a probe
+        zeros = np.zeros((0, matrix.weights.shape[1]), np.float32)
+        return ScoreSpec(
+            matrix.labels,
+            zeros,
+            zeros,
+            np.zeros(0, np.int64),
+            1.0,
+            policy,
+            options,
+            chunk_rows(len(matrix.classes), settings.classify_chunk),
+            probe=matrix.record,
+        )
+    return ScoreSpec(
+        labels=matrix.labels,
+        positive=matrix.positive.cpu().numpy(),
+        negative=matrix.negative.cpu().numpy(),
+        negative_owner=np.asarray(matrix.negative_owner),
+        logit_scale=matrix.logit_scale,
+        policy=policy,
+        options=options,
+        chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner), settings.classify_chunk),
+    )
+
+
+def _probe_matrix(index_dir: Path, name: str, meta: dict):
+    """The stored probe ``name`` (read from the index, shared), refused when the export's model is another."""
+    from indexer.ownership import IndexOwnership
+    from indexer.store import IndexStore
+    from search.core.probes import load_scorer
+
+    ownership = IndexOwnership(Path(index_dir), role="classify", shared=True)
+    try:
+        store = IndexStore.open(Path(index_dir), None, create=False, read_only=True)
+        try:
+            scorer = load_scorer(store, name)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
+    exported = meta["model"].get("fingerprint")
+    if exported and exported != scorer.record.model_fingerprint:
+        raise ModelMismatch(
+            f"probe {name} was trained with {scorer.record.model_id} ({scorer.record.model_fingerprint[:12]}); "
+            f"the export was written with {meta['model']['id']} ({exported[:12]})"
+        )
+    return scorer
