@@ -26,7 +26,7 @@ else:
 
     pa = _Arrow()
 
-from indexer import crashpoints, job_store, label_set_store, tag_store, teach_store
+from indexer import crashpoints, job_store, label_set_store, tag_store, teach_store, watch_store
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer.paths import display_path, path_bytes, real_path
@@ -65,6 +65,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: job_store.JOB_TABLES,  # the server's re-index jobs: server_jobs
     7: label_set_store.LABEL_SET_TABLES,  # named label sets; evaluation clip vectors
     8: teach_store.TEACH_TABLES,  # examples and probes (what a user taught the index)
+    9: watch_store.WATCH_TABLES,  # standing queries: watches, alerts (an outbox), deliveries
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner
@@ -93,6 +94,7 @@ class IndexStore(StoreQueries):
         self._con = con
         self._write_lock = threading.Lock()
         self.read_only = False
+        self.policies: dict | None = None  # scoring policies for label-set watches (None: the default plugins')
         self.wrote_side_texts = (
             False  # a reader left new text vectors in side files (folded into DuckDB on close if it can)
         )
@@ -365,6 +367,7 @@ class IndexStore(StoreQueries):
         try:
             with self.transaction() as cur:
                 removed = self._apply(cur, plan, run_id)
+                self._fire_watches(cur, plan, run_id)
                 seq = self._bump_seq(cur)
                 crashpoints.reached("commit")
             return seq, removed
@@ -376,6 +379,15 @@ class IndexStore(StoreQueries):
                     "it resumes where it stopped."
                 ) from None
             raise
+
+    def _fire_watches(self, cur, plan: CommitPlan, run_id: int) -> None:
+        """The watches, on the windows this commit adds, as alert rows in this same transaction (an outbox)."""
+        w = plan.windows
+        if w is not None and len(w):
+            paths = {f.id: display_path(f.path) for f in plan.files}
+            watch_store.alerts_for_commit(
+                cur, w.ids, w.file_ids, w.starts, w.ends, w.vectors, paths, run_id, self.policies
+            )
 
     def _apply(self, cur, plan: CommitPlan, run_id: int) -> np.ndarray:
         relinked = [r.id for r in plan.relinks]

@@ -215,7 +215,9 @@ class SoundIndex:
                 store.close()
             ownership.release()
             raise
-        return cls(settings, wrapped, store, vectors, plugins or default_plugins(), ownership)
+        plugins = plugins or default_plugins()
+        store.policies = plugins.policies  # label-set watches score new windows with these at commit
+        return cls(settings, wrapped, store, vectors, plugins, ownership)
 
     def close(self) -> None:
         try:

@@ -30,8 +30,11 @@ def readme_command_lines() -> list[list[str]]:
     return out
 
 
-def options_of(command: str) -> set[str]:
-    return {opt for param in COMMANDS.commands[command].params for opt in (*param.opts, *param.secondary_opts)}
+def options_of(command: str, sub: str | None = None) -> set[str]:
+    cmd = COMMANDS.commands[command]
+    if sub is not None:  # a sub-command of a group (`watch add`)
+        cmd = cmd.commands[sub]  # type: ignore[attr-defined]
+    return {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts)}
 
 
 def test_the_readme_shows_commands():
@@ -52,10 +55,17 @@ def test_the_readme_shows_commands():
 def test_every_command_and_flag_in_the_readme_exists(words):
     command = words[1]
     assert command in COMMANDS.commands, f"`soundsift {command}` is in the README but not a command"
+    group = isinstance(COMMANDS.commands[command], click.Group)
+    sub = words[2] if group else None
+    if group:
+        assert sub in COMMANDS.commands[command].commands, (
+            f"`soundsift {command} {sub}` is in the README but not a command"
+        )  # type: ignore[attr-defined]
+    path = [command, sub] if sub else [command]
     flags = {w.split("=", 1)[0] for w in words[2:] if re.fullmatch(r"--[a-z][a-z-]*(=.*)?|-[a-zA-Z]", w)}
-    missing = flags - options_of(command)
-    assert not missing, f"`soundsift {command}` has no {sorted(missing)} (README: {' '.join(words)})"
-    help_text = CliRunner().invoke(app, [command, "--help"], terminal_width=200).output
+    missing = flags - options_of(command, sub)
+    assert not missing, f"`soundsift {' '.join(path)}` has no {sorted(missing)} (README: {' '.join(words)})"
+    help_text = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output
     assert all(flag in help_text for flag in flags), help_text
 
 

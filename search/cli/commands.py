@@ -76,6 +76,9 @@ def index(
         bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")
     ] = False,
     ray: RayOpt = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="then keep watching the paths: index files as they land (Ctrl-C stops)")
+    ] = False,
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
 ):
@@ -110,7 +113,10 @@ def index(
             ) from None
         _hand_off_index(settings.index, paths, locked, retry_failed, wait, json_out)
         return
+    from search.core.delivery import deliverer_for
+
     with sx:
+        deliverer = deliverer_for(sx).start()  # alerts go out beside indexing, never in its way
         report = sx.index(
             [str(p) for p in paths],
             retry_failed=retry_failed,
@@ -118,6 +124,19 @@ def index(
             allow_empty_root=allow_empty_root,
             progress=_show_progress(json_out),
         )
+        if follow:
+            from search.cli.follow import follow_index
+
+            _print_index_report(report, json_out)
+            follow_index(sx, paths, deliverer, json_out)
+        undelivered = deliverer.finish(settings.delivery_drain_s)  # bounded: what is left goes out next time
+    if undelivered > 0:
+        err.print(f"{undelivered} alert deliveries still pending (see `soundsift watch status`)", markup=False)
+    if not follow:
+        _print_index_report(report, json_out)
+
+
+def _print_index_report(report, json_out: bool) -> None:
     doc = report.document()
     if json_out:
         _emit_json(doc)
@@ -921,6 +940,10 @@ def serve(
         ),
     ] = None,
     ray: RayOpt = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="index files as they land under --reindex-path (default: the index's roots)"),
+    ] = False,
 ):
     """Serve the HTTP API and the web page (one process owns the index)."""
     from search.http.server import run_server
@@ -929,7 +952,10 @@ def serve(
     if allow_root:
         settings.allow_roots = [*settings.allow_roots, *(str(p.resolve()) for p in allow_root)]
     run_server(
-        settings, reindex_every=reindex_every, reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None
+        settings,
+        reindex_every=reindex_every,
+        reindex_paths=[str(p.resolve()) for p in reindex_path or []] or None,
+        follow=follow,
     )
 
 

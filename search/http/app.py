@@ -29,11 +29,13 @@ from indexer.errors import (
     SoundsiftError,
 )
 from indexer.settings import Settings
+from search.core.delivery import deliverer_for
+from search.http.follow import follow_jobs
 from search.http.job_paths import NotUnderRoots, OutsideRoots
 from search.http.jobs import JobManager, QueueFull, ReindexScheduler
 from search.http.limits import BodySizeLimit
 from search.http.models import ErrorResponse, error_responses
-from search.http.routes import classify, evaluate, files, jobs, search, server
+from search.http.routes import alerts, classify, evaluate, files, jobs, search, server
 from search.http.routes.server import VERSION, WEB_DIR
 from search.http.uploads import UploadTooLong
 from search.sound_index import SoundIndex
@@ -61,6 +63,7 @@ def create_app(
     url: str | None = None,
     reindex_every_s: float | None = None,
     reindex_paths: list[str] | None = None,
+    follow_paths: list[str] | None = None,
 ) -> FastAPI:
     """The HTTP API over the index at ``settings.index``, opened in ``lifespan`` unless ``sound_index`` is given."""
 
@@ -77,9 +80,14 @@ def create_app(
             ReindexScheduler(app.state.jobs, reindex_every_s, reindex_paths) if reindex_every_s else None
         )
         app.state.upload_dir = Path(tempfile.mkdtemp(prefix="soundsift-uploads-"))
+        app.state.deliverer = deliverer_for(sx, base_url=url).start()  # the outbox, beside the jobs
+        app.state.follow = follow_jobs(app.state.jobs, follow_paths, settings) if follow_paths is not None else None
         try:
             yield
         finally:
+            if app.state.follow:
+                app.state.follow.close()
+            app.state.deliverer.stop(wait_s=settings.delivery_timeout_s)
             if app.state.scheduler:
                 app.state.scheduler.close()
             app.state.jobs.close()
@@ -128,7 +136,7 @@ def create_app(
             return JSONResponse({"detail": f"cannot apply the filters: {str(exc).splitlines()[0]}"}, status_code=422)
         raise exc
 
-    for area in (server, search, classify, files, jobs, evaluate):
+    for area in (server, search, classify, files, jobs, evaluate, alerts):
         app.include_router(area.router)
     # Swagger UI's assets come from the swagger-ui-bundle package, served here: nothing loads from a CDN.
     import swagger_ui_bundle
