@@ -77,6 +77,15 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
+def write_model_text_export(settings: Settings) -> str:
+    """Load the model settings name and write its ONNX text tower unless a sound one is there; says which."""
+    from indexer.text_onnx import check_or_write_export
+
+    encoder = load_encoder(settings)
+    where, written = check_or_write_export(encoder, encoder.identity)
+    return f"{where} ({'written' if written else 'already there, checked'}) for {encoder.identity.describe()}"
+
+
 def _model_source(model: str) -> str:
     target = Path(model).expanduser()
     return str(target.resolve()) if target.is_dir() else model
@@ -129,8 +138,7 @@ def prepare_all(
 
 
 def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
-    import torch
-
+    """The label vectors of ``prepared``: numpy on the CPU (classify needs no torch there), tensors on a GPU."""
     from search.core.classify import LabelMatrix
 
     positive = combined_vectors(encoder, [p.texts for p in prepared])
@@ -138,21 +146,36 @@ def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
     negative = (
         encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
     )
+    device = scoring_device(encoder)
+    if device.startswith("cpu"):
+        on_device = (np.ascontiguousarray(positive, np.float32), np.ascontiguousarray(negative, np.float32))
+    else:
+        import torch
+
+        on_device = (torch.from_numpy(positive).to(device), torch.from_numpy(negative).to(device))
     return LabelMatrix(
         labels=[p.as_label() for p in prepared],
-        positive=torch.from_numpy(positive).to(encoder.device),
-        negative=torch.from_numpy(negative).to(encoder.device),
+        positive=on_device[0],
+        negative=on_device[1],
         negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
         logit_scale=encoder.logit_scale,
     )
+
+
+def scoring_device(encoder) -> str:
+    """Where label vectors and window chunks meet: the encoder's device, decided without torch where it can be."""
+    light = getattr(encoder, "scoring_device", None)
+    return light() if callable(light) else str(encoder.device)
 
 
 def _label_key(matrix: "LabelMatrix") -> str:
     """A short key for a label set's vectors (archive statistics are cached per label set and filter)."""
     import hashlib
 
-    digest = hashlib.sha256(matrix.positive.detach().cpu().numpy().tobytes())
-    digest.update(matrix.negative.detach().cpu().numpy().tobytes())
+    from search.core.classify import as_numpy
+
+    digest = hashlib.sha256(as_numpy(matrix.positive).tobytes())
+    digest.update(as_numpy(matrix.negative).tobytes())
     digest.update(np.asarray(matrix.negative_owner).tobytes())
     return digest.hexdigest()
 
@@ -286,12 +309,27 @@ class SoundIndex:
             on_progress,
             cluster=cluster_for(self.settings, full, self.plugins),
         )
-        return runner.run(
+        report = runner.run(
             [str(p) for p in paths],
             retry_failed=retry_failed,
             verify_content=verify_content,
             allow_empty_root=allow_empty_root,
         )
+        self.write_text_export()  # torch and the model are loaded anyway: readers after this need neither
+        return report
+
+    def write_text_export(self, force: bool = False) -> Path | None:
+        """Write the model's ONNX text tower (once per model and machine) when absent or damaged; its directory.
+
+        Loads the whole CLAP if it is not loaded. None when exports are off or it could not be written (a warning).
+        """
+        from indexer.text_onnx import ensure_text_export
+
+        full = self.encoder.full()
+        where = ensure_text_export(full, full.identity, force=force)
+        if where is not None:
+            self.encoder.retry_text_onnx()
+        return where
 
     def tag(
         self,

@@ -21,7 +21,7 @@ from indexer.errors import BadInput, ModelMismatch
 from indexer.export import export_index, read_export_meta
 from indexer.ray_pipeline import ClusterError, _unwrap, connect, node_name, require_ray
 from plugins.contract import ArchiveStats, LabelTexts
-from search.core.classify import ClassifyOptions, chunk_rows, score_chunks
+from search.core.classify import ClassifyOptions, as_numpy, chunk_rows, score_chunks
 
 RESULT_META = "_soundsift_classify.json"
 
@@ -41,14 +41,12 @@ class ScoreSpec:
 
 
 def _matrix(spec: ScoreSpec):
-    import torch
-
     from search.core.classify import LabelMatrix
 
     return LabelMatrix(
         labels=spec.labels,
-        positive=torch.from_numpy(spec.positive),
-        negative=torch.from_numpy(spec.negative),
+        positive=spec.positive,
+        negative=spec.negative,
         negative_owner=spec.negative_owner,
         logit_scale=spec.logit_scale,
     )
@@ -188,8 +186,8 @@ def classify_on_cluster(
         check_policy_options(scoring, matrix, options)
         spec = ScoreSpec(
             labels=matrix.labels,
-            positive=matrix.positive.cpu().numpy(),
-            negative=matrix.negative.cpu().numpy(),
+            positive=as_numpy(matrix.positive),
+            negative=as_numpy(matrix.negative),
             negative_owner=np.asarray(matrix.negative_owner),
             logit_scale=matrix.logit_scale,
             policy=policy,

@@ -5,27 +5,39 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from indexer.errors import BadInput, UnknownPolicy
 from indexer.store import WindowChunk
 from plugins.contract import ArchiveStats, LabelTexts, PolicyOptionError, PolicyResult, ScoringPolicy
 from search.core.results import ClassifyRow
 
+if TYPE_CHECKING:
+    import torch
+
 
 @dataclass
 class LabelMatrix:
-    """Label vectors on the device: positives (L, dim) and negatives (M, dim) with the label each belongs to."""
+    """Label vectors: positives (L, dim) and negatives (M, dim) with the label each belongs to.
+
+    numpy arrays on the CPU (no torch imported: a reader classifies without it), torch tensors on a GPU.
+    """
 
     labels: list[LabelTexts]
-    positive: torch.Tensor
-    negative: torch.Tensor
+    positive: "np.ndarray | torch.Tensor"
+    negative: "np.ndarray | torch.Tensor"
     negative_owner: np.ndarray  # (M,) label index
     logit_scale: float
-    scratch: torch.Tensor | None = field(default=None, repr=False)  # float32 chunk buffer reused across chunks
+    scratch: "np.ndarray | torch.Tensor | None" = field(default=None, repr=False)  # float32 chunk buffer, reused
+
+
+def as_numpy(values: "np.ndarray | torch.Tensor") -> np.ndarray:
+    """A label matrix's vectors as a host numpy array, whichever side they live on."""
+    if isinstance(values, np.ndarray):
+        return values
+    return values.detach().cpu().numpy()
 
 
 def policy_named(policies: dict[str, ScoringPolicy], name: str) -> ScoringPolicy:
@@ -37,13 +49,19 @@ def policy_named(policies: dict[str, ScoringPolicy], name: str) -> ScoringPolicy
 
 def chunk_logits(matrix: LabelMatrix, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(logits, negative_logits), both (n, L); negative is the max over each label's negatives, -inf if none."""
-    v = _on_device(matrix, vectors)
-    logits = (matrix.logit_scale * (v @ matrix.positive.T)).cpu().numpy()
+    on_host = isinstance(matrix.positive, np.ndarray)
+    v = _on_host(matrix, vectors) if on_host else _on_device(matrix, vectors)
+
+    def scaled(labels) -> np.ndarray:
+        product = matrix.logit_scale * (v @ labels.T)
+        return product if on_host else product.cpu().numpy()
+
+    logits = scaled(matrix.positive)
     if not len(matrix.negative_owner):
         return logits, np.broadcast_to(np.float32(-np.inf), logits.shape)  # read-only, no memory per chunk
     negative = np.full(logits.shape, -np.inf, dtype=np.float32)
     if len(matrix.negative_owner):
-        neg_all = (matrix.logit_scale * (v @ matrix.negative.T)).cpu().numpy()
+        neg_all = scaled(matrix.negative)
         for j in range(logits.shape[1]):
             cols = np.flatnonzero(matrix.negative_owner == j)
             if len(cols):
@@ -60,10 +78,26 @@ def chunk_rows(labels: int, limit: int) -> int:
     return int(max(1024, min(limit, CHUNK_ELEMENTS // max(1, labels))))
 
 
-def _on_device(matrix: LabelMatrix, vectors: np.ndarray) -> torch.Tensor:
+def _on_host(matrix: LabelMatrix, vectors: np.ndarray) -> np.ndarray:
+    """A chunk as float32 numpy: float16 chunks (the memory-mapped matrix) widen into a buffer reused from chunk
+    to chunk (no fresh pages per chunk)."""
+    if vectors.dtype == np.float32:
+        return vectors
+    n, dim = vectors.shape
+    scratch = matrix.scratch
+    if not isinstance(scratch, np.ndarray) or scratch.shape[0] < n or scratch.shape[1] != dim:
+        scratch = matrix.scratch = np.empty((n, dim), dtype=np.float32)
+    out = scratch[:n]
+    out[...] = vectors
+    return out
+
+
+def _on_device(matrix: LabelMatrix, vectors: np.ndarray) -> "torch.Tensor":
     """A chunk as float32 on the labels' device. float16 chunks (the memory-mapped matrix) travel as they are
     and widen there; on the CPU they widen into a buffer reused from chunk to chunk (no fresh pages per chunk)."""
     import warnings
+
+    import torch
 
     device = matrix.positive.device
     v = (

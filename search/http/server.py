@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+import threading
 
 from indexer.errors import BadInput
 from indexer.settings import Settings
@@ -67,6 +68,8 @@ def run_server(settings: Settings, reindex_every: str | None = None, reindex_pat
     except BaseException:
         sock.close()
         raise
+    # The model is loaded: write the ONNX text tower now if it is missing, beside the requests (readers then need no torch).
+    threading.Thread(target=sound_index.write_text_export, name="soundsift-text-export", daemon=True).start()
     app = create_app(settings, sound_index=sound_index, url=url, reindex_every_s=interval, reindex_paths=reindex_paths)
     if not settings.api_key and not _is_loopback(settings.host):
         print(
