@@ -22,8 +22,8 @@ from indexer.model import ModelIdentity
 
 if TYPE_CHECKING:
     from indexer.model import ClapEncoder, ClapTextEncoder
-    from indexer.text_onnx import OnnxTextEncoder
     from indexer.store import IndexStore
+    from indexer.text_onnx import OnnxTextEncoder
 
 
 def identity_from_meta(meta: dict[str, str]) -> ModelIdentity:

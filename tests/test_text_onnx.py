@@ -133,7 +133,9 @@ def test_onnx_vectors_equal_transformers_for_every_test_text(exported, tiny_enco
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     some = texts[:: max(1, len(texts) // 20)]  # and the unbatched torch path the index remembers texts by
     assert float(np.max(np.abs(onnx.embed_texts(some) - tiny_encoder.embed_texts(some)))) <= 1e-5
-    assert np.array_equal(onnx.embed_texts(texts[:3][::-1]), got[:3][::-1])  # one text per run: batch-mates change nothing
+    assert np.array_equal(
+        onnx.embed_texts(texts[:3][::-1]), got[:3][::-1]
+    )  # one text per run: batch-mates change nothing
 
 
 def test_the_export_is_keyed_by_fingerprint_with_the_checkpoints_tokenizer(exported, tiny_encoder):
@@ -228,7 +230,9 @@ def test_a_damaged_export_falls_back_with_one_warning_and_the_next_owner_rewrite
     with SoundIndex.open(built_index, settings=settings, read_only=True) as sx:
         hits = [sx.search([q], k=2).results[0].hits for q in queries]
         assert [len(h) for h in hits] == [2, 2]
-        assert not sx.encoder.text_onnx_loaded and type(sx.encoder._text.model).__name__ == "ClapTextModelWithProjection"
+        assert (
+            not sx.encoder.text_onnx_loaded and type(sx.encoder._text.model).__name__ == "ClapTextModelWithProjection"
+        )
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "warning: ONNX text tower unusable" in err, err
     assert not where.exists()  # out of the way, for the next owner

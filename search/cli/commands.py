@@ -747,7 +747,8 @@ def doctor(
         bool, typer.Option("--model-check", help="also load torch and the model (seconds, not instant)")
     ] = False,
     export: Annotated[
-        bool, typer.Option("--export", help="write the model's ONNX text tower now (search and classify then need no torch)")
+        bool,
+        typer.Option("--export", help="write the model's ONNX text tower now (search and classify then need no torch)"),
     ] = False,
 ):
     """Check the environment: versions, model weights present, plugins; --model-check also loads the model and device;
