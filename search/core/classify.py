@@ -99,6 +99,7 @@ def _on_device(matrix: LabelMatrix, vectors: np.ndarray) -> "torch.Tensor":
 
     import torch
 
+    assert isinstance(matrix.positive, torch.Tensor)  # numpy label vectors take _on_host
     device = matrix.positive.device
     v = (
         np.ascontiguousarray(vectors)
@@ -113,9 +114,10 @@ def _on_device(matrix: LabelMatrix, vectors: np.ndarray) -> "torch.Tensor":
     if host.dtype == torch.float32:
         return host
     n, dim = host.shape
-    if matrix.scratch is None or matrix.scratch.shape[0] < n or matrix.scratch.shape[1] != dim:
-        matrix.scratch = torch.empty((n, dim), dtype=torch.float32)
-    out = matrix.scratch[:n]
+    scratch = matrix.scratch
+    if not isinstance(scratch, torch.Tensor) or scratch.shape[0] < n or scratch.shape[1] != dim:
+        scratch = matrix.scratch = torch.empty((n, dim), dtype=torch.float32)
+    out = scratch[:n]
     out.copy_(host)
     return out
 
