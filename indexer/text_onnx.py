@@ -111,6 +111,8 @@ class OnnxTextEncoder:
             raise ExportUnusable(f"{where} holds the export of {meta.get('fingerprint', '?')[:12]}, not this model")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise on a CLI's stderr
+        # A few texts per command: threads that spin between runs only take the cores from everything else.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(where / MODEL_FILE), options, providers=["CPUExecutionProvider"])
             self.tokenizer = Tokenizer.from_file(str(where / TOKENIZER_FILE))
@@ -241,6 +243,7 @@ def _export_locked(encoder: "TextTower", identity: "ModelIdentity") -> Path:
         probe = tower(sample["input_ids"], sample["attention_mask"])[0].numpy()
     staging = Path(tempfile.mkdtemp(prefix=f".{identity.fingerprint[:12]}-", dir=where.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache's export from other users
         (staging / TOKENIZER_FILE).write_text(tokenizer_json)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about branches fixed for one text, unpadded
