@@ -78,6 +78,15 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
+def write_model_text_export(settings: Settings) -> str:
+    """Load the model settings name and write its ONNX text tower unless a sound one is there; says which."""
+    from indexer.text_onnx import check_or_write_export
+
+    encoder = load_encoder(settings)
+    where, written = check_or_write_export(encoder, encoder.identity)
+    return f"{where} ({'written' if written else 'already there, checked'}) for {encoder.identity.describe()}"
+
+
 def _model_source(model: str) -> str:
     target = Path(model).expanduser()
     return str(target.resolve()) if target.is_dir() else model
@@ -123,8 +132,10 @@ def _label_key(matrix: "LabelMatrix") -> str:
     """A short key for a label set's vectors (archive statistics are cached per label set and filter)."""
     import hashlib
 
-    digest = hashlib.sha256(matrix.positive.detach().cpu().numpy().tobytes())
-    digest.update(matrix.negative.detach().cpu().numpy().tobytes())
+    from search.core.scorers import as_numpy
+
+    digest = hashlib.sha256(as_numpy(matrix.positive).tobytes())
+    digest.update(as_numpy(matrix.negative).tobytes())
     digest.update(np.asarray(matrix.negative_owner).tobytes())
     return digest.hexdigest()
 
@@ -260,12 +271,27 @@ class SoundIndex:
             on_progress,
             cluster=cluster_for(self.settings, full, self.plugins),
         )
-        return runner.run(
+        report = runner.run(
             [str(p) for p in paths],
             retry_failed=retry_failed,
             verify_content=verify_content,
             allow_empty_root=allow_empty_root,
         )
+        self.write_text_export()  # torch and the model are loaded anyway: readers after this need neither
+        return report
+
+    def write_text_export(self, force: bool = False) -> Path | None:
+        """Write the model's ONNX text tower (once per model and machine) when absent or damaged; its directory.
+
+        Loads the whole CLAP if it is not loaded. None when exports are off or it could not be written (a warning).
+        """
+        from indexer.text_onnx import ensure_text_export
+
+        full = self.encoder.full()
+        where = ensure_text_export(full, full.identity, force=force)
+        if where is not None:
+            self.encoder.retry_text_onnx()
+        return where
 
     def tag(
         self,

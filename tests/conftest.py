@@ -16,6 +16,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """ONNX text-tower exports of this session land here, never in the user's cache (CLI subprocesses inherit it)."""
+    where = tmp_path_factory.mktemp("onnx-cache")
+    os.environ["SOUNDSIFT_ONNX_CACHE"] = str(where)
+    return where
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random CLAP saved with save_pretrained; loaded through the real loading code."""

@@ -66,3 +66,22 @@ def test_bench_cold_start_quick(tmp_path):
     assert r["stats_s"] > 0 and r["stats_rss_mb"] > 0 and r["search_via_server_s"] > 0
     assert r["search_cached_loaded_transformers"] is False  # a remembered text loads no model
     assert r["windows"] == r["pipeline_windows"] == 4 and r["index_classify_vs_pipeline"] > 0
+    assert r["full_clap_load_s"] > 0 and r["text_export_s"] > 0 and r["search_cold_transformers_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_scale_quick(tmp_path):
+    r = run_quick("bench_scale", tmp_path)
+    (run,) = r["runs"]
+    assert run["windows"] == 20_000 and run["commit_windows_per_s"] > 0
+    assert run["recall_at_10"] == 1.0 and run["search_p99_ms"] >= run["search_p50_ms"] > 0  # flat: exact
+    assert run["after_kill9_windows"] > 20_000 and run["after_kill9_recovery"]["added"] > 0  # committed, then caught up
+    assert run["classify_10_labels_s"] > 0 and run["disk_mb_per_million"] > 0 and run["serving_peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_bench_audio_onnx_quick(tmp_path):
+    r = run_quick("bench_audio_onnx", tmp_path)
+    assert r["torch_tower_s_per_window"] > 0 and r["onnx_tower_s_per_window"] > 0
+    assert r["max_abs_diff"] < 1e-4 and 0 < r["torch_share_of_peak"] < 1
+    assert r["onnx_qualifies_as_cpu_default"] == (r["onnx_speedup"] > 1)

@@ -866,8 +866,13 @@ def doctor(
     model_check: Annotated[
         bool, typer.Option("--model-check", help="also load torch and the model (seconds, not instant)")
     ] = False,
+    export: Annotated[
+        bool,
+        typer.Option("--export", help="write the model's ONNX text tower now (search and classify then need no torch)"),
+    ] = False,
 ):
-    """Check the environment: versions, model weights present, plugins; --model-check also loads the model and device."""
+    """Check the environment: versions, model weights present, plugins; --model-check also loads the model and device;
+    --export writes the ONNX text tower of --model (or the default model) unless a sound one is there."""
     from importlib.metadata import PackageNotFoundError, version
 
     from indexer.errors import ModelNotFound
@@ -881,6 +886,10 @@ def doctor(
 
     settings = _settings(None, model, device)
     out.print(f"python {sys.version.split()[0]}, torch {installed('torch')}, transformers {installed('transformers')}")
+    if export:
+        from search.sound_index import write_model_text_export
+
+        out.print(f"text tower (ONNX): {write_model_text_export(settings)}", markup=False, highlight=False)
     if model_check:
         import torch
 

@@ -23,6 +23,7 @@ from indexer.ray_pipeline import ClusterError, _unwrap, connect, node_name, requ
 from plugins.contract import ArchiveStats, LabelTexts
 from search.core.classify import ClassifyOptions, chunk_rows, score_chunks
 from search.core.options import DEFAULT_POLICY
+from search.core.scorers import as_numpy
 
 RESULT_META = "_soundsift_classify.json"
 
@@ -43,7 +44,6 @@ class ScoreSpec:
 
 
 def _matrix(spec: ScoreSpec):
-    import torch
 
     if spec.probe is not None:
         from search.core.probes import ProbeScorer
@@ -54,8 +54,8 @@ def _matrix(spec: ScoreSpec):
 
     return LabelMatrix(
         labels=spec.labels,
-        positive=torch.from_numpy(spec.positive),
-        negative=torch.from_numpy(spec.negative),
+        positive=spec.positive,
+        negative=spec.negative,
         negative_owner=spec.negative_owner,
         logit_scale=spec.logit_scale,
     )
@@ -292,8 +292,8 @@ def _spec(matrix, policy: str, options: ClassifyOptions, settings) -> ScoreSpec:
         )
     return ScoreSpec(
         labels=matrix.labels,
-        positive=matrix.positive.cpu().numpy(),
-        negative=matrix.negative.cpu().numpy(),
+        positive=as_numpy(matrix.positive),
+        negative=as_numpy(matrix.negative),
         negative_owner=np.asarray(matrix.negative_owner),
         logit_scale=matrix.logit_scale,
         policy=policy,
