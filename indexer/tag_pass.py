@@ -223,6 +223,16 @@ class TagPass:
         self.store.commit_tags([rows], retag=self._drop)
         self._drop = None  # dropped once, in the first commit, together with the first new tags
 
+    # What a pass does with a batch of windows; a transcribe pass (indexer/transcribe_pass.py) overrides these three.
+    def _empty_rows(self):
+        return TagRows.empty(self.model)
+
+    def _label(self, audio: list[np.ndarray]) -> list:
+        return self.classifier.classify(np.stack(audio), TARGET_RATE)
+
+    def _add(self, buffer, window_id: int, result) -> None:
+        buffer.add(window_id, result)
+
     def _tag_files(self, files: list[tuple[int, list[tuple]]], report: TagReport) -> None:
         from tqdm import tqdm
 
@@ -242,7 +252,7 @@ class TagPass:
         }
         remaining = {idx: len(v) for idx, v in wanted.items()}
         groups: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # length -> (file idx, window id, audio)
-        buffer = TagRows.empty(self.model)
+        buffer = self._empty_rows()
         last_commit = time.monotonic()
         started = time.monotonic()
         t_classify = 0.0
@@ -256,10 +266,10 @@ class TagPass:
             if not items:
                 return
             t = time.monotonic()
-            results = self.classifier.classify(np.stack([a for _, _, a in items]), TARGET_RATE)
+            results = self._label([a for _, _, a in items])
             t_classify += time.monotonic() - t
             for (idx, wid, _), pairs in zip(items, results):
-                buffer.add(wid, pairs)
+                self._add(buffer, wid, pairs)
                 remaining[idx] -= 1
                 report.windows_tagged += 1
 
@@ -311,7 +321,7 @@ class TagPass:
                 or time.monotonic() - last_commit > self.commit_every_s
             ):
                 self._commit(buffer)
-                buffer = TagRows.empty(self.model)
+                buffer = self._empty_rows()
                 last_commit = time.monotonic()
         for length in list(groups):
             classify(length)
