@@ -161,7 +161,7 @@ def run_transcribe_pass(
     """Load ``model`` (hub id, local directory or ``alias=id``) through the transcriber plugins and transcribe ``store``."""
     if transcriber is None:
         view = transcriber_view(settings, model, language, device)
-        named = plugins.transcribers.get(model)
+        named = plugins.transcribers.get(model) or plugins.transcribers.get(model.partition("=")[2])
         if named is not None and named.name != "transcriber":  # --model names a plugin's transcriber by its name
             try:
                 loaded = list(named.load(view))
@@ -183,6 +183,5 @@ def transcribe_configured(store: IndexStore, plugins, settings: Settings, device
     if device is not None:
         view["device"] = device
     return [
-        TranscribePass(store, t, settings, progress=False).run().document()
-        for t in load_transcribers(plugins, view)
+        TranscribePass(store, t, settings, progress=False).run().document() for t in load_transcribers(plugins, view)
     ]

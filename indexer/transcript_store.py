@@ -243,13 +243,13 @@ def segments_of_file(cur, file_id: int) -> list[tuple[float, float, Segment]]:
     return [(float(r[0]), float(r[1]), s) for r, s in zip(rows, _segments([r[2:] for r in rows]))]
 
 
-def rows_since(cur, seq: int) -> pa.Table:
-    """(row key, window id, model, text, seq) of transcripts committed after ``seq``, for the full-text index."""
+def rows_since(cur, seq: int) -> list[tuple[int, str, str]]:
+    """(window id, model, text) of transcripts committed after ``seq``, oldest first, for the full-text index."""
     if not has_transcript_tables(cur):
-        return pa.table({"window_id": pa.array([], pa.int64())})
+        return []
     return cur.execute(
-        "SELECT window_id, model, text, seq FROM window_transcripts WHERE seq > ? ORDER BY seq", [int(seq)]
-    ).fetch_arrow_table()
+        "SELECT window_id, model, text FROM window_transcripts WHERE seq > ? ORDER BY seq", [int(seq)]
+    ).fetchall()
 
 
 def version(cur) -> tuple[int, int]:

@@ -327,12 +327,20 @@ class SoundIndex:
         strict: bool | None = None,
         prompt_template: str | None = None,
         localize: bool = False,
+        fuse: str | None = None,
     ) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
         ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
-        inside its window the sound is (`search.core.localize`).
+        inside its window the sound is (`search.core.localize`). ``filters.said`` keeps the windows whose
+        transcript says it (no queries: ranked by what is said alone; ``fuse="rrf"``: both rankings fused).
         """
+        if (filters is not None and filters.said) or fuse:
+            from search.core.said import said_search
+
+            handled = said_search(self, queries, k, filters, fuse, strict, prompt_template, localize)
+            if handled is not None:
+                return handled
         if not queries:
             raise BadInput("no query given")
         if k < 1:
@@ -346,6 +354,10 @@ class SoundIndex:
         if filters is not None and not filters.is_empty():
             where, params = filters.to_sql(self.store.tag_models())
             allowed = self.store.window_ids_where(where, params)
+            if filters.said:
+                from search.core.said import said_allowed
+
+                allowed = said_allowed(self, allowed, filters.said)
         results = []
         if self.vectors.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             hits_per_query: list[list] = [[] for _ in prepared]
@@ -365,6 +377,10 @@ class SoundIndex:
             from search.core.localize import localize_hits
 
             localize_hits(self, results, prompt_template=prompt_template, strict=strict)
+        if filters is not None and filters.said:
+            from search.core.said import attach_said
+
+            attach_said(self, results, filters.said)
         return SearchResponse(results=results)
 
     # -- classification ----------------------------------------------------------------------
@@ -399,6 +415,10 @@ class SoundIndex:
         wm = self.window_matrix()
         chunk = chunk_rows(len(matrix.positive) + len(matrix.negative_owner), self.settings.classify_chunk)
         allowed = None if filters is None or filters.is_empty() else self._allowed_ids(where, params)
+        if filters is not None and filters.said:
+            from search.core.said import said_allowed
+
+            allowed = said_allowed(self, allowed, filters.said)
         after = None if after is None else int(after)
         scope = wm.select(
             allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None

@@ -94,7 +94,9 @@ class TransformersTranscriber:
         try:
             config = AutoConfig.from_pretrained(self.model_id, revision=revision)
         except (OSError, ValueError) as exc:
-            offline = " (HF_HUB_OFFLINE is set: only the local cache is searched)" if os.environ.get("HF_HUB_OFFLINE") else ""
+            offline = (
+                " (HF_HUB_OFFLINE is set: only the local cache is searched)" if os.environ.get("HF_HUB_OFFLINE") else ""
+            )
             raise TranscriberLoadError(
                 f"speech model {self.model_id} not found locally or in the Hugging Face cache{offline}: "
                 f"download it with `huggingface-cli download {self.model_id}` or give a local directory ({_one_line(exc)})"
@@ -194,7 +196,9 @@ def model_entries(settings: Mapping[str, Any]) -> list:
         try:
             entries = json.loads(entries)
         except ValueError:
-            raise TranscriberLoadError(f"cannot read transcriber.models {entries!r}: give a list of model ids") from None
+            raise TranscriberLoadError(
+                f"cannot read transcriber.models {entries!r}: give a list of model ids"
+            ) from None
     return [entries] if isinstance(entries, (str, Mapping)) else list(entries)
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import sys
 
 from indexer.errors import SoundsiftError
-from search.cli import commands  # noqa: F401  (registers the core commands)
+from search.cli import (
+    commands,  # noqa: F401  (registers the core commands)
+    transcribe,  # noqa: F401  (soundsift transcribe)
+)
 from search.cli.app import app, err
 
 

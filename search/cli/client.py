@@ -116,6 +116,7 @@ class RemoteIndex:
         strict: bool = False,
         prompt_template: str | None = None,
         localize: bool = False,
+        fuse: str | None = None,
     ):
         """POST /search: the same SearchResponse the local index gives."""
         from search.core.results import SearchResponse
@@ -129,6 +130,8 @@ class RemoteIndex:
         }
         if filters:
             body["filters"] = filters
+        if fuse:
+            body["fuse"] = fuse
         return SearchResponse.model_validate(self._json("/search", body))
 
     def iter_classify(

@@ -20,6 +20,7 @@ from search.cli.app import (
     JsonOpt,
     ModelOpt,
     RayOpt,
+    SaidOpt,
     ServerOpt,
     TagOpt,
     _client,
@@ -227,7 +228,10 @@ def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bo
 
 @app.command()
 def search(
-    queries: Annotated[list[str], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")],
+    queries: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响 (none with --said)"),
+    ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -241,15 +245,22 @@ def search(
         bool, typer.Option("--localize", help="find where inside each hit's window the sound is (sub-windows)")
     ] = False,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
+    said: SaidOpt = None,
+    fuse: Annotated[
+        Optional[str], typer.Option("--fuse", help="rrf: rank by sound and by what is said, fused (with --said)")
+    ] = None,
     json_out: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ):
-    """Top-k windows for each query (through the server that owns the index, when one does)."""
+    """Top-k windows for each query (through the server that owns the index, when one does); --said: what is said."""
     if k < 1:
         raise BadInput("k must be at least 1")
+    queries = list(queries or [])
+    if not queries and not said:
+        raise BadInput("give a query (e.g. soundsift search 'glass breaking') or --said WORDS")
     settings = _settings(index, model, device)
-    filters = _filters(path_glob, tag)
+    filters = _filters(path_glob, tag, said)
     client, sx = _reader(settings, server, api_key)
     if client is not None:
         response = client.search(
@@ -259,11 +270,18 @@ def search(
             strict=strict,
             prompt_template=prompt_template,
             localize=localize,
+            fuse=fuse,
         )
     else:
         with sx:
             response = sx.search(
-                queries, k=k, filters=filters, strict=strict or None, prompt_template=prompt_template, localize=localize
+                queries,
+                k=k,
+                filters=filters,
+                strict=strict or None,
+                prompt_template=prompt_template,
+                localize=localize,
+                fuse=fuse,
             )
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
@@ -290,6 +308,15 @@ def search(
                 else (f"{_fmt_time(hit.localized.start)}-{_fmt_time(hit.localized.end)}" if hit.localized else "-",)
             )
             table.add_row(str(rank), f"{hit.score:.4f}", _fmt_time(hit.start), _fmt_time(hit.end), *where, hit.path)
+            if hit.said is not None:
+                table.add_row(
+                    "",
+                    "",
+                    _fmt_time(hit.said.start),
+                    _fmt_time(hit.said.end),
+                    *[""] * len(where),
+                    f"said: {hit.said.text}",
+                )
         out.print(table)
 
 
@@ -313,6 +340,7 @@ def classify(
     ] = None,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
     tag: TagOpt = None,
+    said: SaidOpt = None,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
     out_path: Annotated[
         Optional[Path],
@@ -351,12 +379,12 @@ def classify(
             top,
             threshold,
             policy_options,
-            path_glob or tag,
+            path_glob or tag or said,
             strict,
             json_out,
         )
         return
-    filters = _filters(path_glob, tag)
+    filters = _filters(path_glob, tag, said)
     client, sx = _reader(settings, server, api_key)
     with contextlib.ExitStack() as stack, _policy_option_errors():
         if client is not None:

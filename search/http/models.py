@@ -124,7 +124,10 @@ def _check_template(value: str | None) -> str | None:
 class SearchRequest(BaseModel):
     model_config = STRICT
     queries: list[QueryText] = Field(
-        ..., min_length=1, max_length=MAX_QUERIES, description="descriptions, e.g. ['glass breaking', '轴承异响']"
+        ...,
+        min_length=0,
+        max_length=MAX_QUERIES,
+        description="descriptions, e.g. ['glass breaking', '轴承异响']; none with filters.said: ranked by what is said",
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
@@ -136,6 +139,9 @@ class SearchRequest(BaseModel):
         description="replaces the configured prompt template, e.g. 'the sound of {}'",
     )
     localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
+    fuse: Literal["rrf"] | None = Field(
+        None, description="with filters.said: fuse the sound and the said rankings (reciprocal rank fusion)"
+    )
 
     @field_validator("prompt_template")
     @classmethod

@@ -1,0 +1,200 @@
+"""The full-text index over transcripts: SQLite FTS5, derived from DuckDB like FAISS is, rebuilt or caught up on open.
+
+Why FTS5: Python's own sqlite3 ships it (no dependency, no native wheel to match), it is a real inverted index
+with phrase, prefix, boolean queries and bm25 ranking, and a query over a million segments takes milliseconds.
+What FTS5 lacks (a Chinese word breaker) is done here before the text reaches it: every text is folded into
+tokens by `fold_tokens` (CJK: one token per character, Traditional folded to Simplified; other scripts: runs
+of letters and digits, case- and accent-folded). A query is segmented into words with jieba and each word
+is matched as its run of characters (`search.core.said`), so 投诉 finds 客户投诉 and a phrase stays a phrase.
+
+The file ``transcripts.fts.sqlite`` beside the DuckDB file records the highest transcript ``seq`` it holds and
+its row count; on open, newer transcripts are added, and a count that still differs (transcripts of windows
+that left the index) rebuilds it into a new file renamed over the old one. Deleting the file loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from indexer import transcript_store
+
+FTS_NAME = "transcripts.fts.sqlite"
+_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]|[^\W_]+")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS seg USING fts5(body, tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TABLE IF NOT EXISTS keys (rowid INTEGER PRIMARY KEY, window_id INTEGER NOT NULL, model TEXT NOT NULL, "
+    "UNIQUE (window_id, model))",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+def fold(word: str) -> str:
+    """Case- and accent-folded (NFKD without combining marks, casefolded); Traditional Chinese as Simplified."""
+    if _CJK.search(word):
+        simplified = _t2s().convert(word)
+        word = simplified if len(simplified) == len(word) else word
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def fold_tokens(text: str) -> list[tuple[str, int, int]]:
+    """(folded token, start char, end char) for every token of ``text``: CJK one per character, else letter runs."""
+    return [(fold(m.group(0)), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def body_of(text: str) -> str:
+    """The text as FTS5 stores it: its folded tokens joined by spaces."""
+    return " ".join(t for t, _, _ in fold_tokens(text))
+
+
+@dataclass(frozen=True)
+class Match:
+    """A window whose transcript matches, with its bm25 rank (lower is better) and the model that heard it."""
+
+    window_id: int
+    model: str
+    rank: float
+
+
+class FullTextIndex:
+    """The FTS5 file of one index directory; thread-safe, caught up with DuckDB by `sync`."""
+
+    def __init__(self, index_dir: Path):
+        self.path = Path(index_dir) / FTS_NAME
+        self._lock = threading.RLock()
+        self._con: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._con is None:
+            self._con = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
+            for statement in _SCHEMA:
+                self._con.execute(statement)
+            self._con.commit()
+        return self._con
+
+    def _meta(self, con: sqlite3.Connection) -> tuple[int, int]:
+        values = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        return int(values.get("seq", 0)), int(values.get("count", 0))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def sync(self, store) -> None:
+        """Bring the file up to the transcripts DuckDB holds now (add what is new; rebuild after deletions)."""
+        cur = store.cursor()
+        seq, count = transcript_store.version(cur)
+        with self._lock:
+            try:
+                con = self._connect()
+                have_seq, have_count = self._meta(con)
+            except sqlite3.DatabaseError:  # a damaged derived file: rebuilt from DuckDB
+                self.close()
+                have_seq, have_count = -1, -1
+            if (have_seq, have_count) == (seq, count):
+                return
+            if 0 <= have_seq <= seq:
+                self._add(self._connect(), transcript_store.rows_since(cur, have_seq), seq)
+                if self._meta(self._connect())[1] == count:
+                    return
+            self._rebuild(store)
+
+    def _add(self, con: sqlite3.Connection, rows: list[tuple[int, str, str]], seq: int) -> None:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for wid, model, text in rows:
+                row = con.execute("SELECT rowid FROM keys WHERE window_id = ? AND model = ?", (wid, model)).fetchone()
+                if row is not None:
+                    con.execute("DELETE FROM seg WHERE rowid = ?", (row[0],))
+                    rowid = row[0]
+                else:
+                    rowid = con.execute("INSERT INTO keys (window_id, model) VALUES (?, ?)", (wid, model)).lastrowid
+                con.execute("INSERT INTO seg (rowid, body) VALUES (?, ?)", (rowid, body_of(text)))
+            count = con.execute("SELECT count(*) FROM keys").fetchone()[0]
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?), ('count', ?)", (str(seq), str(count)))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _rebuild(self, store) -> None:
+        """Write a fresh file from every stored transcript, fsync it, and rename it over the old one."""
+        self.close()
+        tmp = self.path.with_name(f"{FTS_NAME}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.unlink(missing_ok=True)
+        con = sqlite3.connect(str(tmp))
+        try:
+            for statement in _SCHEMA:
+                con.execute(statement)
+            con.commit()
+            seq, _ = transcript_store.version(store.cursor())
+            self._add(con, transcript_store.rows_since(store.cursor(), 0), seq)
+            con.close()
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            con.close()
+            tmp.unlink(missing_ok=True)
+
+    def search(self, expression: str, limit: int | None = None) -> list[Match]:
+        """Windows matching an FTS5 ``expression``, best bm25 first (a window heard by two models appears once)."""
+        sql = "SELECT rowid, rank FROM seg WHERE seg MATCH ? ORDER BY rank"
+        with self._lock:
+            con = self._connect()
+            if limit is None:
+                ranked = con.execute(sql, (expression,)).fetchall()
+            else:  # a few spare rows for windows two models heard
+                ranked = con.execute(sql + " LIMIT ?", (expression, int(limit) * 2 + 8)).fetchall()
+            keys = {}
+            for i in range(0, len(ranked), 500):
+                part = [r[0] for r in ranked[i : i + 500]]
+                marks = ",".join("?" * len(part))
+                keys.update(
+                    {
+                        r[0]: (r[1], r[2])
+                        for r in con.execute(f"SELECT rowid, window_id, model FROM keys WHERE rowid IN ({marks})", part)
+                    }
+                )
+        rows = [(*keys[rowid], rank) for rowid, rank in ranked if rowid in keys]
+        seen: set[int] = set()
+        out = []
+        for wid, model, rank in rows:
+            if wid not in seen:
+                seen.add(wid)
+                out.append(Match(int(wid), str(model), float(rank)))
+        return out if limit is None else out[:limit]
+
+    def window_ids(self, expression: str) -> list[int]:
+        """Every window whose transcript matches ``expression`` (any order)."""
+        with self._lock:
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT DISTINCT k.window_id FROM seg s JOIN keys k ON k.rowid = s.rowid WHERE seg MATCH ?",
+                    (expression,),
+                )
+                .fetchall()
+            )
+        return [int(r[0]) for r in rows]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._connect().execute("SELECT count(*) FROM keys").fetchone()[0])
