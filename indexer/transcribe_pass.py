@@ -175,13 +175,23 @@ def run_transcribe_pass(
     return TranscribePass(store, transcriber, settings, progress, on_progress).run(retag=retranscribe)
 
 
-def transcribe_configured(store: IndexStore, plugins, settings: Settings, device: str | None = None) -> list[dict]:
-    """Transcribe with every speech model ``[plugin.transcriber]`` names (index time); the reports' documents."""
+def configured_transcribers(plugins, settings: Settings, device: str | None = None, cluster=None) -> list:
+    """The speech models ``[plugin.transcriber]`` names, loaded before an index run writes anything.
+
+    A Ray run refuses them: transcription runs in the owner process only (then `soundsift transcribe`)."""
     view = settings.plugin_view()
     if not view.get("transcriber.models"):
         return []
+    if cluster is not None:
+        raise TranscriberError(
+            "transcription ([plugin.transcriber] models) runs only in a local run, not on a Ray cluster: "
+            "index with --ray without them, then run `soundsift transcribe --model ID` on the owner"
+        )
     if device is not None:
         view["device"] = device
-    return [
-        TranscribePass(store, t, settings, progress=False).run().document() for t in load_transcribers(plugins, view)
-    ]
+    return load_transcribers(plugins, view)
+
+
+def transcribe_all(store: IndexStore, transcribers: list, settings: Settings) -> list[dict]:
+    """Run a transcribe pass of each loaded model over the windows it has not transcribed; their report documents."""
+    return [TranscribePass(store, t, settings, progress=False).run().document() for t in transcribers]

@@ -90,13 +90,13 @@ class TranscriptRows:
         is left out and one running past it ends there. Without word times the segment spans the window.
         """
         span = max(0.0, float(window_end) - float(window_start))
-        words = []
+        words: list[tuple[str, float, float]] = []
         for w in getattr(transcript, "words", None) or []:
             start = min(max(0.0, float(w.start)), span)
             if float(w.start) >= span and span > 0:
                 continue
             end = min(max(start, float(w.end)), span)
-            words.append([str(w.text), round(window_start + start, 4), round(window_start + end, 4)])
+            words.append((str(w.text), round(window_start + start, 4), round(window_start + end, 4)))
         self.window_ids.append(int(window_id))
         self.languages.append(getattr(transcript, "language", None) or self.model.language)
         self.texts.append(str(transcript.text))

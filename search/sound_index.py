@@ -318,6 +318,30 @@ class SoundIndex:
             on_progress=on_progress,
         )
 
+    def transcribe(
+        self,
+        model: str,
+        language: str | None = None,
+        retranscribe: bool = False,
+        progress: bool | None = None,
+        on_progress=None,
+    ):
+        """Transcribe the windows without a transcript from ``model`` (hub id, directory, ``alias=id`` or a plugin's
+        transcriber name) on CLAP's device (a TranscribeReport)."""
+        from indexer.transcribe_pass import run_transcribe_pass
+
+        return run_transcribe_pass(
+            self.store,
+            self.plugins,
+            self.settings,
+            model,
+            language=language,
+            retranscribe=retranscribe,
+            device=str(self.encoder.device),
+            progress=progress,
+            on_progress=on_progress,
+        )
+
     # -- search ------------------------------------------------------------------------------
     def search(
         self,

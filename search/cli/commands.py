@@ -414,13 +414,11 @@ def classify(
             )
         rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
-            from search.core.tag_columns import tag_column_names, with_tag_columns
+            from search.core.transcript_column import export_columns
 
-            # each tagging model's best label and score per row (read from the index: not through a server)
-            tag_columns = tag_column_names(sx.store) if sx is not None else []
-            if tag_columns:
-                rows = with_tag_columns(sx.store, rows, by, tag_columns)  # type: ignore[assignment]  # (row, columns) pairs
-            count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
+            # each tagging model's best label and score, and what is said, per row (read from the index, not a server)
+            rows, extra = export_columns(sx.store if sx is not None else None, rows, by)
+            count = write_rows(out_path, header, rows, extra)
             if json_out:
                 _emit_json(
                     {

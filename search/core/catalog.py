@@ -12,7 +12,7 @@ from indexer.store import WindowChunk
 from indexer.tag_store import tags_of_windows
 from search.core.classify import ClassifyOptions, policy_named, score_chunks
 from search.core.prompts import combined_vectors, parse_labels
-from search.http.models import FileDetail, FileInfo, FilesPage, WindowInfo
+from search.http.models import FileDetail, FileInfo, FilesPage, TranscriptSegment, TranscriptWord, WindowInfo
 from search.sound_index import SoundIndex, label_matrix, prepare_all
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
@@ -67,7 +67,10 @@ def file_detail(
         for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)
     ]
     detail = FileDetail(
-        **_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows
+        **_file_info(row).model_dump(exclude={"window_count"}),
+        window_count=len(windows),
+        windows=windows,
+        transcript=transcript_of_file(sx, file_id),
     )
     if not windows or not (query or labels):
         return detail
@@ -142,3 +145,22 @@ def check_labels(labels, limit: int) -> list[str]:
     if len(names) > limit:
         raise BadInput(f"at most {limit} labels")
     return names
+
+
+def transcript_of_file(sx: SoundIndex, file_id: int) -> list[TranscriptSegment]:
+    """The file's transcript segments with speech, in time order (every model's)."""
+    from indexer.transcript_store import segments_of_file
+
+    return [
+        TranscriptSegment(
+            window_id=seg.window_id,
+            start=seg.start,
+            end=seg.end,
+            text=seg.text,
+            model=seg.alias,
+            language=seg.language,
+            words=[TranscriptWord(text=w[0], start=w[1], end=w[2]) for w in seg.words],
+        )
+        for _, _, seg in segments_of_file(sx.store.cursor(), int(file_id))
+        if seg.text.strip()
+    ]

@@ -321,7 +321,9 @@ def _hits(sx, ranked: list[tuple[int, float]]):
 
 
 def said_search(sx, queries, k: int, filters, fuse: str | None, strict, prompt_template, localize):
-    """``search`` when what is said ranks: no sound query (bm25 over transcripts) or ``fuse="rrf"``; else None."""
+    """``search`` when what is said ranks: no sound query (bm25 over transcripts) or ``fuse="rrf"``; else None.
+
+    ``localize`` is not applied to such rankings (a said-only hit has no sound to place)."""
     from search.core.results import QueryResult, SearchResponse
 
     if fuse not in (None, "rrf"):
@@ -331,6 +333,7 @@ def said_search(sx, queries, k: int, filters, fuse: str | None, strict, prompt_t
         raise BadInput("--fuse rrf fuses the sound ranking with what is said: give --said too")
     if queries and not fuse:
         return None  # filter by what is said, rank by sound: the ordinary search, restricted
+    assert said is not None
     if k < 1:
         raise BadInput("k must be at least 1")
     query = parse_said(said)
@@ -351,9 +354,5 @@ def said_search(sx, queries, k: int, filters, fuse: str | None, strict, prompt_t
             fused = rrf([[h.window_id for h in r.hits], [w for w, _ in said_ranked]])[:k]
             r.hits = _hits(sx, fused) if r.texts else []
             results.append(r)
-    if localize and queries:
-        from search.core.localize import localize_hits
-
-        localize_hits(sx, results, prompt_template=prompt_template, strict=strict)
     attach_said(sx, results, said)
     return SearchResponse(results=results)

@@ -204,6 +204,23 @@ class JobRequest(BaseModel):
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
+class TranscribeJobRequest(BaseModel):
+    model_config = STRICT
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        description="speech-recognition checkpoint: Hugging Face id, directory on the server, alias=id, "
+        "or a plugin's transcriber name",
+    )
+    language: str | None = Field(
+        None, max_length=32, description="the language spoken, e.g. zh (Whisper is asked for it)"
+    )
+    retranscribe: bool = Field(
+        False, description="drop the model's stored transcripts and transcribe every window again"
+    )
+
+
 class TagJobRequest(BaseModel):
     model_config = STRICT
     model: str = Field(
@@ -260,9 +277,30 @@ class WindowInfo(BaseModel):
     label: str | None = None
 
 
+class TranscriptWord(BaseModel):
+    text: str
+    start: float = Field(description="seconds from the start of the file")
+    end: float
+
+
+class TranscriptSegment(BaseModel):
+    """What one speech model heard in one window: its text, its own start and end, and its words' times."""
+
+    window_id: int
+    start: float = Field(description="the segment's start (its first word; the window's start without word times)")
+    end: float
+    text: str
+    model: str = Field(description="the speech model's alias")
+    language: str | None = None
+    words: list[TranscriptWord] = Field(default_factory=list)
+
+
 class FileDetail(FileInfo):
     windows: list[WindowInfo] = Field(default_factory=list)
     query_texts: list[str] | None = Field(None, description="the English texts embedded for `query`")
+    transcript: list[TranscriptSegment] = Field(
+        default_factory=list, description="what is said, segment by segment in time order (`soundsift transcribe`)"
+    )
 
 
 class ErrorItem(BaseModel):
