@@ -145,6 +145,7 @@ class _Parser:
         parts = [self._and(negated)]
         while self.peek() == ("op", "OR"):
             self.i += 1
+            self._needs_more("OR")
             parts.append(self._and(negated))
         kept = [p for p in parts if p]
         return None if not kept else kept[0] if len(kept) == 1 else "(" + " OR ".join(kept) + ")"
@@ -158,6 +159,7 @@ class _Parser:
                 break
             if item == ("op", "AND"):
                 self.i += 1
+                self._needs_more("AND")
                 continue
             if item == ("op", "NOT"):
                 self.i += 1
@@ -179,6 +181,10 @@ class _Parser:
         for n in negative:
             expr = f"({expr}) NOT {n}"
         return expr if len(positive) == 1 and not negative else f"({expr})"
+
+    def _needs_more(self, operator: str) -> None:
+        if self.peek() in (None, (")", ")"), ("op", "OR"), ("op", "AND")):
+            raise BadInput(f"the --said query {self.text!r} has {operator} with nothing after it: add a word after it")
 
     def _unit(self, negated: bool) -> str | None:
         item = self.peek()
