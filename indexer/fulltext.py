@@ -43,18 +43,33 @@ def _t2s():
     return OpenCC("t2s")
 
 
-def fold(word: str) -> str:
-    """Case- and accent-folded (NFKD without combining marks, casefolded); Traditional Chinese as Simplified."""
-    if _CJK.search(word):
-        simplified = _t2s().convert(word)
-        word = simplified if len(simplified) == len(word) else word
+@lru_cache(maxsize=65536)
+def _fold_word(word: str) -> str:
     decomposed = unicodedata.normalize("NFKD", word)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+def _simplified(text: str) -> str:
+    """Traditional Chinese as Simplified, character for character (the text as it is when a conversion would not be)."""
+    if not _CJK.search(text):
+        return text
+    simplified = _t2s().convert(text)
+    return simplified if len(simplified) == len(text) else text
+
+
+def fold(word: str) -> str:
+    """Case- and accent-folded (NFKD without combining marks, casefolded); Traditional Chinese as Simplified."""
+    return _fold_word(_simplified(word))
+
+
 def fold_tokens(text: str) -> list[tuple[str, int, int]]:
     """(folded token, start char, end char) for every token of ``text``: CJK one per character, else letter runs."""
-    return [(fold(m.group(0)), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    simplified = _simplified(text)
+    out = []
+    for m in _TOKEN.finditer(simplified):
+        token = m.group(0)
+        out.append((token if len(token) == 1 and _CJK.match(token) else _fold_word(token), m.start(), m.end()))
+    return out
 
 
 def body_of(text: str) -> str:
