@@ -37,7 +37,17 @@ ENGLISH = (
     "payment card charge twice wrong number call back supervisor thank you waiting hours customer "
     "service terrible problem again today tomorrow money back replace"
 ).split()
-QUERIES = ("投诉", "退款 OR 投诉", "客户", '"wrong number"', "refun*", "supervisor", "紧急 求助", "charge twice", "退款 NOT 投诉")
+QUERIES = (
+    "投诉",
+    "退款 OR 投诉",
+    "客户",
+    '"wrong number"',
+    "refun*",
+    "supervisor",
+    "紧急 求助",
+    "charge twice",
+    "退款 NOT 投诉",
+)
 
 
 def _rate(run, windows: list[np.ndarray], batch: int, batches: int) -> dict:
@@ -62,7 +72,9 @@ def bench_windows(batch: int, batches: int, max_new_tokens: int) -> dict:
     from indexer.tiny_asr import build_random_whisper
     from plugins.builtin.transcriber import TransformersTranscriber
 
-    model = build_random_whisper(CACHE / f"whisper-tiny-random-{max_new_tokens}", "whisper-tiny", max_new_tokens=max_new_tokens)
+    model = build_random_whisper(
+        CACHE / f"whisper-tiny-random-{max_new_tokens}", "whisper-tiny", max_new_tokens=max_new_tokens
+    )
     rng = np.random.default_rng(0)
     windows = [(0.1 * rng.standard_normal(10 * SR)).astype(np.float32) for _ in range(batch * (batches + 1))]
     ours = TransformersTranscriber(str(model), batch_size=batch, max_new_tokens=max_new_tokens, device="cpu")
@@ -85,7 +97,13 @@ def bench_windows(batch: int, batches: int, max_new_tokens: int) -> dict:
 def _corpus(n: int, seed: int = 0) -> list[str]:
     from plugins.builtin.translate_zh.vocabulary import get_vocabulary
 
-    chinese = sorted(w for w in get_vocabulary().entries if 2 <= len(w) <= 4)[:3000] + ["投诉", "退款", "客户", "紧急", "求助"]
+    chinese = sorted(w for w in get_vocabulary().entries if 2 <= len(w) <= 4)[:3000] + [
+        "投诉",
+        "退款",
+        "客户",
+        "紧急",
+        "求助",
+    ]
     words = np.array(chinese + ENGLISH)
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, len(words) + 1) ** 0.9

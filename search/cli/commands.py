@@ -652,7 +652,7 @@ def _configured_models(tagger: str) -> list:
 
 @app.command()
 def plugins(json_out: JsonOpt = False):
-    """Plugins, the hooks each implements, decoders, policies, taggers and any that failed to load."""
+    """Plugins, the hooks each implements, decoders, policies, taggers, transcribers and any that failed to load."""
     from plugins.manager import default_plugins
 
     host = default_plugins()
@@ -679,6 +679,14 @@ def plugins(json_out: JsonOpt = False):
             }
             for t in host.taggers.values()
         ],
+        "transcribers": [
+            {
+                "name": t.name,
+                "description": t.description,
+                "models": (_settings().plugin.get(t.name) or {}).get("models") or [],
+            }
+            for t in host.transcribers.values()
+        ],
         "failed": [{"name": f.name, "error": f.error} for f in host.failures],
     }
     if json_out:
@@ -697,6 +705,7 @@ def plugins(json_out: JsonOpt = False):
             for t in doc["taggers"]
         )
     )
+    out.print("transcribers: " + ", ".join(t["name"] for t in doc["transcribers"]))
     for f in doc["failed"]:
         err.print(
             f"failed to load {f['name']}: {f['error']}", style="red", markup=False, highlight=False, soft_wrap=True

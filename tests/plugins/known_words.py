@@ -2,7 +2,7 @@
 
 Registered through the public hooks exactly as a third-party plugin would be; ``--model known-words``.
 Each window's dominant frequency (nearest of SCRIPT's keys) picks its line; the words are spread evenly
-over the first 80% of the window, so their times are known too.
+from 10% to 90% of the window, so their times are known too.
 """
 
 from __future__ import annotations
@@ -39,12 +39,16 @@ class KnownWords:
         for w in windows:
             line = SCRIPT[pitch(np.asarray(w), sample_rate)]
             words = line.split()
-            span = 0.8 * len(w) / sample_rate
-            step = span / max(1, len(words))
+            seconds = len(w) / sample_rate
+            step = 0.8 * seconds / max(1, len(words))
+            first = 0.1 * seconds
             out.append(
                 WindowTranscript(
                     text=line,
-                    words=[SpokenWord(t, round(i * step, 4), round((i + 1) * step, 4)) for i, t in enumerate(words)],
+                    words=[
+                        SpokenWord(t, round(first + i * step, 4), round(first + (i + 1) * step, 4))
+                        for i, t in enumerate(words)
+                    ],
                 )
             )
         return out
