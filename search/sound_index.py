@@ -325,6 +325,7 @@ class SoundIndex:
         retranscribe: bool = False,
         progress: bool | None = None,
         on_progress=None,
+        alias: str | None = None,
     ):
         """Transcribe the windows without a transcript from ``model`` (hub id, directory, ``alias=id`` or a plugin's
         transcriber name) on CLAP's device (a TranscribeReport)."""
@@ -334,7 +335,7 @@ class SoundIndex:
             self.store,
             self.plugins,
             self.settings,
-            model,
+            f"{alias}={model}" if alias else model,
             language=language,
             retranscribe=retranscribe,
             device=str(self.encoder.device),
@@ -352,13 +353,17 @@ class SoundIndex:
         prompt_template: str | None = None,
         localize: bool = False,
         fuse: str | None = None,
+        said: str | None = None,
     ) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
         ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
         inside its window the sound is (`search.core.localize`). ``filters.said`` keeps the windows whose
-        transcript says it (no queries: ranked by what is said alone; ``fuse="rrf"``: both rankings fused).
+        transcript says it (no queries: ranked by what is said alone; ``fuse="rrf"``: both rankings fused);
+        ``said`` is the same as ``filters.said``.
         """
+        if said:
+            filters = (filters or Filters()).model_copy(update={"said": said})
         if (filters is not None and filters.said) or fuse:
             from search.core.said import said_search
 
@@ -420,6 +425,7 @@ class SoundIndex:
         strict: bool | None = None,
         after: int | None = None,
         prompt_template: str | None = None,
+        said: str | None = None,
     ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
@@ -428,6 +434,8 @@ class SoundIndex:
         """
         from search.core.classify import ClassifyOptions, check_policy_options, chunk_rows, policy_named, score_chunks
 
+        if said:  # the same as filters.said: only windows whose transcript says it
+            filters = (filters or Filters()).model_copy(update={"said": said})
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
         names = parse_labels(labels)

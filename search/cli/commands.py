@@ -293,7 +293,8 @@ def search(
         _emit_json(response)
         return
     for result in response.results:
-        out.print(f"[bold]{result.query}[/bold]  [dim]embedded: {' | '.join(result.texts)}[/dim]")
+        searched = f"embedded: {' | '.join(result.texts)}" if result.texts else f"said: {said}"
+        out.print(f"[bold]{result.query}[/bold]  [dim]{searched}[/dim]", markup=True)
         if result.negatives:
             out.print(f"  [dim]negatives: {' | '.join(result.negatives)}[/dim]")
         if result.untranslated:
@@ -638,6 +639,13 @@ def stats(
         out.print(
             f"tags: {t['alias']} = {t['model']}@{t['revision']}: {t['windows_tagged']} windows, {t['labels']} labels, "
             f"top_k {t['top_k']}, {t['function_to_apply']}",
+            markup=False,
+            highlight=False,
+        )
+    for t in doc.get("transcripts", []):
+        out.print(
+            f"transcripts: {t['alias']} = {t['model']}@{t['revision']}: {t['windows_transcribed']} windows, "
+            f"{t['windows_with_speech']} with speech" + (f", language {t['language']}" if t.get("language") else ""),
             markup=False,
             highlight=False,
         )
