@@ -132,16 +132,31 @@ class FullTextIndex:
             self._rebuild(store)
 
     def _add(self, con: sqlite3.Connection, rows: list[tuple[int, str, str]], seq: int) -> None:
+        """Insert (window id, model, text) rows, replacing what the file holds for the same window and model."""
         con.execute("BEGIN IMMEDIATE")
         try:
-            for wid, model, text in rows:
-                row = con.execute("SELECT rowid FROM keys WHERE window_id = ? AND model = ?", (wid, model)).fetchone()
-                if row is not None:
-                    con.execute("DELETE FROM seg WHERE rowid = ?", (row[0],))
-                    rowid = row[0]
-                else:
-                    rowid = con.execute("INSERT INTO keys (window_id, model) VALUES (?, ?)", (wid, model)).lastrowid
-                con.execute("INSERT INTO seg (rowid, body) VALUES (?, ?)", (rowid, body_of(text)))
+            before: dict[tuple[int, str], int] = {}
+            ids = sorted({int(r[0]) for r in rows})
+            for i in range(0, len(ids), 500):  # the rows already there for these windows (none in a fresh file)
+                part = ids[i : i + 500]
+                found = con.execute(
+                    f"SELECT rowid, window_id, model FROM keys WHERE window_id IN ({','.join('?' * len(part))})", part
+                )
+                before.update({(int(w), str(m)): int(r) for r, w, m in found})
+            next_id = int(con.execute("SELECT coalesce(max(rowid), 0) + 1 FROM keys").fetchone()[0])
+            latest: dict[tuple[int, str], str] = {}
+            for wid, model, text in rows:  # oldest first: the last text of a window and model wins
+                latest[(int(wid), str(model))] = text
+            new_keys, bodies = [], []
+            for key, text in latest.items():
+                rowid = before.get(key)
+                if rowid is None:
+                    rowid, next_id = next_id, next_id + 1
+                    new_keys.append((rowid, *key))
+                bodies.append((rowid, body_of(text)))
+            con.executemany("DELETE FROM seg WHERE rowid = ?", [(before[k],) for k in latest if k in before])
+            con.executemany("INSERT INTO keys (rowid, window_id, model) VALUES (?, ?, ?)", new_keys)
+            con.executemany("INSERT INTO seg (rowid, body) VALUES (?, ?)", bodies)
             count = con.execute("SELECT count(*) FROM keys").fetchone()[0]
             con.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?), ('count', ?)", (str(seq), str(count)))
             con.execute("COMMIT")

@@ -384,3 +384,27 @@ def test_server_transcribe_job_file_view_and_said_search(tmp_path, tiny_model_di
             assert http.get("/stats").json()["transcripts"][0]["windows_with_speech"] == 2
     finally:
         reset_default_plugins()
+
+
+def test_the_fulltext_index_follows_new_and_removed_transcripts(tmp_path, open_index):
+    import importlib
+
+    from plugins.manager import build_plugin_manager
+    from search.core.said import fulltext_of, said_window_ids
+
+    archive = tmp_path / "archive"
+    _write(archive / "a.wav", _tone(300, 3.0))
+    _write(archive / "b.wav", _tone(450, 3.0))
+    sx = open_index()
+    sx.plugins = build_plugin_manager(extra=[importlib.import_module(KNOWN)])
+    sx.index([archive])
+    sx.transcribe("known-words")
+    assert len(said_window_ids(sx, "退款")) == 1
+    _write(archive / "c.wav", _tone(300, 3.0) * 0.9)  # new content saying the same
+    sx.index([archive])
+    sx.transcribe("known-words")
+    assert len(said_window_ids(sx, "退款")) == 2 and len(fulltext_of(sx)) == 3  # caught up, not rebuilt
+    (archive / "a.wav").unlink()
+    sx.index([archive])  # its window and transcript leave the index: the full-text index is rebuilt
+    assert len(said_window_ids(sx, "退款")) == 1 and len(fulltext_of(sx)) == 2
+    assert said_window_ids(sx, "refund") == [w for w in said_window_ids(sx, "shouting")]
