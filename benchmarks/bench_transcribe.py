@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_transcribe.py                     # 2 batches of 4 windows; 1M segments
     .venv/bin/python benchmarks/bench_transcribe.py --segments 100000 --batches 1
+    .venv/bin/python benchmarks/bench_transcribe.py --quick --json out.json   # seconds: a tiny Whisper (CI)
 
 1. Windows/s on CPU: a Whisper in openai/whisper-tiny's geometry (4 + 4 layers, width 384, 51865 tokens)
    with random weights (indexer/tiny_asr.py), 10 s windows at 48 kHz, through the built-in transcriber
@@ -65,7 +66,7 @@ def _rate(run, windows: list[np.ndarray], batch: int, batches: int) -> dict:
     }
 
 
-def bench_windows(batch: int, batches: int, max_new_tokens: int) -> dict:
+def bench_windows(batch: int, batches: int, max_new_tokens: int, geometry: str = "whisper-tiny") -> dict:
     import torch
     from transformers import pipeline
 
@@ -73,7 +74,7 @@ def bench_windows(batch: int, batches: int, max_new_tokens: int) -> dict:
     from plugins.builtin.transcriber import TransformersTranscriber
 
     model = build_random_whisper(
-        CACHE / f"whisper-tiny-random-{max_new_tokens}", "whisper-tiny", max_new_tokens=max_new_tokens
+        CACHE / f"whisper-{geometry}-random-{max_new_tokens}", geometry, max_new_tokens=max_new_tokens
     )
     rng = np.random.default_rng(0)
     windows = [(0.1 * rng.standard_normal(10 * SR)).astype(np.float32) for _ in range(batch * (batches + 1))]
@@ -85,7 +86,7 @@ def bench_windows(batch: int, batches: int, max_new_tokens: int) -> dict:
         lambda ws: pipe(ws, batch_size=batch, generate_kwargs={"max_new_tokens": max_new_tokens}), at16, batch, batches
     )
     return {
-        "model": "whisper-tiny geometry, random weights",
+        "model": f"{geometry} geometry, random weights",
         "max_new_tokens": max_new_tokens,
         "batch": batch,
         "torch_threads": torch.get_num_threads(),
@@ -165,14 +166,40 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--segments", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-windows", action="store_true", help="only the full-text part")
+    parser.add_argument("--quick", action="store_true", help="a tiny Whisper, 2 windows, 5,000 segments (CI)")
+    parser.add_argument("--json", type=Path, help="also write the JSON document here")
     args = parser.parse_args(argv)
-    doc = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "queries": bench_queries(args.segments, args.repeats),
+    if args.quick:
+        args.batch, args.batches, args.max_new_tokens, args.segments, args.repeats = 2, 1, 8, 5_000, 3
+    machine = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
     }
+    print(f"machine: {machine}", flush=True)
+    doc: dict = {"machine": machine, "queries": bench_queries(args.segments, args.repeats)}
+    q = doc["queries"]
+    print(
+        f"full text over {q['segments']:,} segments: top-10 p50 {q['fts5_top10_p50_ms']} ms, p95 {q['fts5_top10_p95_ms']} ms "
+        f"(target p50 <= 20 ms); substring scan p50 {q['baseline_substring_scan_p50_ms']} ms; built in {q['build_s']} s",
+        flush=True,
+    )
     if not args.skip_windows:
-        doc["transcribe"] = bench_windows(args.batch, args.batches, args.max_new_tokens)
-    print(json.dumps(doc, ensure_ascii=False, indent=1))
+        doc["transcribe"] = t = bench_windows(
+            args.batch, args.batches, args.max_new_tokens, "tiny" if args.quick else "whisper-tiny"
+        )
+        print(
+            f"transcribe ({t['model']}, {t['max_new_tokens']} tokens/window): "
+            f"{t['soundsift_transcriber']['mean_windows_per_s']} windows/s; bare pipeline at 16 kHz "
+            f"{t['baseline_pipeline_16k']['mean_windows_per_s']} windows/s",
+            flush=True,
+        )
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    if args.json:
+        args.json.write_text(text)
+    else:
+        print(text)
     return doc
 
 

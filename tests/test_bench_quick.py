@@ -66,3 +66,13 @@ def test_bench_cold_start_quick(tmp_path):
     assert r["stats_s"] > 0 and r["stats_rss_mb"] > 0 and r["search_via_server_s"] > 0
     assert r["search_cached_loaded_transformers"] is False  # a remembered text loads no model
     assert r["windows"] == r["pipeline_windows"] == 4 and r["index_classify_vs_pipeline"] > 0
+
+
+@pytest.mark.slow
+def test_bench_transcribe_quick(tmp_path):
+    r = run_quick("bench_transcribe", tmp_path)
+    q, t = r["queries"], r["transcribe"]
+    assert q["segments"] == 5_000 and q["fts5_top10_p95_ms"] >= q["fts5_top10_p50_ms"] > 0
+    assert q["per_query"]["投诉"]["hits"] == 10 and q["baseline_substring_scan_p50_ms"] > 0
+    assert t["soundsift_transcriber"]["windows"] == t["baseline_pipeline_16k"]["windows"] == 2
+    assert t["soundsift_transcriber"]["mean_windows_per_s"] > 0
