@@ -449,7 +449,7 @@ def _classify_on_cluster(
     if out_path is None:
         raise BadInput("classify --ray writes Parquet parts: give --out DIR")
     if path_glob:
-        raise BadInput("--path-glob and --tag are not available with --ray; filter the Parquet results instead")
+        raise BadInput("--path-glob, --tag and --said are not available with --ray; filter the Parquet results instead")
     with _policy_option_errors():
         doc = classify_on_cluster(
             ray or settings.ray,
