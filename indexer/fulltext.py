@@ -4,8 +4,11 @@ Why FTS5: Python's own sqlite3 ships it (no dependency, no native wheel to match
 with phrase, prefix, boolean queries and bm25 ranking, and a query over a million segments takes milliseconds.
 What FTS5 lacks (a Chinese word breaker) is done here before the text reaches it: every text is folded into
 tokens by `fold_tokens` (CJK: one token per character, Traditional folded to Simplified; other scripts: runs
-of letters and digits, case- and accent-folded). A query is segmented into words with jieba and each word
-is matched as its run of characters (`search.core.said`), so 投诉 finds 客户投诉 and a phrase stays a phrase.
+of letters and digits, case- and accent-folded), stored as two columns (`index_tokens`): ``body``, each run
+of CJK characters as its overlapping bigrams beside the other words, and ``chars``, the CJK characters alone.
+A query is segmented into words with jieba and each word matched as its run of characters, i.e. the phrase
+of its bigrams (one character: in ``chars``; `search.core.said`), so 投诉 finds 客户投诉 with one selective
+token and a phrase stays a phrase.
 
 The file ``transcripts.fts.sqlite`` beside the DuckDB file records the highest transcript ``seq`` it holds and
 its row count; on open, newer transcripts are added, and a count that still differs (transcripts of windows
@@ -28,8 +31,10 @@ from indexer import transcript_store
 FTS_NAME = "transcripts.fts.sqlite"
 _TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]|[^\W_]+")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_SINGLE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+FORMAT = "2"  # body = CJK bigrams + other words, chars = CJK characters; another format is rebuilt
 _SCHEMA = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS seg USING fts5(body, tokenize='unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS seg USING fts5(body, chars, tokenize='unicode61 remove_diacritics 2')",
     "CREATE TABLE IF NOT EXISTS keys (rowid INTEGER PRIMARY KEY, window_id INTEGER NOT NULL, model TEXT NOT NULL, "
     "UNIQUE (window_id, model))",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -72,9 +77,50 @@ def fold_tokens(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def body_of(text: str) -> str:
-    """The text as FTS5 stores it: its folded tokens joined by spaces."""
-    return " ".join(t for t, _, _ in fold_tokens(text))
+def is_cjk(token: str) -> bool:
+    """True for a one-character CJK (Han, kana, hangul) token."""
+    return len(token) == 1 and bool(_SINGLE.match(token))
+
+
+def index_tokens(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(body, chars) tokens as FTS5 stores them: each run of CJK characters as its overlapping bigrams (one
+    character alone as itself) beside the other words, in order; and every CJK character on its own.
+
+    Bigrams make a Chinese word one selective token (投诉) instead of a phrase of very common characters,
+    and keep substring semantics: a word of two or more characters is found inside any longer run."""
+    body: list[str] = []
+    chars: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        body.extend(run if len(run) == 1 else [run[i] + run[i + 1] for i in range(len(run) - 1)])
+        run.clear()
+
+    for token in tokens:
+        if is_cjk(token):
+            run.append(token)
+            chars.append(token)
+            continue
+        if run:
+            flush()
+        body.append(token)
+    if run:
+        flush()
+    return body, chars
+
+
+def columns_of(text: str) -> tuple[str, str]:
+    """The text's (body, chars) columns for FTS5."""
+    body, chars = index_tokens([t for t, _, _ in fold_tokens(text)])
+    return " ".join(body), " ".join(chars)
+
+
+def phrase_expression(tokens: list[str], prefix: bool = False) -> str:
+    """The FTS5 expression for folded ``tokens`` said in a row (``prefix``: the last one a prefix)."""
+    if len(tokens) == 1 and is_cjk(tokens[0]):
+        return f'chars : "{tokens[0]}"'
+    body, _ = index_tokens(tokens)
+    return f'body : "{" ".join(body)}"' + (" *" if prefix else "")
 
 
 @dataclass(frozen=True)
@@ -104,6 +150,8 @@ class FullTextIndex:
 
     def _meta(self, con: sqlite3.Connection) -> tuple[int, int]:
         values = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        if values and values.get("format") != FORMAT:
+            raise sqlite3.DatabaseError(f"full-text format {values.get('format')}, not {FORMAT}")
         return int(values.get("seq", 0)), int(values.get("count", 0))
 
     def close(self) -> None:
@@ -153,12 +201,15 @@ class FullTextIndex:
                 if rowid is None:
                     rowid, next_id = next_id, next_id + 1
                     new_keys.append((rowid, *key))
-                bodies.append((rowid, body_of(text)))
+                bodies.append((rowid, *columns_of(text)))
             con.executemany("DELETE FROM seg WHERE rowid = ?", [(before[k],) for k in latest if k in before])
             con.executemany("INSERT INTO keys (rowid, window_id, model) VALUES (?, ?, ?)", new_keys)
-            con.executemany("INSERT INTO seg (rowid, body) VALUES (?, ?)", bodies)
+            con.executemany("INSERT INTO seg (rowid, body, chars) VALUES (?, ?, ?)", bodies)
             count = con.execute("SELECT count(*) FROM keys").fetchone()[0]
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?), ('count', ?)", (str(seq), str(count)))
+            con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('seq', ?), ('count', ?), ('format', ?)",
+                (str(seq), str(count), FORMAT),
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

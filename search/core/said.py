@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from indexer import transcript_store
 from indexer.errors import BadInput
-from indexer.fulltext import _CJK, FullTextIndex, fold_tokens
+from indexer.fulltext import _CJK, FullTextIndex, fold_tokens, phrase_expression
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al. 2009)
 FUSE_DEPTH = 200  # how deep each ranking is read before fusing
@@ -37,8 +37,7 @@ class Leaf:
     prefix: bool = False
 
     def fts(self) -> str:
-        quoted = '"' + " ".join(self.tokens) + '"'
-        return quoted + " *" if self.prefix else quoted
+        return phrase_expression(self.tokens, self.prefix)
 
 
 @dataclass
