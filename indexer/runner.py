@@ -163,6 +163,9 @@ class IndexRunner:
         # What the loaded decoders open (their extensions, magic and sidecars), plus any extensions the settings add.
         scan = scan_paths(roots, formats=ScanFormats.of(self.plugins.decoders, self.settings.extensions))
         self._load_classifiers()
+        from indexer.transcribe_pass import configured_transcribers, transcribe_all
+
+        transcribers = configured_transcribers(self.plugins, self.settings, str(self.encoder.device), self.cluster)
         known = known_files(self.store.known_files())
         if self.refuse_hardlinks:
             scan = without_hard_links(scan, known)
@@ -204,6 +207,7 @@ class IndexRunner:
             report.timings["total_s"] = time.monotonic() - t0
             self._record(report, wall0, "failed", command, error=f"{type(exc).__name__}: {exc}")
             raise
+        report.transcripts = transcribe_all(self.store, transcribers, self.settings)  # [plugin.transcriber] models
         report.timings["total_s"] = time.monotonic() - t0
         report.timings["cpu_s"] = process_cpu_s() - cpu0  # this process and its finished decode workers
         self._record(report, wall0, "completed", command)

@@ -26,7 +26,7 @@ else:
 
     pa = _Arrow()
 
-from indexer import crashpoints, job_store, label_set_store, tag_store, teach_store, watch_store
+from indexer import crashpoints, job_store, label_set_store, tag_store, teach_store, transcript_store, watch_store
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer.paths import display_path, path_bytes, real_path
@@ -66,6 +66,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     7: label_set_store.LABEL_SET_TABLES,  # named label sets; evaluation clip vectors
     8: teach_store.TEACH_TABLES,  # examples and probes (what a user taught the index)
     9: watch_store.WATCH_TABLES,  # standing queries: watches, alerts (an outbox), deliveries
+    10: transcript_store.TRANSCRIPT_TABLES,  # speech transcripts: transcript_models, window_transcripts
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner
@@ -494,6 +495,7 @@ class IndexStore(StoreQueries):
                 cur.unregister("new_windows")
             self._raise_meta_max(cur, "max_window_id", int(windows.ids.max()))
         tag_store.delete_for_windows(cur, removed)
+        transcript_store.delete_for_windows(cur, removed)
         for rows in plan.model_tags:
             tag_store.upsert_model(cur, rows.model)
             tag_store.insert_rows(cur, rows)
@@ -541,6 +543,7 @@ class IndexStore(StoreQueries):
                 )
                 cur.execute(f"DELETE FROM windows WHERE {where}")
                 tag_store.delete_for_windows(cur, removed)
+                transcript_store.delete_for_windows(cur, removed)
                 if fail_files_reason:
                     cur.execute("DROP TABLE bad_files")
                 if len(removed):  # ids are never reused, even when repair drops the newest windows
@@ -694,6 +697,21 @@ class IndexStore(StoreQueries):
                 tag_store.insert_rows(cur, r)
             crashpoints.reached("tag_commit")
 
+    # -- transcripts -------------------------------------------------------------------------
+    def transcript_models(self) -> dict:
+        """model id -> `TranscriptModel` for every speech model that has transcribed this index."""
+        return transcript_store.stored_models(self.cursor())
+
+    def commit_transcripts(self, rows: list, retranscribe: str | None = None) -> None:
+        """Store `TranscriptRows` in one transaction (``retranscribe``: drop that model's transcripts first)."""
+        with self.transaction() as cur:
+            if retranscribe:
+                transcript_store.drop_model(cur, retranscribe)
+            for r in rows:
+                transcript_store.upsert_model(cur, r.model)
+                transcript_store.insert_rows(cur, r)
+            crashpoints.reached("transcript_commit")
+
     # -- summaries ---------------------------------------------------------------------------
     def stats(self) -> dict:
         cur = self.cursor()
@@ -719,6 +737,7 @@ class IndexStore(StoreQueries):
             "settings": json.loads(meta.get("feature_config", "{}")),
             "commit_seq": int(meta.get("commit_seq", 0)),
             "tags": tag_store.summary(cur),
+            "transcripts": transcript_store.summary(cur),
         }
 
 

@@ -224,6 +224,16 @@ class TagPass:
         self.store.commit_tags([rows], retag=self._drop)
         self._drop = None  # dropped once, in the first commit, together with the first new tags
 
+    # What a pass does with a batch of windows; a transcribe pass (indexer/transcribe_pass.py) overrides these three.
+    def _empty_rows(self):
+        return TagRows.empty(self.model)
+
+    def _label(self, audio: list[np.ndarray]) -> list:
+        return self.classifier.classify(np.stack(audio), TARGET_RATE)
+
+    def _add(self, buffer, window_id: int, result) -> None:
+        buffer.add(window_id, result)
+
     def _tag_files(self, files: list[tuple[int, list[tuple]]], report: TagReport) -> None:
         config = json.loads((self.store.identity_meta() or {}).get("feature_config", "{}"))
         window = int(round(float(config.get("window_s", self.settings.window_s)) * TARGET_RATE))
@@ -233,7 +243,7 @@ class TagPass:
             idx: {int(round(r[5] * TARGET_RATE)): (int(r[4]), int(round((r[6] - r[5]) * TARGET_RATE))) for r in items}
             for idx, (_, items) in enumerate(files)
         }
-        buffer = TagRows.empty(self.model)
+        buffer = self._empty_rows()
         last_commit = time.monotonic()
         t_classify = 0.0
 
@@ -261,10 +271,10 @@ class TagPass:
         for item in stream:
             if isinstance(item, WindowsBatch):
                 t = time.monotonic()
-                results = self.classifier.classify(np.stack([w.audio for w in item.windows]), TARGET_RATE)
+                results = self._label([w.audio for w in item.windows])
                 t_classify += time.monotonic() - t
                 for w, pairs in zip(item.windows, results):
-                    buffer.add(w.ref, pairs)
+                    self._add(buffer, w.ref, pairs)
                 report.windows_tagged += len(item.windows)
             elif isinstance(item, FileFailed):
                 report.files_failed += 1
@@ -286,7 +296,7 @@ class TagPass:
                 or time.monotonic() - last_commit > self.commit_every_s
             ):
                 self._commit(buffer)
-                buffer = TagRows.empty(self.model)
+                buffer = self._empty_rows()
                 last_commit = time.monotonic()
         if len(buffer):
             self._commit(buffer)

@@ -1,5 +1,8 @@
 """Filters on files and windows (path glob, modified time, duration, window tags, model tags) as one SQL condition.
 
+``said`` (what a window's transcript says) is matched in the full-text index (search/core/said.py), not in SQL:
+the callers intersect the ids it allows with those of the SQL condition.
+
 A tag filter is written ``MODEL:LABEL`` (the label is among the window's stored top-k labels of that
 model), ``MODEL:LABEL>=0.5`` (its stored score compares so: ``>=``, ``>``, ``<=``, ``<``, ``=``), or
 ``NAME=VALUE`` for a flat tag of the acoustic tagger (``silence=false``; the value is read as JSON).
@@ -65,6 +68,13 @@ class Filters(BaseModel):
         "'MODEL:LABEL' keys ({'emotion:angry': 0.5} means score >= 0.5, a string value such as '<0.2' "
         "compares, true/false = among the stored top-k or not), or a list in the CLI's --tag syntax "
         "(['emotion:angry>=0.5', 'silence=false'])",
+    )
+
+    said: str | None = Field(
+        None,
+        max_length=1000,
+        description='only windows whose transcript says this (words, "phrases", prefix*, AND/OR/NOT), '
+        "e.g. '退款 OR 投诉'; searched as typed, never translated",
     )
 
     def tag_filters(self) -> list[TagFilter]:

@@ -318,6 +318,31 @@ class SoundIndex:
             on_progress=on_progress,
         )
 
+    def transcribe(
+        self,
+        model: str,
+        language: str | None = None,
+        retranscribe: bool = False,
+        progress: bool | None = None,
+        on_progress=None,
+        alias: str | None = None,
+    ):
+        """Transcribe the windows without a transcript from ``model`` (hub id, directory, ``alias=id`` or a plugin's
+        transcriber name) on CLAP's device (a TranscribeReport)."""
+        from indexer.transcribe_pass import run_transcribe_pass
+
+        return run_transcribe_pass(
+            self.store,
+            self.plugins,
+            self.settings,
+            f"{alias}={model}" if alias else model,
+            language=language,
+            retranscribe=retranscribe,
+            device=str(self.encoder.device),
+            progress=progress,
+            on_progress=on_progress,
+        )
+
     # -- search ------------------------------------------------------------------------------
     def search(
         self,
@@ -329,14 +354,26 @@ class SoundIndex:
         localize: bool = False,
         like: "LikeQuery | None" = None,
         probe: str | None = None,
+        fuse: str | None = None,
+        said: str | None = None,
     ) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
         ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
         inside its window the sound is (`search.core.localize`). ``like`` (a `search.core.like.LikeQuery`) mixes
         the texts with examples into one query (Rocchio); ``probe`` (``PROBE:CLASS``) ranks by a probe's probability.
+        ``filters.said`` keeps the windows whose transcript says it (no queries: ranked by what is said alone;
+        ``fuse="rrf"``: both rankings fused); ``said`` is the same as ``filters.said``.
         """
+        if said:
+            filters = (filters or Filters()).model_copy(update={"said": said})
         by_example = like is not None and not like.is_empty()
+        if ((filters is not None and filters.said) or fuse) and not by_example and not probe:
+            from search.core.said import said_search
+
+            handled = said_search(self, queries, k, filters, fuse, strict, prompt_template, localize)
+            if handled is not None:
+                return handled
         if not queries and not by_example and not probe:
             raise BadInput("no query given")
         if k < 1:
@@ -384,6 +421,10 @@ class SoundIndex:
             from search.core.localize import localize_hits
 
             localize_hits(self, results, prompt_template=prompt_template, strict=strict)
+        if filters is not None and filters.said:
+            from search.core.said import attach_said
+
+            attach_said(self, results, filters.said)
         return SearchResponse(results=results)
 
     # -- classification ----------------------------------------------------------------------
@@ -401,6 +442,7 @@ class SoundIndex:
         prompt_template: str | None = None,
         probe: str | None = None,
         label_names: list[str] | None = None,
+        said: str | None = None,
     ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
@@ -417,6 +459,8 @@ class SoundIndex:
             score_chunks,
         )
 
+        if said:  # the same as filters.said: only windows whose transcript says it
+            filters = (filters or Filters()).model_copy(update={"said": said})
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
         scoring = policy_named(self.plugins.policies, policy)
@@ -487,7 +531,8 @@ class SoundIndex:
         return self.store.window_ids_where(where, params)
 
     def allowed_ids(self, filters: Filters | None) -> np.ndarray | None:
-        """Window ids the filters allow (None: no filter); ``probe:PROBE:CLASS>=p`` tags score the probe here."""
+        """Window ids the filters allow (None: no filter); ``probe:PROBE:CLASS>=p`` tags score the probe here and
+        ``said`` asks the transcripts' full-text index."""
         from search.core.probes import probe_allowed_ids, split_probe_filters
 
         rest, conditions = split_probe_filters(filters)
@@ -498,6 +543,10 @@ class SoundIndex:
         if conditions:
             by_probe = probe_allowed_ids(self.store, self.window_matrix(), conditions)
             allowed = by_probe if allowed is None else np.intersect1d(allowed, by_probe)
+        if filters is not None and filters.said:
+            from search.core.said import said_allowed
+
+            allowed = said_allowed(self, allowed, filters.said)
         return allowed
 
     def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:

@@ -85,3 +85,13 @@ def test_bench_audio_onnx_quick(tmp_path):
     assert r["torch_tower_s_per_window"] > 0 and r["onnx_tower_s_per_window"] > 0
     assert r["max_abs_diff"] < 1e-4 and 0 < r["torch_share_of_peak"] < 1
     assert r["onnx_qualifies_as_cpu_default"] == (r["onnx_speedup"] > 1)
+
+
+@pytest.mark.slow
+def test_bench_transcribe_quick(tmp_path):
+    r = run_quick("bench_transcribe", tmp_path)
+    q, t = r["queries"], r["transcribe"]
+    assert q["segments"] == 5_000 and q["fts5_top10_p95_ms"] >= q["fts5_top10_p50_ms"] > 0
+    assert q["per_query"]["投诉"]["hits"] == 10 and q["baseline_substring_scan_p50_ms"] > 0
+    assert t["soundsift_transcriber"]["windows"] == t["baseline_pipeline_16k"]["windows"] == 2
+    assert t["soundsift_transcriber"]["mean_windows_per_s"] > 0

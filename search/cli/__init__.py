@@ -13,6 +13,7 @@ from search.cli import (
     commands,  # noqa: F401  (registers the core commands)
     evaluate,  # noqa: F401  (eval, label-set)
     teach,  # noqa: F401  (examples, train, probes)
+    transcribe,  # noqa: F401  (soundsift transcribe)
     watch,  # noqa: F401  (watch, report, clips)
 )
 from search.cli.app import app, err

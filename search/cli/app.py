@@ -53,13 +53,27 @@ TagOpt = Annotated[
 ]
 
 
-def _filters(path_glob: str | None, tags: list[str] | None):
-    """Filters from the --path-glob and --tag options (tag syntax checked before any model loads)."""
+SaidOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--said",
+        help='only windows whose transcript says this: words, "phrases", prefix*, AND/OR/NOT '
+        "(e.g. '退款 OR 投诉'); searched as typed, never translated",
+    ),
+]
+
+
+def _filters(path_glob: str | None, tags: list[str] | None, said: str | None = None):
+    """Filters from the --path-glob, --tag and --said options (their syntax checked before any model loads)."""
     from search.filters import Filters, parse_tag_filter
 
     for text in tags or []:
         parse_tag_filter(text)
-    return Filters(path_glob=path_glob, **({"tags": list(tags)} if tags else {}))
+    if said is not None:
+        from search.core.said import parse_said
+
+        parse_said(said)
+    return Filters(path_glob=path_glob, **({"tags": list(tags)} if tags else {}), **({"said": said} if said else {}))
 
 
 def _settings(index: Path | None = None, model: str | None = None, device: str | None = None, **more) -> Settings:

@@ -118,6 +118,7 @@ class RemoteIndex:
         prompt_template: str | None = None,
         localize: bool = False,
         extra: dict | None = None,
+        fuse: str | None = None,
     ):
         """POST /search: the same SearchResponse the local index gives (``extra``: like, unlike, probe...)."""
         from search.core.results import SearchResponse
@@ -132,6 +133,8 @@ class RemoteIndex:
         if filters:
             body["filters"] = filters
         body.update(extra or {})
+        if fuse:
+            body["fuse"] = fuse
         return SearchResponse.model_validate(self._json("/search", body))
 
     def iter_classify(

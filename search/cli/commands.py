@@ -20,6 +20,7 @@ from search.cli.app import (
     JsonOpt,
     ModelOpt,
     RayOpt,
+    SaidOpt,
     ServerOpt,
     TagOpt,
     _client,
@@ -262,7 +263,8 @@ def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bo
 @app.command()
 def search(
     queries: Annotated[
-        Optional[list[str]], typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响")
+        Optional[list[str]],
+        typer.Argument(help="one or more descriptions, e.g. 'glass breaking' 轴承异响 (none with --said)"),
     ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
@@ -285,17 +287,27 @@ def search(
     like_weight: LikeWeightOpt = 1.0,
     unlike_weight: UnlikeWeightOpt = 0.5,
     probe: SearchProbeOpt = None,
+    said: SaidOpt = None,
+    fuse: Annotated[
+        Optional[str], typer.Option("--fuse", help="rrf: rank by sound and by what is said, fused (with --said)")
+    ] = None,
     json_out: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ):
-    """Top-k windows for each query, by example (--like) or by a probe's class (through the owning server, when one does)."""
+    """Top-k windows for each query, by example (--like), by a probe's class or by what is said (--said) (through
+    the owning server, when one does)."""
     if k < 1:
         raise BadInput("k must be at least 1")
     queries = list(queries or [])
-    example = like_query(like, unlike, like_file, include_self, text_weight, like_weight, unlike_weight, probe, queries)
+    by_said_alone = bool(said) and not (queries or like or unlike or like_file or probe)
+    example = (
+        None
+        if by_said_alone
+        else like_query(like, unlike, like_file, include_self, text_weight, like_weight, unlike_weight, probe, queries)
+    )
     settings = _settings(index, model, device)
-    filters = _filters(path_glob, tag)
+    filters = _filters(path_glob, tag, said)
     client, sx = _reader(settings, server, api_key)
     if client is not None:
         response = client.search(
@@ -306,6 +318,7 @@ def search(
             prompt_template=prompt_template,
             localize=localize,
             extra=remote_like(example, probe, like_file),
+            fuse=fuse,
         )
     else:
         with sx:
@@ -318,6 +331,7 @@ def search(
                 localize=localize,
                 like=embed_like_files(sx, example, like_file),
                 probe=probe,
+                fuse=fuse,
             )
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
@@ -329,7 +343,8 @@ def search(
         _emit_json(response)
         return
     for result in response.results:
-        out.print(f"[bold]{result.query}[/bold]  [dim]embedded: {' | '.join(result.texts)}[/dim]")
+        searched = f"embedded: {' | '.join(result.texts)}" if result.texts else f"said: {said}"
+        out.print(f"[bold]{result.query}[/bold]  [dim]{searched}[/dim]", markup=True)
         if result.negatives:
             out.print(f"  [dim]negatives: {' | '.join(result.negatives)}[/dim]")
         if result.untranslated:
@@ -344,6 +359,15 @@ def search(
                 else (f"{_fmt_time(hit.localized.start)}-{_fmt_time(hit.localized.end)}" if hit.localized else "-",)
             )
             table.add_row(str(rank), f"{hit.score:.4f}", _fmt_time(hit.start), _fmt_time(hit.end), *where, hit.path)
+            if hit.said is not None:
+                table.add_row(
+                    "",
+                    "",
+                    _fmt_time(hit.said.start),
+                    _fmt_time(hit.said.end),
+                    *[""] * len(where),
+                    f"said: {hit.said.text}",
+                )
         out.print(table)
 
 
@@ -393,6 +417,7 @@ def classify(
     ] = None,
     path_glob: Annotated[Optional[str], typer.Option("--path-glob")] = None,
     tag: TagOpt = None,
+    said: SaidOpt = None,
     prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="e.g. 'the sound of {}'")] = None,
     out_path: Annotated[
         Optional[Path],
@@ -421,13 +446,8 @@ def classify(
     settings = _settings(index, model, device)
     if probe is None:
         call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
-        labels, policy, policy_options, prompt_template = (
-            call.labels,
-            call.policy,
-            call.policy_options,
-            call.prompt_template,
-        )
-        label_names = call.label_names
+        labels, policy, policy_options = call.labels, call.policy, call.policy_options
+        prompt_template, label_names = call.prompt_template, call.label_names
     else:
         policy, policy_options, label_names = policy or DEFAULT_POLICY, _policy_options(policy_option), None
     if ray is not None or shards is not None:
@@ -442,13 +462,13 @@ def classify(
             top,
             threshold,
             policy_options,
-            path_glob or tag,
+            path_glob or tag or said,
             strict,
             json_out,
             probe,
         )
         return
-    filters = _filters(path_glob, tag)
+    filters = _filters(path_glob, tag, said)
     client, sx = _reader(settings, server, api_key)
     with contextlib.ExitStack() as stack, _policy_option_errors():
         if client is not None:
@@ -492,15 +512,14 @@ def classify(
 
 
 def _write_classified(out_path, header, rows, sx, by, policy, json_out) -> None:
-    """`classify --out`: the rows written to a file, with each tagging model's best label and score per row."""
-    from search.core.tag_columns import tag_column_names, with_tag_columns
+    """`classify --out`: the rows written to a file, with each tagging model's best label and score and the
+    transcript per row."""
+    from search.core.transcript_column import export_columns
     from search.core.writers import write_rows
 
-    # each tagging model's best label and score per row (read from the index: not through a server)
-    tag_columns = tag_column_names(sx.store) if sx is not None else []
-    if tag_columns:
-        rows = with_tag_columns(sx.store, rows, by, tag_columns)  # (row, columns) pairs
-    count = write_rows(out_path, header, rows, [c for _, *pair in tag_columns for c in pair])
+    # each tagging model's best label and score, and what is said, per row (read from the index, not a server)
+    rows, extra = export_columns(sx.store if sx is not None else None, rows, by)
+    count = write_rows(out_path, header, rows, extra)
     if json_out:
         _emit_json(
             {
@@ -537,7 +556,7 @@ def _classify_on_cluster(
     if out_path is None:
         raise BadInput("classify --ray writes Parquet parts: give --out DIR")
     if path_glob:
-        raise BadInput("--path-glob and --tag are not available with --ray; filter the Parquet results instead")
+        raise BadInput("--path-glob, --tag and --said are not available with --ray; filter the Parquet results instead")
     with _policy_option_errors():
         doc = classify_on_cluster(
             ray or settings.ray,
@@ -735,6 +754,13 @@ def stats(
             markup=False,
             highlight=False,
         )
+    for t in doc.get("transcripts", []):
+        out.print(
+            f"transcripts: {t['alias']} = {t['model']}@{t['revision']}: {t['windows_transcribed']} windows, "
+            f"{t['windows_with_speech']} with speech" + (f", language {t['language']}" if t.get("language") else ""),
+            markup=False,
+            highlight=False,
+        )
 
 
 def _configured_models(tagger: str) -> list:
@@ -746,7 +772,7 @@ def _configured_models(tagger: str) -> list:
 
 @app.command()
 def plugins(json_out: JsonOpt = False):
-    """Plugins, the hooks each implements, decoders, policies, taggers and any that failed to load."""
+    """Plugins, the hooks each implements, decoders, policies, taggers, transcribers and any that failed to load."""
     from plugins.manager import default_plugins
 
     host = default_plugins()
@@ -773,6 +799,14 @@ def plugins(json_out: JsonOpt = False):
             }
             for t in host.taggers.values()
         ],
+        "transcribers": [
+            {
+                "name": t.name,
+                "description": t.description,
+                "models": (_settings().plugin.get(t.name) or {}).get("models") or [],
+            }
+            for t in host.transcribers.values()
+        ],
         "failed": [{"name": f.name, "error": f.error} for f in host.failures],
     }
     if json_out:
@@ -791,6 +825,7 @@ def plugins(json_out: JsonOpt = False):
             for t in doc["taggers"]
         )
     )
+    out.print("transcribers: " + ", ".join(t["name"] for t in doc["transcribers"]))
     for f in doc["failed"]:
         err.print(
             f"failed to load {f['name']}: {f['error']}", style="red", markup=False, highlight=False, soft_wrap=True

@@ -12,7 +12,7 @@ from indexer.tag_store import tags_of_windows
 from search.core.classify import ClassifyOptions, label_matrix, policy_named, score_chunks
 from search.core.options import DEFAULT_POLICY
 from search.core.prompts import combined_vectors, parse_labels, prepare_all
-from search.http.models import FileDetail, FileInfo, FilesPage, WindowInfo
+from search.http.models import FileDetail, FileInfo, FilesPage, TranscriptSegment, TranscriptWord, WindowInfo
 
 if TYPE_CHECKING:
     from search.sound_index import SoundIndex
@@ -65,7 +65,10 @@ def file_detail(
         for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)
     ]
     detail = FileDetail(
-        **_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows
+        **_file_info(row).model_dump(exclude={"window_count"}),
+        window_count=len(windows),
+        windows=windows,
+        transcript=transcript_of_file(sx, file_id),
     )
     if not windows or not (query or labels):
         return detail
@@ -109,3 +112,22 @@ def check_labels(labels, limit: int) -> list[str]:
     if len(names) > limit:
         raise BadInput(f"at most {limit} labels")
     return names
+
+
+def transcript_of_file(sx: SoundIndex, file_id: int) -> list[TranscriptSegment]:
+    """The file's transcript segments with speech, in time order (every model's)."""
+    from indexer.transcript_store import segments_of_file
+
+    return [
+        TranscriptSegment(
+            window_id=seg.window_id,
+            start=seg.start,
+            end=seg.end,
+            text=seg.text,
+            model=seg.alias,
+            language=seg.language,
+            words=[TranscriptWord(text=w[0], start=w[1], end=w[2]) for w in seg.words],
+        )
+        for _, _, seg in segments_of_file(sx.store.cursor(), int(file_id))
+        if seg.text.strip()
+    ]

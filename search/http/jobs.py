@@ -75,6 +75,7 @@ class JobInfo(BaseModel):
     error: str | None = None
     run_id: int | None = None
     tag: dict | None = Field(None, description="a tag job's model, top_k, function_to_apply and retag")
+    transcribe: dict | None = Field(None, description="a transcribe job's model, language and retranscribe")
 
 
 @dataclass
@@ -215,16 +216,33 @@ class JobManager:
             )
         )
 
+    def submit_transcribe(
+        self, model: str, language: str | None = None, retranscribe: bool = False, trigger: str = "api"
+    ) -> JobInfo:
+        """Queue a transcribe pass of ``model`` over the index (windows it has not transcribed yet)."""
+        return self._enqueue(
+            JobInfo(
+                id=uuid.uuid4().hex[:12],
+                kind="transcribe",
+                status="queued",
+                paths=[],
+                trigger=trigger,
+                submitted_at=time.time(),
+                transcribe={"model": model, "language": language, "retranscribe": retranscribe},
+            )
+        )
+
     def _enqueue(self, info: JobInfo) -> JobInfo:
         """Queue ``info`` unless the same job (kind, paths, options) is already queued; QueueFull past ``max_queued``."""
         with self._lock:
             for job_id in self._queue:
                 queued = self._jobs[job_id].info
-                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag) == (
+                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag, queued.transcribe) == (
                     info.kind,
                     sorted(info.paths),
                     info.retry_failed,
                     info.tag,
+                    info.transcribe,
                 ):
                     return queued.model_copy(deep=True)
             if len(self._queue) >= self.max_queued:
@@ -336,6 +354,18 @@ class JobManager:
     def _run(self, job: _Job) -> None:
         if job.info.kind == "tag":
             return self._run_tag(job)
+        if job.info.kind == "transcribe":
+            spec = job.info.transcribe or {}
+            return self._run_tag(
+                job,
+                lambda on_progress: self.sound_index.transcribe(
+                    spec["model"],
+                    language=spec.get("language"),
+                    retranscribe=bool(spec.get("retranscribe")),
+                    progress=False,
+                    on_progress=on_progress,
+                ),
+            )
 
         import torch
 
@@ -386,17 +416,21 @@ class JobManager:
             torch.set_num_threads(threads)
             job.done.set()
 
-    def _run_tag(self, job: _Job) -> None:
+    def _run_tag(self, job: _Job, run_pass=None) -> None:
+        """A tag pass (or, given ``run_pass(on_progress)``, another pass on the tag machinery: transcription)."""
         spec = job.info.tag or {}
         try:
-            report = self.sound_index.tag(
-                spec["model"],
-                top_k=spec.get("top_k"),
-                function_to_apply=spec.get("function_to_apply"),
-                retag=bool(spec.get("retag")),
-                progress=False,
-                on_progress=lambda p: self._progress(job, p),
-            )
+            if run_pass is not None:
+                report = run_pass(lambda p: self._progress(job, p))
+            else:
+                report = self.sound_index.tag(
+                    spec["model"],
+                    top_k=spec.get("top_k"),
+                    function_to_apply=spec.get("function_to_apply"),
+                    retag=bool(spec.get("retag")),
+                    progress=False,
+                    on_progress=lambda p: self._progress(job, p),
+                )
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
                 job.info.status = "failed"

@@ -125,7 +125,10 @@ def _check_template(value: str | None) -> str | None:
 class SearchRequest(BaseModel):
     model_config = STRICT
     queries: list[QueryText] = Field(
-        ..., min_length=1, max_length=MAX_QUERIES, description="descriptions, e.g. ['glass breaking', '轴承异响']"
+        ...,
+        min_length=0,
+        max_length=MAX_QUERIES,
+        description="descriptions, e.g. ['glass breaking', '轴承异响']; none with filters.said: ranked by what is said",
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
@@ -137,6 +140,9 @@ class SearchRequest(BaseModel):
         description="replaces the configured prompt template, e.g. 'the sound of {}'",
     )
     localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
+    fuse: Literal["rrf"] | None = Field(
+        None, description="with filters.said: fuse the sound and the said rankings (reciprocal rank fusion)"
+    )
 
     @field_validator("prompt_template")
     @classmethod
@@ -230,6 +236,34 @@ class JobRequest(BaseModel):
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
+class TranscribeJobRequest(BaseModel):
+    model_config = STRICT
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        json_schema_extra={"pattern": r"^[^\x00]+$"},  # no NUL, as for tag jobs
+        description="speech-recognition checkpoint: Hugging Face id, directory on the server, alias=id, "
+        "or a plugin's transcriber name",
+    )
+    language: str | None = Field(
+        None,
+        max_length=32,
+        json_schema_extra={"pattern": r"^[^\x00]*$"},
+        description="the language spoken, e.g. zh (Whisper is asked for it)",
+    )
+    retranscribe: bool = Field(
+        False, description="drop the model's stored transcripts and transcribe every window again"
+    )
+
+    @field_validator("model", "language")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("a model name or language cannot contain NUL")
+        return value
+
+
 class TagJobRequest(BaseModel):
     model_config = STRICT
     model: str = Field(
@@ -295,9 +329,30 @@ class WindowInfo(BaseModel):
     label: str | None = None
 
 
+class TranscriptWord(BaseModel):
+    text: str
+    start: float = Field(description="seconds from the start of the file")
+    end: float
+
+
+class TranscriptSegment(BaseModel):
+    """What one speech model heard in one window: its text, its own start and end, and its words' times."""
+
+    window_id: int
+    start: float = Field(description="the segment's start (its first word; the window's start without word times)")
+    end: float
+    text: str
+    model: str = Field(description="the speech model's alias")
+    language: str | None = None
+    words: list[TranscriptWord] = Field(default_factory=list)
+
+
 class FileDetail(FileInfo):
     windows: list[WindowInfo] = Field(default_factory=list)
     query_texts: list[str] | None = Field(None, description="the English texts embedded for `query`")
+    transcript: list[TranscriptSegment] = Field(
+        default_factory=list, description="what is said, segment by segment in time order (`soundsift transcribe`)"
+    )
 
 
 class ErrorItem(BaseModel):
