@@ -26,6 +26,11 @@ class AudioSource(Protocol):
     a source never has to hold the whole file in memory. A source may also carry ``warnings``
     (a list of one-line notes on what it left out, e.g. a partial last frame): optional, read with
     getattr, and recorded with the file so nothing is dropped silently.
+
+    A source may also offer ``seek(seconds) -> float | None`` (optional, read with getattr): move so the
+    next block starts at or just before ``seconds`` and return the position reached in seconds (None:
+    this file cannot seek; raise `DecodeError` if the seek failed). Playback and localisation then read
+    a window without decoding the file from its start.
     """
 
     sample_rate: int

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.decode import TARGET_RATE, DecodeLimits, read_span
 from indexer.errors import BadInput, DecodeError
 from indexer.model import ClapEncoder
-from search.core.audio_cut import NotServable, _read_seekable, _read_streaming, window_location
+from search.core.audio_cut import NotServable, window_location
 from search.core.options import with_prompt_template
 from search.core.prompts import combined_vectors, prepare_all
 from search.core.results import Localization, SubWindowScore
@@ -123,13 +123,10 @@ def read_mono_48k(
     plugin_settings: Mapping[str, Any],
     limits: DecodeLimits,
 ) -> np.ndarray:
-    """Mono 48 kHz samples of ``path`` between ``start_s`` and ``end_s`` (a seek where libsndfile can, else streamed)."""
+    """Mono 48 kHz samples of ``path`` between ``start_s`` and ``end_s`` (a seek where the decoder's source can, else streamed)."""
     import soxr
 
-    found = _read_seekable(path, start_s, end_s)
-    if found is None:
-        return _read_streaming(path, start_s, end_s, decoders, plugin_settings, limits)
-    audio, rate = found
+    audio, rate = read_span(path, start_s, end_s, decoders, plugin_settings, limits)
     if rate != TARGET_RATE and len(audio):
         audio = soxr.resample(audio, rate, TARGET_RATE, quality="HQ").astype(np.float32)
     return np.ascontiguousarray(audio, dtype=np.float32)
