@@ -30,6 +30,7 @@ from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
 from search.core.options import DEFAULT_POLICY, with_prompt_template
 from search.core.prompts import combined_vectors, named_labels, parse_labels, prepare_all
+from search.core.requests import ClassifyArchiveOptions, ClassifyFileOptions, SearchOptions
 from search.core.results import (
     ClassifyResponse,
     ClassifyRow,
@@ -356,6 +357,8 @@ class SoundIndex:
         probe: str | None = None,
         fuse: str | None = None,
         said: str | None = None,
+        *,
+        options: SearchOptions | None = None,
     ) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
@@ -363,8 +366,12 @@ class SoundIndex:
         inside its window the sound is (`search.core.localize`). ``like`` (a `search.core.like.LikeQuery`) mixes
         the texts with examples into one query (Rocchio); ``probe`` (``PROBE:CLASS``) ranks by a probe's probability.
         ``filters.said`` keeps the windows whose transcript says it (no queries: ranked by what is said alone;
-        ``fuse="rrf"``: both rankings fused); ``said`` is the same as ``filters.said``.
+        ``fuse="rrf"``: both rankings fused); ``said`` is the same as ``filters.said``. ``options`` (a
+        `SearchOptions`, as the CLI and the server client pass it) replaces the keyword arguments.
         """
+        o = options or SearchOptions(k, filters, strict, prompt_template, localize, like, probe, fuse)
+        k, filters, strict, prompt_template, localize = o.k, o.filters, o.strict, o.prompt_template, o.localize
+        like, probe, fuse = o.like, o.probe, o.fuse
         if said:
             filters = (filters or Filters()).model_copy(update={"said": said})
         by_example = like is not None and not like.is_empty()
@@ -443,13 +450,33 @@ class SoundIndex:
         probe: str | None = None,
         label_names: list[str] | None = None,
         said: str | None = None,
+        *,
+        options: ClassifyArchiveOptions | None = None,
     ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
         larger id (``by="file"``) are scored; archive statistics always cover the whole index.
         ``label_names`` names the rows' labels (a label set's classes) when ``labels`` are the texts to embed.
+        ``options`` (a `ClassifyArchiveOptions`, as the CLI and the server client pass it) replaces the keyword
+        arguments.
         """
+        o = options or ClassifyArchiveOptions(
+            policy,
+            by,
+            top,
+            threshold,
+            filters,
+            policy_options or {},
+            strict,
+            prompt_template,
+            after,
+            probe,
+            label_names,
+        )
+        policy, by, top, threshold, filters = o.policy, o.by, o.top, o.threshold, o.filters
+        policy_options, strict, after, prompt_template = o.policy_options, o.strict, o.after, o.prompt_template
+        probe, label_names = o.probe, o.label_names
         from search.core.classify import (
             ClassifyOptions,
             check_policy_options,
@@ -483,12 +510,12 @@ class SoundIndex:
         scope = wm.select(
             allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None
         )
-        options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
-        check_policy_options(scoring, matrix, options)
+        scoring_options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
+        check_policy_options(scoring, matrix, scoring_options)
         stats = self.label_stats(matrix) if scoring.needs_archive_stats else None
         paths = self.file_paths(wm.seq)
         chunks = wm.chunks(chunk, scope)
-        rows = score_chunks(chunks, paths, matrix, scoring, stats, options)
+        rows = score_chunks(chunks, paths, matrix, scoring, stats, scoring_options)
         header = ClassifyResponse(
             labels=names,
             texts=[p.texts for p in prepared] if probe is None else [[f"probe {probe}"] for _ in names],
@@ -604,26 +631,34 @@ def classify_audio_result(
 
     The model is ``encoder``, else ``model`` (loaded once per process and kept), else the configured one.
     """
+    from search.core.one_file import classify_file
+
     settings = settings or load_settings(model=model, device=device)
     if encoder is None:
         key = (settings.model or DEFAULT_MODEL, settings.model_revision, settings.device, settings.precision)
         with _ENCODERS_LOCK:  # threads asking for the same model at once load it once
             encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
-    from search.core.one_file import classify_file
-
-    return classify_file(
-        path,
-        labels,
-        encoder,
-        settings,
-        policy=policy,
-        policy_options=policy_options,
-        threshold=threshold,
-        prompt_template=prompt_template,
-        start=start,
-        duration=duration,
-        envelope_points=envelope_points,
+    options = ClassifyFileOptions(
+        policy, policy_options or {}, threshold, prompt_template, start, duration, envelope_points
     )
+    return classify_file(path, labels, encoder, settings, options=options)
+
+
+class LocalFiles:
+    """Classifies files in this process with the configured model, loaded on first use (`classify-file` without a
+    server); the same call as `search.cli.client.RemoteIndex.classify_file`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._encoder: ClapEncoder | None = None
+
+    def classify_file(self, path: Path, labels: str, options: ClassifyFileOptions) -> FileClassification:
+        """One file scored per window and as a whole (decoded in a worker process)."""
+        from search.core.one_file import classify_file
+
+        if self._encoder is None:
+            self._encoder = load_encoder(self.settings)
+        return classify_file(path, labels, self._encoder, self.settings, options=options)
 
 
 def classify_audio(path: str | Path, labels: list[str] | str, *, detailed: bool = False, **options):

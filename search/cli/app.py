@@ -122,19 +122,20 @@ def _client(index_dir: Path, server: str | None, api_key: str | None):
 
 
 def _reader(settings: Settings, server: str | None, api_key: str | None):
-    """(client, None) when a server answers for the index, else (None, the index opened read-only)."""
+    """The `IndexReader` that answers for the index: the server's client when a server does, else the index opened
+    read-only here. Either is a context manager; a command makes its one call on it."""
     from search.sound_index import SoundIndex
 
     client = _client(settings.index, server, api_key)
     if client is not None:
-        return client, None
+        return client
     try:
-        return None, SoundIndex.open(settings.index, settings=settings, read_only=True)
+        return SoundIndex.open(settings.index, settings=settings, read_only=True)
     except IndexLocked:
         client = _client(settings.index, None, api_key)  # a server took the index meanwhile: ask it
         if client is None:
             raise
-        return client, None
+        return client
 
 
 def _progress_rows(rows, enabled: bool, what: str = "rows"):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -37,6 +36,7 @@ from search.cli.app import (
     err,
     out,
 )
+from search.cli.client import RemoteIndex
 from search.cli.teach_options import (
     ClassifyProbeOpt,
     IncludeSelfOpt,
@@ -52,6 +52,7 @@ from search.cli.teach_options import (
     remote_like,
 )
 from search.core.options import DEFAULT_POLICY
+from search.core.requests import ClassifyArchiveOptions, ClassifyFileOptions, FileClassifier, SearchOptions
 
 
 @app.command()
@@ -102,17 +103,14 @@ def index(
     try:
         sx = SoundIndex.open(settings.index, settings=settings, create=True)
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
-        from search.cli.handoff import owner_url
+        from search.cli.client import serving_owner
 
-        if api_key:
-            os.environ["SOUNDSIFT_API_KEY"] = api_key  # read by the handoff's requests
-
-        if (verify_content or allow_empty_root) and owner_url(settings.index):
+        if (verify_content or allow_empty_root) and serving_owner(settings.index):
             raise BadInput(
                 "--verify-content and --allow-empty-root cannot be handed to the server that owns "
                 f"{settings.index}; run them when it is stopped"
             ) from None
-        _hand_off_index(settings.index, paths, locked, retry_failed, wait, json_out)
+        _hand_off_index(settings.index, paths, locked, retry_failed, wait, json_out, api_key)
         return
     from search.core.delivery import deliverer_for
 
@@ -222,11 +220,13 @@ def _check_locally(index_dir: Path, repair: bool) -> dict:
         ownership.release()
 
 
-def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bool, wait: bool, json_out: bool) -> None:
+def _hand_off_index(
+    index_dir: Path, paths: list[Path], locked, retry_failed: bool, wait: bool, json_out: bool, api_key: str | None
+) -> None:
     """Submit the job to the server owning the index (POST /jobs/index) and say how to follow it, or follow it."""
     from search.cli.handoff import follow, submit_to_owner
 
-    url, job = submit_to_owner(index_dir, paths, locked, retry_failed)
+    url, job = submit_to_owner(index_dir, paths, locked, retry_failed, api_key)
     err.print(
         f"index {index_dir} is owned by the server at {url}; it runs the job: {job['id']}",
         markup=False,
@@ -243,7 +243,7 @@ def _hand_off_index(index_dir: Path, paths: list[Path], locked, retry_failed: bo
                 highlight=False,
             )
         return
-    job = follow(url, job["id"], show_progress=not json_out)
+    job = follow(url, job["id"], show_progress=not json_out, api_key=api_key)
     if json_out:
         _emit_json({"handed_off": True, "server": url, "job": job})
     elif job.get("report"):
@@ -308,31 +308,13 @@ def search(
     )
     settings = _settings(index, model, device)
     filters = _filters(path_glob, tag, said)
-    client, sx = _reader(settings, server, api_key)
-    if client is not None:
-        response = client.search(
-            queries,
-            k=k,
-            filters=filters.model_dump(mode="json", exclude_defaults=True),
-            strict=strict,
-            prompt_template=prompt_template,
-            localize=localize,
-            extra=remote_like(example, probe, like_file),
-            fuse=fuse,
-        )
-    else:
-        with sx:
-            response = sx.search(
-                queries,
-                k=k,
-                filters=filters,
-                strict=strict or None,
-                prompt_template=prompt_template,
-                localize=localize,
-                like=embed_like_files(sx, example, like_file),
-                probe=probe,
-                fuse=fuse,
-            )
+    options = SearchOptions(k, filters, strict or None, prompt_template, localize, probe=probe, fuse=fuse)
+    with _reader(settings, server, api_key) as reader:
+        if isinstance(reader, RemoteIndex):
+            response = reader.search(queries, options=options, extra=remote_like(example, probe, like_file))
+        else:
+            like = embed_like_files(reader, example, like_file)
+            response = reader.search(queries, options=dataclasses.replace(options, like=like))
     for result in response.results:  # on stderr, so --json output stays clean
         if result.untranslated:
             searched = "" if result.texts else "; not searched"
@@ -468,41 +450,23 @@ def classify(
             probe,
         )
         return
-    filters = _filters(path_glob, tag, said)
-    client, sx = _reader(settings, server, api_key)
-    with contextlib.ExitStack() as stack, _policy_option_errors():
-        if client is not None:
-            header, rows = client.iter_classify(
-                labels or "",
-                policy=policy,
-                by=by,
-                top=top,
-                threshold=threshold,
-                filters=filters.model_dump(mode="json", exclude_defaults=True),
-                strict=strict,
-                policy_options=policy_options,
-                prompt_template=prompt_template,
-                extra={"probe": probe} if probe else None,
-                label_names=label_names,
-            )
-        else:
-            stack.enter_context(sx)
-            header, rows = sx.iter_classify(
-                labels or [],
-                policy=policy,
-                by=by,
-                top=top,
-                threshold=threshold,
-                filters=filters,
-                strict=strict or None,
-                policy_options=policy_options,
-                prompt_template=prompt_template,
-                probe=probe,
-                label_names=label_names,
-            )
+    options = ClassifyArchiveOptions(
+        policy,
+        by,
+        top,
+        threshold,
+        _filters(path_glob, tag, said),
+        policy_options,
+        strict or None,
+        prompt_template,
+        probe=probe,
+        label_names=label_names,
+    )
+    with _reader(settings, server, api_key) as reader, _policy_option_errors():
+        header, rows = reader.iter_classify(labels or [], options=options)
         rows = _progress_rows(rows, _show_progress(json_out))
         if out_path is not None:
-            _write_classified(out_path, header, rows, sx, by, policy, json_out)
+            _write_classified(out_path, header, rows, getattr(reader, "store", None), by, policy, json_out)
             return
         header.rows = list(rows)
     if json_out:
@@ -511,14 +475,14 @@ def classify(
     _print_rows(header.labels, header.texts, header.rows, policy)
 
 
-def _write_classified(out_path, header, rows, sx, by, policy, json_out) -> None:
+def _write_classified(out_path, header, rows, store, by, policy, json_out) -> None:
     """`classify --out`: the rows written to a file, with each tagging model's best label and score and the
     transcript per row."""
     from search.core.transcript_column import export_columns
     from search.core.writers import write_rows
 
     # each tagging model's best label and score, and what is said, per row (read from the index, not a server)
-    rows, extra = export_columns(sx.store if sx is not None else None, rows, by)
+    rows, extra = export_columns(store, rows, by)
     count = write_rows(out_path, header, rows, extra)
     if json_out:
         _emit_json(
@@ -664,41 +628,21 @@ def classify_file_cmd(
     if not file.is_file():
         raise BadInput(f"no such file: {file}")
     settings = _settings(index, model, device)
-    options = call.policy_options
-    client = None if label_set is not None else _client(settings.index, server, api_key)  # a set: classified here
-    if client is not None and not server and settings.model:
+    client: FileClassifier | None = None if label_set is not None else _client(settings.index, server, api_key)
+    if isinstance(client, RemoteIndex) and not server and settings.model:
         from search.sound_index import _model_source
 
         if client.stats()["model"]["id"] != _model_source(settings.model):
             client = None  # the owning server runs another model than the one asked for: classify here
-    if client is not None:
-        result = client.classify_file(
-            file,
-            labels,
-            policy=policy,
-            policy_options=options,
-            threshold=threshold,
-            prompt_template=prompt_template,
-            start=start,
-            duration=duration,
-        )
-    else:
-        from search.sound_index import classify_file, load_encoder
+    options = ClassifyFileOptions(
+        policy, call.policy_options, threshold, prompt_template, start, duration, label_names=label_names
+    )
+    if client is None:
+        from search.sound_index import LocalFiles
 
-        with _policy_option_errors():
-            result = classify_file(
-                file,
-                call.labels,
-                load_encoder(settings),
-                settings,
-                policy=policy,
-                policy_options=options,
-                threshold=threshold,
-                prompt_template=prompt_template,
-                start=start,
-                duration=duration,
-                label_names=label_names,
-            )
+        client = LocalFiles(settings)
+    with _policy_option_errors():
+        result = client.classify_file(file, call.labels, options)
     if json_out:
         _emit_json(result)
         return
@@ -860,6 +804,7 @@ def tag(
         bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")
     ] = False,
     json_out: JsonOpt = False,
+    api_key: ApiKeyOpt = None,
 ):
     """Tag the windows of an index with a fixed-label audio classifier (only windows it has not tagged yet)."""
     from search.cli.tagging import hand_off_tag, model_ref, report_lines, tag_index
@@ -874,6 +819,7 @@ def tag(
             locked,
             {"model": ref, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag},
             wait,
+            api_key,
         )
         if json_out:
             _emit_json({"handed_off": True, "server": url, "job": job})

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from indexer.errors import IndexLocked, IndexMissing, SoundsiftError
+from indexer.errors import IndexLocked, IndexMissing
 from indexer.settings import Settings
-from search.cli.app import DeviceOpt, IndexOpt, JsonOpt, _emit_json, _settings, app, out
+from search.cli.app import ApiKeyOpt, DeviceOpt, IndexOpt, JsonOpt, _emit_json, _settings, app, out
 
 
 def transcribe_index(
@@ -48,22 +48,13 @@ def transcribe_index(
         ownership.release()
 
 
-def hand_off_transcribe(index_dir: Path, locked: IndexLocked, body: dict, wait: bool) -> tuple[str, dict]:
+def hand_off_transcribe(
+    index_dir: Path, locked: IndexLocked, body: dict, wait: bool, api_key: str | None = None
+) -> tuple[str, dict]:
     """POST /jobs/transcribe to the server owning the index (re-raises ``locked`` when none does); follow it with ``wait``."""
-    from search.cli.handoff import _call, follow, owner_url
+    from search.cli.tagging import hand_off_job
 
-    url = owner_url(index_dir)
-    if not url:
-        raise locked
-    url = url.rstrip("/")
-    job = _call(f"{url}/jobs/transcribe", "POST", body)
-    if wait:
-        job = follow(url, job["id"], show_progress=True)
-        if job["status"] != "completed":
-            raise SoundsiftError(
-                f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}"
-            )
-    return url, job
+    return hand_off_job("transcribe", index_dir, locked, body, wait, api_key)
 
 
 def report_lines(doc: dict) -> list[str]:
@@ -117,6 +108,7 @@ def transcribe(
         bool, typer.Option("--wait", help="when a server owns the index: follow the job it runs until done")
     ] = False,
     json_out: JsonOpt = False,
+    api_key: ApiKeyOpt = None,
 ):
     """Transcribe the windows of an index with a speech-recognition model (only windows it has not transcribed yet)."""
     from search.cli.tagging import model_ref
@@ -127,7 +119,7 @@ def transcribe(
         doc = transcribe_index(settings, ref, language=language, retranscribe=retranscribe).document()
     except IndexLocked as locked:  # a running server owns it: the job goes to the server
         body = {"model": ref, "language": language, "retranscribe": retranscribe}
-        url, job = hand_off_transcribe(settings.index, locked, body, wait)
+        url, job = hand_off_transcribe(settings.index, locked, body, wait, api_key)
         if json_out:
             _emit_json({"handed_off": True, "server": url, "job": job})
         elif not wait:

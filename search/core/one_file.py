@@ -31,6 +31,7 @@ from search.core.classify import (
 from search.core.envelope import EnvelopeBuilder
 from search.core.options import DEFAULT_POLICY, check_segment, with_prompt_template
 from search.core.prompts import named_labels, parse_labels, prepare_all
+from search.core.requests import ClassifyFileOptions
 from search.core.results import AudioInfo, FileClassification
 
 EMBED_BATCH = 8
@@ -109,6 +110,7 @@ def classify_file(
     max_audio_s: float | None = None,
     budget_s: float | None = None,
     label_names: list[str] | None = None,
+    options: ClassifyFileOptions | None = None,
 ) -> FileClassification:
     """Classify one file (or its part from ``start`` for ``duration`` seconds) without an index.
 
@@ -119,7 +121,25 @@ def classify_file(
     ``max_audio_s`` and ``budget_s`` are an upload's caps (see `search.http.uploads`): more audio to decode than
     that (from the header, else as it decodes), or more time than that, raises UploadTooLong at once.
     ``label_names`` names the rows' labels (a label set's class names) when ``labels`` are the texts to embed.
+
+    ``options`` (a `ClassifyFileOptions`, as the CLI, the server client and the upload route pass it) replaces
+    the policy, policy_options, threshold, prompt_template, start, duration, envelope_points, mel_width, strict
+    and label_names arguments.
     """
+    o = options or ClassifyFileOptions(
+        policy,
+        policy_options or {},
+        threshold,
+        prompt_template,
+        start,
+        duration,
+        envelope_points,
+        mel_width,
+        strict,
+        label_names,
+    )
+    policy, prompt_template, strict = o.policy, o.prompt_template, o.strict
+    envelope_points, mel_width, label_names = o.envelope_points, o.mel_width, o.label_names
     settings = with_prompt_template(settings or load_settings(), prompt_template)
     plugins = plugins or default_plugins()
     path = Path(path)
@@ -128,10 +148,7 @@ def classify_file(
     parse_labels(labels)
     if policy_named(plugins.policies, policy).needs_archive_stats:
         raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
-    start_s, duration_s = check_segment(start, duration)
-    options = dict(policy_options or {})
-    if threshold is not None:
-        options["threshold"] = threshold
+    start_s, duration_s = check_segment(o.start, o.duration)
     window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
     caps = UploadCaps(max_audio_s, budget_s)
     segment = _Segment(window, hop, start_s, duration_s, caps)
@@ -168,7 +185,7 @@ def classify_file(
         policy,
         path=str(path),
         strict=strict,
-        policy_options=options,
+        policy_options=o.scoring_options(),
         vectors=np.concatenate(embedded.vectors),
         label_names=label_names,
     )

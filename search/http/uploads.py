@@ -14,7 +14,7 @@ from indexer.model import ClapEncoder
 from indexer.settings import Settings
 from plugins.manager import PluginHost
 from search.core.one_file import UploadCaps, UploadTooLong, classify_file
-from search.core.options import DEFAULT_POLICY
+from search.core.requests import ClassifyFileOptions
 from search.core.results import FileClassification
 
 __all__ = ["UploadCaps", "UploadTooLong", "classify_upload"]
@@ -26,9 +26,7 @@ def classify_upload(
     encoder: ClapEncoder,
     settings: Settings,
     plugins: PluginHost,
-    policy: str = DEFAULT_POLICY,
-    policy_options: dict | None = None,
-    **options,
+    options: ClassifyFileOptions,
 ) -> FileClassification:
     """`search.core.one_file.classify_file` under ``settings.max_upload_duration_s`` and ``settings.upload_time_budget_s``.
 
@@ -40,10 +38,8 @@ def classify_upload(
         encoder,
         settings,
         plugins,
-        policy,
-        settings.decode_timeout_s,
-        policy_options,
+        timeout_s=settings.decode_timeout_s,
         max_audio_s=settings.max_upload_duration_s,
         budget_s=settings.upload_time_budget_s,
-        **options,
+        options=options,
     )

@@ -16,6 +16,7 @@ from indexer.errors import BadInput, DecodeError
 from search.core.classify import policy_named
 from search.core.label_set import apply_label_set, stored_label_set
 from search.core.options import DEFAULT_POLICY, check_prompt_template, parse_policy_options
+from search.core.requests import ClassifyFileOptions
 from search.core.results import ClassifyResponse, FileClassification
 from search.http.catalog import check_labels
 from search.http.models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
@@ -192,14 +193,7 @@ async def classify_upload(
             sx.encoder.full(),
             settings,
             sx.plugins,
-            policy,
-            options,
-            threshold=limit,
-            prompt_template=prompt_template,
-            start=start,
-            duration=duration,
-            envelope_points=envelope_points,
-            mel_width=mel_width,
+            ClassifyFileOptions(policy, options, limit, prompt_template, start, duration, envelope_points, mel_width),
         )
         result.path = file.filename
         for row in [*result.windows, result.file]:
