@@ -1,4 +1,4 @@
-"""Filters on files and windows (path glob, modified time, duration, window tags, model tags) as one SQL condition.
+"""Filters on files and windows (path glob, modified time, duration, window tags, model tags): the model and the tag syntax.
 
 ``said`` (what a window's transcript says) is matched in the full-text index (search/core/said.py), not in SQL:
 the callers intersect the ids it allows with those of the SQL condition.
