@@ -14,6 +14,7 @@ JOB_CALL_S = 30.0  # one job request (submit, poll): the server answers these at
 
 
 ServerRefused = ServerError  # the name the handoff's errors had; one error map now (`RemoteIndex`)
+owner_url = serving_owner  # the one "who owns this index" check (a note counts only while its lock is held)
 
 
 def submit_to_owner(
