@@ -169,3 +169,13 @@ def _fmt_time(seconds: float | None) -> str:
         return "?"
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:05.2f}"
+
+
+LabelSetOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--label-set",
+        help="a TOML label set (`soundsift eval --save-label-set`): its labels, texts, template, policy, options, "
+        "thresholds",
+    ),
+]
