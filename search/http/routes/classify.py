@@ -26,6 +26,25 @@ UPLOAD_CHUNK = 1 << 20
 
 router = APIRouter()
 
+# A threshold part: one number, {label: number} or one number per label (JSON text in the form).
+THRESHOLD_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+            "maxProperties": MAX_LABELS,
+            "propertyNames": {"maxLength": 1000},
+        },
+        {"type": "array", "items": {"type": "number"}, "maxItems": MAX_LABELS},
+    ]
+}
+
+
+def json_part(schema: dict) -> dict:
+    """A form field holding JSON text of ``schema`` (the OpenAPI document shows it as an application/json part)."""
+    return {"contentMediaType": "application/json", "contentSchema": schema}
+
 
 @router.post(
     "/classify",
@@ -103,10 +122,19 @@ async def classify_upload(
     policy: Annotated[str, Form(max_length=100)] = "softmax",
     policy_options: Annotated[
         str | None,
-        Form(max_length=20_000, description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}'),
+        Form(
+            max_length=20_000,
+            json_schema_extra=json_part({"type": "object"}),
+            description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}',
+        ),
     ] = None,
     threshold: Annotated[
-        str | None, Form(max_length=4000, description='a number, or per label as JSON: {"dog": 0.3}')
+        str | None,
+        Form(
+            max_length=100_000,  # room for MAX_LABELS labels of 1000 characters with their numbers
+            json_schema_extra=json_part(THRESHOLD_SCHEMA),
+            description='a number, or per label as JSON: {"dog": 0.3} or [0.3, 0.5]',
+        ),
     ] = None,
     prompt_template: Annotated[
         str | None,
