@@ -123,3 +123,42 @@ def run_cli(tiny_model_dir):
         return proc
 
     return run
+
+
+@pytest.fixture()
+def invoke_cli(tiny_model_dir, monkeypatch):
+    """The real CLI entry point (``search.cli.main``: the same exit codes and one-line errors) run in this process.
+
+    ``invoke_cli(*args, check=True)`` -> result with ``returncode``, ``stdout``, ``stderr`` and ``json`` like
+    `run_cli`'s. A test that runs many commands uses this rather than one new interpreter per command (each
+    importing torch and loading the model); `run_cli` stays for what needs a process of its own.
+    """
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from search.cli import main
+
+    env = {k: v for k, v in cli_env(tiny_model_dir).items() if k.startswith(("SOUNDSIFT_", "HF_"))}
+
+    def run(*args: str, check: bool = True, env: dict | None = None):
+        argv = ["soundsift", *map(str, args)]
+        monkeypatch.setattr(sys, "argv", argv)
+        with CliRunner().isolation(env={**base_env, **(env or {})}) as (stdout, stderr, _):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            sys.stdout.flush()  # the isolated streams are buffered text over bytes
+            sys.stderr.flush()
+            result = SimpleNamespace(
+                returncode=code, stdout=stdout.getvalue().decode(), stderr=stderr.getvalue().decode()
+            )
+        if check and code != 0:
+            raise AssertionError(f"soundsift {' '.join(argv[1:])} exited {code}\n{result.stdout}\n{result.stderr}")
+        result.json = json.loads(result.stdout) if "--json" in args and result.stdout.strip() else None
+        return result
+
+    base_env = env
+    return run
