@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import tempfile
@@ -160,7 +161,8 @@ async def classify_upload(
     """
     form = await request.form()
     labels = form_labels(form.getlist("labels")) or labels
-    repeated = [name for name in form.keys() if name not in ("labels", "file") and len(form.getlist(name)) > 1]
+    # An option given twice is ambiguous; fields this route does not read are ignored, as the schema allows them.
+    repeated = [name for name in form.keys() if name in UPLOAD_OPTIONS and len(form.getlist(name)) > 1]
     if repeated:
         raise BadInput(f"give `{repeated[0]}` once")
     check_labels(labels, MAX_LABELS)
@@ -215,6 +217,10 @@ async def classify_upload(
     finally:
         saved.unlink(missing_ok=True)
         await file.close()
+
+
+# The form fields of /classify-file read once (`labels` may repeat; `file` is the upload): its form parameters.
+UPLOAD_OPTIONS = frozenset(inspect.signature(classify_upload).parameters) - {"request", "sx", "file", "labels"}
 
 
 def form_labels(values: list) -> str:
