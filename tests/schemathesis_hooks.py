@@ -53,3 +53,17 @@ def refusals_are_data_dependent(ctx, response, case) -> bool | None:
     if not any(re.search(pattern, detail) for pattern in allowed):
         raise AssertionError(f"schema-valid request refused for a reason the schema could express: {detail!r}")
     return None
+
+
+@schemathesis.check
+def refusals_say_why(ctx, response, case) -> bool | None:
+    """Every 422 carries a `detail` line saying what is wrong (the one-line error a client shows)."""
+    if response.status_code != 422:
+        return None
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if not (isinstance(detail, str) and detail.strip()):
+        raise AssertionError(f"a 422 without a detail line: {response.text[:300]!r}")
+    return None
