@@ -83,3 +83,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
 ]
+
+
+def wait_until(predicate, poll_s: float = 0.1):
+    """Poll ``predicate`` until it returns something true, and return that.
+
+    No deadline of its own: how long the work takes depends on the machine's load, so the test's pytest timeout
+    (a hang guard, see pyproject.toml) is the only bound.
+    """
+    while not (value := predicate()):
+        time.sleep(poll_s)
+    return value
+
+
+def job_done(http: httpx.Client, job_id: str) -> dict:
+    """A server job's info once it is no longer queued or running."""
+    return wait_until(
+        lambda: (info := http.get(f"/jobs/{job_id}").json())["status"] not in ("queued", "running") and info
+    )
