@@ -55,9 +55,9 @@ class LiveServer:
 
     def __enter__(self) -> "LiveServer":
         self.thread.start()
-        deadline = time.monotonic() + 120
+        # Until it listens or its thread ends: no deadline of its own (the test's timeout is the hang guard).
         while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
+            if not self.thread.is_alive():
                 raise RuntimeError("the server did not start")
             time.sleep(0.02)
         return self

@@ -60,8 +60,8 @@ class Served:
         self.url = None
 
     def __enter__(self) -> "Served":
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        # Until it answers or exits: no deadline of its own (the test's timeout is the hang guard).
+        while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.proc.stderr.read()}")
             try:
@@ -71,7 +71,6 @@ class Served:
             except (OSError, ValueError, httpx.HTTPError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError("serve did not start")
 
     def __exit__(self, *exc) -> None:
         self.proc.send_signal(signal.SIGINT)
