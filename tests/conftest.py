@@ -125,12 +125,12 @@ def run_cli(tiny_model_dir):
     return run
 
 
-@pytest.fixture()
-def invoke_cli(tiny_model_dir, monkeypatch):
-    """The real CLI entry point (``search.cli.main``: the same exit codes and one-line errors) run in this process.
+def cli_in_process(env: dict, *args: str):
+    """The real CLI entry point (``search.cli.main``: the same exit codes and one-line errors) run in this process,
+    with ``env`` set for the call (a value of None unsets a variable).
 
-    ``invoke_cli(*args, check=True)`` -> result with ``returncode``, ``stdout``, ``stderr`` and ``json`` like
-    `run_cli`'s. A test that runs many commands uses this rather than one new interpreter per command (each
+    Returns ``returncode``, ``stdout``, ``stderr`` and ``json`` (parsed stdout when ``--json`` was given), like
+    `run_cli`. A test that runs many commands uses this rather than one new interpreter per command (each
     importing torch and loading the model); `run_cli` stays for what needs a process of its own.
     """
     from types import SimpleNamespace
@@ -139,12 +139,11 @@ def invoke_cli(tiny_model_dir, monkeypatch):
 
     from search.cli import main
 
-    env = {k: v for k, v in cli_env(tiny_model_dir).items() if k.startswith(("SOUNDSIFT_", "HF_"))}
-
-    def run(*args: str, check: bool = True, env: dict | None = None):
-        argv = ["soundsift", *map(str, args)]
-        monkeypatch.setattr(sys, "argv", argv)
-        with CliRunner().isolation(env={**base_env, **(env or {})}) as (stdout, stderr, _):
+    argv = ["soundsift", *map(str, args)]
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        with CliRunner().isolation(env=env) as (stdout, stderr, _):
             try:
                 main()
                 code = 0
@@ -155,10 +154,27 @@ def invoke_cli(tiny_model_dir, monkeypatch):
             result = SimpleNamespace(
                 returncode=code, stdout=stdout.getvalue().decode(), stderr=stderr.getvalue().decode()
             )
-        if check and code != 0:
-            raise AssertionError(f"soundsift {' '.join(argv[1:])} exited {code}\n{result.stdout}\n{result.stderr}")
-        result.json = json.loads(result.stdout) if "--json" in args and result.stdout.strip() else None
+    finally:
+        sys.argv = saved
+    result.json = json.loads(result.stdout) if "--json" in argv and result.stdout.strip() else None
+    return result
+
+
+def cli_settings_env(tiny_model_dir: Path) -> dict:
+    """The SOUNDSIFT_* and HF_* variables of `cli_env`: what an in-process CLI call needs set."""
+    return {k: v for k, v in cli_env(tiny_model_dir).items() if k.startswith(("SOUNDSIFT_", "HF_"))}
+
+
+@pytest.fixture()
+def invoke_cli(tiny_model_dir):
+    """``invoke_cli(*args, check=True, env=None)``: `cli_in_process` with the tiny model's settings."""
+
+    def run(*args: str, check: bool = True, env: dict | None = None):
+        result = cli_in_process({**cli_settings_env(tiny_model_dir), **(env or {})}, *args)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"soundsift {' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
-    base_env = env
     return run
