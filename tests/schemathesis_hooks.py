@@ -11,13 +11,27 @@ import re
 
 import schemathesis
 
+# A policy's options and per-label thresholds depend on other fields of the same request: the options a policy
+# reads belong to that policy (a plugin; GET /stats lists them), and {label: number} or [number, ...] must name
+# the labels of this request's label set, one number each.
+LABELS_AND_POLICY = (
+    r"policy has no option ",
+    r" names labels that are not in the label set: ",
+    r" has \d+ values for \d+ labels",
+    r" must be a number, \{label: number\} or a list of numbers, not ",
+)
+
 # (method, path) -> what a 422 to a schema-valid request may say there; every entry is data the schema cannot
 # describe. Keep in step with tests/schemathesis.toml.
 DATA_DEPENDENT_422 = {
     # Any bytes match `format: binary`; only bytes some decoder reads are audio.
-    ("POST", "/classify-file"): (r"^cannot decode the audio: ",),
+    ("POST", "/classify-file"): (r"^cannot decode the audio: ", *LABELS_AND_POLICY),
     # A cursor is opaque: only the ones this server handed out name a page.
-    ("POST", "/classify"): (r"^cursor is not one this server handed out", r"^no model tagged this index as "),
+    ("POST", "/classify"): (
+        r"^cursor is not one this server handed out",
+        r"^no model tagged this index as ",
+        *LABELS_AND_POLICY,
+    ),
     # A MODEL:LABEL tag filter only filters by a model that tagged this index (GET /stats `tags`).
     ("POST", "/search"): (r"^no model tagged this index as ",),
 }
@@ -38,4 +52,18 @@ def refusals_are_data_dependent(ctx, response, case) -> bool | None:
         detail = response.text[:200]
     if not any(re.search(pattern, detail) for pattern in allowed):
         raise AssertionError(f"schema-valid request refused for a reason the schema could express: {detail!r}")
+    return None
+
+
+@schemathesis.check
+def refusals_say_why(ctx, response, case) -> bool | None:
+    """Every 422 carries a `detail` line saying what is wrong (the one-line error a client shows)."""
+    if response.status_code != 422:
+        return None
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if not (isinstance(detail, str) and detail.strip()):
+        raise AssertionError(f"a 422 without a detail line: {response.text[:300]!r}")
     return None

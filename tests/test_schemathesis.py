@@ -1,4 +1,5 @@
-"""Schemathesis (all checks; examples, coverage and fuzzing phases) against a live server, with and without an API key.
+"""Schemathesis (all checks; examples, coverage and fuzzing phases) against a live server, with and without an API key:
+no request gives a 5xx, every 422 says why in `detail`, schema and server agree.
 
 The CLI runs in a subprocess against the real app on uvicorn at an ephemeral port. Every response must come
 within `RESPONSE_LIMIT_S`; a bounded number of examples per operation keeps each run short, and the run's
@@ -20,9 +21,10 @@ KEY = "schemathesis-key-0123"
 CONFIG = REPO / "tests" / "schemathesis.toml"
 MAX_EXAMPLES = int(os.environ.get("SOUNDSIFT_SCHEMATHESIS_EXAMPLES", "8"))
 RESPONSE_LIMIT_S = 20.0  # the contract: every answer on a 2-core machine, loaded, within this
-# Measured per operation on a loaded 2-core box with 8 examples: about 2-6 s (CONTRIBUTING.md); this budget
-# is several times that, so only a hang or a run of slow answers goes past it.
-OPERATION_BUDGET_S = 30.0 * MAX_EXAMPLES / 8
+# Measured with 8 examples on the shared 2-core box at load average ~17: 15 operations in about 225 s, 15 s each
+# on average (CONTRIBUTING.md); the budget is well over twice that, so only a hang or a run of slow answers
+# goes past it. It scales with the examples asked for.
+OPERATION_BUDGET_S = 40.0 * MAX_EXAMPLES / 8
 SCHEMATHESIS_START_S = 30.0  # the CLI's own start (imports, fetching and parsing the schema)
 
 

@@ -24,7 +24,7 @@ DEFAULT_HOP_S = 0.25
 # the work of one request is bounded in sub-windows.
 MAX_SUB_WINDOWS = 200  # one window's localization: a 10 s window at the finest steps (0.1 s every 0.05 s) is 199
 LOCALIZE_MAX_HITS = 20  # search --localize: at most the best 20 hits per query are localized
-SEARCH_MAX_SUB_WINDOWS = 120  # ... and at most this many sub-windows per search (three 10 s windows at 1 s / 0.25 s)
+SEARCH_MAX_SUB_WINDOWS = 48  # ... and at most this many sub-windows per search (a 10 s window at 1 s / 0.25 s is 37)
 LOCALIZE_BATCH = 64  # sub-windows per forward pass of the audio tower
 
 

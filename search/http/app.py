@@ -211,13 +211,16 @@ def truthful_openapi(app: FastAPI) -> dict:
 
 def _form_fields_without_null(doc: dict) -> None:
     """A form field is text or absent, never JSON null: an optional field of a multipart body is its type alone
-    (leaving it out is how a client says "none"), so no client is told to send the text "null" for a number."""
+    (leaving it out is how a client says "none"), so no client is told to send the text "null" for a number.
+
+    A field declared as JSON text (``contentMediaType: application/json`` with a ``contentSchema``) is described
+    as the part it is: its content's schema, with the part's encoding ``application/json``."""
     schemas = doc.get("components", {}).get("schemas", {})
     for ops in doc.get("paths", {}).values():
         for op in ops.values():
-            form = op.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema", {})
-            body = schemas.get(form.get("$ref", "").rpartition("/")[2], {})
-            for field in body.get("properties", {}).values():
+            content = op.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+            body = schemas.get(content.get("schema", {}).get("$ref", "").rpartition("/")[2], {})
+            for name, field in body.get("properties", {}).items():
                 branches = field.get("anyOf", [])
                 kept = [b for b in branches if b.get("type") != "null"]
                 if len(kept) == 1 and len(branches) == 2:
@@ -225,6 +228,12 @@ def _form_fields_without_null(doc: dict) -> None:
                     field.update(kept[0])
                     if field.get("default", 0) is None:
                         del field["default"]
+                if field.get("contentMediaType") == "application/json" and "contentSchema" in field:
+                    part = {k: field[k] for k in ("title", "description") if k in field}
+                    part.update(field["contentSchema"])
+                    field.clear()
+                    field.update(part)
+                    content.setdefault("encoding", {})[name] = {"contentType": "application/json"}
 
 
 def _policy_enums(node, policies: dict, upload: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import tempfile
@@ -27,6 +28,25 @@ NDJSON = "application/x-ndjson"
 UPLOAD_CHUNK = 1 << 20
 
 router = APIRouter()
+
+# A threshold part: one number, {label: number} or one number per label (JSON text in the form).
+THRESHOLD_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+            "maxProperties": MAX_LABELS,
+            "propertyNames": {"maxLength": 1000},
+        },
+        {"type": "array", "items": {"type": "number"}, "maxItems": MAX_LABELS},
+    ]
+}
+
+
+def json_part(schema: dict) -> dict:
+    """A form field holding JSON text of ``schema`` (the OpenAPI document shows it as an application/json part)."""
+    return {"contentMediaType": "application/json", "contentSchema": schema}
 
 
 @router.post(
@@ -127,10 +147,19 @@ async def classify_upload(
     policy: Annotated[str, Form(max_length=100)] = DEFAULT_POLICY,
     policy_options: Annotated[
         str | None,
-        Form(max_length=20_000, description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}'),
+        Form(
+            max_length=20_000,
+            json_schema_extra=json_part({"type": "object"}),
+            description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}',
+        ),
     ] = None,
     threshold: Annotated[
-        str | None, Form(max_length=4000, description='a number, or per label as JSON: {"dog": 0.3}')
+        str | None,
+        Form(
+            max_length=100_000,  # room for MAX_LABELS labels of 1000 characters with their numbers
+            json_schema_extra=json_part(THRESHOLD_SCHEMA),
+            description='a number, or per label as JSON: {"dog": 0.3} or [0.3, 0.5]',
+        ),
     ] = None,
     prompt_template: Annotated[
         str | None,
@@ -156,7 +185,8 @@ async def classify_upload(
     """
     form = await request.form()
     labels = form_labels(form.getlist("labels")) or labels
-    repeated = [name for name in form.keys() if name not in ("labels", "file") and len(form.getlist(name)) > 1]
+    # An option given twice is ambiguous; fields this route does not read are ignored, as the schema allows them.
+    repeated = [name for name in form.keys() if name in UPLOAD_OPTIONS and len(form.getlist(name)) > 1]
     if repeated:
         raise BadInput(f"give `{repeated[0]}` once")
     check_labels(labels, MAX_LABELS)
@@ -204,6 +234,10 @@ async def classify_upload(
     finally:
         saved.unlink(missing_ok=True)
         await file.close()
+
+
+# The form fields of /classify-file read once (`labels` may repeat; `file` is the upload): its form parameters.
+UPLOAD_OPTIONS = frozenset(inspect.signature(classify_upload).parameters) - {"request", "sx", "file", "labels"}
 
 
 def form_labels(values: list) -> str:
