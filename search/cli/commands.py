@@ -370,6 +370,8 @@ def classify(
         call.prompt_template,
     )
     label_names = call.label_names
+    if (ray is not None or shards is not None) and label_names is not None:
+        raise BadInput("--label-set is not supported with --ray yet: give the labels with --labels")
     if ray is not None or shards is not None:
         _classify_on_cluster(
             settings,

@@ -29,6 +29,7 @@ class EmbeddedSample:
     skipped: list[SkippedRow] = field(default_factory=list)
     embedded_windows: int = 0  # windows embedded by this run (0 when everything came from the cache)
     cached_clips: int = 0
+    clip_ends: list[float] = field(default_factory=list)  # where each clip's audio ends (its last window's end), s
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -88,6 +89,7 @@ def embed_sample(
         skipped=skipped,
         embedded_windows=embedded,
         cached_clips=len(order) - len(new_items),
+        clip_ends=[max(e for _, e in done[i].spans) for i in order],
     )
 
 
