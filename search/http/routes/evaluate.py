@@ -15,11 +15,11 @@ from search.core.label_set import NAME_PATTERN, stored_label_set
 from search.core.options import TEMPLATE_PATTERN
 from search.core.samples import SkippedRow
 from search.http.job_paths import allowed_roots, resolve_job_path
-from search.http.models import STRICT, error_responses
+from search.http.models import MAX_LABELS, STRICT, error_responses
 from search.http.routes.deps import Guarded, IndexDep, run_heavy
 
 router = APIRouter()
-MAX_VARIANTS = 64
+MAX_VARIANTS = 32  # templates x phrasings x policies in one request
 
 Template = Annotated[str, Field(min_length=2, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN})]
 Phrasing = Annotated[str, Field(min_length=1, max_length=4000)]
@@ -112,6 +112,8 @@ def _evaluate(body: EvalRequest, sample_path: str, roots: list[str], sx) -> Eval
         templates, policies, options = body.prompt_templates, body.policies, body.policy_options or {}
     if not label_map:
         raise BadInput("no labels: give labels, a label set, or a sample with classes")
+    if len(label_map) > MAX_LABELS:
+        raise BadInput(f"{len(label_map)} labels: at most {MAX_LABELS} in one evaluation")
     plan = plan_variants(label_map, templates, body.variants, policies, options, sx.settings.prompt_template)
     sets = plan.label_sets()
     if len(sets) > MAX_VARIANTS:
