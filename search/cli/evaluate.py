@@ -122,26 +122,25 @@ def _model_and_cache(stack: contextlib.ExitStack, settings, index: Path | None):
 
 def _run(found, plan, encoder, settings, store, workers, strict, target_precision):
     from plugins.manager import default_plugins
-    from search.core.eval_clips import embed_sample
-    from search.core.eval_setup import label_set_variant
-    from search.core.evaluate import evaluate
+    from search.core.eval_setup import run_evaluation
 
-    plugins = default_plugins()
-    sets = plan.label_sets()
-    variants = [label_set_variant(name, ls, encoder, settings, plugins, strict or None) for name, ls in sets]
-    embedded = embed_sample(found, encoder, settings, plugins, store=store, workers=workers)
-    report = evaluate(
-        embedded, variants, source=str(found.source), layout=found.layout, target_precision=target_precision
+    return run_evaluation(
+        found,
+        plan,
+        encoder,
+        settings,
+        default_plugins(),
+        store=store,
+        workers=workers,
+        strict=strict or None,
+        target_precision=target_precision,
     )
-    best = dict(sets)[report.variant]
-    return report, best
 
 
 def _save(best, report, path: Path, store) -> str | None:
     """The best variant with its thresholds as a TOML file (and in the index, named after the file)."""
     from search.core.label_set import check_label_set_name, save_label_set_in_index
 
-    best.thresholds = {p.label: p.threshold for p in report.per_label if p.threshold is not None}
     best.save(path)
     if store is None or store.read_only:
         return None
