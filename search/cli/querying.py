@@ -213,6 +213,8 @@ def classify(
         call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
         labels, policy, policy_options = call.labels, call.policy, call.policy_options
         prompt_template, label_names = call.prompt_template, call.label_names
+        if (ray is not None or shards is not None) and label_names is not None:
+            raise BadInput("--label-set is not supported with --ray yet: give the labels with --labels")
     else:
         policy, policy_options, label_names = policy or DEFAULT_POLICY, _policy_options(policy_option), None
     if ray is not None or shards is not None:

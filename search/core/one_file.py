@@ -266,12 +266,16 @@ class _Embedded:
         self.spans: list[tuple[float, float]] = []
         self.flags: dict[str, list] = {}
 
+    def spans_of(self, windows: list[StreamWindow]) -> list[tuple[float, float]]:
+        """The windows' spans in seconds of the file."""
+        return [
+            (w.start / TARGET_RATE + self.start_s, (w.start + w.length) / TARGET_RATE + self.start_s) for w in windows
+        ]
+
     def add(self, windows: list[StreamWindow]) -> None:
         audio = [w.audio for w in windows]
         self.vectors.append(self.encoder.embed_windows(audio))
-        self.spans.extend(
-            (w.start / TARGET_RATE + self.start_s, (w.start + w.length) / TARGET_RATE + self.start_s) for w in windows
-        )
+        self.spans.extend(self.spans_of(windows))
         if self.tagger is None:
             return
         for samples in audio:  # one at a time: a short file's only window is shorter than the rest would be
@@ -318,12 +322,13 @@ class ClipEmbedder:
         duration_s: float | None = None,
         caps: UploadCaps | None = None,
         envelope_points: int = 0,
+        batcher: "SharedBatch | None" = None,
     ):
         window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
         self.segment = _Segment(window, hop, start_s, duration_s, caps or UploadCaps())
         self.embedded = _Embedded(encoder, tagger, start_s)
         self.batch = settings.batch_size or EMBED_BATCH
-        self.envelope_points = envelope_points
+        self.envelope_points, self.batcher = envelope_points, batcher
         self.pending: list[StreamWindow] = []
         self.info, self.decoder_notes = AudioInfo(), list[str]()
 
@@ -344,12 +349,22 @@ class ClipEmbedder:
                 self._flush()
 
     def _flush(self) -> None:
-        if self.pending:
+        if not self.pending:
+            return
+        if self.batcher is not None:  # embedded later, batched with other clips' windows
+            self.batcher.add(self, [w.audio for w in self.pending], self.embedded.spans_of(self.pending))
+        else:
             self.embedded.add(self.pending)
-            self.pending = []
+        self.pending = []
 
-    def finish(self) -> EmbeddedClip:
-        """The embedded clip; BadInput when the segment starts at or past the end of the file."""
+    def take(self, vectors: np.ndarray, spans: list[tuple[float, float]]) -> None:
+        """Embedded windows of this clip, in order (from a `SharedBatch`)."""
+        self.embedded.vectors.append(vectors)
+        self.embedded.spans.extend(spans)
+
+    def end_of_audio(self) -> None:
+        """The stream is over: the last (or a short file's only) window is cut and embedded (or handed to the
+        batcher); BadInput when the segment starts at or past the end of the file."""
         total_s = self.segment.covered / TARGET_RATE
         if self.info.duration is None:
             self.info.duration = total_s
@@ -357,6 +372,15 @@ class ClipEmbedder:
             raise BadInput(f"start {self.segment.start_s:g} s is at or past the end of the file ({total_s:.2f} s)")
         self.pending.extend(self.segment.finish(0))
         self._flush()
+
+    def finish(self) -> EmbeddedClip:
+        """The embedded clip (`end_of_audio`, then `result`)."""
+        self.end_of_audio()
+        return self.result()
+
+    def result(self) -> EmbeddedClip:
+        """The embedded clip, once every window is embedded (with a batcher: after its last flush)."""
+        total_s = self.segment.covered / TARGET_RATE
         return EmbeddedClip(
             vectors=np.concatenate(self.embedded.vectors),
             spans=self.embedded.spans,
@@ -368,6 +392,34 @@ class ClipEmbedder:
             total_s=total_s,
             builder=self.segment.builder,
         )
+
+
+class SharedBatch:
+    """Windows of several clips embedded together (many short clips: one window each), batch by batch; each
+    clip gets its vectors back in order. A window's vector does not depend on its batch-mates."""
+
+    def __init__(self, encoder: ClapEncoder, size: int):
+        self.encoder, self.size = encoder, max(1, size)
+        self.items: list[tuple[ClipEmbedder, list[np.ndarray], list[tuple[float, float]]]] = []
+        self.count = 0
+
+    def add(self, clip: ClipEmbedder, audio: list[np.ndarray], spans: list[tuple[float, float]]) -> None:
+        """Hold ``clip``'s windows until the batch is full."""
+        self.items.append((clip, audio, spans))
+        self.count += len(audio)
+        if self.count >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed everything held and hand each clip its vectors."""
+        if not self.items:
+            return
+        vectors = self.encoder.embed_windows([w for _, audio, _ in self.items for w in audio])
+        at = 0
+        for clip, audio, spans in self.items:
+            clip.take(vectors[at : at + len(audio)], spans)
+            at += len(audio)
+        self.items, self.count = [], 0
 
 
 def classify_windows(
