@@ -296,3 +296,35 @@ def probes_import(
         _emit_json(doc)
     else:
         out.print(f"imported probe {record.name} v{record.version}: {', '.join(record.classes)}", markup=False)
+
+
+def evaluate_probe(found, probe: str, settings, index: Path | None, workers, target_precision):
+    """`eval SAMPLE --probe PROBE`: the sample's clips embedded with the index's model, scored by the stored probe."""
+    from plugins.manager import default_plugins
+    from search.core.classify import policy_named
+    from search.core.eval_clips import embed_sample
+    from search.core.evaluate import Variant, check_label_map, evaluate
+    from search.core.probes import OTHER, load_scorer
+    from search.sound_index import SoundIndex
+
+    if index is None:
+        raise BadInput("--probe needs the --index the probe was trained in")
+    plugins = default_plugins()
+    with contextlib.ExitStack() as stack:
+        try:
+            sx = stack.enter_context(SoundIndex.open(settings.index, settings=settings))
+        except IndexLocked:
+            sx = stack.enter_context(SoundIndex.open(settings.index, settings=settings, read_only=True))
+        scorer = load_scorer(sx.store, probe)
+        check_label_map([c for c in scorer.classes if c != OTHER], found.classes)
+        variant = Variant(
+            name=f"probe:{probe}",
+            scorer=scorer,
+            policy=policy_named(plugins.policies, "softmax"),
+            policy_name="softmax",
+            texts={c: f"probe {probe}" for c in scorer.classes},
+        )
+        embedded = embed_sample(found, sx.encoder, settings, plugins, store=sx.store, workers=workers)
+        return evaluate(
+            embedded, [variant], source=str(found.source), layout=found.layout, target_precision=target_precision
+        )

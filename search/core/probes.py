@@ -20,62 +20,13 @@ import numpy as np
 
 from indexer.errors import BadInput, ModelMismatch
 from indexer.teach_store import ExampleRecord, ProbeRecord, TeachStore
-from plugins.contract import LabelTexts
+from search.core.scorers import ProbeScorer
 
 OTHER = "other"
 DEFAULT_BACKGROUND = 200  # random unlabelled windows for a one-class probe when --background is not given
 EXPORT_FORMAT = "soundsift-probe"
 EXPORT_VERSION = 1
 MIN_PER_CLASS = 2  # fewer cannot be cross-validated (and one example is not a class)
-
-
-class ProbeScorer:
-    """A stored probe as a scorer of window vectors: ``classes`` and ``logits(vectors) -> (n, len(classes))``."""
-
-    def __init__(self, record: ProbeRecord):
-        self.record = record
-        self.name = record.name
-        self.classes: list[str] = list(record.classes)
-        self.weights = np.ascontiguousarray(record.weights, np.float32)
-        self.bias = np.ascontiguousarray(record.bias, np.float32)
-        self.labels = [LabelTexts(c, (f"probe {record.name}",)) for c in self.classes]
-        self.logit_scale = 1.0  # the logits are the classifier's own; no cosine scale applies
-        self._t: tuple | None = None
-
-    @property
-    def key(self) -> str:
-        """A short key for this probe's weights (archive statistics are cached by it)."""
-        digest = hashlib.sha256(self.weights.tobytes())
-        digest.update(self.bias.tobytes())
-        return digest.hexdigest()
-
-    def logits(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, classes) float32 logits of a chunk of vectors (float16 or float32): one matrix product."""
-        import warnings
-
-        import torch
-
-        if self._t is None:
-            self._t = (torch.from_numpy(self.weights.T.copy()), torch.from_numpy(self.bias))
-        w, b = self._t
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
-            v = torch.from_numpy(np.ascontiguousarray(vectors))
-        return torch.addmm(b, v.float(), w).numpy()
-
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        """softmax of the logits: the classifier's predict_proba."""
-        z = self.logits(vectors)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-    def class_index(self, cls: str) -> int:
-        """The column of ``cls`` (case-insensitive); BadInput naming the probe's classes otherwise."""
-        for i, c in enumerate(self.classes):
-            if c.lower() == cls.strip().lower():
-                return i
-        raise BadInput(f"probe {self.name} has no class {cls!r}; its classes: {', '.join(self.classes)}")
 
 
 # -- identity --------------------------------------------------------------------------------
