@@ -11,6 +11,8 @@ from rich.table import Table
 
 from indexer.errors import BadInput, IndexLocked
 from search.cli.app import IndexOpt, JsonOpt, _emit_json, _settings, app, out
+from search.core.probes import check_class_name as _class_name
+from search.core.probes import example_document
 
 examples_app = typer.Typer(no_args_is_help=True, help="Marked windows (examples) per class, kept in the index.")
 probes_app = typer.Typer(no_args_is_help=True, help="Probes trained from the examples: list, remove, export, import.")
@@ -76,34 +78,6 @@ def examples_add(
         _emit_json(doc)
     else:
         out.print(f"{cls}: marked {added} window(s) as {'counter-' if negative else ''}examples", markup=False)
-
-
-def _class_name(cls: str) -> str:
-    from search.core.probes import OTHER
-
-    cls = cls.strip()
-    if not cls or "," in cls or ":" in cls:
-        raise BadInput(f"a class name is a non-empty word without ',' or ':', not {cls!r}")
-    if cls.lower() == OTHER:
-        raise BadInput(f"{OTHER!r} is the probes' own class for background windows; name yours otherwise")
-    return cls
-
-
-def example_document(e) -> dict:
-    """One example as JSON (`examples list --json`, GET /examples)."""
-    return {
-        "class": e.cls,
-        "positive": e.positive,
-        "window_id": e.window_id,
-        "path": e.current_path or e.path,
-        "marked_path": e.path,
-        "start": e.start,
-        "end": e.end,
-        "hash": e.hash,
-        "source": e.source,
-        "created_at": e.created_at,
-        "stale": e.stale,
-    }
 
 
 @examples_app.command("list")

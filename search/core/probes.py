@@ -421,3 +421,30 @@ def search_probe(sx, probe_class: str, k: int, allowed):
         if int(i) in rows
     ]
     return QueryResult(query=f"probe:{name}:{cls}", texts=[], hits=hits)
+
+
+def check_class_name(cls: str) -> str:
+    """A class name as given (stripped); BadInput for an empty one, one with ',' or ':', or 'other'."""
+    cls = cls.strip()
+    if not cls or "," in cls or ":" in cls:
+        raise BadInput(f"a class name is a non-empty word without ',' or ':', not {cls!r}")
+    if cls.lower() == OTHER:
+        raise BadInput(f"{OTHER!r} is the probes' own class for background windows; name yours otherwise")
+    return cls
+
+
+def example_document(e) -> dict:
+    """One example as JSON (`examples list --json`, GET /examples)."""
+    return {
+        "class": e.cls,
+        "positive": e.positive,
+        "window_id": e.window_id,
+        "path": e.current_path or e.path,
+        "marked_path": e.path,
+        "start": e.start,
+        "end": e.end,
+        "hash": e.hash,
+        "source": e.source,
+        "created_at": e.created_at,
+        "stale": e.stale,
+    }

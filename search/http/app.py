@@ -33,7 +33,7 @@ from search.http.job_paths import NotUnderRoots, OutsideRoots
 from search.http.jobs import JobManager, QueueFull, ReindexScheduler
 from search.http.limits import BodySizeLimit
 from search.http.models import ErrorResponse, error_responses
-from search.http.routes import classify, evaluate, files, jobs, search, server
+from search.http.routes import classify, evaluate, files, jobs, search, server, teach
 from search.http.routes.server import VERSION, WEB_DIR
 from search.http.uploads import UploadTooLong
 from search.sound_index import SoundIndex
@@ -128,7 +128,7 @@ def create_app(
             return JSONResponse({"detail": f"cannot apply the filters: {str(exc).splitlines()[0]}"}, status_code=422)
         raise exc
 
-    for area in (server, search, classify, files, jobs, evaluate):
+    for area in (server, search, classify, files, jobs, evaluate, teach):
         app.include_router(area.router)
     # Swagger UI's assets come from the swagger-ui-bundle package, served here: nothing loads from a CDN.
     import swagger_ui_bundle

@@ -25,4 +25,6 @@ async def search(body: SearchRequest, sx: IndexDep, request: Request) -> SearchR
         strict=body.strict or None,
         prompt_template=body.prompt_template,
         localize=body.localize,
+        like=body.like_query(),
+        probe=body.probe,
     )
