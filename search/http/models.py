@@ -145,11 +145,6 @@ Target = Annotated[int, Field(ge=0, le=2**62)] | WindowTarget
 
 class SearchRequest(BaseModel):
     model_config = STRICT
-    queries: list[QueryText] = Field(
-        default_factory=list,
-        max_length=MAX_QUERIES,
-        description="descriptions, e.g. ['glass breaking', '轴承异响'] (may be empty with `like` or `probe`)",
-    )
     like: list[Target] = Field(
         default_factory=list, max_length=MAX_QUERIES, description="more like these: window ids or {path, start}"
     )
@@ -161,6 +156,11 @@ class SearchRequest(BaseModel):
         max_length=200,
         json_schema_extra={"pattern": r"^[A-Za-z0-9_.\-]{1,64}:.+$"},
         description="rank windows by a probe's probability of a class: 'PROBE:CLASS'",
+    )
+    queries: list[QueryText] = Field(
+        default_factory=list,
+        max_length=MAX_QUERIES,
+        description="descriptions, e.g. ['glass breaking', '轴承异响'] (may be empty with `like` or `probe`)",
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
@@ -178,10 +178,18 @@ class SearchRequest(BaseModel):
     def _template(cls, value):
         return _check_template(value)
 
+    @field_validator("queries")
+    @classmethod
+    def _some_query(cls, queries, info):
+        # `like` and `probe` come first in the model, so they are validated (and seen here) before `queries`
+        if not queries and not info.data.get("like") and not info.data.get("probe"):
+            raise ValueError("give at least one query (or `like` targets, or a `probe` 'PROBE:CLASS')")
+        return queries
+
     @model_validator(mode="after")
     def _something_to_search(self):
-        if not (self.queries or self.like or self.probe):
-            raise ValueError("give `queries`, `like` targets or a `probe` ('PROBE:CLASS')")
+        if not (self.queries or self.like or self.probe):  # `queries` left out altogether
+            raise ValueError("give at least one query (or `like` targets, or a `probe` 'PROBE:CLASS')")
         if self.probe is not None and (self.queries or self.like or self.unlike):
             raise ValueError("`probe` ranks by the probe alone: give it without queries, like or unlike")
         return self
