@@ -49,7 +49,9 @@ def wait_job(live, job: dict) -> dict:
 def test_examples_train_job_probe_classify_search(live):
     api, a = live.api, live.archive
     for kind in KINDS:
-        r = api.post("/examples", json={"class": kind, "targets": [{"path": str(a / f"{kind}_{i}.wav")} for i in range(3)]})
+        r = api.post(
+            "/examples", json={"class": kind, "targets": [{"path": str(a / f"{kind}_{i}.wav")} for i in range(3)]}
+        )
         assert r.status_code == 200 and r.json()["added"] == 3, r.text
     listed = api.get("/examples", params={"class": "hum"}).json()
     assert len(listed["examples"]) == 3 and set(listed["classes"]) == set(KINDS)

@@ -13,14 +13,16 @@ from indexer.teach_store import TeachStore, WindowRef
 
 
 def import_examples(store, sample: Path) -> dict:
-    """Mark every manifest row's windows as examples of its label; returns counts and the files not indexed."""
+    """Mark every clip's windows as examples of its labels; returns counts, the files not in the index and the rows
+    the sample reader skipped (a file that does not exist, a bad row)."""
     from search.core.like import _file_of
     from search.core.samples import read_sample
 
     teach = TeachStore(store)
     by_class: dict[str, list[WindowRef]] = {}
     missing: list[str] = []
-    for clip in read_sample(sample).clips:
+    found_sample = read_sample(sample)
+    for clip in found_sample.clips:
         found = _file_of(teach, str(clip.path))
         if found is None:
             missing.append(str(clip.path))
@@ -35,4 +37,5 @@ def import_examples(store, sample: Path) -> dict:
     added = 0
     for cls, windows in by_class.items():  # everything resolved before the first write
         added += teach.add_examples(cls, windows, True, f"import:{Path(sample).name}")
-    return {"examples": added, "classes": sorted(by_class), "not_indexed": missing}
+    skipped = [{"where": r.where, "reason": r.reason} for r in found_sample.skipped]
+    return {"examples": added, "classes": sorted(by_class), "not_indexed": missing, "skipped": skipped}
