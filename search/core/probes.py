@@ -160,13 +160,22 @@ def training_set(store, wm, classes: list[str], background: int | None, seed: in
 def fit(vectors: np.ndarray, labels: list[str], classes: list[str], c: float = 1.0, seed: int = 0):
     """(weights (classes, dim), bias (classes,), metrics): logistic regression, class-balanced, cross-validated."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
 
     y = np.array([classes.index(lab) for lab in labels])
 
     def model():
         return LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+
+    with threadpool_limits(
+        1
+    ):  # a few thousand small products: BLAS/OpenMP threads only contend (30x slower on a busy box)
+        return _fit(vectors, y, classes, model, seed)
+
+
+def _fit(vectors, y, classes, model, seed):
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     folds = int(min(5, np.bincount(y, minlength=len(classes)).min()))
     metrics: dict = {"examples": len(y), "folds": folds}
