@@ -55,9 +55,13 @@ def training(examples: int, classes: int, dim: int = 512) -> dict:
     labels = [names[i] for i in labels_idx]
     out = {"examples": examples, "classes": classes}
     out["probe_fit_with_cv_s"] = best_of(lambda: fit(x, labels, names))
-    out["sklearn_fit_s"] = best_of(
-        lambda: LogisticRegression(class_weight="balanced", max_iter=2000).fit(x, labels_idx)
-    )
+
+    def bare():
+        return LogisticRegression(class_weight="balanced", max_iter=2000).fit(x, labels_idx)
+
+    out["sklearn_fit_s"] = best_of(bare)
+    with threadpool_limits(1):
+        out["sklearn_fit_1thread_s"] = best_of(bare)
     _, _, metrics = fit(x, labels, names)
     out["cv_accuracy"] = metrics.get("cv_accuracy")
     return out

@@ -197,18 +197,26 @@ class ProbeScorer:
         return digest.hexdigest()
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, classes) float32 logits of a chunk of vectors (float16 or float32): one matrix product."""
+        """(n, classes) float32 logits of a chunk of vectors (float16 or float32): one matrix product.
+
+        float16 chunks (the memory-mapped matrix) widen into a buffer reused from chunk to chunk."""
         import warnings
 
         import torch
 
         if self._t is None:
-            self._t = (torch.from_numpy(self.weights.T.copy()), torch.from_numpy(self.bias))
-        w, b = self._t
+            self._t = (torch.from_numpy(self.weights.T.copy()), torch.from_numpy(self.bias), None)
+        w, b, scratch = self._t
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
-            v = torch.from_numpy(np.ascontiguousarray(vectors))
-        return torch.addmm(b, v.float(), w).numpy()
+            host = torch.from_numpy(np.ascontiguousarray(vectors))
+        if host.dtype != torch.float32:
+            n, dim = host.shape
+            if scratch is None or scratch.shape[0] < n or scratch.shape[1] != dim:
+                scratch = torch.empty((n, dim), dtype=torch.float32)
+                self._t = (w, b, scratch)
+            host = scratch[:n].copy_(host)
+        return torch.addmm(b, host, w).numpy()
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """softmax of the logits: the classifier's predict_proba."""
