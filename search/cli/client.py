@@ -164,6 +164,8 @@ class RemoteIndex:
         if filters:
             body["filters"] = filters
         body.update(extra or {})
+        if body.get("probe"):  # a probe scores with its own classes
+            body.pop("labels", None)
         if label_names is not None:
             body["label_names"] = label_names
         response = self._open(
