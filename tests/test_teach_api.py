@@ -133,3 +133,19 @@ def test_the_teach_tab_marks_hits_and_trains(live):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_the_cli_goes_through_the_server(live, tiny_model_dir):
+    from test_teach import cli
+
+    a = live.archive
+    common = ("--server", live.url, "--api-key", KEY)
+    doc = cli(tiny_model_dir, "search", "--like", f"{a / 'hiss_2.wav'}@0.5", "-k", "3", *common, "--json").json
+    hits = doc["results"][0]["hits"]
+    assert len(hits) == 3 and all(not h["path"].endswith("hiss_2.wav") for h in hits)
+    local = live.api.post("/search", json={"like": [{"path": str(a / "hiss_2.wav"), "start": 0.5}], "k": 3}).json()
+    assert [h["window_id"] for h in hits] == [h["window_id"] for h in local["results"][0]["hits"]]
+    probes = [p["name"] for p in live.api.get("/probes").json()["probes"]]
+    if probes:  # trained by the first test of this module
+        rows = cli(tiny_model_dir, "classify", "--probe", probes[0], *common, "--json").json["rows"]
+        assert len(rows) == 12

@@ -409,7 +409,7 @@ def classify(
         )
         label_names = call.label_names
     else:
-        policy_options, label_names = _policy_options(policy_option), None
+        policy, policy_options, label_names = policy or "softmax", _policy_options(policy_option), None
     if ray is not None or shards is not None:
         _classify_on_cluster(
             settings,
