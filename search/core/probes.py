@@ -256,6 +256,8 @@ def probe_summary(store, record: ProbeRecord) -> dict:
         "model_fingerprint": record.model_fingerprint,
         "example_hash": record.example_hash,
         "examples_changed": current is not None and current != record.example_hash,
+        "cv_accuracy": record.metrics.get("cv_accuracy"),  # cross-validated on the examples (also in metrics)
+        "f1": record.metrics.get("f1"),  # per class
         "metrics": record.metrics,
         "created_at": record.created_at,
     }
