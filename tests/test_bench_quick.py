@@ -44,6 +44,13 @@ def test_bench_classify_quick(tmp_path):
     assert runs[(10, "softmax", "file")]["rows"] == 14  # 5,000 windows, 360 per file
 
 
+def test_bench_eval_quick(tmp_path):
+    r = run_quick("bench_eval", tmp_path)
+    assert (r["clips"], r["labels"], r["variants"]) == (200, 10, 2) and r["windows"] >= 200
+    assert r["scoring_s"] > 0 and r["baseline_rows_s"] > 0 and r["evaluate_s"] > 0 and 0 < r["accuracy"] <= 1
+    assert r["render_ms"] is None or r["render_ms"] > 0
+
+
 @pytest.mark.slow
 def test_bench_search_quick(tmp_path):
     r = run_quick("bench_search", tmp_path)

@@ -364,3 +364,29 @@ def test_bad_input_is_one_clear_error(tmp_path, run_cli, pipeline_sample):
         assert proc.returncode != 0, args
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, proc.stderr)
+
+
+def test_label_set_commands_store_list_show_and_remove(open_index, tmp_path):
+    from typer.testing import CliRunner
+
+    from search.cli import app
+    from search.core.label_set import LabelSet, load_label_set
+
+    sx = open_index()
+    index_dir = sx.store.index_dir
+    sx.close()
+    path = LabelSet(["bearing", "normal"], {"bearing": "轴承异响"}, thresholds={"bearing": 0.61}).save(
+        tmp_path / "qa.toml"
+    )
+    run = CliRunner().invoke
+    assert run(app, ["label-set", "add", "qa", str(path), "--index", str(index_dir)]).exit_code == 0
+    listed = run(app, ["label-set", "list", "--index", str(index_dir), "--json"])
+    assert json.loads(listed.stdout) == {"label_sets": ["qa"]}
+    shown = run(app, ["label-set", "show", "qa", "--index", str(index_dir)]).stdout
+    (tmp_path / "back.toml").write_text(shown)
+    assert load_label_set(tmp_path / "back.toml") == load_label_set(path)
+    assert run(app, ["label-set", "remove", "qa", "--index", str(index_dir)]).exit_code == 0
+    gone = run(app, ["label-set", "remove", "qa", "--index", str(index_dir)])
+    assert gone.exit_code != 0 and "no label set named 'qa'" in str(gone.exception)
+    bad = run(app, ["label-set", "add", "no spaces", str(path), "--index", str(index_dir)])
+    assert bad.exit_code != 0 and "a label set name is letters" in str(bad.exception)

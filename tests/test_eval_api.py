@@ -75,6 +75,17 @@ def test_eval_over_http_is_cached_and_saves_a_label_set_that_classify_uses(live)
         assert outside.status_code == 403
         assert http.post("/eval", json={"sample": "no-such-sample"}).status_code == 404
         assert http.post("/eval", json={"sample": "sample", "labels": "owl, cat"}).status_code == 422
+        for bad in (
+            {"labels": ",".join(f"l{i}" for i in range(200))},
+            {"labels": "steady, hiss", "prompt_templates": ["no braces"]},
+            {"labels": "steady, hiss", "policies": ["nope"]},
+            {"labels": "steady, hiss", "policies": ["archive"]},
+            {"labels": "steady, hiss", "policy_options": {"threshold": {"owl": 1}}},
+            {"labels": "steady, hiss", "variants": ["owl=hoot"]},
+            {"labels": "steady=, hiss"},
+        ):
+            answer = http.post("/eval", json={"sample": "sample", **bad})
+            assert answer.status_code == 422 and answer.json()["detail"], (bad, answer.text)
 
 
 @pytest.mark.browser

@@ -410,6 +410,8 @@ def classify(
         label_names = call.label_names
     else:
         policy, policy_options, label_names = policy or "softmax", _policy_options(policy_option), None
+    if (ray is not None or shards is not None) and label_names is not None:
+        raise BadInput("--label-set is not supported with --ray yet: give the labels with --labels")
     if ray is not None or shards is not None:
         _classify_on_cluster(
             settings,

@@ -34,7 +34,13 @@ def eval_cmd(
         ),
     ] = None,
     model: ModelOpt = None,
-    index: IndexOpt = None,
+    index: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--index",
+            help="use this index's model and cache the clips' vectors in it (default: no index; --model alone)",
+        ),
+    ] = None,
     device: DeviceOpt = None,
     policy: Annotated[
         Optional[list[str]], typer.Option("--policy", help="scoring policy; repeat to compare policies")
@@ -131,26 +137,25 @@ def _model_and_cache(stack: contextlib.ExitStack, settings, index: Path | None):
 
 def _run(found, plan, encoder, settings, store, workers, strict, target_precision):
     from plugins.manager import default_plugins
-    from search.core.eval_clips import embed_sample
-    from search.core.eval_setup import label_set_variant
-    from search.core.evaluate import evaluate
+    from search.core.eval_setup import run_evaluation
 
-    plugins = default_plugins()
-    sets = plan.label_sets()
-    variants = [label_set_variant(name, ls, encoder, settings, plugins, strict or None) for name, ls in sets]
-    embedded = embed_sample(found, encoder, settings, plugins, store=store, workers=workers)
-    report = evaluate(
-        embedded, variants, source=str(found.source), layout=found.layout, target_precision=target_precision
+    return run_evaluation(
+        found,
+        plan,
+        encoder,
+        settings,
+        default_plugins(),
+        store=store,
+        workers=workers,
+        strict=strict or None,
+        target_precision=target_precision,
     )
-    best = dict(sets)[report.variant]
-    return report, best
 
 
 def _save(best, report, path: Path, store) -> str | None:
     """The best variant with its thresholds as a TOML file (and in the index, named after the file)."""
     from search.core.label_set import check_label_set_name, save_label_set_in_index
 
-    best.thresholds = {p.label: p.threshold for p in report.per_label if p.threshold is not None}
     best.save(path)
     if store is None or store.read_only:
         return None
@@ -209,10 +214,25 @@ def _num(value: float | None) -> str:
 
 
 # -- label sets in the index ------------------------------------------------------------------------
-def _owner(index: Path | None):
-    from search.sound_index import SoundIndex
+@contextlib.contextmanager
+def _label_sets(index: Path | None, write: bool):
+    """The index's label-set table, opened without any model (as its owner when ``write``, else as a reader)."""
+    from indexer.label_set_store import LabelSetStore
+    from indexer.ownership import IndexOwnership
+    from indexer.store import DB_NAME, IndexStore
 
-    return SoundIndex.open(_settings(index).index, settings=_settings(index))
+    index_dir = _settings(index).index
+    if not (index_dir / DB_NAME).exists():
+        raise BadInput(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
+    ownership = IndexOwnership(index_dir, shared=not write)
+    try:
+        store = IndexStore.open(index_dir, None, create=False, read_only=not write)
+        try:
+            yield LabelSetStore(store)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
 
 
 @label_set_app.command("add")
@@ -222,24 +242,20 @@ def label_set_add(
     index: IndexOpt = None,
 ):
     """Store a TOML label set in the index under NAME (replacing one of that name)."""
-    from search.core.label_set import check_label_set_name, load_label_set, save_label_set_in_index
+    from search.core.label_set import check_label_set_name, load_label_set
 
     check_label_set_name(name)
     label_set = load_label_set(file)
-    with _owner(index) as sx:
-        save_label_set_in_index(sx.store, name, label_set)
+    with _label_sets(index, write=True) as table:
+        table.put(name, label_set.dumps())
     out.print(f"stored the label set {name!r} ({len(label_set.labels)} labels)")
 
 
 @label_set_app.command("list")
 def label_set_list(index: IndexOpt = None, json_out: JsonOpt = False):
     """The label sets stored in the index."""
-    from indexer.label_set_store import LabelSetStore
-    from search.sound_index import SoundIndex
-
-    settings = _settings(index)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        names = LabelSetStore(sx.store).names()
+    with _label_sets(index, write=False) as table:
+        names = table.names()
     if json_out:
         _emit_json({"label_sets": names})
         return
@@ -250,21 +266,19 @@ def label_set_list(index: IndexOpt = None, json_out: JsonOpt = False):
 @label_set_app.command("show")
 def label_set_show(name: Annotated[str, typer.Argument()], index: IndexOpt = None):
     """Print a stored label set as TOML."""
-    from search.core.label_set import stored_label_set
-    from search.sound_index import SoundIndex
+    from search.core.label_set import parse_label_set
 
-    settings = _settings(index)
-    with SoundIndex.open(settings.index, settings=settings, read_only=True) as sx:
-        text = stored_label_set(sx.store, name).dumps()
-    out.print(text, markup=False, highlight=False)
+    with _label_sets(index, write=False) as table:
+        found = table.get(name)
+    if found is None:
+        raise BadInput(f"no label set named {name!r} in the index (see `soundsift label-set list`)")
+    out.print(parse_label_set(found.body, f"label set {name!r}").dumps(), markup=False, highlight=False)
 
 
 @label_set_app.command("remove")
 def label_set_remove(name: Annotated[str, typer.Argument()], index: IndexOpt = None):
     """Drop a stored label set."""
-    from indexer.label_set_store import LabelSetStore
-
-    with _owner(index) as sx:
-        if not LabelSetStore(sx.store).remove(name):
+    with _label_sets(index, write=True) as table:
+        if not table.remove(name):
             raise BadInput(f"no label set named {name!r} in the index")
     out.print(f"removed the label set {name!r}")

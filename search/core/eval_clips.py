@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.decode_workers import DecodePool, FileFailed, FileOpened, WindowsDecoded
+from indexer.decode_workers import DecodePool, FileDecoded, FileFailed, FileOpened, WindowsDecoded
 from indexer.errors import SoundsiftError
 from indexer.label_set_store import ClipKey, ClipVectors, LabelSetStore
 from indexer.scan import content_hashes
 from indexer.settings import Settings
-from search.core.one_file import ClipEmbedder, decode_job
+from search.core.one_file import EMBED_BATCH, ClipEmbedder, SharedBatch, decode_job
 from search.core.samples import Sample, SampleClip, SkippedRow
 
 
@@ -29,6 +29,7 @@ class EmbeddedSample:
     skipped: list[SkippedRow] = field(default_factory=list)
     embedded_windows: int = 0  # windows embedded by this run (0 when everything came from the cache)
     cached_clips: int = 0
+    clip_ends: list[float] = field(default_factory=list)  # where each clip's audio ends (its last window's end), s
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -88,6 +89,7 @@ def embed_sample(
         skipped=skipped,
         embedded_windows=embedded,
         cached_clips=len(order) - len(new_items),
+        clip_ends=[max(e for _, e in done[i].spans) for i in order],
     )
 
 
@@ -105,7 +107,11 @@ def _embed_clips(clips: list[SampleClip], encoder, settings: Settings, plugins, 
     import os
 
     out: list = [None] * len(clips)
-    embedders = {i: ClipEmbedder(encoder, settings, None, float(c.start), c.duration) for i, c in enumerate(clips)}
+    batch = SharedBatch(encoder, settings.batch_size or EMBED_BATCH)  # short clips: windows of several clips at once
+    embedders = {
+        i: ClipEmbedder(encoder, settings, None, float(c.start), c.duration, batcher=batch) for i, c in enumerate(clips)
+    }
+    ended: set[int] = set()
     n = workers or settings.decode_workers or max(1, min(4, os.cpu_count() or 1))
     pool = DecodePool(decode_job(settings), workers=n, timeout_s=settings.decode_timeout_s)
     for event in pool.run([str(c.path) for c in clips]):
@@ -119,15 +125,18 @@ def _embed_clips(clips: list[SampleClip], encoder, settings: Settings, plugins, 
                 embedders[i].opened(event)
             elif isinstance(event, WindowsDecoded):
                 embedders[i].feed(event)
+            elif isinstance(event, FileDecoded):
+                ended.add(i)
+                embedders[i].end_of_audio()  # its last windows join the shared batch
         except SoundsiftError as exc:
             out[i] = str(exc)
+    batch.flush()
     for i, embedder in embedders.items():
         if out[i] is not None:
             continue
-        try:
-            clip = embedder.finish()
-        except SoundsiftError as exc:
-            out[i] = str(exc)
+        if i not in ended:  # the pool ends every file with FileDecoded or FileFailed
+            out[i] = "the decoder reported no end of the file"
             continue
+        clip = embedder.result()
         out[i] = ClipVectors(clip.spans, clip.vectors)
     return out

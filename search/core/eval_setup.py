@@ -154,3 +154,34 @@ def label_set_variant(
         template=label_set.template,
         texts={k: label_set.text_of(k) for k in label_set.labels},
     )
+
+
+def run_evaluation(
+    sample,
+    plan: VariantPlan,
+    encoder,
+    settings,
+    plugins,
+    *,
+    store=None,
+    workers: int | None = None,
+    strict: bool | None = None,
+    target_precision: float | None = None,
+    max_variants: int | None = None,
+):
+    """(report, best label set): every variant of ``plan`` built, the sample embedded once (cached in ``store``
+    when given) and evaluated; the best-ranked variant's label set comes back with its thresholds set."""
+    from search.core.eval_clips import embed_sample
+    from search.core.evaluate import evaluate
+
+    sets = plan.label_sets()
+    if max_variants is not None and len(sets) > max_variants:
+        raise BadInput(f"{len(sets)} variants (templates x phrasings x policies): at most {max_variants}")
+    variants = [label_set_variant(name, ls, encoder, settings, plugins, strict) for name, ls in sets]
+    embedded = embed_sample(sample, getattr(encoder, "full", lambda: encoder)(), settings, plugins, store, workers)
+    report = evaluate(
+        embedded, variants, source=str(sample.source), layout=sample.layout, target_precision=target_precision
+    )
+    best = dict(sets)[report.variant]
+    best.thresholds = {p.label: p.threshold for p in report.per_label if p.threshold is not None}
+    return report, best

@@ -60,7 +60,7 @@ class Calibration(BaseModel):
 class Misclassified(BaseModel):
     path: str
     start: float
-    end: float | None
+    end: float | None = Field(description="where the clip's audio ends, seconds")
     label: str = Field(description="the true label (labels joined with ';' for a multi-label clip)")
     predicted: str | None
     score: float
@@ -529,8 +529,9 @@ def _misclassified(embedded: EmbeddedSample, truth: Truth, scores: np.ndarray, p
                 continue
             name, score = labels[j], float(scores[r, j])
         true = ";".join(labels[j] for j in np.flatnonzero(truth.matrix[r]))
+        end = embedded.clip_ends[row] if row < len(embedded.clip_ends) else clip.end
         out.append(
-            Misclassified(path=str(clip.path), start=clip.start, end=clip.end, label=true, predicted=name, score=score)
+            Misclassified(path=str(clip.path), start=clip.start, end=end, label=true, predicted=name, score=score)
         )
     out.sort(key=lambda m: -m.score)
     return out

@@ -93,8 +93,9 @@ class ClipEmbedder:
         duration_s: float | None = None,
         caps=None,
         envelope_points: int = 0,
+        batcher: "SharedBatch | None" = None,
     ):
-        self.encoder, self.tagger, self.caps = encoder, tagger, caps
+        self.encoder, self.tagger, self.caps, self.batcher = encoder, tagger, caps, batcher
         self.start_s, self.duration_s, self.envelope_points = start_s, duration_s, envelope_points
         self.first = int(round(start_s * TARGET_RATE))
         self.last = None if duration_s is None else self.first + int(round(duration_s * TARGET_RATE))
@@ -157,11 +158,14 @@ class ClipEmbedder:
         if not self.pending:
             return
         audio = [w for _, w in self.pending]
-        self.vectors.append(self.encoder.embed_windows(audio))
-        self.spans.extend(
+        spans = [
             (sp.start / TARGET_RATE + self.start_s, (sp.start + sp.length) / TARGET_RATE + self.start_s)
             for sp, _ in self.pending
-        )
+        ]
+        if self.batcher is not None:  # embedded later, batched with other clips' windows
+            self.batcher.add(self, audio, spans)
+        else:
+            self.take(self.encoder.embed_windows(audio), spans)
         if self.tagger is not None:
             for w in audio:  # one at a time: a short file's only window is shorter than the rest would be
                 try:
@@ -171,8 +175,14 @@ class ClipEmbedder:
                     pass
         self.pending.clear()
 
-    def finish(self) -> EmbeddedClip:
-        """The embedded clip; BadInput when the segment starts at or past the end of the file."""
+    def take(self, vectors: np.ndarray, spans: list[tuple[float, float]]) -> None:
+        """Embedded windows of this clip, in order."""
+        self.vectors.append(vectors)
+        self.spans.extend(spans)
+
+    def end_of_audio(self) -> None:
+        """The stream is over: the last (or a short file's only) window is cut and embedded (or handed to the
+        batcher); BadInput when the segment starts at or past the end of the file."""
         total_s = self.covered / TARGET_RATE
         if self.info.duration is None:
             self.info.duration = total_s
@@ -180,6 +190,15 @@ class ClipEmbedder:
             raise BadInput(f"start {self.start_s:g} s is at or past the end of the file ({total_s:.2f} s)")
         self.pending.extend(self.cutter.finish())
         self._flush()
+
+    def finish(self) -> EmbeddedClip:
+        """The embedded clip (`end_of_audio`, then `result`)."""
+        self.end_of_audio()
+        return self.result()
+
+    def result(self) -> EmbeddedClip:
+        """The embedded clip, once every window is embedded (with a batcher: after its last flush)."""
+        total_s = self.covered / TARGET_RATE
         notes = self.flags.pop("decoder", [])
         return EmbeddedClip(
             vectors=np.concatenate(self.vectors),
@@ -192,6 +211,33 @@ class ClipEmbedder:
             total_s=total_s,
             builder=self.builder,
         )
+
+
+class SharedBatch:
+    """Windows of several clips embedded together (many short clips: one window each), batch by batch; each
+    clip gets its vectors back in order. A window's vector does not depend on its batch-mates."""
+
+    def __init__(self, encoder: ClapEncoder, size: int):
+        self.encoder, self.size = encoder, max(1, size)
+        self.items: list[tuple[ClipEmbedder, list[np.ndarray], list[tuple[float, float]]]] = []
+        self.count = 0
+
+    def add(self, clip: ClipEmbedder, audio: list[np.ndarray], spans: list[tuple[float, float]]) -> None:
+        self.items.append((clip, audio, spans))
+        self.count += len(audio)
+        if self.count >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed everything held and hand each clip its vectors."""
+        if not self.items:
+            return
+        vectors = self.encoder.embed_windows([w for _, audio, _ in self.items for w in audio])
+        at = 0
+        for clip, audio, spans in self.items:
+            clip.take(vectors[at : at + len(audio)], spans)
+            at += len(audio)
+        self.items, self.count = [], 0
 
 
 def classify_file(

@@ -15,11 +15,11 @@ from search.core.label_set import NAME_PATTERN, stored_label_set
 from search.core.options import TEMPLATE_PATTERN
 from search.core.samples import SkippedRow
 from search.http.job_paths import allowed_roots, resolve_job_path
-from search.http.models import STRICT, error_responses
+from search.http.models import MAX_LABELS, STRICT, error_responses
 from search.http.routes.deps import Guarded, IndexDep, run_heavy
 
 router = APIRouter()
-MAX_VARIANTS = 64
+MAX_VARIANTS = 32  # templates x phrasings x policies in one request
 
 Template = Annotated[str, Field(min_length=2, max_length=500, json_schema_extra={"pattern": TEMPLATE_PATTERN})]
 Phrasing = Annotated[str, Field(min_length=1, max_length=4000)]
@@ -84,9 +84,7 @@ async def evaluate_sample(body: EvalRequest, request: Request, sx: IndexDep) -> 
 def _evaluate(body: EvalRequest, sample_path: str, roots: list[str], sx) -> EvalReport:
     import os
 
-    from search.core.eval_clips import embed_sample
-    from search.core.eval_setup import label_set_variant, parse_label_map, plan_variants
-    from search.core.evaluate import evaluate
+    from search.core.eval_setup import parse_label_map, plan_variants, run_evaluation
     from search.core.label_set import save_label_set_in_index
     from search.core.samples import read_sample
 
@@ -112,18 +110,20 @@ def _evaluate(body: EvalRequest, sample_path: str, roots: list[str], sx) -> Eval
         templates, policies, options = body.prompt_templates, body.policies, body.policy_options or {}
     if not label_map:
         raise BadInput("no labels: give labels, a label set, or a sample with classes")
+    if len(label_map) > MAX_LABELS:
+        raise BadInput(f"{len(label_map)} labels: at most {MAX_LABELS} in one evaluation")
     plan = plan_variants(label_map, templates, body.variants, policies, options, sx.settings.prompt_template)
-    sets = plan.label_sets()
-    if len(sets) > MAX_VARIANTS:
-        raise BadInput(f"{len(sets)} variants (templates x phrasings x policies): at most {MAX_VARIANTS}")
-    variants = [label_set_variant(name, ls, sx.encoder, sx.settings, sx.plugins) for name, ls in sets]
-    embedded = embed_sample(sample, sx.encoder.full(), sx.settings, sx.plugins, store=sx.store)
-    report = evaluate(
-        embedded, variants, source=str(sample.source), layout=sample.layout, target_precision=body.target_precision
+    report, best = run_evaluation(
+        sample,
+        plan,
+        sx.encoder,
+        sx.settings,
+        sx.plugins,
+        store=sx.store,
+        target_precision=body.target_precision,
+        max_variants=MAX_VARIANTS,
     )
     if body.save_as is not None:
-        best = dict(sets)[report.variant]
-        best.thresholds = {p.label: p.threshold for p in report.per_label if p.threshold is not None}
         save_label_set_in_index(sx.store, body.save_as, best)
     return report
 
