@@ -73,9 +73,9 @@ def test_examples_train_job_probe_classify_search(live):
     filtered = api.post("/classify", json={"probe": "p1", "filters": {"tags": ["probe:p1:hiss>=0.5"]}}).json()["rows"]
     assert {r["window_id"] for r in filtered} == {r["window_id"] for r in rows if r["scores"]["hiss"] >= 0.5}
     exported = api.get("/probes/p1/export").json()
-    assert api.post("/probes/import", params={"name": "p1b"}, json=exported).status_code == 200
+    assert api.post("/probes", params={"name": "p1b"}, json=exported).status_code == 200
     exported["model_fingerprint"] = "0" * 64
-    refused = api.post("/probes/import", params={"name": "p1c"}, json=exported)
+    refused = api.post("/probes", params={"name": "p1c"}, json=exported)
     assert refused.status_code == 409 and "0" * 12 in refused.json()["detail"], refused.text
     assert api.delete("/probes/p1b").status_code == 200 and api.get("/probes/p1b").status_code == 404
 

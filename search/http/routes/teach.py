@@ -60,9 +60,14 @@ def _windows(sx, targets: list) -> list:
 
 
 @router.get("/examples", dependencies=Guarded, tags=["teach"])
-def list_examples(sx: IndexDep, cls: Annotated[str | None, Query(alias="class", max_length=100)] = None) -> dict:
+def list_examples(
+    request: Request, sx: IndexDep, cls: Annotated[str | None, Query(alias="class", max_length=100)] = None
+) -> dict:
     """Every example (of one class) with its current window; stale ones (their file changed or is gone) say so."""
     from search.core.probes import example_document
+
+    if len(request.query_params.getlist("class")) > 1:
+        raise BadInput("give `class` once")
 
     return {"examples": [example_document(e) for e in _teach(sx).examples(cls)], "classes": _teach(sx).classes()}
 
@@ -148,7 +153,7 @@ def export_probe(name: str, sx: IndexDep) -> dict[str, Any]:
         return json.loads(path.read_text())
 
 
-@router.post("/probes/import", dependencies=Guarded, tags=["teach"], responses=error_responses(409))
+@router.post("/probes", dependencies=Guarded, tags=["teach"], responses=error_responses(409))
 def import_probe(
     doc: dict[str, Any], sx: IndexDep, name: Annotated[str | None, Query(max_length=64, pattern=PROBE_NAME)] = None
 ) -> dict:
