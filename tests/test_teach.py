@@ -379,3 +379,39 @@ def test_kill_during_training_keeps_the_old_probe(taught, trained, tiny_model_di
     assert four["version"] == trained["version"] and four["classes"] == list(CLASSES)
     after = cli(tiny_model_dir, "classify", "--probe", "four", "--index", idx, "--json").json["rows"]
     assert [r["scores"] for r in after] == [r["scores"] for r in before]
+
+
+def test_examples_import_and_eval_probe(taught, trained, tiny_model_dir, tmp_path):
+    import csv
+
+    idx, a = taught["index"], taught["archive"]
+    manifest = tmp_path / "marks.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "start", "end", "label"])
+        w.writerow([a / "hum_4.wav", 0, 1, "imported_hum"])
+        w.writerow([a / "hiss_4.wav", "", "", "imported_hiss"])
+        w.writerow([tmp_path / "not_indexed.wav", "", "", "imported_hiss"])
+    doc = cli(tiny_model_dir, "examples", "import", manifest, "--index", idx, "--json").json
+    assert doc["examples"] == 2 and doc["classes"] == ["imported_hiss", "imported_hum"]
+    write(tmp_path / "elsewhere.wav", synth("hum", 4242))  # a real file the index does not hold
+    assert doc["not_indexed"] == [] and len(doc["skipped"]) == 1  # the reader skips a file that does not exist
+    with manifest.open("a", newline="") as fh:
+        csv.writer(fh).writerow([tmp_path / "elsewhere.wav", "", "", "imported_hiss"])
+    doc = cli(tiny_model_dir, "examples", "import", manifest, "--index", idx, "--json").json
+    assert doc["not_indexed"] == [str(tmp_path / "elsewhere.wav")] and doc["examples"] == 2
+    listed = cli(tiny_model_dir, "examples", "list", "--class", "imported_hum", "--index", idx, "--json").json
+    assert [Path(e["path"]).name for e in listed["examples"]] == ["hum_4.wav"]
+    for cls in ("imported_hum", "imported_hiss"):
+        cli(tiny_model_dir, "examples", "remove", cls, "--index", idx)
+    # a held-out sample (class folders of new clips) scored by the probe: the eval report of a label set
+    sample = tmp_path / "sample"
+    for kind in CLASSES:
+        (sample / kind).mkdir(parents=True)
+        for i in range(2):
+            write(sample / kind / f"{i}.wav", synth(kind, 5000 + 10 * CLASSES.index(kind) + i))
+    report = cli(tiny_model_dir, "eval", sample, "--probe", "four", "--index", idx, "--json").json
+    assert report["labels"] == list(CLASSES) and report["clips"] == 8 and report["variant"] == "probe:four"
+    assert 0.0 <= report["accuracy"] <= 1.0 and len(report["per_label"]) == len(CLASSES)
+    proc = cli(tiny_model_dir, "eval", sample, "--probe", "nope", "--index", idx, check=False)
+    assert proc.returncode != 0 and "no probe named 'nope'" in proc.stderr and proc.stderr.count("\n") == 1

@@ -153,8 +153,9 @@ class RemoteIndex:
             body["policy_options"] = options.policy_options
         if options.filters is not None and not options.filters.is_empty():
             body["filters"] = options.filters.model_dump(mode="json", exclude_defaults=True)
-        if options.probe:
+        if options.probe:  # a probe scores with its own classes
             body["probe"] = options.probe
+            body.pop("labels", None)
         if options.label_names is not None:
             body["label_names"] = options.label_names
         response = self._open(

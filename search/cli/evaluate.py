@@ -75,9 +75,12 @@ def eval_cmd(
     ] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="decoding processes (default: settings)")] = None,
     strict: Annotated[bool, typer.Option("--strict")] = False,
+    probe: Annotated[
+        Optional[str], typer.Option("--probe", help="evaluate a probe trained in --index instead of a label set")
+    ] = None,
     json_out: JsonOpt = False,
 ):
-    """Measure a label set on your own labelled recordings: accuracy, F1, AP, thresholds, calibration, variants."""
+    """Measure a label set (or a --probe) on your own labelled recordings: accuracy, F1, AP, thresholds, calibration."""
     from search.core.eval_setup import parse_label_map, plan_variants
     from search.core.evaluate import check_label_map
     from search.core.samples import read_sample
@@ -87,6 +90,12 @@ def eval_cmd(
     if out_path is not None and out_path.suffix.lower() not in (".html", ".htm"):
         raise BadInput(f"--out writes an HTML report: give a .html file, not {out_path}")
     found = read_sample(sample)
+    if probe is not None:
+        from search.cli.teach import evaluate_probe
+
+        report = evaluate_probe(found, probe, _settings(index, model, device), index, workers, target_precision)
+        _emit_json(report) if json_out else _print_report(report)
+        return
     label_map = parse_label_map(labels) if labels else {c: c for c in found.classes}
     check_label_map(list(label_map), found.classes)  # before any model loads
     settings = _settings(index, model, device)

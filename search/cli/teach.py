@@ -11,6 +11,8 @@ from rich.table import Table
 
 from indexer.errors import BadInput, IndexLocked
 from search.cli.app import IndexOpt, JsonOpt, _emit_json, _settings, app, out
+from search.core.probes import check_class_name as _class_name
+from search.core.probes import example_document
 
 examples_app = typer.Typer(no_args_is_help=True, help="Marked windows (examples) per class, kept in the index.")
 probes_app = typer.Typer(no_args_is_help=True, help="Probes trained from the examples: list, remove, export, import.")
@@ -76,34 +78,6 @@ def examples_add(
         _emit_json(doc)
     else:
         out.print(f"{cls}: marked {added} window(s) as {'counter-' if negative else ''}examples", markup=False)
-
-
-def _class_name(cls: str) -> str:
-    from search.core.probes import OTHER
-
-    cls = cls.strip()
-    if not cls or "," in cls or ":" in cls:
-        raise BadInput(f"a class name is a non-empty word without ',' or ':', not {cls!r}")
-    if cls.lower() == OTHER:
-        raise BadInput(f"{OTHER!r} is the probes' own class for background windows; name yours otherwise")
-    return cls
-
-
-def example_document(e) -> dict:
-    """One example as JSON (`examples list --json`, GET /examples)."""
-    return {
-        "class": e.cls,
-        "positive": e.positive,
-        "window_id": e.window_id,
-        "path": e.current_path or e.path,
-        "marked_path": e.path,
-        "start": e.start,
-        "end": e.end,
-        "hash": e.hash,
-        "source": e.source,
-        "created_at": e.created_at,
-        "stale": e.stale,
-    }
 
 
 @examples_app.command("list")
@@ -296,3 +270,35 @@ def probes_import(
         _emit_json(doc)
     else:
         out.print(f"imported probe {record.name} v{record.version}: {', '.join(record.classes)}", markup=False)
+
+
+def evaluate_probe(found, probe: str, settings, index: Path | None, workers, target_precision):
+    """`eval SAMPLE --probe PROBE`: the sample's clips embedded with the index's model, scored by the stored probe."""
+    from plugins.manager import default_plugins
+    from search.core.classify import policy_named
+    from search.core.eval_clips import embed_sample
+    from search.core.evaluate import Variant, check_label_map, evaluate
+    from search.core.probes import OTHER, load_scorer
+    from search.sound_index import SoundIndex
+
+    if index is None:
+        raise BadInput("--probe needs the --index the probe was trained in")
+    plugins = default_plugins()
+    with contextlib.ExitStack() as stack:
+        try:
+            sx = stack.enter_context(SoundIndex.open(settings.index, settings=settings))
+        except IndexLocked:
+            sx = stack.enter_context(SoundIndex.open(settings.index, settings=settings, read_only=True))
+        scorer = load_scorer(sx.store, probe)
+        check_label_map([c for c in scorer.classes if c != OTHER], found.classes)
+        variant = Variant(
+            name=f"probe:{probe}",
+            scorer=scorer,
+            policy=policy_named(plugins.policies, "softmax"),
+            policy_name="softmax",
+            texts={c: f"probe {probe}" for c in scorer.classes},
+        )
+        embedded = embed_sample(found, sx.encoder, settings, plugins, store=sx.store, workers=workers)
+        return evaluate(
+            embedded, [variant], source=str(found.source), layout=found.layout, target_precision=target_precision
+        )

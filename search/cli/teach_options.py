@@ -82,9 +82,25 @@ def remote_like(query, probe: str | None, like_files) -> dict:
         body["probe"] = probe
     if query is not None:
         body.update(
-            like=query.like,
-            unlike=query.unlike,
+            like=[target_json(t) for t in query.like],
+            unlike=[target_json(t) for t in query.unlike],
             include_self=query.include_self,
             like_weights={"text": query.weights.text, "like": query.weights.like, "unlike": query.weights.unlike},
         )
     return body
+
+
+def target_json(spec: str):
+    """A CLI target as POST /search takes it: a window id, or {path, start} (the server resolves the path)."""
+    import os
+
+    text = str(spec).strip()
+    if text.isdigit() and not os.path.exists(text):
+        return int(text)
+    path, at, seconds = text.rpartition("@")
+    if at:
+        try:
+            return {"path": os.path.abspath(path), "start": float(seconds)}
+        except ValueError:
+            pass
+    return {"path": os.path.abspath(text)}

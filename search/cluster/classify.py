@@ -170,9 +170,8 @@ def classify_on_cluster(
     Returns a summary: labels, texts, policy, rows written, parts, where each part was scored.
     """
     from plugins.manager import default_plugins
-    from search.core.classify import check_policy_options, label_matrix, policy_named
-    from search.core.prompts import parse_labels, prepare_all
-    from search.sound_index import load_encoder
+    from search.core.classify import check_policy_options, policy_named
+    from search.core.prompts import parse_labels
 
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
@@ -198,14 +197,7 @@ def classify_on_cluster(
             matrix, prepared = _probe_matrix(index_dir or settings.index, probe, meta), []
             names = list(matrix.classes)
         else:
-            encoder = load_encoder(settings.model_copy(update={"model": settings.model or meta["model"]["id"]}))
-            if meta["model"]["fingerprint"] and encoder.identity.fingerprint != meta["model"]["fingerprint"]:
-                raise ModelMismatch(
-                    f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
-                    f"--model gives {encoder.identity.describe()}: classify with the model that wrote it"
-                )
-            prepared = prepare_all(names, plugins, settings, strict)
-            matrix = label_matrix(prepared, encoder)
+            matrix, prepared = _label_matrix(settings, meta, names, plugins, strict)
         options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
         check_policy_options(scoring, matrix, options)
         spec = _spec(matrix, policy, options, settings)
@@ -324,3 +316,17 @@ def _probe_matrix(index_dir: Path, name: str, meta: dict):
             f"the export was written with {meta['model']['id']} ({exported[:12]})"
         )
     return scorer
+
+
+def _label_matrix(settings, meta: dict, names: list[str], plugins, strict: bool | None):
+    """(label vectors, prepared queries) embedded with the model that wrote the export (another one is refused)."""
+    from search.sound_index import label_matrix, load_encoder, prepare_all
+
+    encoder = load_encoder(settings.model_copy(update={"model": settings.model or meta["model"]["id"]}))
+    if meta["model"]["fingerprint"] and encoder.identity.fingerprint != meta["model"]["fingerprint"]:
+        raise ModelMismatch(
+            f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
+            f"--model gives {encoder.identity.describe()}: classify with the model that wrote it"
+        )
+    prepared = prepare_all(names, plugins, settings, strict)
+    return label_matrix(prepared, encoder), prepared

@@ -60,6 +60,8 @@ def resolve_windows(teach: TeachStore, spec: str | int | dict) -> list[WindowRef
     text = str(spec).strip()
     if not text:
         raise BadInput("an empty target: give a window id, PATH or PATH@SECONDS")
+    if "\x00" in text:
+        raise BadInput("a target cannot contain a NUL character")
     if isinstance(spec, int) or text.isdigit():
         found = _file_of(teach, text) if not isinstance(spec, int) else None
         if found is None:

@@ -20,62 +20,13 @@ import numpy as np
 
 from indexer.errors import BadInput, ModelMismatch
 from indexer.teach_store import ExampleRecord, ProbeRecord, TeachStore
-from plugins.contract import LabelTexts
+from search.core.scorers import ProbeScorer
 
 OTHER = "other"
 DEFAULT_BACKGROUND = 200  # random unlabelled windows for a one-class probe when --background is not given
 EXPORT_FORMAT = "soundsift-probe"
 EXPORT_VERSION = 1
 MIN_PER_CLASS = 2  # fewer cannot be cross-validated (and one example is not a class)
-
-
-class ProbeScorer:
-    """A stored probe as a scorer of window vectors: ``classes`` and ``logits(vectors) -> (n, len(classes))``."""
-
-    def __init__(self, record: ProbeRecord):
-        self.record = record
-        self.name = record.name
-        self.classes: list[str] = list(record.classes)
-        self.weights = np.ascontiguousarray(record.weights, np.float32)
-        self.bias = np.ascontiguousarray(record.bias, np.float32)
-        self.labels = [LabelTexts(c, (f"probe {record.name}",)) for c in self.classes]
-        self.logit_scale = 1.0  # the logits are the classifier's own; no cosine scale applies
-        self._t: tuple | None = None
-
-    @property
-    def key(self) -> str:
-        """A short key for this probe's weights (archive statistics are cached by it)."""
-        digest = hashlib.sha256(self.weights.tobytes())
-        digest.update(self.bias.tobytes())
-        return digest.hexdigest()
-
-    def logits(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, classes) float32 logits of a chunk of vectors (float16 or float32): one matrix product."""
-        import warnings
-
-        import torch
-
-        if self._t is None:
-            self._t = (torch.from_numpy(self.weights.T.copy()), torch.from_numpy(self.bias))
-        w, b = self._t
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
-            v = torch.from_numpy(np.ascontiguousarray(vectors))
-        return torch.addmm(b, v.float(), w).numpy()
-
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        """softmax of the logits: the classifier's predict_proba."""
-        z = self.logits(vectors)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-    def class_index(self, cls: str) -> int:
-        """The column of ``cls`` (case-insensitive); BadInput naming the probe's classes otherwise."""
-        for i, c in enumerate(self.classes):
-            if c.lower() == cls.strip().lower():
-                return i
-        raise BadInput(f"probe {self.name} has no class {cls!r}; its classes: {', '.join(self.classes)}")
 
 
 # -- identity --------------------------------------------------------------------------------
@@ -209,13 +160,22 @@ def training_set(store, wm, classes: list[str], background: int | None, seed: in
 def fit(vectors: np.ndarray, labels: list[str], classes: list[str], c: float = 1.0, seed: int = 0):
     """(weights (classes, dim), bias (classes,), metrics): logistic regression, class-balanced, cross-validated."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
 
     y = np.array([classes.index(lab) for lab in labels])
 
     def model():
         return LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+
+    with threadpool_limits(
+        1
+    ):  # a few thousand small products: BLAS/OpenMP threads only contend (30x slower on a busy box)
+        return _fit(vectors, y, classes, model, seed)
+
+
+def _fit(vectors, y, classes, model, seed):
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     folds = int(min(5, np.bincount(y, minlength=len(classes)).min()))
     metrics: dict = {"examples": len(y), "folds": folds}
@@ -296,6 +256,8 @@ def probe_summary(store, record: ProbeRecord) -> dict:
         "model_fingerprint": record.model_fingerprint,
         "example_hash": record.example_hash,
         "examples_changed": current is not None and current != record.example_hash,
+        "cv_accuracy": record.metrics.get("cv_accuracy"),  # cross-validated on the examples (also in metrics)
+        "f1": record.metrics.get("f1"),  # per class
         "metrics": record.metrics,
         "created_at": record.created_at,
     }
@@ -470,3 +432,30 @@ def search_probe(sx, probe_class: str, k: int, allowed):
         if int(i) in rows
     ]
     return QueryResult(query=f"probe:{name}:{cls}", texts=[], hits=hits)
+
+
+def check_class_name(cls: str) -> str:
+    """A class name as given (stripped); BadInput for an empty one, one with ',' or ':', or 'other'."""
+    cls = cls.strip()
+    if not cls or "," in cls or ":" in cls:
+        raise BadInput(f"a class name is a non-empty word without ',' or ':', not {cls!r}")
+    if cls.lower() == OTHER:
+        raise BadInput(f"{OTHER!r} is the probes' own class for background windows; name yours otherwise")
+    return cls
+
+
+def example_document(e) -> dict:
+    """One example as JSON (`examples list --json`, GET /examples)."""
+    return {
+        "class": e.cls,
+        "positive": e.positive,
+        "window_id": e.window_id,
+        "path": e.current_path or e.path,
+        "marked_path": e.path,
+        "start": e.start,
+        "end": e.end,
+        "hash": e.hash,
+        "source": e.source,
+        "created_at": e.created_at,
+        "stale": e.stale,
+    }

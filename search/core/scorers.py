@@ -12,6 +12,7 @@ aggregation take any scorer; a scorer may also offer, when it has them:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -21,6 +22,8 @@ from plugins.contract import ArchiveStats, LabelTexts, PolicyResult, ScoringPoli
 
 if TYPE_CHECKING:  # torch is imported where a label set is put on a device
     import torch
+
+    from indexer.teach_store import ProbeRecord
 
 
 @runtime_checkable
@@ -204,3 +207,62 @@ def aggregate_files(result: PolicyResult, file_ids: np.ndarray) -> FileScores:
     arg = np.minimum.reduceat(rows, starts, axis=0)
     fired = np.logical_or.reduceat(np.asarray(result.fired, dtype=bool)[order], starts, axis=0)
     return FileScores(ids[starts], peak, arg.astype(np.int64), fired)
+
+
+class ProbeScorer:
+    """A stored probe as a scorer of window vectors: ``classes`` and ``logits(vectors) -> (n, len(classes))``."""
+
+    def __init__(self, record: "ProbeRecord"):
+        self.record = record
+        self.name = record.name
+        self.classes: list[str] = list(record.classes)
+        self.weights = np.ascontiguousarray(record.weights, np.float32)
+        self.bias = np.ascontiguousarray(record.bias, np.float32)
+        self.labels = [LabelTexts(c, (f"probe {record.name}",)) for c in self.classes]
+        self.logit_scale = 1.0  # the logits are the classifier's own; no cosine scale applies
+        self._t: tuple | None = None
+
+    @property
+    def key(self) -> str:
+        """A short key for this probe's weights (archive statistics are cached by it)."""
+        digest = hashlib.sha256(self.weights.tobytes())
+        digest.update(self.bias.tobytes())
+        return digest.hexdigest()
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, classes) float32 logits of a chunk of vectors (float16 or float32): one matrix product.
+
+        float16 chunks (the memory-mapped matrix) widen into a buffer reused from chunk to chunk."""
+        import warnings
+
+        import torch
+
+        if self._t is None:
+            self._t = (torch.from_numpy(self.weights.T.copy()), torch.from_numpy(self.bias), None)
+        w, b, scratch = self._t
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
+            host = torch.from_numpy(np.ascontiguousarray(vectors))
+        if host.dtype != torch.float32:
+            n, dim = host.shape
+            if scratch is None or scratch.shape[0] < n or scratch.shape[1] != dim:
+                scratch = torch.empty((n, dim), dtype=torch.float32)
+                self._t = (w, b, scratch)
+            host = scratch[:n].copy_(host)
+        return torch.addmm(b, host, w).numpy()
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """softmax of the logits: the classifier's predict_proba."""
+        z = self.logits(vectors)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def class_index(self, cls: str) -> int:
+        """The column of ``cls`` (case-insensitive); BadInput naming the probe's classes otherwise."""
+        from indexer.errors import BadInput
+
+        for i, c in enumerate(self.classes):
+            if c.lower() == cls.strip().lower():
+                return i
+        raise BadInput(f"probe {self.name} has no class {cls!r}; its classes: {', '.join(self.classes)}")

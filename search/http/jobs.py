@@ -76,6 +76,9 @@ class JobInfo(BaseModel):
     run_id: int | None = None
     tag: dict | None = Field(None, description="a tag job's model, top_k, function_to_apply and retag")
     transcribe: dict | None = Field(None, description="a transcribe job's model, language and retranscribe")
+    train: dict | None = Field(
+        None, description="a train job's probe, classes, background, c and seed; once done, `result` (the probe)"
+    )
 
 
 @dataclass
@@ -232,17 +235,39 @@ class JobManager:
             )
         )
 
+    def submit_train(self, spec: dict, trigger: str = "api") -> JobInfo:
+        """Queue training probe ``spec["probe"]`` on the examples of ``spec["classes"]``; returns it as queued."""
+        return self._enqueue(
+            JobInfo(
+                id=uuid.uuid4().hex[:12],
+                kind="train",
+                status="queued",
+                paths=[],
+                trigger=trigger,
+                submitted_at=time.time(),
+                train=dict(spec),
+            )
+        )
+
     def _enqueue(self, info: JobInfo) -> JobInfo:
         """Queue ``info`` unless the same job (kind, paths, options) is already queued; QueueFull past ``max_queued``."""
         with self._lock:
             for job_id in self._queue:
                 queued = self._jobs[job_id].info
-                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag, queued.transcribe) == (
+                if (
+                    queued.kind,
+                    sorted(queued.paths),
+                    queued.retry_failed,
+                    queued.tag,
+                    queued.transcribe,
+                    queued.train,
+                ) == (
                     info.kind,
                     sorted(info.paths),
                     info.retry_failed,
                     info.tag,
                     info.transcribe,
+                    info.train,
                 ):
                     return queued.model_copy(deep=True)
             if len(self._queue) >= self.max_queued:
@@ -354,6 +379,8 @@ class JobManager:
     def _run(self, job: _Job) -> None:
         if job.info.kind == "tag":
             return self._run_tag(job)
+        if job.info.kind == "train":
+            return self._run_train(job)
         if job.info.kind == "transcribe":
             spec = job.info.transcribe or {}
             return self._run_tag(
@@ -447,6 +474,36 @@ class JobManager:
                 p.windows = report.windows_tagged
                 p.windows_per_s = round(report.windows_per_s, 3)
                 p.eta_s = 0.0
+        finally:
+            self._save(job.info)
+            job.done.set()
+
+    def _run_train(self, job: _Job) -> None:
+        """A probe fitted on the examples and stored in one transaction (the old version serves until then)."""
+        from search.core.probes import probe_summary, train
+
+        spec = job.info.train or {}
+        sx = self.sound_index
+        try:
+            record = train(
+                sx.store,
+                sx.window_matrix(),
+                spec["probe"],
+                spec["classes"],
+                spec.get("background"),
+                float(spec.get("c", 1.0)),
+                int(spec.get("seed", 0)),
+            )
+        except Exception as exc:  # a job's failure is reported on the job; the server goes on
+            with self._lock:
+                job.info.status = "failed"
+                job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
+                job.info.finished_at = time.time()
+        else:
+            with self._lock:
+                job.info.status = "completed"
+                job.info.finished_at = time.time()
+                job.info.train = {**spec, "result": probe_summary(sx.store, record)}  # what `train --json` prints
         finally:
             self._save(job.info)
             job.done.set()

@@ -20,6 +20,7 @@ MAX_TOP = 1_000_000
 MAX_JOB_PATHS = 100
 MAX_MARGIN_S = 30.0
 MAX_TAG_FILTER = 300
+PROBE_NAME = r"^[A-Za-z0-9_.\-]{1,64}$"
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 # A text with something in it: blank queries and labels are refused by the schema itself.
@@ -122,13 +123,45 @@ def _check_template(value: str | None) -> str | None:
         raise ValueError(str(exc).removeprefix("prompt_template ")) from None
 
 
+class WindowTarget(BaseModel):
+    """A window named by its file (as indexed) and a time in it; without ``start``, the file's windows' mean."""
+
+    model_config = STRICT
+    path: str = Field(..., min_length=1, max_length=4096)
+    start: float | None = Field(None, ge=0, le=1e7, description="seconds: the window holding this time")
+
+
+class LikeWeights(BaseModel):
+    """Rocchio's weights: the text, the `like` examples' mean, the `unlike` examples' mean."""
+
+    model_config = ConfigDict(strict=True)
+    text: float = Field(1.0, ge=-100, le=100)
+    like: float = Field(1.0, ge=-100, le=100)
+    unlike: float = Field(0.5, ge=-100, le=100)
+
+
+Target = Annotated[int, Field(ge=0, le=2**62)] | WindowTarget
+
+
 class SearchRequest(BaseModel):
     model_config = STRICT
+    like: list[Target] = Field(
+        default_factory=list, max_length=MAX_QUERIES, description="more like these: window ids or {path, start}"
+    )
+    unlike: list[Target] = Field(default_factory=list, max_length=MAX_QUERIES, description="less like these")
+    include_self: bool = Field(False, description="keep the `like` targets' own windows among the hits")
+    like_weights: LikeWeights | None = None
+    probe: str | None = Field(
+        None,
+        max_length=200,
+        json_schema_extra={"pattern": r"^[A-Za-z0-9_.\-]{1,64}:.+$"},
+        description="rank windows by a probe's probability of a class: 'PROBE:CLASS'",
+    )
     queries: list[QueryText] = Field(
-        ...,
-        min_length=0,
+        default_factory=list,
         max_length=MAX_QUERIES,
-        description="descriptions, e.g. ['glass breaking', '轴承异响']; none with filters.said: ranked by what is said",
+        description="descriptions, e.g. ['glass breaking', '轴承异响'] (may be empty with `like`, `probe` or "
+        "filters.said: then ranked by the examples, the probe or what is said)",
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
@@ -148,6 +181,41 @@ class SearchRequest(BaseModel):
     @classmethod
     def _template(cls, value):
         return _check_template(value)
+
+    @field_validator("queries")
+    @classmethod
+    def _some_query(cls, queries, info):
+        # `like` and `probe` come first in the model, so they are validated (and seen here) before `queries`
+        if not queries and not info.data.get("like") and not info.data.get("probe"):
+            raise ValueError("give at least 1 query (or `like` targets, or a `probe` 'PROBE:CLASS')")
+        return queries
+
+    @model_validator(mode="after")
+    def _something_to_search(self):
+        if not (self.queries or self.like or self.probe):  # `queries` left out altogether
+            raise ValueError("give at least 1 query (or `like` targets, or a `probe` 'PROBE:CLASS')")
+        if self.probe is not None and (self.queries or self.like or self.unlike):
+            raise ValueError("`probe` ranks by the probe alone: give it without queries, like or unlike")
+        return self
+
+    def like_query(self):
+        """The search-by-example part of the request (None without like/unlike targets)."""
+        if not (self.like or self.unlike):
+            return None
+        from search.core.like import LikeQuery
+        from search.core.like import LikeWeights as Weights
+
+        w = self.like_weights or LikeWeights()
+
+        def spec(t):
+            return t if isinstance(t, int) else t.model_dump()
+
+        return LikeQuery(
+            like=[spec(t) for t in self.like],
+            unlike=[spec(t) for t in self.unlike],
+            include_self=self.include_self,
+            weights=Weights(w.text, w.like, w.unlike),
+        )
 
 
 class ClassifyRequest(BaseModel):
@@ -169,6 +237,13 @@ class ClassifyRequest(BaseModel):
         None,
         max_length=MAX_LABELS,
         description="names for the rows' labels, one per label text (a label set's classes)",
+    )
+    probe: str | None = Field(
+        None,
+        max_length=64,
+        json_schema_extra={"pattern": PROBE_NAME},
+        description="score with a probe trained in the index (`soundsift train`, POST /probes/{name}/train) "
+        "instead of labels",
     )
     policy: str = Field(DEFAULT_POLICY, max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
@@ -207,6 +282,12 @@ class ClassifyRequest(BaseModel):
 
     @model_validator(mode="after")
     def _labels_or_set(self):
+        if self.probe is not None:
+            if not re.fullmatch(PROBE_NAME, self.probe):
+                raise ValueError("a probe name is letters, digits, _ . - (up to 64)")
+            if self.labels is not None or self.label_set is not None:
+                raise ValueError("give `probe` alone: it scores with its own classes, not `labels` or `label_set`")
+            return self
         if (self.labels is None) == (self.label_set is None):
             raise ValueError("give `labels` or `label_set` (the name of a label set stored in the index), not both")
         if self.label_names is not None and self.label_set is not None:

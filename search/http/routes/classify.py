@@ -88,11 +88,12 @@ def _classify(body: ClassifyRequest, request: Request, sx):
             call.policy_options,
             call.prompt_template,
         )
-    check_labels(labels, MAX_LABELS)
+    if body.probe is None:
+        check_labels(labels, MAX_LABELS)
     position = decode_cursor(body.cursor) if body.cursor else {}
     after = position.get("after") if body.top is None else None
     header, rows = sx.iter_classify(
-        labels,
+        labels or [],
         policy=policy,
         by=body.by,
         top=body.top,
@@ -103,6 +104,7 @@ def _classify(body: ClassifyRequest, request: Request, sx):
         policy_options=options,
         prompt_template=template,
         label_names=list(names) if names is not None else None,
+        probe=body.probe,
     )
     if body.top is not None and position.get("offset"):
         rows = itertools.islice(rows, position["offset"], None)

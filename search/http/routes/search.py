@@ -26,4 +26,6 @@ async def search(body: SearchRequest, sx: IndexDep, request: Request) -> SearchR
         prompt_template=body.prompt_template,
         localize=body.localize,
         fuse=body.fuse,
+        like=body.like_query(),
+        probe=body.probe,
     )
