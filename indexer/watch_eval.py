@@ -72,19 +72,21 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def label_scores(rule: CompiledWatch, vectors: np.ndarray, policies: dict | None = None) -> np.ndarray:
-    """(n, labels) probabilities of a labels watch through its scoring policy."""
+def label_scores(
+    rule: CompiledWatch, vectors: np.ndarray, policies: dict | None = None, product: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, labels) probabilities of a labels watch through its scoring policy (``product``: vectors @ matrix.T)."""
     if policies is None:
         from plugins.manager import default_plugins
 
         policies = default_plugins().policies
     n_labels = len(rule.labels)
-    positive, negative = rule.matrix[:n_labels], rule.matrix[n_labels:]
-    logits = (rule.logit_scale * (vectors @ positive.T)).astype(np.float32)
+    cos = vectors @ rule.matrix.T if product is None else product
+    logits = (rule.logit_scale * cos[:, :n_labels]).astype(np.float32)
     neg = np.full(logits.shape, -np.inf, dtype=np.float32)
-    if len(negative):
+    if cos.shape[1] > n_labels:
         owner = np.asarray(rule.negative_owner, dtype=np.int64)
-        neg_all = rule.logit_scale * (vectors @ negative.T)
+        neg_all = rule.logit_scale * cos[:, n_labels:]
         for j in range(n_labels):
             cols = np.flatnonzero(owner == j)
             if len(cols):
@@ -99,22 +101,38 @@ def label_scores(rule: CompiledWatch, vectors: np.ndarray, policies: dict | None
     return np.asarray(result.scores, dtype=np.float32)
 
 
+def _scores(rule: CompiledWatch, vectors: np.ndarray, product: np.ndarray, policies: dict | None) -> np.ndarray:
+    if rule.kind == "query":
+        return product[:, 0]
+    if rule.kind == "labels":
+        return label_scores(rule, vectors, policies, product)[:, rule.label_index]
+    if rule.kind == "probe":
+        logits = product + rule.bias[None, :]
+        if logits.shape[1] == 1:
+            return 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return _softmax(logits)[:, rule.label_index]
+    raise ValueError(f"unknown watch kind {rule.kind!r}")
+
+
 def evaluate(rule: CompiledWatch, vectors: np.ndarray, policies: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(matches, scores) of a watch on (n, dim) unit vectors: a bool mask and each window's score."""
-    v = np.asarray(vectors, dtype=np.float32)
-    if not len(v):
-        return np.zeros(0, bool), np.zeros(0, np.float32)
-    if rule.kind == "query":
-        scores = v @ rule.matrix[0]
-    elif rule.kind == "labels":
-        scores = label_scores(rule, v, policies)[:, rule.label_index]
-    elif rule.kind == "probe":
-        logits = v @ rule.matrix.T + rule.bias[None, :]
-        if logits.shape[1] == 1:
-            scores = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-        else:
-            scores = _softmax(logits)[:, rule.label_index]
-    else:
-        raise ValueError(f"unknown watch kind {rule.kind!r}")
-    scores = np.asarray(scores, dtype=np.float32)
-    return scores >= np.float32(rule.threshold), scores
+    return evaluate_all([rule], vectors, policies)[0]
+
+
+def evaluate_all(
+    rules: list[CompiledWatch], vectors: np.ndarray, policies: dict | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`evaluate` for many watches at once: one matrix product of the windows with every watch's rows
+    (a hundred matrix-vector products cost 30 times one product of the same size), then each watch's own step."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not len(v) or not rules:
+        return [(np.zeros(len(v), bool), np.zeros(len(v), np.float32)) for _ in rules]
+    stacked = np.concatenate([r.matrix for r in rules]).astype(np.float32, copy=False)
+    product = v @ stacked.T
+    out, at = [], 0
+    for r in rules:
+        rows = len(r.matrix)
+        scores = np.asarray(_scores(r, v, product[:, at : at + rows], policies), dtype=np.float32)
+        at += rows
+        out.append((scores >= np.float32(r.threshold), scores))
+    return out

@@ -9,6 +9,7 @@ the deliverer (search/core/delivery.py) reads the pending ones, sends, and marks
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -16,10 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
-from indexer.watch_eval import CompiledWatch, evaluate
+from indexer.watch_eval import CompiledWatch, evaluate_all
 
 WATCH_TABLES = (  # the store's migration 9
     "CREATE TABLE IF NOT EXISTS watches (id BIGINT NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, "
@@ -94,7 +96,7 @@ _ALERT_COLS = 'a.id, a.watch, a.window_id, a.file_id, a.path, a.start, a."end", 
 # -- watches -----------------------------------------------------------------------------------
 def insert_watch(cur, w: WatchRecord) -> int:
     """Store a new watch (its name must be free); returns its id."""
-    wid = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM watches").fetchone()[0])
+    wid = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM watches").fetchall()[0][0])
     r = w.rule
     cur.execute(
         "INSERT INTO watches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?))",
@@ -139,7 +141,8 @@ def watches(cur, name: str | None = None) -> list[WatchRecord]:
 
 def delete_watch(cur, name: str) -> bool:
     """Drop a watch and its undelivered deliveries (its alerts stay, as history); False when there was none."""
-    row = cur.execute("SELECT id FROM watches WHERE name = ?", [name]).fetchone()
+    rows = cur.execute("SELECT id FROM watches WHERE name = ?", [name]).fetchall()
+    row = rows[0] if rows else None
     if row is None:
         return False
     cur.execute("DELETE FROM deliveries WHERE watch_id = ? AND status <> 'delivered'", [row[0]])
@@ -171,51 +174,102 @@ def alerts_for_commit(
         return 0
     ids = np.asarray(ids, dtype=np.int64)
     lo, hi = int(ids.min()), int(ids.max())
-    alerts: list[tuple] = []
-    deliveries: list[tuple] = []
-    next_id = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM alerts").fetchone()[0])
+    alerts: dict[str, list] = {
+        k: []
+        for k in (
+            "id",
+            "watch_id",
+            "watch",
+            "window_id",
+            "file_id",
+            "path",
+            "start",
+            "end",
+            "score",
+            "label",
+            "delivery_id",
+        )
+    }
+    deliveries: dict[str, list] = {"alert_id": [], "watch_id": [], "target": []}
+    next_id = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM alerts").fetchall()[0][0])
     now = time.time()
-    for w in stored:
-        allowed = None
-        if w.rule.filter_sql:
+    results = evaluate_all([w.rule for w in stored], vectors, policies)
+    for w, (hit, scores) in zip(stored, results):
+        if w.rule.filter_sql and hit.any():
             params = {**w.rule.filter_params, "lo_id": lo, "hi_id": hi}
             got = cur.execute(
                 "SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id "
                 f"WHERE w.id BETWEEN $lo_id AND $hi_id AND ({w.rule.filter_sql})",
                 params,
             ).fetchall()
-            allowed = np.isin(ids, np.array([g[0] for g in got], dtype=np.int64))
-        hit, scores = evaluate(w.rule, vectors, policies)
-        if allowed is not None:
-            hit &= allowed
-        for i in np.flatnonzero(hit):
-            aid = next_id
-            next_id += 1
-            fid = int(file_ids[i])
-            alerts.append(
-                (
-                    aid,
-                    w.id,
-                    w.name,
-                    int(ids[i]),
-                    fid,
-                    paths.get(fid),
-                    float(starts[i]),
-                    float(ends[i]),
-                    float(scores[i]),
-                    w.rule.label,
-                    run_id,
-                    now,
-                    uuid.uuid4().hex,
-                    fired_by,
-                )
-            )
-            deliveries += [(aid, w.id, t, "pending", 0, None, 0.0, None) for t in w.target_names()]
-    if alerts:
-        cur.executemany("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", alerts)
-    if deliveries:
-        cur.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", deliveries)
-    return len(alerts)
+            hit = hit & np.isin(ids, np.array([g[0] for g in got], dtype=np.int64))
+        idx = np.flatnonzero(hit)
+        if not len(idx):
+            continue
+        aids = np.arange(next_id, next_id + len(idx), dtype=np.int64)
+        next_id += len(idx)
+        fids = np.asarray(file_ids, dtype=np.int64)[idx]
+        alerts["id"].append(aids)
+        alerts["watch_id"].append(np.full(len(idx), w.id, np.int64))
+        alerts["watch"] += [w.name] * len(idx)
+        alerts["window_id"].append(ids[idx])
+        alerts["file_id"].append(fids)
+        alerts["path"] += [paths.get(int(f)) for f in fids]
+        alerts["start"].append(np.asarray(starts, np.float64)[idx])
+        alerts["end"].append(np.asarray(ends, np.float64)[idx])
+        alerts["score"].append(scores[idx].astype(np.float64))
+        alerts["label"] += [w.rule.label] * len(idx)
+        alerts["delivery_id"] += [uuid.uuid4().hex for _ in idx]
+        for t in w.target_names():
+            deliveries["alert_id"].append(aids)
+            deliveries["watch_id"].append(np.full(len(idx), w.id, np.int64))
+            deliveries["target"] += [t] * len(idx)
+    if not alerts["id"]:
+        return 0
+    n = sum(len(a) for a in alerts["id"])
+    table = pa.table(
+        {
+            "id": np.concatenate(alerts["id"]),
+            "watch_id": np.concatenate(alerts["watch_id"]),
+            "watch": pa.array(alerts["watch"], pa.string()),
+            "window_id": np.concatenate(alerts["window_id"]),
+            "file_id": np.concatenate(alerts["file_id"]),
+            "path": pa.array(alerts["path"], pa.string()),
+            "start": np.concatenate(alerts["start"]),
+            "end": np.concatenate(alerts["end"]),
+            "score": np.concatenate(alerts["score"]),
+            "label": pa.array(alerts["label"], pa.string()),
+            "run_id": pa.array([run_id] * n, pa.int64()),
+            "created_at": np.full(n, now),
+            "delivery_id": pa.array(alerts["delivery_id"], pa.string()),
+            "fired_by": pa.array([fired_by] * n, pa.string()),
+        }
+    )
+    cur.register("new_alerts", table)
+    try:
+        cur.execute("INSERT INTO alerts SELECT * FROM new_alerts")
+    finally:
+        cur.unregister("new_alerts")
+    if deliveries["alert_id"]:
+        m = len(deliveries["target"])
+        rows = pa.table(
+            {
+                "alert_id": np.concatenate(deliveries["alert_id"]),
+                "watch_id": np.concatenate(deliveries["watch_id"]),
+                "target": pa.array(deliveries["target"], pa.string()),
+                "status": pa.array(["pending"] * m, pa.string()),
+                "attempts": np.zeros(m, np.int32),
+                "last_error": pa.nulls(m, pa.string()),
+                "next_at": np.zeros(m),
+                "delivered_at": pa.nulls(m, pa.float64()),
+            }
+        )
+        cur.register("new_deliveries", rows)
+        try:
+            cur.execute("INSERT INTO deliveries SELECT * FROM new_deliveries")
+        finally:
+            cur.unregister("new_deliveries")
+    return n
 
 
 def alerted_windows(cur, watch_id: int) -> np.ndarray:
@@ -286,8 +340,8 @@ def pending_deliveries(cur, now: float, limit: int = 100) -> list[PendingDeliver
 
 def next_due(cur) -> float | None:
     """When the next undelivered delivery is due (None: nothing left)."""
-    row = cur.execute("SELECT min(next_at) FROM deliveries WHERE status <> 'delivered'").fetchone()
-    return None if row is None or row[0] is None else float(row[0])
+    value = cur.execute("SELECT min(next_at) FROM deliveries WHERE status <> 'delivered'").fetchall()[0][0]
+    return None if value is None else float(value)
 
 
 def mark_delivered(cur, alert_id: int, target: str, now: float) -> None:
@@ -319,13 +373,31 @@ def delivery_counts(cur) -> list[DeliveryCounts]:
 
 def undelivered(cur) -> int:
     """Deliveries not yet made (pending or failing)."""
-    return int(cur.execute("SELECT count(*) FROM deliveries WHERE status <> 'delivered'").fetchone()[0])
+    return int(cur.execute("SELECT count(*) FROM deliveries WHERE status <> 'delivered'").fetchall()[0][0])
 
 
 def watch_targets(cur, watch_id: int) -> dict[str, Any] | None:
     """A watch's targets (None once the watch is gone)."""
-    row = cur.execute("SELECT CAST(targets AS VARCHAR) FROM watches WHERE id = ?", [watch_id]).fetchone()
-    return None if row is None else json.loads(row[0])
+    rows = cur.execute("SELECT CAST(targets AS VARCHAR) FROM watches WHERE id = ?", [watch_id]).fetchall()
+    return json.loads(rows[0][0]) if rows else None
+
+
+def _before_watches(default):
+    """Reads of an index from before watches existed, opened read-only (so not migrated), find nothing."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def read(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except (duckdb.CatalogException, duckdb.InvalidInputException):  # no table (or a Python name instead)
+                if not self.store.read_only:
+                    raise
+                return default()
+
+        return read
+
+    return wrap
 
 
 class WatchStore:
@@ -338,9 +410,11 @@ class WatchStore:
         with self.store.transaction() as cur:
             return insert_watch(cur, w)
 
+    @_before_watches(list)
     def all(self) -> list[WatchRecord]:
         return watches(self.store.cursor())
 
+    @_before_watches(lambda: None)
     def named(self, name: str) -> WatchRecord | None:
         found = watches(self.store.cursor(), name)
         return found[0] if found else None
@@ -370,15 +444,19 @@ class WatchStore:
                 fired_by="test",
             )
 
+    @_before_watches(list)
     def alerts(self, **narrow) -> list[AlertRow]:
         return list_alerts(self.store.cursor(), **narrow)
 
+    @_before_watches(dict)
     def alert_counts(self, watch: str | None = None) -> dict[str, int]:
         return alert_counts(self.store.cursor(), watch)
 
+    @_before_watches(list)
     def pending(self, now: float, limit: int = 100) -> list[PendingDelivery]:
         return pending_deliveries(self.store.cursor(), now, limit)
 
+    @_before_watches(lambda: None)
     def next_due(self) -> float | None:
         return next_due(self.store.cursor())
 
@@ -390,9 +468,11 @@ class WatchStore:
         with self.store.transaction() as cur:
             mark_failed(cur, alert_id, target, error, next_at)
 
+    @_before_watches(list)
     def status(self) -> list[DeliveryCounts]:
         return delivery_counts(self.store.cursor())
 
+    @_before_watches(int)
     def undelivered(self) -> int:
         return undelivered(self.store.cursor())
 
