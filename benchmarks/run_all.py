@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_index", "bench_classify", "bench_search", "bench_memory", "bench_cold_start"]
+BENCHMARKS = ["bench_index", "bench_classify", "bench_search", "bench_memory", "bench_cold_start", "bench_eval"]
 
 
 def table(results: dict[str, dict]) -> str:
@@ -66,6 +66,15 @@ def table(results: dict[str, dict]) -> str:
             f"| cold `index` + `classify` of {r['windows']} windows vs the transformers pipeline | "
             f"{r['index_classify_vs_pipeline']:.2f}x | >= 2x |"
         )
+    if r := results.get("bench_eval"):
+        rows.append(
+            f"| eval: {r['clips']:,} clips x {r['labels']} labels x {r['variants']} variants scored after embedding | "
+            f"{r['scoring_s']:.2f} s (as `classify --by file` rows {r['baseline_rows_s']:.2f} s) | < 1 s |"
+        )
+        if r.get("render_ms") is not None:
+            rows.append(
+                f"| eval: the {r['clips']:,}-clip HTML report drawn in chromium | {r['render_ms']:.0f} ms | < 2 s |"
+            )
     machine = next((r["machine"] for r in results.values() if "machine" in r), "unknown")
     return "\n".join(rows) + f"\n\nMachine: {machine}."
 

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 ENV = "SOUNDSIFT_TEST_PAUSE_AT"
-PHASES = ("decode", "embed", "commit", "faiss_write", "tag_commit")
+PHASES = ("decode", "embed", "commit", "faiss_write", "tag_commit", "probe_commit")
 PAUSE_S = 120.0
 _counts: Counter[str] = Counter()
 

@@ -226,6 +226,49 @@ def test_export_then_classify_on_the_cluster_gives_the_local_rows(
                     assert g[name] == pytest.approx(w[name], abs=1e-5), case
 
 
+def test_classify_ray_probe_gives_the_local_rows(ray_index, cluster, tmp_path, tiny_model_dir, tiny_encoder):
+    """`classify --ray --probe`: a probe's weights travel to the tasks; the rows equal local `classify --probe`."""
+    import pyarrow.parquet as pq
+
+    from indexer.export import export_index
+    from indexer.matrix import WindowMatrix
+    from indexer.settings import load_settings
+    from indexer.teach_store import TeachStore
+    from search.cluster.classify import classify_on_cluster
+    from search.core.like import resolve_windows
+    from search.core.probes import train
+    from search.sound_index import SoundIndex
+
+    index_dir = ray_index[0]
+    settings = load_settings(index=index_dir, model=str(tiny_model_dir), device="cpu")
+    with SoundIndex.open(index_dir, settings=settings, encoder=tiny_encoder) as sx:
+        teach = TeachStore(sx.store)
+        paths = {p.split("/")[-1]: p for p in sx.store.indexed_paths().values()}
+        teach.add_examples("steady", resolve_windows(teach, paths["b.wav"]), True, "test")
+        teach.add_examples("sweep", resolve_windows(teach, paths["c.flac"]), True, "test")
+        train(sx.store, WindowMatrix.current(sx.store), "kinds", "steady, sweep")
+    shards = tmp_path / "windows"
+    export_index(index_dir, shards, 5)
+    for case in (dict(), dict(by="file"), dict(top=4)):
+        out = tmp_path / f"probe-{len(list(tmp_path.iterdir()))}"
+        doc = classify_on_cluster(
+            cluster.address, settings, "", out_dir=out, shards=shards, index_dir=index_dir, probe="kinds", **case
+        )
+        assert doc["labels"] == ["steady", "sweep"], doc
+        got = pq.read_table(out).to_pylist()
+        with SoundIndex.open(index_dir, settings=settings, read_only=True, encoder=tiny_encoder) as sx:
+            _, rows = sx.iter_classify([], probe="kinds", **case)
+            want = [{"path": r.path, "start": r.start, "label": r.label, **r.scores} for r in rows]
+        if "top" not in case:
+            got.sort(key=lambda r: (r["path"], r["start"]))
+            want.sort(key=lambda r: (r["path"], r["start"]))
+        assert len(got) == len(want) > 0, case
+        for g, w in zip(got, want):
+            assert (g["path"], g["start"], g["label"]) == (w["path"], w["start"], w["label"]), case
+            for name in ("steady", "sweep"):
+                assert g[name] == pytest.approx(w[name], abs=1e-5), case
+
+
 PLUGIN_ONLY_ON_THE_OWNER = """
 import numpy as np
 from plugins.contract import WindowTagger

@@ -55,15 +55,12 @@ def test_the_readme_shows_commands():
 def test_every_command_and_flag_in_the_readme_exists(words):
     command = words[1]
     assert command in COMMANDS.commands, f"`soundsift {command}` is in the README but not a command"
-    group = hasattr(COMMANDS.commands[command], "commands")  # a sub-command group (typer has its own click)
-    sub = words[2] if group else None
-    if group:
-        assert sub in COMMANDS.commands[command].commands, (
-            f"`soundsift {command} {sub}` is in the README but not a command"
-        )  # type: ignore[attr-defined]
-    path = [command, sub] if sub else [command]
-    flags = {w.split("=", 1)[0] for w in words[2:] if re.fullmatch(r"--[a-z][a-z-]*(=.*)?|-[a-zA-Z]", w)}
-    missing = flags - options_of(command, sub)
+    found, path, rest = COMMANDS.commands[command], [command], words[2:]
+    if hasattr(found, "commands") and rest and rest[0] in found.commands:  # a sub-command: `examples add`
+        found, path, rest = found.commands[rest[0]], [command, rest[0]], rest[1:]
+    flags = {w.split("=", 1)[0] for w in rest if re.fullmatch(r"--[a-z][a-z-]*(=.*)?|-[a-zA-Z]", w)}
+    known = {opt for param in found.params for opt in (*param.opts, *param.secondary_opts)}
+    missing = flags - known
     assert not missing, f"`soundsift {' '.join(path)}` has no {sorted(missing)} (README: {' '.join(words)})"
     help_text = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output
     assert all(flag in help_text for flag in flags), help_text

@@ -22,6 +22,8 @@ from indexer.export import export_index, read_export_meta
 from indexer.ray_pipeline import ClusterError, _unwrap, connect, node_name, require_ray
 from plugins.contract import ArchiveStats, LabelTexts
 from search.core.classify import ClassifyOptions, chunk_rows, score_chunks
+from search.core.options import DEFAULT_POLICY
+from search.core.scorers import as_numpy
 
 RESULT_META = "_soundsift_classify.json"
 
@@ -38,17 +40,22 @@ class ScoreSpec:
     policy: str
     options: ClassifyOptions
     chunk: int
+    probe: object = None  # a stored probe (indexer.teach_store.ProbeRecord) scoring in place of the label vectors
 
 
 def _matrix(spec: ScoreSpec):
-    import torch
+
+    if spec.probe is not None:
+        from search.core.probes import ProbeScorer
+
+        return ProbeScorer(spec.probe)  # type: ignore[arg-type]
 
     from search.core.classify import LabelMatrix
 
     return LabelMatrix(
         labels=spec.labels,
-        positive=torch.from_numpy(spec.positive),
-        negative=torch.from_numpy(spec.negative),
+        positive=spec.positive,
+        negative=spec.negative,
         negative_owner=spec.negative_owner,
         logit_scale=spec.logit_scale,
     )
@@ -132,6 +139,16 @@ def _rank_key(row: dict) -> float:
     return row["scores"].get(label, -np.inf) if label else max(row["scores"].values(), default=-np.inf)
 
 
+def _pooled_stats(sums: list[tuple[np.ndarray, np.ndarray, int]], n_labels: int) -> ArchiveStats:
+    """Archive statistics of every part together, from each part's (sum, sum of squares, count)."""
+    n = sum(s[2] for s in sums)
+    total = np.sum([s[0] for s in sums], axis=0) if sums else np.zeros(n_labels)
+    total_sq = np.sum([s[1] for s in sums], axis=0) if sums else np.zeros(n_labels)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean**2, 0.0))
+    return ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
+
+
 def classify_on_cluster(
     address: str | None,
     settings,
@@ -140,12 +157,13 @@ def classify_on_cluster(
     out_dir: Path,
     shards: Path | None = None,
     index_dir: Path | None = None,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     by: str = "window",
     top: int | None = None,
     threshold: float | None = None,
     policy_options: dict | None = None,
     strict: bool | None = None,
+    probe: str | None = None,
 ) -> dict:
     """Classify exported windows (``shards``, or an export of ``index_dir`` made here first) on a Ray cluster.
 
@@ -154,12 +172,11 @@ def classify_on_cluster(
     from plugins.manager import default_plugins
     from search.core.classify import check_policy_options, policy_named
     from search.core.prompts import parse_labels
-    from search.sound_index import label_matrix, load_encoder, prepare_all
 
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
     require_ray()
-    names = parse_labels(labels)
+    names = parse_labels(labels) if probe is None else []
     plugins = default_plugins()
     scoring = policy_named(plugins.policies, policy)
     out_dir = Path(out_dir)
@@ -176,26 +193,14 @@ def classify_on_cluster(
         export_index(index_dir, shards)
     try:
         meta = read_export_meta(shards)
-        encoder = load_encoder(settings.model_copy(update={"model": settings.model or meta["model"]["id"]}))
-        if meta["model"]["fingerprint"] and encoder.identity.fingerprint != meta["model"]["fingerprint"]:
-            raise ModelMismatch(
-                f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
-                f"--model gives {encoder.identity.describe()}: classify with the model that wrote it"
-            )
-        prepared = prepare_all(names, plugins, settings, strict)
-        matrix = label_matrix(prepared, encoder)
+        if probe is not None:  # the probe's weights travel to the tasks; no model loads
+            matrix, prepared = _probe_matrix(index_dir or settings.index, probe, meta), []
+            names = list(matrix.classes)
+        else:
+            matrix, prepared = _label_matrix(settings, meta, names, plugins, strict)
         options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
         check_policy_options(scoring, matrix, options)
-        spec = ScoreSpec(
-            labels=matrix.labels,
-            positive=matrix.positive.cpu().numpy(),
-            negative=matrix.negative.cpu().numpy(),
-            negative_owner=np.asarray(matrix.negative_owner),
-            logit_scale=matrix.logit_scale,
-            policy=policy,
-            options=options,
-            chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner), settings.classify_chunk),
-        )
+        spec = _spec(matrix, policy, options, settings)
         parts = [str((Path(shards) / p["file"]).resolve()) for p in meta["parts"]]
         address = connect(address)
         ray = require_ray()
@@ -206,12 +211,7 @@ def classify_on_cluster(
             stats = None
             if scoring.needs_archive_stats:  # over every part first, as local classify covers the whole index
                 sums = ray.get([ray.remote(**task)(part_stats).remote(spec_ref, p) for p in parts])
-                n = sum(s[2] for s in sums)
-                total = np.sum([s[0] for s in sums], axis=0) if sums else np.zeros(len(names))
-                total_sq = np.sum([s[1] for s in sums], axis=0) if sums else np.zeros(len(names))
-                mean = total / max(n, 1)
-                std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean**2, 0.0))
-                stats = ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
+                stats = _pooled_stats(sums, len(names))
             out_dir.mkdir(parents=True, exist_ok=True)
             for old in [*out_dir.glob("part-*.parquet"), out_dir / RESULT_META]:
                 old.unlink(missing_ok=True)
@@ -241,7 +241,7 @@ def classify_on_cluster(
             raise
         doc = {
             "labels": names,
-            "texts": [p.texts for p in prepared],
+            "texts": [p.texts for p in prepared] if probe is None else [[f"probe {probe}"] for _ in names],
             "policy": policy,
             "by": by,
             "rows_written": written,
@@ -265,3 +265,68 @@ def _write_top(rows: list[dict], names: list[str], texts, policy: str, by: str, 
 
     header = ClassifyResponse(labels=names, texts=texts, policy=policy, by=by, rows=[])
     return write_rows(out, header, (ClassifyRow(**r) for r in rows))
+
+
+def _spec(matrix, policy: str, options: ClassifyOptions, settings) -> ScoreSpec:
+    """What the tasks need to score as ``matrix`` (a label matrix or a probe) does."""
+    if not hasattr(matrix, "positive"):  # a probe
+        zeros = np.zeros((0, matrix.weights.shape[1]), np.float32)
+        return ScoreSpec(
+            matrix.labels,
+            zeros,
+            zeros,
+            np.zeros(0, np.int64),
+            1.0,
+            policy,
+            options,
+            chunk_rows(len(matrix.classes), settings.classify_chunk),
+            probe=matrix.record,
+        )
+    return ScoreSpec(
+        labels=matrix.labels,
+        positive=as_numpy(matrix.positive),
+        negative=as_numpy(matrix.negative),
+        negative_owner=np.asarray(matrix.negative_owner),
+        logit_scale=matrix.logit_scale,
+        policy=policy,
+        options=options,
+        chunk=chunk_rows(len(matrix.positive) + len(matrix.negative_owner), settings.classify_chunk),
+    )
+
+
+def _probe_matrix(index_dir: Path, name: str, meta: dict):
+    """The stored probe ``name`` (read from the index, shared), refused when the export's model is another."""
+    from indexer.ownership import IndexOwnership
+    from indexer.store import IndexStore
+    from search.core.probes import load_scorer
+
+    ownership = IndexOwnership(Path(index_dir), role="classify", shared=True)
+    try:
+        store = IndexStore.open(Path(index_dir), None, create=False, read_only=True)
+        try:
+            scorer = load_scorer(store, name)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
+    exported = meta["model"].get("fingerprint")
+    if exported and exported != scorer.record.model_fingerprint:
+        raise ModelMismatch(
+            f"probe {name} was trained with {scorer.record.model_id} ({scorer.record.model_fingerprint[:12]}); "
+            f"the export was written with {meta['model']['id']} ({exported[:12]})"
+        )
+    return scorer
+
+
+def _label_matrix(settings, meta: dict, names: list[str], plugins, strict: bool | None):
+    """(label vectors, prepared queries) embedded with the model that wrote the export (another one is refused)."""
+    from search.sound_index import label_matrix, load_encoder, prepare_all
+
+    encoder = load_encoder(settings.model_copy(update={"model": settings.model or meta["model"]["id"]}))
+    if meta["model"]["fingerprint"] and encoder.identity.fingerprint != meta["model"]["fingerprint"]:
+        raise ModelMismatch(
+            f"the export was written with {meta['model']['id']} ({meta['model']['fingerprint'][:12]}); "
+            f"--model gives {encoder.identity.describe()}: classify with the model that wrote it"
+        )
+    prepared = prepare_all(names, plugins, settings, strict)
+    return label_matrix(prepared, encoder), prepared

@@ -8,24 +8,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from indexer.errors import BadInput, UnknownPolicy
 from indexer.store import WindowChunk
-from plugins.contract import ArchiveStats, LabelTexts, PolicyOptionError, PolicyResult, ScoringPolicy
+from plugins.contract import ArchiveStats, PolicyOptionError, PolicyResult, ScoringPolicy
+from search.core.prompts import PreparedQuery, combined_vectors
 from search.core.results import ClassifyRow
+from search.core.scorers import (
+    LabelSetScorer,
+    Scorer,
+    aggregate_files,
+    policy_options_for,
+    scorer_labels,
+    scorer_logits,
+)
 
-
-@dataclass
-class LabelMatrix:
-    """Label vectors on the device: positives (L, dim) and negatives (M, dim) with the label each belongs to."""
-
-    labels: list[LabelTexts]
-    positive: torch.Tensor
-    negative: torch.Tensor
-    negative_owner: np.ndarray  # (M,) label index
-    logit_scale: float
-    scratch: torch.Tensor | None = field(default=None, repr=False)  # float32 chunk buffer reused across chunks
+#: A label set as a scorer (its older name, kept for callers).
+LabelMatrix = LabelSetScorer
 
 
 def policy_named(policies: dict[str, ScoringPolicy], name: str) -> ScoringPolicy:
@@ -35,20 +34,9 @@ def policy_named(policies: dict[str, ScoringPolicy], name: str) -> ScoringPolicy
         raise UnknownPolicy(f"no scoring policy named {name!r}; registered: {', '.join(sorted(policies))}") from None
 
 
-def chunk_logits(matrix: LabelMatrix, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def chunk_logits(matrix: Scorer, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(logits, negative_logits), both (n, L); negative is the max over each label's negatives, -inf if none."""
-    v = _on_device(matrix, vectors)
-    logits = (matrix.logit_scale * (v @ matrix.positive.T)).cpu().numpy()
-    if not len(matrix.negative_owner):
-        return logits, np.broadcast_to(np.float32(-np.inf), logits.shape)  # read-only, no memory per chunk
-    negative = np.full(logits.shape, -np.inf, dtype=np.float32)
-    if len(matrix.negative_owner):
-        neg_all = (matrix.logit_scale * (v @ matrix.negative.T)).cpu().numpy()
-        for j in range(logits.shape[1]):
-            cols = np.flatnonzero(matrix.negative_owner == j)
-            if len(cols):
-                negative[:, j] = neg_all[:, cols].max(axis=1)
-    return logits, negative
+    return scorer_logits(matrix, vectors)
 
 
 CHUNK_ELEMENTS = 2**21  # logits per chunk: the policy's temporaries (8 MB each) stay in cache and reused memory
@@ -60,37 +48,11 @@ def chunk_rows(labels: int, limit: int) -> int:
     return int(max(1024, min(limit, CHUNK_ELEMENTS // max(1, labels))))
 
 
-def _on_device(matrix: LabelMatrix, vectors: np.ndarray) -> torch.Tensor:
-    """A chunk as float32 on the labels' device. float16 chunks (the memory-mapped matrix) travel as they are
-    and widen there; on the CPU they widen into a buffer reused from chunk to chunk (no fresh pages per chunk)."""
-    import warnings
-
-    device = matrix.positive.device
-    v = (
-        np.ascontiguousarray(vectors)
-        if vectors.dtype in (np.float16, np.float32)
-        else np.ascontiguousarray(vectors, np.float32)
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
-        host = torch.from_numpy(v)
-    if device.type == "cuda":
-        return host.pin_memory().to(device, non_blocking=True).float()
-    if host.dtype == torch.float32:
-        return host
-    n, dim = host.shape
-    if matrix.scratch is None or matrix.scratch.shape[0] < n or matrix.scratch.shape[1] != dim:
-        matrix.scratch = torch.empty((n, dim), dtype=torch.float32)
-    out = matrix.scratch[:n]
-    out.copy_(host)
-    return out
-
-
-def archive_stats(matrix: LabelMatrix, chunks: Iterator[WindowChunk]) -> ArchiveStats:
+def archive_stats(matrix: Scorer, chunks: Iterator[WindowChunk]) -> ArchiveStats:
     """Per-label mean and std of logits over the given windows (one streaming pass)."""
     n = 0
-    total = np.zeros(len(matrix.labels), np.float64)
-    total_sq = np.zeros(len(matrix.labels), np.float64)
+    total = np.zeros(len(matrix.classes), np.float64)
+    total_sq = np.zeros(len(matrix.classes), np.float64)
     for c in chunks:
         logits, _ = chunk_logits(matrix, c.vectors)
         total += logits.sum(axis=0)
@@ -109,18 +71,18 @@ class ClassifyOptions:
     policy_options: dict = field(default_factory=dict)
 
 
-def check_policy_options(policy: ScoringPolicy, matrix: LabelMatrix, options: ClassifyOptions) -> None:
+def check_policy_options(policy: ScoringPolicy, matrix: Scorer, options: ClassifyOptions) -> None:
     """Run the policy on zero windows so a bad option is one clear error before any row is streamed."""
-    n = len(matrix.labels)
+    n = len(matrix.classes)
     empty = np.zeros((0, n), np.float32)
     stats = ArchiveStats(np.zeros(n, np.float32), np.ones(n, np.float32), 0) if policy.needs_archive_stats else None
     try:
         policy.score(
             empty,
             empty,
-            matrix.labels,
+            scorer_labels(matrix),
             stats,
-            {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options},
+            policy_options_for(matrix, options.threshold, options.policy_options),
         )
     except PolicyOptionError as exc:
         raise BadInput(f"{exc} (see `soundsift plugins` for each policy's options)") from None
@@ -136,14 +98,14 @@ def _best_label(result: PolicyResult, labels: list[str], row: int) -> str | None
 def score_chunks(
     chunks: Iterator[WindowChunk],
     paths: dict[int, str],
-    matrix: LabelMatrix,
+    matrix: Scorer,
     policy: ScoringPolicy,
     stats: ArchiveStats | None,
     options: ClassifyOptions,
 ) -> Iterator[ClassifyRow]:
     """Rows for every window (or file), streamed chunk by chunk; with ``top``, only the best N rows, best first."""
-    names = [lt.label for lt in matrix.labels]
-    policy_options = {"threshold": options.threshold, "logit_scale": matrix.logit_scale, **options.policy_options}
+    names = list(matrix.classes)
+    policy_options = policy_options_for(matrix, options.threshold, options.policy_options)
     if options.by == "window" and options.top is not None:
         yield from _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names, options)
         return
@@ -164,7 +126,7 @@ def score_chunks(
 def _window_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> Iterator[ClassifyRow]:
     for c in chunks:
         logits, negative = chunk_logits(matrix, c.vectors)
-        result = policy.score(logits, negative, matrix.labels, stats, policy_options)
+        result = policy.score(logits, negative, scorer_labels(matrix), stats, policy_options)
         for i in range(len(c.ids)):
             yield ClassifyRow(
                 path=paths[int(c.file_ids[i])],
@@ -196,7 +158,7 @@ def _top_window_rows(chunks, paths, matrix, policy, stats, policy_options, names
     )
     for c in chunks:
         logits, negative = chunk_logits(matrix, c.vectors)
-        result = policy.score(logits, negative, matrix.labels, stats, policy_options)
+        result = policy.score(logits, negative, scorer_labels(matrix), stats, policy_options)
         label, key, any_fired = _row_keys(result)
         pick = np.flatnonzero(any_fired) if options.threshold is not None else np.arange(len(key))
         if len(pick) > options.top:
@@ -242,21 +204,19 @@ def _file_rows(chunks, paths, matrix, policy, stats, policy_options, names) -> I
     fired_any: dict[int, np.ndarray] = {}
     for c in chunks:
         logits, negative = chunk_logits(matrix, c.vectors)
-        result = policy.score(logits, negative, matrix.labels, stats, policy_options)
-        for fid in np.unique(c.file_ids):
-            sel = np.flatnonzero(c.file_ids == fid)
-            scores = result.scores[sel]
-            arg = scores.argmax(axis=0)
-            peak = scores[arg, np.arange(scores.shape[1])]
-            loc = np.stack([c.ids[sel][arg], c.starts[sel][arg], c.ends[sel][arg]], axis=1)
-            fid = int(fid)
+        result = policy.score(logits, negative, scorer_labels(matrix), stats, policy_options)
+        files = aggregate_files(result, c.file_ids)
+        ids, starts, ends = np.asarray(c.ids), np.asarray(c.starts), np.asarray(c.ends)
+        for k, fid in enumerate(files.file_ids.tolist()):
+            peak, arg = files.scores[k], files.peak[k]
+            loc = np.stack([ids[arg], starts[arg], ends[arg]], axis=1)
             if fid not in best:
-                best[fid], where[fid], fired_any[fid] = peak, loc, result.fired[sel].any(axis=0)
+                best[fid], where[fid], fired_any[fid] = peak, loc, files.fired[k]
             else:
                 better = peak > best[fid]
                 best[fid] = np.where(better, peak, best[fid])
                 where[fid][better] = loc[better]
-                fired_any[fid] |= result.fired[sel].any(axis=0)
+                fired_any[fid] = fired_any[fid] | files.fired[k]
     for fid in sorted(best):
         fired = np.flatnonzero(fired_any[fid])
         label_idx = int(fired[np.argmax(best[fid][fired])]) if len(fired) else int(np.argmax(best[fid]))
@@ -288,3 +248,33 @@ def in_memory_chunks(vectors: np.ndarray, spans: list[tuple[float, float]]) -> l
             vectors=vectors,
         )
     ]
+
+
+def label_matrix(prepared: list[PreparedQuery], encoder) -> LabelMatrix:
+    """The label set's vectors, each label's phrasings combined, its negatives apart: numpy on the CPU (classify
+    needs no torch there), tensors on a GPU."""
+    positive = combined_vectors(encoder, [p.texts for p in prepared])
+    negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
+    negative = (
+        encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
+    )
+    device = scoring_device(encoder)
+    if device.startswith("cpu"):
+        on_device = (np.ascontiguousarray(positive, np.float32), np.ascontiguousarray(negative, np.float32))
+    else:
+        import torch
+
+        on_device = (torch.from_numpy(positive).to(device), torch.from_numpy(negative).to(device))
+    return LabelMatrix(
+        labels=[p.as_label() for p in prepared],
+        positive=on_device[0],
+        negative=on_device[1],
+        negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
+        logit_scale=encoder.logit_scale,
+    )
+
+
+def scoring_device(encoder) -> str:
+    """Where label vectors and window chunks meet: the encoder's device, decided without torch where it can be."""
+    light = getattr(encoder, "scoring_device", None)
+    return light() if callable(light) else str(encoder.device)

@@ -160,9 +160,9 @@ def _compile_query(sx: "SoundIndex", spec: WatchSpec) -> CompiledWatch:
 
 
 def _compile_labels(sx: "SoundIndex", spec: WatchSpec) -> CompiledWatch:
-    from search.core.classify import ClassifyOptions, check_policy_options, policy_named
-    from search.core.prompts import parse_labels
-    from search.sound_index import label_matrix, prepare_all
+    from search.core.classify import ClassifyOptions, check_policy_options, label_matrix, policy_named
+    from search.core.prompts import parse_labels, prepare_all
+    from search.core.scorers import as_numpy
 
     assert spec.labels is not None
     names = parse_labels(spec.labels)
@@ -174,8 +174,8 @@ def _compile_labels(sx: "SoundIndex", spec: WatchSpec) -> CompiledWatch:
     scoring = policy_named(sx.plugins.policies, spec.policy)
     matrix = label_matrix(prepare_all(names, sx.plugins, sx.settings, None), sx.encoder)
     check_policy_options(scoring, matrix, ClassifyOptions(policy_options=spec.policy_options))
-    positive = matrix.positive.detach().cpu().numpy()
-    negative = matrix.negative.detach().cpu().numpy()
+    positive = as_numpy(matrix.positive)
+    negative = as_numpy(matrix.negative)
     rule = CompiledWatch(
         kind="labels",
         matrix=np.ascontiguousarray(np.concatenate([positive, negative.reshape(-1, positive.shape[1])]), np.float32),

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.errors import (
     BadInput,
@@ -35,7 +36,7 @@ from search.http.job_paths import NotUnderRoots, OutsideRoots
 from search.http.jobs import JobManager, QueueFull, ReindexScheduler
 from search.http.limits import BodySizeLimit
 from search.http.models import ErrorResponse, error_responses
-from search.http.routes import alerts, classify, files, jobs, search, server
+from search.http.routes import alerts, classify, evaluate, files, jobs, search, server, teach
 from search.http.routes.server import VERSION, WEB_DIR
 from search.http.uploads import UploadTooLong
 from search.sound_index import SoundIndex
@@ -136,7 +137,14 @@ def create_app(
             return JSONResponse({"detail": f"cannot apply the filters: {str(exc).splitlines()[0]}"}, status_code=422)
         raise exc
 
-    for area in (server, search, classify, files, jobs, alerts):
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow: every method of the path, not just those of the first route matched
+            headers["Allow"] = allowed_methods(app, request.scope) or headers.get("Allow", "")
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    for area in (server, search, classify, files, jobs, evaluate, alerts, teach):
         app.include_router(area.router)
     # Swagger UI's assets come from the swagger-ui-bundle package, served here: nothing loads from a CDN.
     import swagger_ui_bundle
@@ -201,11 +209,39 @@ def truthful_openapi(app: FastAPI) -> dict:
                     "description": description,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
                 }
+    _form_fields_without_null(doc)
     sx = getattr(app.state, "sound_index", None)
     if sx is not None:
         _policy_enums(doc, sx.plugins.policies)
     app.openapi_schema = doc
     return doc
+
+
+def _form_fields_without_null(doc: dict) -> None:
+    """A form field is text or absent, never JSON null: an optional field of a multipart body is its type alone
+    (leaving it out is how a client says "none"), so no client is told to send the text "null" for a number.
+
+    A field declared as JSON text (``contentMediaType: application/json`` with a ``contentSchema``) is described
+    as the part it is: its content's schema, with the part's encoding ``application/json``."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            content = op.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+            body = schemas.get(content.get("schema", {}).get("$ref", "").rpartition("/")[2], {})
+            for name, field in body.get("properties", {}).items():
+                branches = field.get("anyOf", [])
+                kept = [b for b in branches if b.get("type") != "null"]
+                if len(kept) == 1 and len(branches) == 2:
+                    del field["anyOf"]
+                    field.update(kept[0])
+                    if field.get("default", 0) is None:
+                        del field["default"]
+                if field.get("contentMediaType") == "application/json" and "contentSchema" in field:
+                    part = {k: field[k] for k in ("title", "description") if k in field}
+                    part.update(field["contentSchema"])
+                    field.clear()
+                    field.update(part)
+                    content.setdefault("encoding", {})[name] = {"contentType": "application/json"}
 
 
 def _policy_enums(node, policies: dict, upload: bool = False) -> None:
@@ -223,3 +259,15 @@ def _policy_enums(node, policies: dict, upload: bool = False) -> None:
     elif isinstance(node, list):
         for item in node:
             _policy_enums(item, policies, upload)
+
+
+def allowed_methods(app: FastAPI, scope) -> str:
+    """The methods some route serves at the request's path (a path may have one route per method)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET"}) if hasattr(route, "matches") else (Match.NONE, {})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)  # type: ignore[attr-defined]
+    return ", ".join(sorted(methods))

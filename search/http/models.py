@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from search.core.options import TEMPLATE_PATTERN
+from search.core.label_set import NAME_PATTERN as LABEL_SET_NAME
+from search.core.options import DEFAULT_POLICY, TEMPLATE_PATTERN
 from search.core.prompts import MAX_QUERY_CHARS
 from search.filters import Filters
 
@@ -19,6 +20,7 @@ MAX_TOP = 1_000_000
 MAX_JOB_PATHS = 100
 MAX_MARGIN_S = 30.0
 MAX_TAG_FILTER = 300
+PROBE_NAME = r"^[A-Za-z0-9_.\-]{1,64}$"
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 # A text with something in it: blank queries and labels are refused by the schema itself.
@@ -121,10 +123,45 @@ def _check_template(value: str | None) -> str | None:
         raise ValueError(str(exc).removeprefix("prompt_template ")) from None
 
 
+class WindowTarget(BaseModel):
+    """A window named by its file (as indexed) and a time in it; without ``start``, the file's windows' mean."""
+
+    model_config = STRICT
+    path: str = Field(..., min_length=1, max_length=4096)
+    start: float | None = Field(None, ge=0, le=1e7, description="seconds: the window holding this time")
+
+
+class LikeWeights(BaseModel):
+    """Rocchio's weights: the text, the `like` examples' mean, the `unlike` examples' mean."""
+
+    model_config = ConfigDict(strict=True)
+    text: float = Field(1.0, ge=-100, le=100)
+    like: float = Field(1.0, ge=-100, le=100)
+    unlike: float = Field(0.5, ge=-100, le=100)
+
+
+Target = Annotated[int, Field(ge=0, le=2**62)] | WindowTarget
+
+
 class SearchRequest(BaseModel):
     model_config = STRICT
+    like: list[Target] = Field(
+        default_factory=list, max_length=MAX_QUERIES, description="more like these: window ids or {path, start}"
+    )
+    unlike: list[Target] = Field(default_factory=list, max_length=MAX_QUERIES, description="less like these")
+    include_self: bool = Field(False, description="keep the `like` targets' own windows among the hits")
+    like_weights: LikeWeights | None = None
+    probe: str | None = Field(
+        None,
+        max_length=200,
+        json_schema_extra={"pattern": r"^[A-Za-z0-9_.\-]{1,64}:.+$"},
+        description="rank windows by a probe's probability of a class: 'PROBE:CLASS'",
+    )
     queries: list[QueryText] = Field(
-        ..., min_length=1, max_length=MAX_QUERIES, description="descriptions, e.g. ['glass breaking', '轴承异响']"
+        default_factory=list,
+        max_length=MAX_QUERIES,
+        description="descriptions, e.g. ['glass breaking', '轴承异响'] (may be empty with `like`, `probe` or "
+        "filters.said: then ranked by the examples, the probe or what is said)",
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
@@ -136,20 +173,79 @@ class SearchRequest(BaseModel):
         description="replaces the configured prompt template, e.g. 'the sound of {}'",
     )
     localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
+    fuse: Literal["rrf"] | None = Field(
+        None, description="with filters.said: fuse the sound and the said rankings (reciprocal rank fusion)"
+    )
 
     @field_validator("prompt_template")
     @classmethod
     def _template(cls, value):
         return _check_template(value)
 
+    @field_validator("queries")
+    @classmethod
+    def _some_query(cls, queries, info):
+        # `like` and `probe` come first in the model, so they are validated (and seen here) before `queries`
+        if not queries and not info.data.get("like") and not info.data.get("probe"):
+            raise ValueError("give at least 1 query (or `like` targets, or a `probe` 'PROBE:CLASS')")
+        return queries
+
+    @model_validator(mode="after")
+    def _something_to_search(self):
+        if not (self.queries or self.like or self.probe):  # `queries` left out altogether
+            raise ValueError("give at least 1 query (or `like` targets, or a `probe` 'PROBE:CLASS')")
+        if self.probe is not None and (self.queries or self.like or self.unlike):
+            raise ValueError("`probe` ranks by the probe alone: give it without queries, like or unlike")
+        return self
+
+    def like_query(self):
+        """The search-by-example part of the request (None without like/unlike targets)."""
+        if not (self.like or self.unlike):
+            return None
+        from search.core.like import LikeQuery
+        from search.core.like import LikeWeights as Weights
+
+        w = self.like_weights or LikeWeights()
+
+        def spec(t):
+            return t if isinstance(t, int) else t.model_dump()
+
+        return LikeQuery(
+            like=[spec(t) for t in self.like],
+            unlike=[spec(t) for t in self.unlike],
+            include_self=self.include_self,
+            weights=Weights(w.text, w.like, w.unlike),
+        )
+
 
 class ClassifyRequest(BaseModel):
     model_config = STRICT
     labels: (
-        list[QueryText]
+        Annotated[list[QueryText], Field(min_length=1)]
         | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})]
-    ) = Field(..., description="a list of labels, or one comma-separated string")
-    policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
+        | None
+    ) = Field(None, description="a list of labels, or one comma-separated string (required unless `label_set`)")
+    label_set: str | None = Field(
+        None,
+        max_length=100,
+        json_schema_extra={"pattern": LABEL_SET_NAME},
+        description="the name of a label set stored in the index (`soundsift label-set add`, `eval --save-label-set`):"
+        " its labels, texts, template, policy, options and thresholds; `policy`, `policy_options` and "
+        "`prompt_template` given here win over the set's",
+    )
+    label_names: list[QueryText] | None = Field(
+        None,
+        max_length=MAX_LABELS,
+        description="names for the rows' labels, one per label text (a label set's classes)",
+    )
+    probe: str | None = Field(
+        None,
+        max_length=64,
+        json_schema_extra={"pattern": PROBE_NAME},
+        description="score with a probe trained in the index (`soundsift train`, POST /probes/{name}/train) "
+        "instead of labels",
+    )
+    policy: str = Field(DEFAULT_POLICY, max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
     # Bounds before the validator, on the integer itself: elsewhere they leave raw "ge"/"le" in the JSON schema.
@@ -177,9 +273,32 @@ class ClassifyRequest(BaseModel):
     def _template(cls, value):
         return _check_template(value)
 
+    @field_validator("label_set")
+    @classmethod
+    def _label_set_name(cls, value):
+        if value is not None and not re.fullmatch(LABEL_SET_NAME, value):
+            raise ValueError("a label set name is letters, digits, _ . - (up to 100)")
+        return value
+
+    @model_validator(mode="after")
+    def _labels_or_set(self):
+        if self.probe is not None:
+            if not re.fullmatch(PROBE_NAME, self.probe):
+                raise ValueError("a probe name is letters, digits, _ . - (up to 64)")
+            if self.labels is not None or self.label_set is not None:
+                raise ValueError("give `probe` alone: it scores with its own classes, not `labels` or `label_set`")
+            return self
+        if (self.labels is None) == (self.label_set is None):
+            raise ValueError("give `labels` or `label_set` (the name of a label set stored in the index), not both")
+        if self.label_names is not None and self.label_set is not None:
+            raise ValueError("`label_names` goes with `labels`, not with `label_set`")
+        return self
+
     @field_validator("labels")
     @classmethod
     def _label_count(cls, labels):
+        if labels is None:
+            return labels
         count = len(labels) if isinstance(labels, list) else labels.count(",") + 1
         if count > MAX_LABELS:
             raise ValueError(f"at most {MAX_LABELS} labels")
@@ -198,12 +317,42 @@ class JobRequest(BaseModel):
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
+class TranscribeJobRequest(BaseModel):
+    model_config = STRICT
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        json_schema_extra={"pattern": r"^[^\x00]+$"},  # no NUL, as for tag jobs
+        description="speech-recognition checkpoint: Hugging Face id, directory on the server, alias=id, "
+        "or a plugin's transcriber name",
+    )
+    language: str | None = Field(
+        None,
+        max_length=32,
+        json_schema_extra={"pattern": r"^[^\x00]*$"},
+        description="the language spoken, e.g. zh (Whisper is asked for it)",
+    )
+    retranscribe: bool = Field(
+        False, description="drop the model's stored transcripts and transcribe every window again"
+    )
+
+    @field_validator("model", "language")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("a model name or language cannot contain NUL")
+        return value
+
+
 class TagJobRequest(BaseModel):
     model_config = STRICT
     model: str = Field(
         ...,
         min_length=1,
         max_length=4096,
+        # No NUL: no path or model id holds one; the pattern says so in the schema, the check keeps the plain message.
+        json_schema_extra={"pattern": r"^[^\x00]+$"},
         description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id",
     )
     top_k: Annotated[int, Field(ge=0, le=100_000, strict=False), BeforeValidator(_a_json_number)] | None = Field(
@@ -213,6 +362,13 @@ class TagJobRequest(BaseModel):
         None, description="default: the model's own"
     )
     retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
+
+    @field_validator("model")
+    @classmethod
+    def _no_nul(cls, model: str) -> str:
+        if "\x00" in model:
+            raise ValueError("a model name cannot contain NUL")
+        return model
 
 
 class HealthResponse(BaseModel):
@@ -254,9 +410,30 @@ class WindowInfo(BaseModel):
     label: str | None = None
 
 
+class TranscriptWord(BaseModel):
+    text: str
+    start: float = Field(description="seconds from the start of the file")
+    end: float
+
+
+class TranscriptSegment(BaseModel):
+    """What one speech model heard in one window: its text, its own start and end, and its words' times."""
+
+    window_id: int
+    start: float = Field(description="the segment's start (its first word; the window's start without word times)")
+    end: float
+    text: str
+    model: str = Field(description="the speech model's alias")
+    language: str | None = None
+    words: list[TranscriptWord] = Field(default_factory=list)
+
+
 class FileDetail(FileInfo):
     windows: list[WindowInfo] = Field(default_factory=list)
     query_texts: list[str] | None = Field(None, description="the English texts embedded for `query`")
+    transcript: list[TranscriptSegment] = Field(
+        default_factory=list, description="what is said, segment by segment in time order (`soundsift transcribe`)"
+    )
 
 
 class ErrorItem(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+import threading
 
 from indexer.errors import BadInput
 from indexer.settings import Settings
@@ -69,6 +70,8 @@ def run_server(
     except BaseException:
         sock.close()
         raise
+    # The model is loaded: write the ONNX text tower now if it is missing, beside the requests (readers then need no torch).
+    threading.Thread(target=sound_index.write_text_export, name="soundsift-text-export", daemon=True).start()
     app = create_app(
         settings,
         sound_index=sound_index,

@@ -151,8 +151,10 @@ async function runClassify(event, more = false) {
   await guarded(async () => {
     if (!more) {
       const labels = $("#labels").value.trim();
-      if (!labels) throw new Error("type some labels, e.g. glass breaking, dog barking");
-      const body = { labels, policy: $("#policy").value, by: "window", limit: 1000 };
+      const labelSet = $("#classify-label-set") ? $("#classify-label-set").value : "";
+      if (!labels && !labelSet) throw new Error("type some labels, e.g. glass breaking, dog barking");
+      // a stored label set brings its labels, policy, options, template and thresholds
+      const body = labelSet ? { label_set: labelSet, by: "window", limit: 1000 } : { labels, policy: $("#policy").value, by: "window", limit: 1000 };
       const threshold = $("#threshold").value.trim();
       if (threshold) body.threshold = Number(threshold);
       const glob = $("#classify-glob").value.trim();
@@ -407,6 +409,7 @@ async function openFile(fileId, scoring = {}) {
         `${model}: ${pairs.map((p) => `${p.label} ${fmtScore(p.score)}`).join(", ")}`).join(" · ")),
       el("td", {}, playButton(w.id, label(w))), el("td", {}, where(w)))));
     $("#file-windows").hidden = false;
+    document.dispatchEvent(new CustomEvent("soundsift:file", { detail: { file: f } }));  // transcript.js and others
   });
 }
 
