@@ -213,3 +213,38 @@ def test_alerts_api_pages_and_filters(sx):
     names = {w["name"] for w in client.get("/watches").json()}
     assert {"all", "half", "hook"} <= names
     assert client.get("/alerts", params={"cursor": "nonsense"}).status_code == 422
+
+
+def test_probe_watch_fires_on_its_class_probability(sx):
+    from indexer.teach_store import ProbeRecord, TeachStore
+    from indexer.watch_eval import _softmax
+
+    arch = sx.root / "arch"
+    rng = np.random.default_rng(5)
+    dim = sx.store.embedding_dim
+    weights = rng.standard_normal((2, dim)).astype(np.float32)
+    meta = sx.store.identity_meta() or {}
+    TeachStore(sx.store).save_probe(
+        ProbeRecord(
+            "bearings",
+            1,
+            ("fault", "other"),
+            weights,
+            np.zeros(2, np.float32),
+            meta.get("model_id"),
+            meta["model_fingerprint"],
+            "h",
+            {},
+            "",
+        )
+    )
+    with pytest.raises(BadInput, match="has no class 'glass'"):
+        add_watch(sx, WatchSpec(name="p", probe="bearings:glass", threshold=0.5))
+    add_watch(sx, WatchSpec(name="p", probe="bearings:fault", threshold=0.5))
+    _write(arch / "j.wav", "bearing", 21, 9)
+    sx.index([str(arch)], progress=False)
+    ids = _windows_of(sx, "j.wav")
+    got_ids, got_vectors = next(sx.store.vectors_for(np.array(sorted(ids), dtype=np.int64)))
+    probability = _softmax(got_vectors @ weights.T)[:, 0]
+    expected = {int(i) for i, p in zip(got_ids, probability) if p >= 0.5}
+    assert {a.window_id for a in WatchStore(sx.store).alerts(watch="p")} == expected

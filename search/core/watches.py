@@ -197,14 +197,11 @@ def _compile_labels(sx: "SoundIndex", spec: WatchSpec) -> CompiledWatch:
 
 
 def stored_probe(sx: "SoundIndex", name: str):
-    """The stored probe called ``name`` (an object with ``W``, ``b`` and ``classes``), or BadInput.
+    """The stored probe called ``name`` (a `ProbeScorer`: ``weights``, ``bias``, ``classes``), or one clear error
+    (BadInput naming the stored probes; ModelMismatch for a probe trained with another model)."""
+    from search.core.probes import load_scorer
 
-    Probes are trained and stored by `soundsift probe`; the store answers ``probe(name)`` once that exists."""
-    lookup = getattr(sx.store, "probe", None)
-    probe = lookup(name) if callable(lookup) else None
-    if probe is None:
-        raise BadInput(f"no probe named {name!r} in the index; train one first (`soundsift probe train`)")
-    return probe
+    return load_scorer(sx.store, name)
 
 
 def _compile_probe(sx: "SoundIndex", spec: WatchSpec) -> CompiledWatch:
@@ -217,11 +214,11 @@ def _compile_probe(sx: "SoundIndex", spec: WatchSpec) -> CompiledWatch:
     classes = [str(c) for c in probe.classes]
     if cls.strip() not in classes:
         raise BadInput(f"probe {name.strip()!r} has no class {cls.strip()!r}; its classes are: {', '.join(classes)}")
-    W = np.asarray(probe.W, np.float32).reshape(-1, sx.store.embedding_dim)
+    W = np.asarray(probe.weights, np.float32).reshape(-1, sx.store.embedding_dim)
     return CompiledWatch(
         kind="probe",
         matrix=np.ascontiguousarray(W),
-        bias=np.asarray(probe.b, np.float32).reshape(-1),
+        bias=np.asarray(probe.bias, np.float32).reshape(-1),
         threshold=threshold,
         label_index=classes.index(cls.strip()) if len(W) > 1 else 0,
         label=cls.strip(),
