@@ -230,8 +230,16 @@ def allowed_methods(app: FastAPI, scope) -> str:
     from starlette.routing import Match
 
     methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches({**scope, "method": "GET"}) if hasattr(route, "matches") else (Match.NONE, {})
-        if match != Match.NONE and getattr(route, "methods", None):
-            methods |= set(route.methods)
+
+    def walk(routes) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # an included router (FastAPI wraps them)
+            if inner is not None:
+                walk(inner.routes)
+            elif getattr(route, "methods", None) and hasattr(route, "matches"):
+                match, _ = route.matches({**scope, "method": "GET"})
+                if match != Match.NONE:
+                    methods.update(route.methods)
+
+    walk(app.router.routes)
     return ", ".join(sorted(methods))
