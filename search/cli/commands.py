@@ -396,20 +396,10 @@ def classify(
     """Zero-shot classification of every window (or file) in the index against a label set or a trained --probe."""
     if by not in ("window", "file"):
         raise BadInput(f"--by must be window or file, not {by!r}")
-    if probe is not None and (labels is not None or label_set is not None):
-        raise BadInput("--probe scores with the probe's own classes: give it without --labels or --label-set")
     settings = _settings(index, model, device)
-    if probe is None:
-        call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
-        labels, policy, policy_options, prompt_template = (
-            call.labels,
-            call.policy,
-            call.policy_options,
-            call.prompt_template,
-        )
-        label_names = call.label_names
-    else:
-        policy, policy_options, label_names = policy or "softmax", _policy_options(policy_option), None
+    labels, policy, policy_options, prompt_template, label_names = _what_scores(
+        labels, label_set, probe, policy, policy_option, prompt_template
+    )
     if (ray is not None or shards is not None) and label_names is not None:
         raise BadInput("--label-set is not supported with --ray yet: give the labels with --labels")
     if ray is not None or shards is not None:
@@ -471,6 +461,17 @@ def classify(
         _emit_json(header)
         return
     _print_rows(header.labels, header.texts, header.rows, policy)
+
+
+def _what_scores(labels, label_set, probe, policy, policy_option, prompt_template):
+    """(labels, policy, policy options, prompt template, label names) of `classify`: from --labels or
+    --label-set, or for a --probe (its own classes; softmax unless --policy says otherwise)."""
+    if probe is None:
+        call = _labels_or_set(labels, label_set, policy, _policy_options(policy_option), prompt_template)
+        return call.labels, call.policy, call.policy_options, call.prompt_template, call.label_names
+    if labels is not None or label_set is not None:
+        raise BadInput("--probe scores with the probe's own classes: give it without --labels or --label-set")
+    return labels, policy or "softmax", _policy_options(policy_option), prompt_template, None
 
 
 def _write_classified(out_path, header, rows, sx, by, policy, json_out) -> None:
