@@ -226,10 +226,12 @@ def _policy_enums(node, policies: dict, upload: bool = False) -> None:
 
 
 def allowed_methods(app: FastAPI, scope) -> str:
-    """The methods some route serves at the request's path (a path may have one route per method)."""
+    """The methods some route serves at the request's path (a path may have one route per method).
+
+    A path spelled out (``/jobs/index``) wins over a pattern it also fits (``/jobs/{job_id}``), as it does in routing."""
     from starlette.routing import Match
 
-    methods: set[str] = set()
+    found: list[tuple[bool, set[str]]] = []  # (the route's path has no parameters, its methods)
 
     def walk(routes) -> None:
         for route in routes:
@@ -239,7 +241,8 @@ def allowed_methods(app: FastAPI, scope) -> str:
             elif getattr(route, "methods", None) and hasattr(route, "matches"):
                 match, _ = route.matches({**scope, "method": "GET"})
                 if match != Match.NONE:
-                    methods.update(route.methods)
+                    found.append(("{" not in getattr(route, "path", "{"), set(route.methods)))
 
     walk(app.router.routes)
-    return ", ".join(sorted(methods))
+    exact = [m for static, m in found if static]
+    return ", ".join(sorted(set().union(*(exact or [m for _, m in found]))))
