@@ -262,12 +262,23 @@ def _policy_enums(node, policies: dict, upload: bool = False) -> None:
 
 
 def allowed_methods(app: FastAPI, scope) -> str:
-    """The methods some route serves at the request's path (a path may have one route per method)."""
+    """The methods some route serves at the request's path (a path may have one route per method).
+
+    A path spelled out (``/jobs/index``) wins over a pattern it also fits (``/jobs/{job_id}``), as it does in routing."""
     from starlette.routing import Match
 
-    methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches({**scope, "method": "GET"}) if hasattr(route, "matches") else (Match.NONE, {})
-        if match != Match.NONE and getattr(route, "methods", None):
-            methods |= set(route.methods)  # type: ignore[attr-defined]
-    return ", ".join(sorted(methods))
+    found: list[tuple[bool, set[str]]] = []  # (the route's path has no parameters, its methods)
+
+    def walk(routes) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # an included router (FastAPI wraps them)
+            if inner is not None:
+                walk(inner.routes)
+            elif getattr(route, "methods", None) and hasattr(route, "matches"):
+                match, _ = route.matches({**scope, "method": "GET"})
+                if match != Match.NONE:
+                    found.append(("{" not in getattr(route, "path", "{"), set(route.methods)))
+
+    walk(app.router.routes)
+    exact = [m for static, m in found if static]
+    return ", ".join(sorted(set().union(*(exact or [m for _, m in found]))))
