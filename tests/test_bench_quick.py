@@ -73,3 +73,11 @@ def test_bench_cold_start_quick(tmp_path):
     assert r["stats_s"] > 0 and r["stats_rss_mb"] > 0 and r["search_via_server_s"] > 0
     assert r["search_cached_loaded_transformers"] is False  # a remembered text loads no model
     assert r["windows"] == r["pipeline_windows"] == 4 and r["index_classify_vs_pipeline"] > 0
+
+
+def test_bench_probe_quick(tmp_path):
+    r = run_quick("bench_probe", tmp_path)
+    assert r["train"]["examples"] == 200 and r["train"]["classes"] == 4 and 0 < r["train"]["cv_accuracy"] <= 1
+    assert r["train"]["probe_fit_with_cv_s"] > 0 and r["train"]["sklearn_fit_1thread_s"] > 0
+    assert r["score"]["windows"] == 20_000 and r["score"]["matrix_dtype"] == "float16"
+    assert r["score"]["probe_classify_top100_s"] > 0 and r["score"]["labels_classify_top100_s"] > 0
