@@ -124,12 +124,26 @@ def main(argv: list[str] | None = None) -> dict:
 
         model_dir, files, seconds = args.model or build_full_size_clap(HERE / ".cache" / "clap-full-size"), 4, 80.0
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), SOUNDSIFT_DECODE_WORKERS="0")
-    for key in ("SOUNDSIFT_SERVER", "SOUNDSIFT_API_KEY", "SOUNDSIFT_MODEL", "SOUNDSIFT_INDEX"):
+    env["SOUNDSIFT_ONNX_CACHE"] = str(work / "onnx")  # this run's own text-tower export, written below
+    for key in ("SOUNDSIFT_SERVER", "SOUNDSIFT_API_KEY", "SOUNDSIFT_MODEL", "SOUNDSIFT_INDEX", "SOUNDSIFT_TEXT_ONNX"):
         env.pop(key, None)
     cli = [sys.executable, "-m", "search.cli"]
     paths = write_archive(work / "archive", files, seconds)
     index = str(work / "index")
     result: dict = {"machine": machine(), "load_average_start": round(os.getloadavg()[0], 2)}
+
+    # The whole CLAP loaded by transformers in a fresh process (imports included): what a cold text costs without
+    # the ONNX text tower, and the yardstick of the cold search below.
+    full_load_s, _, _ = peak_rss_mb(
+        [sys.executable, "-c", f"from transformers import ClapModel; ClapModel.from_pretrained({str(model_dir)!r})"],
+        env,
+        name="full_clap_load",
+    )
+    # The model's ONNX text tower, once per model and machine (index and serve also write it when absent).
+    export_s, _, _ = peak_rss_mb(
+        [*cli, "doctor", "--export", "--model", str(model_dir), "--device", "cpu"], env, name="text_export"
+    )
+    result.update(full_clap_load_s=round(full_load_s, 2), text_export_s=round(export_s, 2))
 
     # Cold index + classify (fresh commands; the labels never embedded before) vs the pipeline, one by one.
     index_s, _, built = peak_rss_mb(
@@ -207,6 +221,16 @@ def main(argv: list[str] | None = None) -> dict:
         if line.startswith("import time:")
     }
     imports_s, _ = timed([sys.executable, "-c", "import torch, transformers, duckdb, faiss"], env)
+    # The same cold search with the transformers text tower instead of the ONNX one (side by side, same index).
+    hf_cold_s, hf_cold_rss, _ = peak_rss_mb(
+        [*search, "a car horn on a wet street"], dict(env, SOUNDSIFT_TEXT_ONNX="0"), name="search_cold_transformers"
+    )
+    result.update(
+        search_cold_transformers_s=round(hf_cold_s, 2),
+        search_cold_transformers_rss_mb=round(hf_cold_rss, 1),
+        search_cold_share_of_full_load=round(cold_s / full_load_s, 3),
+        search_cold_onnx_vs_transformers=round(hf_cold_s / cold_s, 2),
+    )
     result.update(
         search_to_first_result_s=round(cold_s, 2),
         imports_s=round(imports_s, 2),
@@ -326,6 +350,12 @@ def main(argv: list[str] | None = None) -> dict:
             if args.baseline_rev
             else ""
         )
+    )
+    print(
+        f"search, cold, new text, ONNX text tower: {result['search_cold_s']:.2f} s = "
+        f"{100 * result['search_cold_share_of_full_load']:.0f} % of a full CLAP load in transformers "
+        f"({result['full_clap_load_s']:.2f} s); transformers text tower: {result['search_cold_transformers_s']:.2f} s "
+        f"({result['search_cold_onnx_vs_transformers']:.2f}x); export once: {result['text_export_s']:.2f} s"
     )
     print(
         f"search, remembered text:  {result['search_cached_s']:.2f} s (imports transformers: "

@@ -30,6 +30,11 @@ class DecodeLimits:
     max_channels: int = 64
     max_duration_s: float = 48 * 3600.0
 
+    @classmethod
+    def of(cls, settings) -> DecodeLimits:
+        """The limits a `Settings` sets (min/max sample rate, max channels, max duration)."""
+        return cls(settings.min_sample_rate, settings.max_sample_rate, settings.max_channels, settings.max_duration_s)
+
 
 @dataclass
 class OpenedAudio:
@@ -143,3 +148,68 @@ def mono_48k_blocks(opened: OpenedAudio, limits: DecodeLimits) -> Iterator[np.nd
                 yield tail
     finally:
         _close_quietly(source)
+
+
+def read_span(
+    path: Path,
+    start_s: float,
+    end_s: float,
+    decoders: Mapping[str, Decoder],
+    settings: Mapping[str, Any],
+    limits: DecodeLimits,
+) -> tuple[np.ndarray, int]:
+    """Mono float32 samples of ``path`` in [``start_s``, ``end_s``) and their rate, through the decoder plugins.
+
+    A source that can seek (the optional ``AudioSource.seek``) is read from there at its own rate; any
+    other is streamed from the start, resampled to 48 kHz, and closed once ``end_s`` is read.
+    """
+    opened = open_audio(path, decoders, settings, limits)
+    source = opened.source
+    seek = getattr(source, "seek", None)
+    if callable(seek):
+        try:
+            at = seek(max(0.0, float(start_s)))
+        except DecodeError:
+            at = None
+        if at is not None:
+            try:
+                return _read_after_seek(source, float(at), start_s, end_s), int(source.sample_rate)
+            finally:
+                _close_quietly(source)
+        _close_quietly(source)  # the seek failed: read it again from the start
+        opened = open_audio(path, decoders, settings, limits)
+    first, last = int(start_s * TARGET_RATE), int(end_s * TARGET_RATE)
+    pieces, seen = [], 0
+    blocks = mono_48k_blocks(opened, limits)
+    try:
+        for block in blocks:
+            lo, hi = max(first - seen, 0), min(last - seen, len(block))
+            if hi > lo:
+                pieces.append(block[lo:hi])
+            seen += len(block)
+            if seen >= last:
+                break
+    finally:
+        blocks.close()  # type: ignore[attr-defined]  # a generator: closing it closes the decoder
+    return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), TARGET_RATE
+
+
+def _read_after_seek(source: AudioSource, at_s: float, start_s: float, end_s: float) -> np.ndarray:
+    """Mono samples up to ``end_s`` from a source just sought to ``at_s`` (at or before ``start_s``)."""
+    rate = int(source.sample_rate)
+    first = int(round(at_s * rate))
+    skip, wanted = max(int(start_s * rate) - first, 0), max(int(end_s * rate) - max(first, int(start_s * rate)), 0)
+    pieces, have = [], 0
+    for block in source.blocks():
+        block = np.asarray(block, dtype=np.float32)
+        mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
+        if skip:
+            dropped = min(skip, len(mono))
+            mono, skip = mono[dropped:], skip - dropped
+        take = mono[: wanted - have]
+        if len(take):
+            pieces.append(take)
+            have += len(take)
+        if have >= wanted:
+            break
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

@@ -79,6 +79,11 @@ class DecodeJob:
     limits: DecodeLimits
     plugin_settings: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, settings, window: int, hop: int) -> DecodeJob:
+        """The job ``settings`` describe (plugin settings, decode limits) for windows of ``window``, ``hop`` samples."""
+        return cls(window=window, hop=hop, plugin_settings=settings.plugin_view(), limits=DecodeLimits.of(settings))
+
 
 def _worker_main(conn: Connection, job: DecodeJob) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -23,6 +23,7 @@ from indexer.model import ModelIdentity
 if TYPE_CHECKING:
     from indexer.model import ClapEncoder, ClapTextEncoder
     from indexer.store import IndexStore
+    from indexer.text_onnx import OnnxTextEncoder
 
 
 def identity_from_meta(meta: dict[str, str]) -> ModelIdentity:
@@ -61,6 +62,8 @@ class IndexEncoder:
         self._identity = identity
         self._full = full
         self._text: "ClapTextEncoder | None" = None
+        self._onnx: "OnnxTextEncoder | None" = None
+        self._onnx_reason: str | None = None  # why the ONNX export is not used (None: not looked for yet)
         self._load_full = load_full
         self._load_text = load_text
         self._device_name = device
@@ -90,11 +93,40 @@ class IndexEncoder:
                 self._full = full
             return self._full
 
+    @property
+    def text_onnx_loaded(self) -> bool:
+        """True once texts are embedded by the ONNX export (no torch, no transformers)."""
+        return self._onnx is not None
+
+    def _text_onnx(self) -> "OnnxTextEncoder | None":
+        """The model's ONNX text tower, looked for once; None (and why, in ``_onnx_reason``) when unusable."""
+        if self._onnx is None and self._onnx_reason is None:
+            from indexer.text_onnx import ExportUnusable, open_export
+
+            try:
+                self._onnx = open_export(self._identity, self._cache_size)
+            except ExportUnusable as exc:
+                self._onnx_reason = str(exc)
+        return self._onnx
+
+    def retry_text_onnx(self) -> None:
+        """Look for the ONNX export again on the next text (it has just been written)."""
+        with self._lock:
+            if self._onnx is None:
+                self._onnx_reason = None
+
     def _text_encoder(self):
         with self._lock:
+            onnx = self._text_onnx()
+            if onnx is not None:
+                return onnx
             if self._full is not None:
                 return self._full
             if self._text is None:
+                from indexer.text_onnx import onnx_enabled, warn_fallback
+
+                if onnx_enabled():
+                    warn_fallback(self._onnx_reason or "not found")
                 if self._load_text is None:
                     return self.full()
                 text = self._load_text()
@@ -122,6 +154,14 @@ class IndexEncoder:
         if self._identity.logit_scale is not None:
             return float(self._identity.logit_scale)
         return self._text_encoder().logit_scale  # an index from before the scale was recorded
+
+    def scoring_device(self) -> str:
+        """The device classification runs on, as a string; torch is not imported to learn that it is the CPU."""
+        if self._full is not None or self._text is not None:
+            return str(self.device)
+        from indexer.model import light_device_name
+
+        return light_device_name(self._device_name)
 
     @property
     def device(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,6 +47,21 @@ def pick_device(name: str) -> "torch.device":
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def light_device_name(name: str) -> str:
+    """The device ``pick_device(name)`` gives, as a string, importing torch only where a GPU may be present."""
+    if name != "auto":
+        return name
+    if "torch" not in sys.modules and not _gpu_device_nodes():
+        return "cpu"  # no NVIDIA or ROCm device node: CUDA cannot be available, and torch stays unloaded
+    return str(pick_device(name))
+
+
+def _gpu_device_nodes() -> bool:
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
 
 
 def _not_found(model: str, reason: str) -> ModelNotFound:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from indexer.paths import real_path
+from indexer.records import FileRecord
 
 if TYPE_CHECKING:
     import duckdb
 
-    from indexer.store import FileRecord
 
 DB_NAME = "soundsift.duckdb"
 INDEXED = "f.status = 'indexed'"  # the windows classification and search may return
@@ -121,8 +121,6 @@ class StoreQueries:
 
     def known_files(self) -> list[FileRecord]:
         """Every stored file row, in id order (what change detection compares a scan with)."""
-        from indexer.store import FileRecord
-
         rows = (
             self.cursor()
             .execute(

@@ -54,6 +54,7 @@ class IndexReport(BaseModel):
     skipped: list[FileSkipped] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     stages: dict[str, Any] = Field(default_factory=dict)  # where each stage ran (a Ray run); a local run has none
+    transcripts: list[dict] = Field(default_factory=list)  # the transcribe pass of each [plugin.transcriber] model
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -70,8 +71,9 @@ class IndexReport(BaseModel):
     def _omit_local_stages(self, handler: Any) -> dict[str, Any]:
         # `stages` exists only for a Ray run, so a local run's document is the same wherever it is serialised.
         data = handler(self)
-        if not data.get("stages"):
-            data.pop("stages", None)
+        for key in ("stages", "transcripts"):  # present only where there is something to say
+            if not data.get(key):
+                data.pop(key, None)
         return data
 
     def document(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,11 +20,10 @@ import torch
 
 from indexer import crashpoints
 from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, refuse_unmounted
-from indexer.decode import TARGET_RATE, DecodeLimits
+from indexer.decode import TARGET_RATE
 from indexer.decode_workers import (
     DecodeJob,
     DecodePool,
-    FileDecoded,
     FileFailed,
     FileOpened,
     WindowsDecoded,
@@ -40,6 +39,7 @@ from indexer.settings import Settings
 from indexer.store import CommitPlan, FileRecord, IndexStore, WindowBatch
 from indexer.tag_store import TagModel, TagRows
 from indexer.vectors import VectorIndex
+from indexer.window_stream import FileDone, StreamWindow, WindowsBatch, WindowStream
 from plugins.manager import PluginHost
 
 COMMIT_EVERY_FILES = 256
@@ -51,17 +51,23 @@ SKIPPED_LISTED = 1000  # the report lists this many skipped files with their rea
 class _FileWork:
     candidate: Candidate
     opened: FileOpened | None = None
-    decoded: bool = False
     starts: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     tags: list[dict] = field(default_factory=list)
     model_tags: list[list] = field(default_factory=list)  # per window: (label, score) pairs per classifier
-    queued: int = 0  # windows waiting in the batch
 
     @property
     def scanned(self) -> ScannedFile:
         return self.candidate.scanned
+
+
+def _announce_decode(events: Iterable) -> Iterator:
+    """The events, passing the "decode" crash point at each decoded message (crash tests aim there)."""
+    for event in events:
+        if isinstance(event, WindowsDecoded):
+            crashpoints.reached("decode")
+        yield event
 
 
 def process_cpu_s() -> float:
@@ -157,6 +163,9 @@ class IndexRunner:
         # What the loaded decoders open (their extensions, magic and sidecars), plus any extensions the settings add.
         scan = scan_paths(roots, formats=ScanFormats.of(self.plugins.decoders, self.settings.extensions))
         self._load_classifiers()
+        from indexer.transcribe_pass import configured_transcribers, transcribe_all
+
+        transcribers = configured_transcribers(self.plugins, self.settings, str(self.encoder.device), self.cluster)
         known = known_files(self.store.known_files())
         if self.refuse_hardlinks:
             scan = without_hard_links(scan, known)
@@ -198,6 +207,7 @@ class IndexRunner:
             report.timings["total_s"] = time.monotonic() - t0
             self._record(report, wall0, "failed", command, error=f"{type(exc).__name__}: {exc}")
             raise
+        report.transcripts = transcribe_all(self.store, transcribers, self.settings)  # [plugin.transcriber] models
         report.timings["total_s"] = time.monotonic() - t0
         report.timings["cpu_s"] = process_cpu_s() - cpu0  # this process and its finished decode workers
         self._record(report, wall0, "completed", command)
@@ -313,107 +323,62 @@ class IndexRunner:
 
     # -- the decode/embed/commit loop --------------------------------------------------------
     def _index_files(self, todo: list[Candidate], report: IndexReport) -> None:
-        from tqdm import tqdm
-
         work = {i: _FileWork(f) for i, f in enumerate(todo)}
-        batch_rows: list[tuple[int, int, int, np.ndarray]] = []  # (file_idx, start, length, audio)
         ready: list[int] = []
         last_commit = time.monotonic()
-        started = time.monotonic()
         job = self.decode_job()
+        paths = [c.scanned.path for c in todo]
         if self.cluster is not None:
-            events = self.cluster.events(job, [c.scanned.path for c in todo], self)
+            events = self.cluster.events(job, paths, self)
         else:
             workers = self.settings.decode_workers or max(1, (os.cpu_count() or 2))
-            events = DecodePool(job, workers=workers, timeout_s=self.settings.decode_timeout_s).run(
-                [c.scanned.path for c in todo]
-            )
-        bar = tqdm(total=len(todo), unit="file", disable=not self.progress, dynamic_ncols=True, leave=False)
-        done_files = 0
-        windows_done = 0
-
-        def finish_ready_files() -> None:
-            for idx in [i for i, w in work.items() if w.decoded and w.queued == 0]:
-                ready.append(idx)
-                work[idx].decoded = False  # moved to the commit list
-
-        for event in events:
-            w = work[event.file_idx]
-            if isinstance(event, FileOpened):
-                w.opened = event
-            elif isinstance(event, WindowsDecoded):
-                crashpoints.reached("decode")
-                for row in range(len(event.starts)):
-                    batch_rows.append(
-                        (event.file_idx, int(event.starts[row]), int(event.lengths[row]), event.audio[row])
-                    )
-                    w.queued += 1
-                while len(batch_rows) >= self.batch_size:
-                    windows_done += self._embed(batch_rows[: self.batch_size], work)
-                    del batch_rows[: self.batch_size]
-            elif isinstance(event, WindowsEmbedded):  # embedded on a cluster: only the vectors come back
-                t = time.monotonic()
-                crashpoints.reached("embed")
-                w.starts.extend(int(s) for s in event.starts)
-                w.lengths.extend(int(n) for n in event.lengths)
-                w.vectors.extend(event.vectors)
-                w.tags.extend(event.tags)
-                w.model_tags.extend([] for _ in event.starts)  # model taggers do not run on a cluster (refused there)
-                windows_done += len(event.starts)
-                self._embed_s += time.monotonic() - t
-            elif isinstance(event, FileDecoded):
-                w.decoded = True
-            elif isinstance(event, FileFailed):
-                batch_rows = [r for r in batch_rows if r[0] != event.file_idx]
-                self._fail(w, event.reason, report)
-                del work[event.file_idx]
-            if isinstance(event, (FileDecoded, FileFailed)):
-                done_files += 1
-                bar.update(1)
-                elapsed = time.monotonic() - started
-                bar.set_postfix(windows=windows_done, wps=f"{windows_done / max(elapsed, 1e-9):.1f}")
-                if self.on_progress:
-                    self.on_progress(
-                        {
-                            "files_done": done_files,
-                            "files_total": len(todo),
-                            "windows": windows_done,
-                            "windows_per_s": windows_done / max(elapsed, 1e-9),
-                        }
-                    )
-            finish_ready_files()
+            events = DecodePool(job, workers=workers, timeout_s=self.settings.decode_timeout_s).run(paths)
+        stream = WindowStream(
+            _announce_decode(events),
+            batch_size=self.batch_size,
+            files_total=len(todo),
+            on_progress=self.on_progress,
+            progress_bar=self.progress,
+        )
+        for item in stream:
+            if isinstance(item, WindowsBatch):
+                self._embed(item.windows, work)
+            elif isinstance(item, FileOpened):
+                work[item.file_idx].opened = item
+            elif isinstance(item, WindowsEmbedded):  # embedded on a cluster: only the vectors come back
+                self._take_embedded(item, work[item.file_idx])
+            elif isinstance(item, FileDone):
+                ready.append(item.file_idx)
+            elif isinstance(item, FileFailed):
+                self._fail(work.pop(item.file_idx), item.reason, report)
             if ready and (
                 len(ready) >= self.commit_every_files or time.monotonic() - last_commit > self.commit_every_s
             ):
                 self._commit([work.pop(i) for i in ready], report)
                 ready.clear()
                 last_commit = time.monotonic()
-        while batch_rows:
-            windows_done += self._embed(batch_rows[: self.batch_size], work)
-            del batch_rows[: self.batch_size]
-        finish_ready_files()
         if ready:
             self._commit([work.pop(i) for i in ready], report)
-        bar.close()
         if self.cluster is not None:
             report.stages = self.cluster.stages()
 
+    def _take_embedded(self, event: WindowsEmbedded, w: _FileWork) -> None:
+        t = time.monotonic()
+        crashpoints.reached("embed")
+        w.starts.extend(int(s) for s in event.starts)
+        w.lengths.extend(int(n) for n in event.lengths)
+        w.vectors.extend(event.vectors)
+        w.tags.extend(event.tags)
+        w.model_tags.extend([] for _ in event.starts)  # model taggers do not run on a cluster (refused there)
+        self._embed_s += time.monotonic() - t
+
     def decode_job(self) -> DecodeJob:
         """What every decode worker (local process or cluster task) is told: window, hop, plugin settings, limits."""
-        return DecodeJob(
-            window=self.window,
-            hop=self.hop,
-            plugin_settings=self.settings.plugin_view(),
-            limits=DecodeLimits(
-                self.settings.min_sample_rate,
-                self.settings.max_sample_rate,
-                self.settings.max_channels,
-                self.settings.max_duration_s,
-            ),
-        )
+        return DecodeJob.of(self.settings, self.window, self.hop)
 
-    def _embed(self, rows: list[tuple[int, int, int, np.ndarray]], work: dict[int, _FileWork]) -> int:
+    def _embed(self, windows: list[StreamWindow], work: dict[int, _FileWork]) -> None:
         t = time.monotonic()
+        rows = [(w.file_idx, w.start, w.length, w.audio) for w in windows]
         features = self.encoder.features
         audio = np.stack([row[3] if row[2] >= self.window else features.repeat_pad(row[3][: row[2]]) for row in rows])
         tags = tag_windows(self.plugins.taggers.values(), rows, self.window)
@@ -427,9 +392,7 @@ class IndexRunner:
             w.vectors.append(vector)
             w.tags.append(tag)
             w.model_tags.append(pairs)
-            w.queued -= 1
         self._embed_s += time.monotonic() - t
-        return len(rows)
 
     def _classify(self, rows) -> list[list]:
         """Each classifier's (label, score) pairs per window, from the same decoded audio as CLAP (unpadded)."""

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     allow_hardlinks: bool = False  # server jobs skip files with more than one hard link unless set
     max_queued_jobs: int = Field(16, ge=1)  # server jobs waiting to run; 429 beyond it
     plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    delivery_timeout_s: float = Field(10.0, gt=0)  # one webhook POST or command, for alerts
+    delivery_drain_s: float = Field(30.0, ge=0)  # how long a CLI run keeps delivering after its last commit
+    delivery_backoff_s: float = Field(1.0, gt=0)  # first retry pause of a failing delivery (doubling, up to 5 min)
+    follow_settle_s: float = Field(2.0, gt=0)  # --follow: a new file is taken once unchanged this long
+    follow_batch_s: float = Field(1.0, gt=0)  # --follow: files settling within this of each other go in one run
     ray: str | None = None  # a Ray cluster ('auto' or an address): indexing decodes and embeds there (soundsift[ray])
 
     @field_validator("extensions")

@@ -6,7 +6,6 @@ import errno
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +26,13 @@ else:
 
     pa = _Arrow()
 
-from indexer import crashpoints, label_set_store, tag_store, teach_store
+from indexer import crashpoints, job_store, label_set_store, tag_store, teach_store, transcript_store, watch_store
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer.paths import display_path, path_bytes, real_path
 from indexer.queries import DB_NAME, FileDecoding, FileState, MaxIds, StoreQueries, WindowRow, scalar
+from indexer.records import CommitPlan, WindowBatch, WindowChunk
+from indexer.records import FileRecord as FileRecord  # re-exported: callers import the records from the store
 from indexer.tag_store import TagRows
 
 # The base schema (version 1); every later change is a numbered migration below, applied in order on open.
@@ -61,8 +62,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE IF NOT EXISTS text_vectors (fingerprint VARCHAR NOT NULL, text VARCHAR NOT NULL, "
         "vector FLOAT[] NOT NULL, PRIMARY KEY (fingerprint, text))",
     ),  # embedded query/label texts, per model
+    6: job_store.JOB_TABLES,  # the server's re-index jobs: server_jobs
     7: label_set_store.LABEL_SET_TABLES,  # named label sets; evaluation clip vectors
     8: teach_store.TEACH_TABLES,  # examples and probes (what a user taught the index)
+    9: watch_store.WATCH_TABLES,  # standing queries: watches, alerts (an outbox), deliveries
+    10: transcript_store.TRANSCRIPT_TABLES,  # speech transcripts: transcript_models, window_transcripts
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner
@@ -73,75 +77,6 @@ CREATE TABLE IF NOT EXISTS windows (
     tags JSON, embedding FLOAT[{dim}] NOT NULL
 );
 """
-
-
-@dataclass
-class FileRecord:
-    """One file row: what the scan saw and what decoding found (also what change detection compares a scan with)."""
-
-    id: int
-    path: str
-    root: str
-    size: int
-    mtime: float
-    hash: str | None
-    status: str  # indexed | failed
-    error: str | None = None
-    duration: float | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
-    codec: str | None = None
-    decoder: str | None = None
-    notes: str | None = None  # what the decoder left out of an indexed file
-
-
-@dataclass
-class WindowBatch:
-    """Windows of committed files, ready to insert: parallel arrays plus their unit vectors."""
-
-    ids: np.ndarray  # int64
-    file_ids: np.ndarray  # int64
-    starts: np.ndarray  # float64 seconds
-    ends: np.ndarray  # float64 seconds
-    tags: list[str]  # JSON per window
-    vectors: np.ndarray  # float32 (n, dim), finite, unit length
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass
-class WindowChunk:
-    """A chunk of stored windows read back for scoring."""
-
-    ids: np.ndarray
-    file_ids: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    vectors: np.ndarray
-
-
-@dataclass
-class CommitPlan:
-    """One atomic change to the index: readers see all of it or none of it.
-
-    ``files`` are inserted (replacing any other row with the same path, windows included);
-    ``relinks`` update an existing row in place, keeping its id and windows (a rename, a touch,
-    a re-hash); ``remove_file_ids`` drop rows whose files left the archive, windows included.
-    """
-
-    files: list[FileRecord]
-    windows: WindowBatch | None = None
-    relinks: list[FileRecord] = None  # type: ignore[assignment]
-    remove_file_ids: list[int] = None  # type: ignore[assignment]
-    model_tags: list[TagRows] = None  # type: ignore[assignment]  # classifier tags of the new windows
-    copied_tags: list[tuple] = None  # type: ignore[assignment]  # (window id, model, revision, label, score) as stored
-
-    def __post_init__(self) -> None:
-        self.relinks = list(self.relinks or [])
-        self.remove_file_ids = list(self.remove_file_ids or [])
-        self.model_tags = list(self.model_tags or [])
-        self.copied_tags = list(self.copied_tags or [])
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -160,6 +95,7 @@ class IndexStore(StoreQueries):
         self._con = con
         self._write_lock = threading.Lock()
         self.read_only = False
+        self.policies: dict | None = None  # scoring policies for label-set watches (None: the default plugins')
         self.wrote_side_texts = (
             False  # a reader left new text vectors in side files (folded into DuckDB on close if it can)
         )
@@ -432,6 +368,7 @@ class IndexStore(StoreQueries):
         try:
             with self.transaction() as cur:
                 removed = self._apply(cur, plan, run_id)
+                self._fire_watches(cur, plan, run_id)
                 seq = self._bump_seq(cur)
                 crashpoints.reached("commit")
             return seq, removed
@@ -443,6 +380,15 @@ class IndexStore(StoreQueries):
                     "it resumes where it stopped."
                 ) from None
             raise
+
+    def _fire_watches(self, cur, plan: CommitPlan, run_id: int) -> None:
+        """The watches, on the windows this commit adds, as alert rows in this same transaction (an outbox)."""
+        w = plan.windows
+        if w is not None and len(w):
+            paths = {f.id: display_path(f.path) for f in plan.files}
+            watch_store.alerts_for_commit(
+                cur, w.ids, w.file_ids, w.starts, w.ends, w.vectors, paths, run_id, self.policies
+            )
 
     def _apply(self, cur, plan: CommitPlan, run_id: int) -> np.ndarray:
         relinked = [r.id for r in plan.relinks]
@@ -549,6 +495,7 @@ class IndexStore(StoreQueries):
                 cur.unregister("new_windows")
             self._raise_meta_max(cur, "max_window_id", int(windows.ids.max()))
         tag_store.delete_for_windows(cur, removed)
+        transcript_store.delete_for_windows(cur, removed)
         for rows in plan.model_tags:
             tag_store.upsert_model(cur, rows.model)
             tag_store.insert_rows(cur, rows)
@@ -596,6 +543,7 @@ class IndexStore(StoreQueries):
                 )
                 cur.execute(f"DELETE FROM windows WHERE {where}")
                 tag_store.delete_for_windows(cur, removed)
+                transcript_store.delete_for_windows(cur, removed)
                 if fail_files_reason:
                     cur.execute("DROP TABLE bad_files")
                 if len(removed):  # ids are never reused, even when repair drops the newest windows
@@ -749,6 +697,21 @@ class IndexStore(StoreQueries):
                 tag_store.insert_rows(cur, r)
             crashpoints.reached("tag_commit")
 
+    # -- transcripts -------------------------------------------------------------------------
+    def transcript_models(self) -> dict:
+        """model id -> `TranscriptModel` for every speech model that has transcribed this index."""
+        return transcript_store.stored_models(self.cursor())
+
+    def commit_transcripts(self, rows: list, retranscribe: str | None = None) -> None:
+        """Store `TranscriptRows` in one transaction (``retranscribe``: drop that model's transcripts first)."""
+        with self.transaction() as cur:
+            if retranscribe:
+                transcript_store.drop_model(cur, retranscribe)
+            for r in rows:
+                transcript_store.upsert_model(cur, r.model)
+                transcript_store.insert_rows(cur, r)
+            crashpoints.reached("transcript_commit")
+
     # -- summaries ---------------------------------------------------------------------------
     def stats(self) -> dict:
         cur = self.cursor()
@@ -774,6 +737,7 @@ class IndexStore(StoreQueries):
             "settings": json.loads(meta.get("feature_config", "{}")),
             "commit_seq": int(meta.get("commit_seq", 0)),
             "tags": tag_store.summary(cur),
+            "transcripts": transcript_store.summary(cur),
         }
 
 

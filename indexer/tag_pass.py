@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from indexer.decode import TARGET_RATE, DecodeLimits
-from indexer.decode_workers import DecodeJob, DecodePool, FileDecoded, FileFailed, WindowsDecoded
+from indexer.decode import TARGET_RATE
+from indexer.decode_workers import DecodeJob, DecodePool, FileFailed
 from indexer.errors import BadInput
 from indexer.settings import Settings
 from indexer.store import IndexStore
 from indexer.tag_store import TagModel, TagRows
+from indexer.window_stream import FileDone, StreamWindow, WindowsBatch, WindowStream
 from plugins.contract import AudioClassifier, ClassifierLoadError
 
 COMMIT_EVERY_WINDOWS = 256
@@ -223,101 +224,82 @@ class TagPass:
         self.store.commit_tags([rows], retag=self._drop)
         self._drop = None  # dropped once, in the first commit, together with the first new tags
 
-    def _tag_files(self, files: list[tuple[int, list[tuple]]], report: TagReport) -> None:
-        from tqdm import tqdm
+    # What a pass does with a batch of windows; a transcribe pass (indexer/transcribe_pass.py) overrides these three.
+    def _empty_rows(self):
+        return TagRows.empty(self.model)
 
+    def _label(self, audio: list[np.ndarray]) -> list:
+        return self.classifier.classify(np.stack(audio), TARGET_RATE)
+
+    def _add(self, buffer, window_id: int, result) -> None:
+        buffer.add(window_id, result)
+
+    def _tag_files(self, files: list[tuple[int, list[tuple]]], report: TagReport) -> None:
         config = json.loads((self.store.identity_meta() or {}).get("feature_config", "{}"))
         window = int(round(float(config.get("window_s", self.settings.window_s)) * TARGET_RATE))
         hop = int(round(float(config.get("hop_s", self.settings.hop_s)) * TARGET_RATE))
         s = self.settings
-        job = DecodeJob(
-            window=window,
-            hop=hop,
-            plugin_settings=s.plugin_view(),
-            limits=DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s),
-        )
         wanted = {
             idx: {int(round(r[5] * TARGET_RATE)): (int(r[4]), int(round((r[6] - r[5]) * TARGET_RATE))) for r in items}
             for idx, (_, items) in enumerate(files)
         }
-        remaining = {idx: len(v) for idx, v in wanted.items()}
-        groups: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # length -> (file idx, window id, audio)
-        buffer = TagRows.empty(self.model)
+        buffer = self._empty_rows()
         last_commit = time.monotonic()
-        started = time.monotonic()
         t_classify = 0.0
+
+        def stored_window(w: StreamWindow) -> int | None:
+            """Only stored windows not tagged yet, batched by length (a batch is stacked)."""
+            hit = wanted[w.file_idx].pop(w.start, None)
+            if hit is None:
+                return None
+            w.ref, length = hit
+            w.audio = w.audio[:length]
+            return length
+
         workers = s.decode_workers or max(1, (os.cpu_count() or 2))
-        bar = tqdm(total=len(files), unit="file", disable=not self.progress, dynamic_ncols=True, leave=False)
-        done = 0
-
-        def classify(length: int) -> None:
-            nonlocal t_classify
-            items = groups.pop(length, [])
-            if not items:
-                return
-            t = time.monotonic()
-            results = self.classifier.classify(np.stack([a for _, _, a in items]), TARGET_RATE)
-            t_classify += time.monotonic() - t
-            for (idx, wid, _), pairs in zip(items, results):
-                buffer.add(wid, pairs)
-                remaining[idx] -= 1
-                report.windows_tagged += 1
-
-        for event in DecodePool(job, workers=workers, timeout_s=s.decode_timeout_s).run(
+        events = DecodePool(DecodeJob.of(s, window, hop), workers=workers, timeout_s=s.decode_timeout_s).run(
             [items[0][1] for _, items in files]
-        ):
-            idx = event.file_idx
-            if isinstance(event, WindowsDecoded):
-                for start, audio in zip(event.starts, event.audio):
-                    hit = wanted[idx].pop(int(start), None)
-                    if hit is None:
-                        continue  # tagged already, or not a stored window
-                    wid, length = hit
-                    groups.setdefault(length, []).append((idx, wid, audio[:length]))
-                    if len(groups[length]) >= self.batch_size:
-                        classify(length)
-            elif isinstance(event, FileFailed):
-                for length in list(groups):  # this file's windows leave the queues; nothing of it is half-tagged
-                    groups[length] = [g for g in groups[length] if g[0] != idx]
+        )
+        stream = WindowStream(
+            events,
+            batch_size=self.batch_size,
+            files_total=len(files),
+            group=stored_window,
+            on_progress=self.on_progress,
+            progress_bar=bool(self.progress),
+        )
+        for item in stream:
+            if isinstance(item, WindowsBatch):
+                t = time.monotonic()
+                results = self._label([w.audio for w in item.windows])
+                t_classify += time.monotonic() - t
+                for w, pairs in zip(item.windows, results):
+                    self._add(buffer, w.ref, pairs)
+                report.windows_tagged += len(item.windows)
+            elif isinstance(item, FileFailed):
                 report.files_failed += 1
-                report.errors.append(TagFileError(files[idx][1][0][1], event.reason))
-                wanted[idx] = {}
-            if isinstance(event, (FileDecoded, FileFailed)):
-                if isinstance(event, FileDecoded):
-                    if wanted[idx]:  # stored windows the stream no longer holds: the file changed under us
-                        report.errors.append(
-                            TagFileError(
-                                files[idx][1][0][1],
-                                f"{len(wanted[idx])} stored windows not found in the audio; re-index the file",
-                            )
+                report.errors.append(TagFileError(files[item.file_idx][1][0][1], item.reason))
+                wanted[item.file_idx] = {}
+            elif isinstance(item, FileDone):
+                if wanted[item.file_idx]:  # stored windows the stream no longer holds: the file changed under us
+                    report.errors.append(
+                        TagFileError(
+                            files[item.file_idx][1][0][1],
+                            f"{len(wanted[item.file_idx])} stored windows not found in the audio; re-index the file",
                         )
-                        report.files_failed += 1
-                    else:
-                        report.files_tagged += 1
-                done += 1
-                bar.update(1)
-                elapsed = time.monotonic() - started
-                if self.on_progress:
-                    self.on_progress(
-                        {
-                            "files_done": done,
-                            "files_total": len(files),
-                            "windows": report.windows_tagged,
-                            "windows_per_s": report.windows_tagged / max(elapsed, 1e-9),
-                        }
                     )
+                    report.files_failed += 1
+                else:
+                    report.files_tagged += 1
             if len(buffer) and (
                 len(set(buffer.window_ids)) >= COMMIT_EVERY_WINDOWS
                 or time.monotonic() - last_commit > self.commit_every_s
             ):
                 self._commit(buffer)
-                buffer = TagRows.empty(self.model)
+                buffer = self._empty_rows()
                 last_commit = time.monotonic()
-        for length in list(groups):
-            classify(length)
         if len(buffer):
             self._commit(buffer)
-        bar.close()
         report.timings["classify_s"] = t_classify
 
 

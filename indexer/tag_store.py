@@ -217,3 +217,25 @@ def tags_of_windows(cur, window_ids: Sequence[int]) -> dict[int, dict[str, list[
     for wid, alias, label, score in rows:
         out.setdefault(int(wid), {}).setdefault(alias, []).append({"label": label, "score": round(float(score), 6)})
     return out
+
+
+def best_tags(cur, ids: Sequence[int], by: str) -> dict[tuple[int, str], tuple[str, float]]:
+    """(window or file id, model id) -> the best stored (label, score): per window, or per file over its windows.
+
+    ``by`` is "window" or "file"; the ids are window ids or file ids accordingly.
+    """
+    cur.register("export_ids", pa.table({"id": pa.array([int(i) for i in ids], pa.int64())}))
+    try:
+        if by == "window":
+            sql = (
+                "SELECT t.window_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
+                "WHERE t.window_id IN (SELECT id FROM export_ids) GROUP BY t.window_id, t.model"
+            )
+        else:
+            sql = (
+                "SELECT w.file_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
+                "JOIN windows w ON w.id = t.window_id WHERE w.file_id IN (SELECT id FROM export_ids) GROUP BY w.file_id, t.model"
+            )
+        return {(int(i), m): (label, float(score)) for i, m, label, score in cur.execute(sql).fetchall()}
+    finally:
+        cur.unregister("export_ids")

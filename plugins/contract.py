@@ -26,6 +26,11 @@ class AudioSource(Protocol):
     a source never has to hold the whole file in memory. A source may also carry ``warnings``
     (a list of one-line notes on what it left out, e.g. a partial last frame): optional, read with
     getattr, and recorded with the file so nothing is dropped silently.
+
+    A source may also offer ``seek(seconds) -> float | None`` (optional, read with getattr): move so the
+    next block starts at or just before ``seconds`` and return the position reached in seconds (None:
+    this file cannot seek; raise `DecodeError` if the seek failed). Playback and localisation then read
+    a window without decoding the file from its start.
     """
 
     sample_rate: int
@@ -247,3 +252,62 @@ class QueryTranslation:
     negatives: list[str] = field(default_factory=list)
     untranslated: list[str] = field(default_factory=list)
     translator: str = ""
+
+
+@dataclass(frozen=True)
+class SpokenWord:
+    """One word a speech model heard: its text and its times in seconds from the start of the window."""
+
+    text: str
+    start: Seconds
+    end: Seconds
+
+
+@dataclass
+class WindowTranscript:
+    """What was said in one window: the whole ``text`` and, where the model times its words, the ``words``.
+
+    ``words`` is empty for a model without word times (the text then spans the whole window);
+    ``language`` is the language the model was asked for or detected, None when unknown.
+    """
+
+    text: str
+    words: list[SpokenWord] = field(default_factory=list)
+    language: str | None = None
+
+
+@runtime_checkable
+class SpeechTranscriber(Protocol):
+    """A loaded speech-recognition model (Whisper, wav2vec2/HuBERT CTC...), run over windows.
+
+    ``model_id``, ``revision`` and ``alias`` mean what they mean for `AudioClassifier`; ``sample_rate`` is the
+    rate the model reads; ``language`` the language asked for (None: the model's own choice).
+    ``transcribe(windows, sample_rate)`` takes a list of 1-D float32 mono windows and returns one
+    `WindowTranscript` per window, each window transcribed on its own.
+    """
+
+    model_id: str
+    revision: str
+    alias: str
+    sample_rate: int
+    language: str | None
+
+    def transcribe(self, windows: Sequence[np.ndarray], sample_rate: int) -> list[WindowTranscript]: ...
+
+
+class TranscriberLoadError(ClassifierLoadError):
+    """A speech model cannot be loaded or used (missing, not speech recognition, a bad option); one line says why."""
+
+
+@dataclass(frozen=True)
+class Transcriber:
+    """Turns speech in windows into text at index time and in `soundsift transcribe`.
+
+    ``load(settings)``: given the plugin settings view (``device`` and its own ``<name>.*`` keys, e.g.
+    ``transcriber.models``) it returns the `SpeechTranscriber` objects configured there (none when none is).
+    Their transcripts are stored per window, keyed by model and revision, and searched with ``--said``.
+    """
+
+    name: str
+    load: Callable[[Mapping[str, Any]], Sequence[SpeechTranscriber]]
+    description: str = ""

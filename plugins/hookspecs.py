@@ -10,7 +10,7 @@ from typing import Any
 
 import pluggy
 
-from plugins.contract import Decoder, QueryTranslation, ScoringPolicy, WindowTagger
+from plugins.contract import Decoder, QueryTranslation, ScoringPolicy, Transcriber, WindowTagger
 
 PROJECT = "soundsift"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -35,3 +35,8 @@ def translate_query(text: str, settings: Mapping[str, Any]) -> QueryTranslation 
 @hookspec
 def register_window_taggers(register: Callable[[WindowTagger], None]) -> None:
     """Register `WindowTagger` objects that add named tags/values to each window at index time."""
+
+
+@hookspec
+def register_transcribers(register: Callable[[Transcriber], None]) -> None:
+    """Register `Transcriber` objects that load speech-recognition models whose per-window text is stored and searched."""

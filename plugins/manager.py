@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from plugins import hookspecs
-from plugins.contract import Decoder, ScoringPolicy, WindowTagger
+from plugins.contract import Decoder, ScoringPolicy, Transcriber, WindowTagger
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.builtin.decode_soundfile",
@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.builtin.policies",
     "plugins.builtin.taggers",
     "plugins.builtin.tag_classifier",
+    "plugins.builtin.transcriber",
     "plugins.builtin.translate_zh",
     "plugins.builtin.translate_marian",
 )
@@ -55,6 +56,7 @@ class Registry:
     decoders: dict[str, Decoder] = field(default_factory=dict)
     policies: dict[str, ScoringPolicy] = field(default_factory=dict)
     taggers: dict[str, WindowTagger] = field(default_factory=dict)
+    transcribers: dict[str, Transcriber] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
 
 
@@ -63,6 +65,7 @@ REGISTER_HOOKS: dict[str, tuple[str, type]] = {
     "register_decoders": ("decoders", Decoder),
     "register_scoring_policies": ("policies", ScoringPolicy),
     "register_window_taggers": ("taggers", WindowTagger),
+    "register_transcribers": ("transcribers", Transcriber),
 }
 
 
@@ -113,6 +116,10 @@ class PluginHost:
     @property
     def taggers(self) -> dict[str, WindowTagger]:
         return self.registry.taggers
+
+    @property
+    def transcribers(self) -> dict[str, Transcriber]:
+        return self.registry.transcribers
 
     @property
     def failures(self) -> list[PluginFailure]:

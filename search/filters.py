@@ -1,4 +1,7 @@
-"""Filters on files and windows (path glob, modified time, duration, window tags, model tags) as one SQL condition.
+"""Filters on files and windows (path glob, modified time, duration, window tags, model tags): the model and the tag syntax.
+
+``said`` (what a window's transcript says) is matched in the full-text index (search/core/said.py), not in SQL:
+the callers intersect the ids it allows with those of the SQL condition.
 
 A tag filter is written ``MODEL:LABEL`` (the label is among the window's stored top-k labels of that
 model), ``MODEL:LABEL>=0.5`` (its stored score compares so: ``>=``, ``>``, ``<=``, ``<``, ``=``), or
@@ -13,31 +16,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from indexer.errors import BadInput
+from indexer.filter_sql import FILE_BOUNDS, TagFilter, filter_condition, resolve_model
+
+__all__ = ["Filters", "TagFilter", "filter_condition", "parse_tag_filter", "resolve_model"]
 
 _OPS = (">=", "<=", "==", ">", "<", "=")
 _COMPARISON = re.compile(
     r"^(?P<rest>.*?)\s*(?P<op>>=|<=|==|>|<|=)\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
-
-
-@dataclass(frozen=True)
-class TagFilter:
-    """One parsed tag filter: a model tag (``model``, ``label``, ``op``, ``value``; op None = present) or a flat one."""
-
-    model: str | None
-    label: str
-    op: str | None = None
-    value: Any = None
-
-    @property
-    def is_model_tag(self) -> bool:
-        return self.model is not None
 
 
 def parse_tag_filter(text: str) -> TagFilter:
@@ -63,26 +54,6 @@ def parse_tag_filter(text: str) -> TagFilter:
     )
 
 
-def resolve_model(name: str, models: Mapping[str, Any]) -> Any:
-    """The stored tag model a filter names: its alias, its id, else the one whose alias or id starts so."""
-    found = (
-        [m for m in models.values() if m.alias == name]
-        or [m for m in models.values() if m.model == name]
-        or [m for m in models.values() if m.alias.startswith(name) or m.model.startswith(name)]
-    )
-    if len(found) == 1:
-        return found[0]
-    known = (
-        ", ".join(f"{m.alias} ({m.model})" for m in models.values())
-        or "none: tag it first with `soundsift tag --model ID`"
-    )
-    if not found:
-        raise BadInput(f"no model tagged this index as {name!r}; models: {known}")
-    raise BadInput(
-        f"{name!r} names several models ({', '.join(m.alias for m in found)}): use an alias or a longer prefix"
-    )
-
-
 class Filters(BaseModel):
     """Restricts search and classification to some files or windows. Every field is optional."""
 
@@ -97,6 +68,13 @@ class Filters(BaseModel):
         "'MODEL:LABEL' keys ({'emotion:angry': 0.5} means score >= 0.5, a string value such as '<0.2' "
         "compares, true/false = among the stored top-k or not), or a list in the CLI's --tag syntax "
         "(['emotion:angry>=0.5', 'silence=false'])",
+    )
+
+    said: str | None = Field(
+        None,
+        max_length=1000,
+        description='only windows whose transcript says this (words, "phrases", prefix*, AND/OR/NOT), '
+        "e.g. '退款 OR 投诉'; searched as typed, never translated",
     )
 
     def tag_filters(self) -> list[TagFilter]:
@@ -129,50 +107,9 @@ class Filters(BaseModel):
 
         ``tag_models`` (model id -> stored record, `IndexStore.tag_models`) resolves model tag filters
         to one model and a known label, with a clear error otherwise; without it they match by SQL."""
-        parts = ["f.status = 'indexed'"]
-        params: dict[str, Any] = {}
-        if self.path_glob:
-            parts.append("f.path GLOB $path_glob")
-            params["path_glob"] = self.path_glob
-        for name, op, column in (
-            ("modified_after", ">=", "f.mtime"),
-            ("modified_before", "<", "f.mtime"),
-            ("min_duration", ">=", "f.duration"),
-            ("max_duration", "<=", "f.duration"),
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                parts.append(f"{column} {op} ${name}")
-                params[name] = value
-        for i, t in enumerate(self.tag_filters()):
-            if not t.is_model_tag:
-                parts.append(f"json_extract(w.tags, $tag_path{i}) = $tag_value{i}::JSON")
-                params[f"tag_path{i}"] = "$." + json.dumps(t.label)
-                params[f"tag_value{i}"] = json.dumps(t.value)
-                continue
-            parts.append(self._model_tag_sql(t, i, params, tag_models))
-        return " AND ".join(parts), params
-
-    @staticmethod
-    def _model_tag_sql(t: TagFilter, i: int, params: dict[str, Any], tag_models: Mapping[str, Any] | None) -> str:
-        if tag_models is not None:
-            model = resolve_model(t.model, tag_models)  # type: ignore[arg-type]  # model tag filters always name one
-            label = next((x for x in model.labels if x.lower() == t.label.lower()), None)
-            if label is None:
-                raise BadInput(
-                    f"model {model.alias} has no label {t.label!r}; its labels include "
-                    f"{', '.join(repr(x) for x in model.labels[:8])}"
-                )
-            params[f"tm{i}"], params[f"tl{i}"] = model.model, label
-            cond = f"t.model = $tm{i} AND t.label = $tl{i}"
-        else:
-            params[f"tm{i}"], params[f"tl{i}"] = t.model, t.label
-            cond = (
-                f"t.model IN (SELECT model FROM tag_models WHERE alias = $tm{i} OR model = $tm{i} "
-                f"OR starts_with(alias, $tm{i}) OR starts_with(model, $tm{i})) AND lower(t.label) = lower($tl{i})"
-            )
-        if t.op is not None:
-            params[f"tv{i}"] = float(t.value)
-            cond += f" AND t.score {'=' if t.op == '=' else t.op} $tv{i}"
-        exists = f"EXISTS (SELECT 1 FROM window_tags t WHERE t.window_id = w.id AND {cond})"
-        return f"NOT {exists}" if t.op is None and t.value is False else exists
+        return filter_condition(
+            self.path_glob,
+            {name: getattr(self, name) for name in FILE_BOUNDS},
+            self.tag_filters(),
+            tag_models,
+        )

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from indexer.decode import TARGET_RATE
 from indexer.errors import BadInput
 from indexer.index_encoder import IndexEncoder, identity_from_meta
 from indexer.matrix import WindowMatrix
@@ -28,8 +28,9 @@ from indexer.tiny_clap import is_tiny
 from indexer.vectors import VectorIndex
 from plugins.contract import ArchiveStats
 from plugins.manager import PluginHost, default_plugins
-from search.core.options import with_prompt_template
-from search.core.prompts import PreparedQuery, combined_vectors, parse_labels, prepare_query
+from search.core.options import DEFAULT_POLICY, with_prompt_template
+from search.core.prompts import combined_vectors, named_labels, parse_labels, prepare_all
+from search.core.requests import ClassifyArchiveOptions, ClassifyFileOptions, SearchOptions
 from search.core.results import (
     ClassifyResponse,
     ClassifyRow,
@@ -78,6 +79,15 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
+def write_model_text_export(settings: Settings) -> str:
+    """Load the model settings name and write its ONNX text tower unless a sound one is there; says which."""
+    from indexer.text_onnx import check_or_write_export
+
+    encoder = load_encoder(settings)
+    where, written = check_or_write_export(encoder, encoder.identity)
+    return f"{where} ({'written' if written else 'already there, checked'}) for {encoder.identity.describe()}"
+
+
 def _model_source(model: str) -> str:
     target = Path(model).expanduser()
     return str(target.resolve()) if target.is_dir() else model
@@ -119,52 +129,14 @@ def reader_encoder(settings: Settings, store: IndexStore) -> IndexEncoder:
     )
 
 
-def prepare_all(
-    texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None, keep_untranslated: bool = False
-) -> list[PreparedQuery]:
-    strict = settings.strict_translation if strict is None else strict
-    return [
-        prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
-        for t in texts
-    ]
-
-
-def named_labels(names: list[str], prepared: list[PreparedQuery], label_names: list[str] | None) -> list[str]:
-    """The rows' label names: ``label_names`` (a label set's classes, one per text) when given, else the labels."""
-    if label_names is None:
-        return names
-    if len(label_names) != len(prepared):
-        raise BadInput(f"{len(label_names)} label names for {len(prepared)} label texts")
-    for p, name in zip(prepared, label_names):
-        p.query = name
-    return list(label_names)
-
-
-def label_matrix(prepared: list[PreparedQuery], encoder) -> "LabelMatrix":
-    import torch
-
-    from search.core.classify import LabelMatrix
-
-    positive = combined_vectors(encoder, [p.texts for p in prepared])
-    negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
-    negative = (
-        encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
-    )
-    return LabelMatrix(
-        labels=[p.as_label() for p in prepared],
-        positive=torch.from_numpy(positive).to(encoder.device),
-        negative=torch.from_numpy(negative).to(encoder.device),
-        negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
-        logit_scale=encoder.logit_scale,
-    )
-
-
 def _label_key(matrix: "LabelMatrix") -> str:
     """A short key for a label set's vectors (archive statistics are cached per label set and filter)."""
     import hashlib
 
-    digest = hashlib.sha256(matrix.positive.detach().cpu().numpy().tobytes())
-    digest.update(matrix.negative.detach().cpu().numpy().tobytes())
+    from search.core.scorers import as_numpy
+
+    digest = hashlib.sha256(as_numpy(matrix.positive).tobytes())
+    digest.update(as_numpy(matrix.negative).tobytes())
     digest.update(np.asarray(matrix.negative_owner).tobytes())
     return digest.hexdigest()
 
@@ -255,7 +227,9 @@ class SoundIndex:
                 store.close()
             ownership.release()
             raise
-        return cls(settings, wrapped, store, vectors, plugins or default_plugins(), ownership)
+        plugins = plugins or default_plugins()
+        store.policies = plugins.policies  # label-set watches score new windows with these at commit
+        return cls(settings, wrapped, store, vectors, plugins, ownership)
 
     def close(self) -> None:
         try:
@@ -298,12 +272,27 @@ class SoundIndex:
             on_progress,
             cluster=cluster_for(self.settings, full, self.plugins),
         )
-        return runner.run(
+        report = runner.run(
             [str(p) for p in paths],
             retry_failed=retry_failed,
             verify_content=verify_content,
             allow_empty_root=allow_empty_root,
         )
+        self.write_text_export()  # torch and the model are loaded anyway: readers after this need neither
+        return report
+
+    def write_text_export(self, force: bool = False) -> Path | None:
+        """Write the model's ONNX text tower (once per model and machine) when absent or damaged; its directory.
+
+        Loads the whole CLAP if it is not loaded. None when exports are off or it could not be written (a warning).
+        """
+        from indexer.text_onnx import ensure_text_export
+
+        full = self.encoder.full()
+        where = ensure_text_export(full, full.identity, force=force)
+        if where is not None:
+            self.encoder.retry_text_onnx()
+        return where
 
     def tag(
         self,
@@ -330,6 +319,31 @@ class SoundIndex:
             on_progress=on_progress,
         )
 
+    def transcribe(
+        self,
+        model: str,
+        language: str | None = None,
+        retranscribe: bool = False,
+        progress: bool | None = None,
+        on_progress=None,
+        alias: str | None = None,
+    ):
+        """Transcribe the windows without a transcript from ``model`` (hub id, directory, ``alias=id`` or a plugin's
+        transcriber name) on CLAP's device (a TranscribeReport)."""
+        from indexer.transcribe_pass import run_transcribe_pass
+
+        return run_transcribe_pass(
+            self.store,
+            self.plugins,
+            self.settings,
+            f"{alias}={model}" if alias else model,
+            language=language,
+            retranscribe=retranscribe,
+            device=str(self.encoder.device),
+            progress=progress,
+            on_progress=on_progress,
+        )
+
     # -- search ------------------------------------------------------------------------------
     def search(
         self,
@@ -341,14 +355,32 @@ class SoundIndex:
         localize: bool = False,
         like: "LikeQuery | None" = None,
         probe: str | None = None,
+        fuse: str | None = None,
+        said: str | None = None,
+        *,
+        options: SearchOptions | None = None,
     ) -> SearchResponse:
         """Top-k windows per query by cosine between the query's text vector and the window vectors.
 
         ``prompt_template`` replaces the configured one for this search; ``localize`` adds to every hit where
         inside its window the sound is (`search.core.localize`). ``like`` (a `search.core.like.LikeQuery`) mixes
         the texts with examples into one query (Rocchio); ``probe`` (``PROBE:CLASS``) ranks by a probe's probability.
+        ``filters.said`` keeps the windows whose transcript says it (no queries: ranked by what is said alone;
+        ``fuse="rrf"``: both rankings fused); ``said`` is the same as ``filters.said``. ``options`` (a
+        `SearchOptions`, as the CLI and the server client pass it) replaces the keyword arguments.
         """
+        o = options or SearchOptions(k, filters, strict, prompt_template, localize, like, probe, fuse)
+        k, filters, strict, prompt_template, localize = o.k, o.filters, o.strict, o.prompt_template, o.localize
+        like, probe, fuse = o.like, o.probe, o.fuse
+        if said:
+            filters = (filters or Filters()).model_copy(update={"said": said})
         by_example = like is not None and not like.is_empty()
+        if ((filters is not None and filters.said) or fuse) and not by_example and not probe:
+            from search.core.said import said_search
+
+            handled = said_search(self, queries, k, filters, fuse, strict, prompt_template, localize)
+            if handled is not None:
+                return handled
         if not queries and not by_example and not probe:
             raise BadInput("no query given")
         if k < 1:
@@ -396,13 +428,17 @@ class SoundIndex:
             from search.core.localize import localize_hits
 
             localize_hits(self, results, prompt_template=prompt_template, strict=strict)
+        if filters is not None and filters.said:
+            from search.core.said import attach_said
+
+            attach_said(self, results, filters.said)
         return SearchResponse(results=results)
 
     # -- classification ----------------------------------------------------------------------
     def iter_classify(
         self,
         labels: list[str] | str,
-        policy: str = "softmax",
+        policy: str = DEFAULT_POLICY,
         by: str = "window",
         top: int | None = None,
         threshold: float | None = None,
@@ -413,15 +449,45 @@ class SoundIndex:
         prompt_template: str | None = None,
         probe: str | None = None,
         label_names: list[str] | None = None,
+        said: str | None = None,
+        *,
+        options: ClassifyArchiveOptions | None = None,
     ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """The response header (labels, texts, policy) and a stream of rows, chunk by chunk (memory stays flat).
 
         ``after`` resumes a paged listing: only windows with a larger id (``by="window"``) or files with a
         larger id (``by="file"``) are scored; archive statistics always cover the whole index.
         ``label_names`` names the rows' labels (a label set's classes) when ``labels`` are the texts to embed.
+        ``options`` (a `ClassifyArchiveOptions`, as the CLI and the server client pass it) replaces the keyword
+        arguments.
         """
-        from search.core.classify import ClassifyOptions, check_policy_options, chunk_rows, policy_named, score_chunks
+        o = options or ClassifyArchiveOptions(
+            policy,
+            by,
+            top,
+            threshold,
+            filters,
+            policy_options or {},
+            strict,
+            prompt_template,
+            after,
+            probe,
+            label_names,
+        )
+        policy, by, top, threshold, filters = o.policy, o.by, o.top, o.threshold, o.filters
+        policy_options, strict, after, prompt_template = o.policy_options, o.strict, o.after, o.prompt_template
+        probe, label_names = o.probe, o.label_names
+        from search.core.classify import (
+            ClassifyOptions,
+            check_policy_options,
+            chunk_rows,
+            label_matrix,
+            policy_named,
+            score_chunks,
+        )
 
+        if said:  # the same as filters.said: only windows whose transcript says it
+            filters = (filters or Filters()).model_copy(update={"said": said})
         if by not in ("window", "file"):
             raise BadInput(f"--by must be window or file, not {by!r}")
         scoring = policy_named(self.plugins.policies, policy)
@@ -444,12 +510,12 @@ class SoundIndex:
         scope = wm.select(
             allowed, after_id=after if by == "window" else None, after_file_id=after if by == "file" else None
         )
-        options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
-        check_policy_options(scoring, matrix, options)
+        scoring_options = ClassifyOptions(by=by, top=top, threshold=threshold, policy_options=policy_options or {})
+        check_policy_options(scoring, matrix, scoring_options)
         stats = self.label_stats(matrix) if scoring.needs_archive_stats else None
         paths = self.file_paths(wm.seq)
         chunks = wm.chunks(chunk, scope)
-        rows = score_chunks(chunks, paths, matrix, scoring, stats, options)
+        rows = score_chunks(chunks, paths, matrix, scoring, stats, scoring_options)
         header = ClassifyResponse(
             labels=names,
             texts=[p.texts for p in prepared] if probe is None else [[f"probe {probe}"] for _ in names],
@@ -492,7 +558,8 @@ class SoundIndex:
         return self.store.window_ids_where(where, params)
 
     def allowed_ids(self, filters: Filters | None) -> np.ndarray | None:
-        """Window ids the filters allow (None: no filter); ``probe:PROBE:CLASS>=p`` tags score the probe here."""
+        """Window ids the filters allow (None: no filter); ``probe:PROBE:CLASS>=p`` tags score the probe here and
+        ``said`` asks the transcripts' full-text index."""
         from search.core.probes import probe_allowed_ids, split_probe_filters
 
         rest, conditions = split_probe_filters(filters)
@@ -503,6 +570,10 @@ class SoundIndex:
         if conditions:
             by_probe = probe_allowed_ids(self.store, self.window_matrix(), conditions)
             allowed = by_probe if allowed is None else np.intersect1d(allowed, by_probe)
+        if filters is not None and filters.said:
+            from search.core.said import said_allowed
+
+            allowed = said_allowed(self, allowed, filters.said)
         return allowed
 
     def classify(self, labels: list[str] | str, **kwargs) -> ClassifyResponse:
@@ -519,131 +590,32 @@ class SoundIndex:
 
 
 # -- one file, no index ----------------------------------------------------------------------
-def classify_windows(
-    audio_windows: list[np.ndarray],
-    spans: list[tuple[float, float]],
-    labels: list[str] | str,
-    encoder: ClapEncoder,
-    settings: Settings,
-    plugins: PluginHost,
-    policy: str = "softmax",
-    path: str | None = None,
-    strict: bool | None = None,
-    policy_options: dict | None = None,
-    vectors: np.ndarray | None = None,
-    label_names: list[str] | None = None,
-) -> FileClassification:
-    """Score windows held in memory against ``labels``: per-window rows and the file row (max per label).
-
-    ``vectors``: the windows' embeddings when already computed (then ``audio_windows`` is not read);
-    ``label_names``: the rows' label names when ``labels`` are a label set's texts.
-    """
-    from search.core.classify import ClassifyOptions, check_policy_options, in_memory_chunks, policy_named, score_chunks
-
-    names = parse_labels(labels)
-    scoring = policy_named(plugins.policies, policy)
-    if scoring.needs_archive_stats:
-        raise BadInput(f"the {policy} policy needs an index (archive statistics); use it with `soundsift classify`")
-    prepared = prepare_all(names, plugins, settings, strict)
-    names = named_labels(names, prepared, label_names)
-    matrix = label_matrix(prepared, encoder)
-    if vectors is None:
-        vectors = (
-            encoder.embed_windows(audio_windows) if audio_windows else np.zeros((0, encoder.embedding_dim), np.float32)
-        )
-    options = ClassifyOptions(by="window", policy_options=policy_options or {})
-    check_policy_options(scoring, matrix, options)
-    rows = list(
-        score_chunks(iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, options)
-    )
-    file_options = ClassifyOptions(by="file", policy_options=policy_options or {})
-    file_row = next(
-        score_chunks(
-            iter(in_memory_chunks(vectors, spans)), {0: path or "<array>"}, matrix, scoring, None, file_options
-        ),
-        None,
-    )
-    if file_row is None:
-        raise BadInput("no audio to classify")
-    peak = next((i for i, (a, b) in enumerate(spans) if (a, b) == (file_row.start, file_row.end)), None)
-    file_row.peak_window, file_row.peak_start, file_row.peak_end = peak, file_row.start, file_row.end
-    if peak is not None and not file_row.extras:
-        file_row.extras = dict(rows[peak].extras)  # the file's confidence is its peak window's
-    for row in rows + [file_row]:
-        row.window_id = None
-        row.file_id = None
-    return FileClassification(
-        path=path, labels=names, texts=[p.texts for p in prepared], policy=policy, windows=rows, file=file_row
-    )
+# Public here, defined with their concept; imported on first use because they pull in torch.
+_LAZY = {
+    "label_matrix": "search.core.classify",
+    "classify_windows": "search.core.one_file",
+    "classify_array": "search.core.one_file",
+    "classify_file": "search.core.one_file",
+}
 
 
-def classify_array(
-    audio: np.ndarray,
-    sample_rate: int,
-    labels: list[str] | str,
-    encoder: ClapEncoder,
-    settings: Settings | None = None,
-    plugins: PluginHost | None = None,
-    policy: str = "softmax",
-    policy_options: dict | None = None,
-) -> FileClassification:
-    """Classify an in-memory mono (or (frames, channels)) array at ``sample_rate``, window by window."""
-    import soxr
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-    from indexer.windows import WindowCutter
-
-    settings = settings or load_settings()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    if not np.isfinite(audio).all():
-        raise BadInput("the audio has non-finite samples")
-    if sample_rate != TARGET_RATE:
-        audio = soxr.resample(audio, sample_rate, TARGET_RATE, quality="HQ").astype(np.float32)
-    window, hop = int(round(settings.window_s * TARGET_RATE)), int(round(settings.hop_s * TARGET_RATE))
-    cutter = WindowCutter(window, hop)
-    pieces = list(cutter.feed(audio)) + list(cutter.finish())
-    return classify_windows(
-        [w for _, w in pieces],
-        [(s.start / TARGET_RATE, (s.start + s.length) / TARGET_RATE) for s, _ in pieces],
-        labels,
-        encoder,
-        settings,
-        plugins or default_plugins(),
-        policy,
-        policy_options=policy_options,
-    )
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def classify_file(
-    path: str | Path,
-    labels: list[str] | str,
-    encoder: ClapEncoder,
-    settings: Settings | None = None,
-    plugins: PluginHost | None = None,
-    policy: str = "softmax",
-    timeout_s: float | None = None,
-    policy_options: dict | None = None,
-    **options,
-) -> FileClassification:
-    """Classify one file without an index; decoding runs in a worker process under a time limit.
-
-    ``options``: threshold, prompt_template, start, duration (seconds), envelope_points, mel_width, strict
-    (see `search.core.one_file.classify_file`).
-    """
-    from search.core.one_file import classify_file as classify_one
-
-    return classify_one(path, labels, encoder, settings, plugins, policy, timeout_s, policy_options, **options)
-
-
-_ENCODERS: dict[tuple, ClapEncoder] = {}
+_ENCODERS: dict[tuple, ClapEncoder] = {}  # model key -> encoder, loaded once per process
+_ENCODERS_LOCK = threading.Lock()
 
 
 def classify_audio_result(
     path: str | Path,
     labels: list[str] | str,
     *,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     policy_options: dict | None = None,
     threshold: float | dict | None = None,
     prompt_template: str | None = None,
@@ -659,23 +631,34 @@ def classify_audio_result(
 
     The model is ``encoder``, else ``model`` (loaded once per process and kept), else the configured one.
     """
+    from search.core.one_file import classify_file
+
     settings = settings or load_settings(model=model, device=device)
     if encoder is None:
         key = (settings.model or DEFAULT_MODEL, settings.model_revision, settings.device, settings.precision)
-        encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
-    return classify_file(
-        path,
-        labels,
-        encoder,
-        settings,
-        policy=policy,
-        policy_options=policy_options,
-        threshold=threshold,
-        prompt_template=prompt_template,
-        start=start,
-        duration=duration,
-        envelope_points=envelope_points,
+        with _ENCODERS_LOCK:  # threads asking for the same model at once load it once
+            encoder = _ENCODERS.get(key) or _ENCODERS.setdefault(key, load_encoder(settings))
+    options = ClassifyFileOptions(
+        policy, policy_options or {}, threshold, prompt_template, start, duration, envelope_points
     )
+    return classify_file(path, labels, encoder, settings, options=options)
+
+
+class LocalFiles:
+    """Classifies files in this process with the configured model, loaded on first use (`classify-file` without a
+    server); the same call as `search.cli.client.RemoteIndex.classify_file`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._encoder: ClapEncoder | None = None
+
+    def classify_file(self, path: Path, labels: str, options: ClassifyFileOptions) -> FileClassification:
+        """One file scored per window and as a whole (decoded in a worker process)."""
+        from search.core.one_file import classify_file
+
+        if self._encoder is None:
+            self._encoder = load_encoder(self.settings)
+        return classify_file(path, labels, self._encoder, self.settings, options=options)
 
 
 def classify_audio(path: str | Path, labels: list[str] | str, *, detailed: bool = False, **options):

@@ -16,6 +16,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """ONNX text-tower exports of this session land here, never in the user's cache (CLI subprocesses inherit it)."""
+    where = tmp_path_factory.mktemp("onnx-cache")
+    os.environ["SOUNDSIFT_ONNX_CACHE"] = str(where)
+    return where
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random CLAP saved with save_pretrained; loaded through the real loading code."""
@@ -121,5 +129,60 @@ def run_cli(tiny_model_dir):
             )
         proc.json = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
         return proc
+
+    return run
+
+
+def cli_in_process(env: dict, *args: str):
+    """The real CLI entry point (``search.cli.main``: the same exit codes and one-line errors) run in this process,
+    with ``env`` set for the call (a value of None unsets a variable).
+
+    Returns ``returncode``, ``stdout``, ``stderr`` and ``json`` (parsed stdout when ``--json`` was given), like
+    `run_cli`. A test that runs many commands uses this rather than one new interpreter per command (each
+    importing torch and loading the model); `run_cli` stays for what needs a process of its own.
+    """
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from search.cli import main
+
+    argv = ["soundsift", *map(str, args)]
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        with CliRunner().isolation(env=env) as (stdout, stderr, _):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            sys.stdout.flush()  # the isolated streams are buffered text over bytes
+            sys.stderr.flush()
+            result = SimpleNamespace(
+                returncode=code, stdout=stdout.getvalue().decode(), stderr=stderr.getvalue().decode()
+            )
+    finally:
+        sys.argv = saved
+    result.json = json.loads(result.stdout) if "--json" in argv and result.stdout.strip() else None
+    return result
+
+
+def cli_settings_env(tiny_model_dir: Path) -> dict:
+    """The SOUNDSIFT_* and HF_* variables of `cli_env`: what an in-process CLI call needs set."""
+    return {k: v for k, v in cli_env(tiny_model_dir).items() if k.startswith(("SOUNDSIFT_", "HF_"))}
+
+
+@pytest.fixture()
+def invoke_cli(tiny_model_dir):
+    """``invoke_cli(*args, check=True, env=None)``: `cli_in_process` with the tiny model's settings."""
+
+    def run(*args: str, check: bool = True, env: dict | None = None):
+        result = cli_in_process({**cli_settings_env(tiny_model_dir), **(env or {})}, *args)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"soundsift {' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
+        return result
 
     return run

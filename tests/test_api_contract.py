@@ -94,6 +94,40 @@ def test_repeated_labels_fields_are_joined(live):
     assert twice.status_code == 422 and twice.json()["detail"] == "give `policy` once"
 
 
+def test_the_upload_form_schema_says_what_the_server_reads(live):
+    doc = live.http.get("/openapi.json").json()
+    form = doc["paths"]["/classify-file"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    fields = doc["components"]["schemas"][form["schema"]["$ref"].rpartition("/")[2]]["properties"]
+    assert fields["file"]["minLength"] == 1  # an empty upload is no audio
+    # optional numbers are left out, never sent as the text "null"
+    assert fields["pcm_channels"]["type"] == "integer" and "anyOf" not in fields["pcm_channels"]
+    assert fields["start"]["type"] == "number" and "anyOf" not in fields["start"]
+    # JSON parts: described as what they hold
+    assert form["encoding"] == {
+        "policy_options": {"contentType": "application/json"},
+        "threshold": {"contentType": "application/json"},
+    }
+    assert fields["policy_options"]["type"] == "object"
+    assert [b["type"] for b in fields["threshold"]["anyOf"]] == ["number", "object", "array"]
+    model = doc["components"]["schemas"]["TagJobRequest"]["properties"]["model"]
+    assert model["pattern"] == "^[^\\x00]+$"
+    labels = doc["components"]["schemas"]["ClassifyRequest"]["properties"]["labels"]["anyOf"]
+    assert [b.get("minItems") for b in labels if b["type"] == "array"] == [1]
+
+
+def test_the_server_refuses_what_the_schema_refuses_and_ignores_extra_fields(live):
+    nul = live.http.post("/jobs/tag", json={"model": "a\x00b"})
+    assert nul.status_code == 422 and "a model name cannot contain NUL" in nul.json()["detail"]
+    empty = live.http.post("/classify-file", data={"labels": "a dog"}, files={"file": ("t.wav", b"", "audio/wav")})
+    assert empty.status_code == 422 and empty.json()["detail"] == "the upload is empty"
+    extra = live.http.post(
+        "/classify-file",
+        data={"labels": "a dog", "note": ["x", "y"], "threshold": "[0.5]"},
+        files={"file": ("t.wav", _wav(3.0), "audio/wav")},
+    )
+    assert extra.status_code == 200, extra.text  # a field the route does not read is ignored, repeated or not
+
+
 def test_every_error_has_the_one_error_model(live):
     invalid = live.http.post("/search", json={"queries": [], "k": 0})
     assert invalid.status_code == 422

@@ -73,6 +73,7 @@ def test_bench_cold_start_quick(tmp_path):
     assert r["stats_s"] > 0 and r["stats_rss_mb"] > 0 and r["search_via_server_s"] > 0
     assert r["search_cached_loaded_transformers"] is False  # a remembered text loads no model
     assert r["windows"] == r["pipeline_windows"] == 4 and r["index_classify_vs_pipeline"] > 0
+    assert r["full_clap_load_s"] > 0 and r["text_export_s"] > 0 and r["search_cold_transformers_s"] > 0
 
 
 def test_bench_probe_quick(tmp_path):
@@ -81,3 +82,31 @@ def test_bench_probe_quick(tmp_path):
     assert r["train"]["probe_fit_with_cv_s"] > 0 and r["train"]["sklearn_fit_1thread_s"] > 0
     assert r["score"]["windows"] == 20_000 and r["score"]["matrix_dtype"] == "float16"
     assert r["score"]["probe_classify_top100_s"] > 0 and r["score"]["labels_classify_top100_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_scale_quick(tmp_path):
+    r = run_quick("bench_scale", tmp_path)
+    (run,) = r["runs"]
+    assert run["windows"] == 20_000 and run["commit_windows_per_s"] > 0
+    assert run["recall_at_10"] == 1.0 and run["search_p99_ms"] >= run["search_p50_ms"] > 0  # flat: exact
+    assert run["after_kill9_windows"] > 20_000 and run["after_kill9_recovery"]["added"] > 0  # committed, then caught up
+    assert run["classify_10_labels_s"] > 0 and run["disk_mb_per_million"] > 0 and run["serving_peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_bench_audio_onnx_quick(tmp_path):
+    r = run_quick("bench_audio_onnx", tmp_path)
+    assert r["torch_tower_s_per_window"] > 0 and r["onnx_tower_s_per_window"] > 0
+    assert r["max_abs_diff"] < 1e-4 and r["torch_share_of_peak"] > 0 and r["onnx_share_of_peak"] > 0
+    assert r["onnx_qualifies_as_cpu_default"] == (r["onnx_speedup"] > 1)
+
+
+@pytest.mark.slow
+def test_bench_transcribe_quick(tmp_path):
+    r = run_quick("bench_transcribe", tmp_path)
+    q, t = r["queries"], r["transcribe"]
+    assert q["segments"] == 5_000 and q["fts5_top10_p95_ms"] >= q["fts5_top10_p50_ms"] > 0
+    assert q["per_query"]["投诉"]["hits"] == 10 and q["baseline_substring_scan_p50_ms"] > 0
+    assert t["soundsift_transcriber"]["windows"] == t["baseline_pipeline_16k"]["windows"] == 2
+    assert t["soundsift_transcriber"]["mean_windows_per_s"] > 0

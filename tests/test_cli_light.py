@@ -28,13 +28,13 @@ print("\\n@@probe " + json.dumps({"code": code, "heavy": heavy}))
 """
 
 
-def probe(args: list[str], tiny_model_dir: Path) -> tuple[dict, str, str]:
+def probe(args: list[str], tiny_model_dir: Path, env: dict | None = None) -> tuple[dict, str, str]:
     """(probe result, stdout before it, stderr) of one CLI run in a fresh interpreter."""
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps([str(a) for a in args])],
         capture_output=True,
         text=True,
-        env=cli_env(tiny_model_dir),
+        env={**cli_env(tiny_model_dir), **(env or {})},
         cwd=REPO,
         timeout=300,
     )
@@ -95,7 +95,8 @@ def test_error_paths_import_neither_torch_nor_transformers(built_index, tmp_path
         assert err.count("\n") == 1 and err.startswith("error: ") and message in err, (args, err)
 
 
-def test_search_loads_the_text_tower_alone(built_index, tiny_model_dir):
+def test_search_loads_the_text_tower_alone(built_index, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("SOUNDSIFT_TEXT_ONNX", "0")  # the transformers path (tests/test_text_onnx.py: the ONNX one)
     from indexer.settings import load_settings
     from search.sound_index import SoundIndex
 
@@ -123,19 +124,21 @@ def test_text_tower_alone_equals_the_whole_model(tiny_model_dir, tiny_encoder):
 
 def test_a_second_classify_with_the_same_labels_loads_no_model(built_index, tiny_model_dir):
     args = ["classify", "--labels", "rain on a roof, a church bell", "--index", built_index, "--json"]
-    first, out1, _ = probe(args, tiny_model_dir)
+    no_export = {"SOUNDSIFT_TEXT_ONNX": "0"}  # the transformers text tower, not the ONNX export (test_text_onnx.py)
+    first, out1, _ = probe(args, tiny_model_dir, no_export)
     assert first == {"code": 0, "heavy": ["torch", "transformers"]}  # the text tower ran once
     second, out2, _ = probe(args, tiny_model_dir)
-    assert second["code"] == 0 and "transformers" not in second["heavy"]  # remembered: no model loaded
+    assert second == {"code": 0, "heavy": []}  # remembered: no model, and classify on the CPU needs no torch
     assert out1 == out2
     searched, out3, _ = probe(["search", "a church bell", "--index", built_index, "--json"], tiny_model_dir)
     assert searched == {"code": 0, "heavy": []}  # a remembered text: not even torch
     assert json.loads(out3)["results"][0]["texts"] == ["This is a sound of a church bell."]
 
 
-def test_remembered_texts_land_in_duckdb_and_warm_the_owner(built_index, tiny_model_dir, tiny_encoder):
+def test_remembered_texts_land_in_duckdb_and_warm_the_owner(built_index, tiny_model_dir, tiny_encoder, monkeypatch):
     import duckdb
 
+    monkeypatch.setenv("SOUNDSIFT_TEXT_ONNX", "0")  # compared bit for bit with the transformers tower below
     from indexer.settings import load_settings
     from indexer.store import DB_NAME, TEXT_SIDE_DIR
     from search.sound_index import SoundIndex

@@ -14,24 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 from api_server import write_archive
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, cli_in_process, cli_settings_env
 
 KEY = "s3cret-key"
 
 
-def cli(tiny_model_dir: Path, *args, env: dict | None = None) -> subprocess.CompletedProcess:
-    full = cli_env(tiny_model_dir)
-    full.pop("SOUNDSIFT_API_KEY", None)
-    full.pop("SOUNDSIFT_SERVER", None)
+def cli(tiny_model_dir: Path, *args, env: dict | None = None):
+    """One CLI command through its entry point, in this process (the server it talks to is a process of its own)."""
+    full = {**cli_settings_env(tiny_model_dir), "SOUNDSIFT_API_KEY": None, "SOUNDSIFT_SERVER": None}
     full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "search.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=full,
-        cwd=REPO,
-        timeout=300,
-    )
+    return cli_in_process(full, *args)
 
 
 class Served:
@@ -60,8 +52,8 @@ class Served:
         self.url = None
 
     def __enter__(self) -> "Served":
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        # Until it answers or exits: no deadline of its own (the test's timeout is the hang guard).
+        while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.proc.stderr.read()}")
             try:
@@ -71,7 +63,6 @@ class Served:
             except (OSError, ValueError, httpx.HTTPError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError("serve did not start")
 
     def __exit__(self, *exc) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -142,7 +133,6 @@ def local_outputs(archive_and_index, tiny_model_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
 def test_cli_through_the_server_prints_what_it_prints_locally(archive_and_index, local_outputs, tiny_model_dir):
     root, archive, index = archive_and_index
     local = local_outputs
@@ -158,7 +148,6 @@ def test_cli_through_the_server_prints_what_it_prints_locally(archive_and_index,
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
 def test_cli_through_a_server_with_an_api_key(archive_and_index, local_outputs, tiny_model_dir):
     root, archive, index = archive_and_index
     wanted = ["search --json", "classify --out csv", "stats --json", "classify-file --json"]

@@ -30,10 +30,11 @@ def section(heading: str) -> str:
     return match.group(1)
 
 
-def test_the_hooks_are_the_public_four():
+def test_the_hooks_are_the_public_five():
     assert sorted(HOOKS) == [
         "register_decoders",
         "register_scoring_policies",
+        "register_transcribers",
         "register_window_taggers",
         "translate_query",
     ]
@@ -97,6 +98,9 @@ def test_the_worked_examples_register_and_work(tmp_path):
     host = build_plugin_manager(extra=documented_plugins())
     assert [f for f in host.failures if f.name.startswith("docs_example")] == []
     assert {"ulaw"} <= set(host.decoders) and "lead" in host.policies and "zcr" in host.taggers
+    (loud,) = host.transcribers["loud-words"].load({})
+    heard = loud.transcribe([np.zeros(1600, np.float32), np.ones(1600, np.float32)], 16_000)
+    assert [h.text for h in heard] == ["", "very loud"] and [w.text for w in heard[1].words] == ["very", "loud"]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

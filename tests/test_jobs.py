@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from api_server import write_archive
+from api_server import wait_until, write_archive
 from conftest import REPO, cli_env
 
 
@@ -113,9 +113,7 @@ def test_scheduler_reindexes_the_roots_in_the_index(tmp_path, tiny_model_dir, wr
         write_sound(archive / "later.wav", "noise", 4.0)
         scheduler = ReindexScheduler(jobs, interval_s=0.2)
         try:
-            deadline = time.monotonic() + 60
-            while sx.stats()["files"]["indexed"] < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda: sx.stats()["files"]["indexed"] >= 2)
         finally:
             scheduler.close()
             jobs.close()

@@ -69,3 +69,29 @@ def test_bad_sub_window_options_name_the_option(band_encoder):
         localize_audio(np.zeros(48_000, np.float32), q, band_encoder, sub_s=20.0)
     with pytest.raises(BadInput, match="hop_s"):
         localize_audio(np.zeros(48_000, np.float32), q, band_encoder, sub_s=1.0, hop_s=2.0)
+
+
+def test_search_localizes_in_rank_order_within_its_budget(tmp_path, open_index, write_sound):
+    """Hits are localized best first across the queries, each window embedded once, up to the per-search budget."""
+    from search.core.localize import SEARCH_MAX_SUB_WINDOWS, localize_hits, localize_window
+
+    for i, kind in enumerate(("tone", "noise", "chirp")):
+        write_sound(tmp_path / "archive" / f"{kind}.wav", kind, 10.0, seed=i)
+    sx = open_index()
+    sx.index([str(tmp_path / "archive")], progress=False)
+    results = sx.search(["a tone", "a tone"], k=3).results
+    embedded: list[int] = []
+    embed = sx.encoder.embed_windows
+    sx.encoder.embed_windows = lambda clips: embedded.append(len(clips)) or embed(clips)
+    try:
+        localize_hits(sx, results, hop_s=0.5)  # 19 sub-windows per 10 s window: the budget holds two windows
+    finally:
+        del sx.encoder.embed_windows
+    assert 2 * 19 <= SEARCH_MAX_SUB_WINDOWS < 3 * 19 and sum(embedded) == 2 * 19  # shared by both queries
+    for result in results:
+        assert [hit.localized is not None for hit in result.hits] == [True, True, False]
+        assert [hit.localized.window_id for hit in result.hits[:2]] == [hit.window_id for hit in result.hits[:2]]
+    best = results[0].hits[0]
+    alone = localize_window(sx, best.window_id, "a tone", hop_s=0.5)
+    assert (best.localized.start, best.localized.end) == (alone.start, alone.end)
+    assert [s.score for s in best.localized.steps] == pytest.approx([s.score for s in alone.steps], abs=1e-5)

@@ -30,8 +30,11 @@ def readme_command_lines() -> list[list[str]]:
     return out
 
 
-def options_of(command: str) -> set[str]:
-    return {opt for param in COMMANDS.commands[command].params for opt in (*param.opts, *param.secondary_opts)}
+def options_of(command: str, sub: str | None = None) -> set[str]:
+    cmd = COMMANDS.commands[command]
+    if sub is not None:  # a sub-command of a group (`watch add`)
+        cmd = cmd.commands[sub]  # type: ignore[attr-defined]
+    return {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts)}
 
 
 def test_the_readme_shows_commands():

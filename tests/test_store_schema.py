@@ -88,3 +88,50 @@ def test_stored_model_id_reads_a_closed_index(open_index, tiny_model_dir):
     sx.close()
     assert stored_model_id(index_dir) == sx.encoder.identity.model_id
     assert stored_model_id(index_dir / "nowhere") is None
+
+
+def test_server_jobs_is_migration_6_and_old_indexes_get_it(open_index, tiny_encoder):
+    from indexer import job_store
+
+    assert MIGRATIONS[6] == job_store.JOB_TABLES
+    sx = open_index()
+    index_dir = sx.store.index_dir
+    sx.close()
+    with duckdb.connect(str(index_dir / "soundsift.duckdb")) as con:  # as version 5 left it: no jobs table
+        con.execute("DROP TABLE server_jobs")
+        con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    store = IndexStore.open(index_dir, tiny_encoder.identity, create=False)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        cur = store.cursor()
+        job_store.save_job(cur, "b", 2, "queued", '{"id": "b"}')
+        job_store.save_job(cur, "a", 1, "completed", '{"id": "a"}')
+        job_store.save_job(cur, "a", 1, "failed", '{"id": "a", "x": 1}')  # replaces, never duplicates
+        assert job_store.saved_jobs(cur) == [(1, '{"id": "a", "x": 1}'), (2, '{"id": "b"}')]
+        job_store.drop_jobs(cur, ["a"])
+        assert [j.seq for j in job_store.saved_jobs(cur)] == [2]
+        assert job_store.run_recorded(cur, 1) is False
+    finally:
+        store.close()
+
+
+def test_allowed_roots_are_the_directories_on_disk_even_when_their_names_are_not_utf8(open_index, tmp_path):
+    import os
+
+    import soundfile as sf
+
+    from search.demo_audio import synthesize
+    from search.http.job_paths import allowed_roots
+
+    root = os.path.join(os.fsencode(tmp_path), b"arch\xff")  # a root whose name is not UTF-8
+    os.makedirs(root)
+    sf.write(str(tmp_path / "a.wav"), synthesize("tone", 2.0, 16_000, 0), 16_000)
+    os.rename(os.fsencode(tmp_path / "a.wav"), os.path.join(root, b"a.wav"))  # libsndfile takes UTF-8 names only
+    sx = open_index()
+    sx.index([os.fsdecode(root)], progress=False)
+    extra = tmp_path / "more"
+    extra.mkdir()
+    assert allowed_roots(sx.store, [str(extra)]) == sorted(
+        [os.path.realpath(os.fsdecode(root)), os.path.realpath(extra)]
+    )
+    assert all(os.path.isdir(r) for r in allowed_roots(sx.store))

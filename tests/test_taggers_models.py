@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -338,7 +337,7 @@ def test_a_bad_tag_filter_is_one_line_before_any_model_loads(run_cli, tmp_path):
 
 
 def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
-    from api_server import LiveServer, api_settings, build_index
+    from api_server import LiveServer, api_settings, build_index, job_done
 
     from search.http.app import create_app
 
@@ -349,11 +348,7 @@ def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
     with LiveServer(create_app(settings)) as server, server.client() as http:
         job = http.post("/jobs/tag", json={"model": f"ast={checkpoints['ast']}", "top_k": 2})
         assert job.status_code == 202 and job.json()["kind"] == "tag"
-        for _ in range(600):
-            info = http.get(f"/jobs/{job.json()['id']}").json()
-            if info["status"] not in ("queued", "running"):
-                break
-            time.sleep(0.1)
+        info = job_done(http, job.json()["id"])
         assert info["status"] == "completed", info
         assert info["report"]["windows_tagged"] == 2 and info["progress"]["windows"] == 2
         stats = http.get("/stats").json()
@@ -379,11 +374,7 @@ def test_server_tag_job_and_file_view(tmp_path, tiny_model_dir, checkpoints):
         unknown = http.post("/search", json={"queries": ["a"], "filters": {"tags": ["nope:x>=1"]}})
         assert unknown.status_code in (400, 422) and "no model tagged this index" in unknown.json()["detail"]
         failed = http.post("/jobs/tag", json={"model": str(tmp_path / "missing")})
-        for _ in range(100):
-            info = http.get(f"/jobs/{failed.json()['id']}").json()
-            if info["status"] not in ("queued", "running"):
-                break
-            time.sleep(0.1)
+        info = job_done(http, failed.json()["id"])
         assert info["status"] == "failed" and info["error"].startswith("no model directory at")
 
 

@@ -215,15 +215,15 @@ def test_cut_clip_takes_the_span_from_seekable_and_streamed_files(tmp_path):
     audio = (np.arange(rate * 3) % 100 / 100).astype(np.float32)
     wav = tmp_path / "a.wav"
     sf.write(wav, audio, rate, subtype="FLOAT")
-    clip = cut_clip(wav, 1.0, 2.0, "wav", {}, {}, DecodeLimits())
+    decoders = build_plugin_manager().decoders  # the soundfile decoder's source seeks straight to the span
+    clip = cut_clip(wav, 1.0, 2.0, "wav", decoders, {}, DecodeLimits())
     got, got_rate = sf.read(__import__("io").BytesIO(clip.data), dtype="float32")
     assert (clip.media_type, got_rate, clip.start_s, clip.end_s) == ("audio/wav", rate, 1.0, 2.0)
     np.testing.assert_allclose(got, audio[rate : 2 * rate], atol=1 / 32768)
 
     pcm = tmp_path / "b.pcm"
-    pcm.write_bytes((audio * 20_000).astype("<i2").tobytes())  # not seekable by libsndfile: through the decoders
-    decoders = build_plugin_manager().decoders
+    pcm.write_bytes((audio * 20_000).astype("<i2").tobytes())  # the pcm decoder cannot seek: streamed from the start
     streamed = cut_clip(pcm, 0.5, 1.5, "ogg", decoders, {"pcm.sample_rate": rate}, DecodeLimits())
     assert streamed.media_type == "audio/ogg" and streamed.end_s == pytest.approx(1.5, abs=1e-3)
     with pytest.raises(DecodeError, match="no audio between 5.00 s and 6.00 s"):
-        cut_clip(wav, 5.0, 6.0, "wav", {}, {}, DecodeLimits())
+        cut_clip(wav, 5.0, 6.0, "wav", decoders, {}, DecodeLimits())

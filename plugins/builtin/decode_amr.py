@@ -18,10 +18,9 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
-from plugins.builtin.pcm_formats import SAMPLE_FORMATS, block_frames, regroup
-from plugins.contract import DecodeError, Decoder
-from plugins.hookspecs import hookimpl
-from plugins.safe_files import open_regular
+from soundsift import DecodeError, Decoder, hookimpl, open_regular
+
+from .pcm_formats import SAMPLE_FORMATS, block_frames, regroup
 
 READ_BYTES = 64 * 1024
 

@@ -27,10 +27,18 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from plugins.builtin.pcm_formats import SampleFormat, block_frames, check_stream, integer_setting, sample_format
-from plugins.contract import DecodeError, Decoder
-from plugins.hookspecs import hookimpl
-from plugins.safe_files import SIDECAR_LIMIT, FileTooLarge, NotRegularFile, open_regular, read_limited
+from soundsift import (
+    SIDECAR_LIMIT,
+    DecodeError,
+    Decoder,
+    FileTooLarge,
+    NotRegularFile,
+    hookimpl,
+    open_regular,
+    read_limited,
+)
+
+from .pcm_formats import SampleFormat, block_frames, check_stream, integer_setting, sample_format
 
 log = logging.getLogger(__name__)
 

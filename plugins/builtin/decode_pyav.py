@@ -9,9 +9,9 @@ from typing import Any
 import av
 import numpy as np
 
-from plugins.builtin.pcm_formats import regroup
-from plugins.contract import DecodeError, Decoder
-from plugins.hookspecs import hookimpl
+from soundsift import DecodeError, Decoder, hookimpl
+
+from .pcm_formats import regroup
 
 BLOCK_FRAMES = 1 << 16
 

@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 import pysilk
 
-from plugins.builtin.pcm_formats import SAMPLE_FORMATS, block_frames, check_stream, integer_setting
-from plugins.contract import DecodeError, Decoder
-from plugins.hookspecs import hookimpl
-from plugins.safe_files import open_regular
+from soundsift import DecodeError, Decoder, hookimpl, open_regular
+
+from .pcm_formats import SAMPLE_FORMATS, block_frames, check_stream, integer_setting
 
 MAGIC = b"#!SILK_V3"
 TENCENT_MAGIC = b"\x02" + MAGIC

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from plugins.contract import DecodeError, Decoder
-from plugins.hookspecs import hookimpl
+from soundsift import DecodeError, Decoder, hookimpl
 
 BLOCK_FRAMES = 1 << 16
 
@@ -88,6 +87,17 @@ class SoundFileSource:
                 yield block
         except sf.LibsndfileError as exc:
             raise DecodeError(_reason(exc)) from None
+
+    def seek(self, seconds: float) -> float | None:
+        """Move to ``seconds`` (clipped to the end); the position reached in seconds, None where the file cannot seek."""
+        if not self._file.seekable():
+            return None
+        frame = min(int(seconds * self.sample_rate), self._file.frames)
+        try:
+            self._file.seek(frame)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DecodeError(_reason(exc)) from None
+        return frame / self.sample_rate
 
     def close(self) -> None:
         self._file.close()

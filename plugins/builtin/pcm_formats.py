@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins.contract import DecodeError
+from soundsift import DecodeError
 
 # The bounds every built-in decoder refuses outside of, before allocating anything they would size
 # (the indexer checks the same bounds again from its settings, after open()).

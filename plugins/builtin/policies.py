@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.contract import ALWAYS_GIVEN_OPTIONS as ALWAYS_GIVEN
-from plugins.contract import ArchiveStats, PolicyResult, ScoringPolicy, check_options
-from plugins.hookspecs import hookimpl
-from plugins.scoring import best_label_fired, number, per_label, sigmoid, softmax
+from soundsift import ALWAYS_GIVEN_OPTIONS as ALWAYS_GIVEN
+from soundsift import (
+    ArchiveStats,
+    PolicyResult,
+    ScoringPolicy,
+    best_label_fired,
+    check_options,
+    hookimpl,
+    number,
+    per_label,
+    sigmoid,
+    softmax,
+)
 
 __all__ = [
     "ALWAYS_GIVEN",

@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins.contract import ClassifierLoadError, WindowTagger
-from plugins.hookspecs import hookimpl
+from soundsift import ClassifierLoadError, WindowTagger, hookimpl
 
 NAME = "classifier"
 DEFAULT_TOP_K = 5

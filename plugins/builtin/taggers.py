@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.contract import WindowTagger
-from plugins.hookspecs import hookimpl
+from soundsift import WindowTagger, hookimpl
 
 SILENCE_DB = -60.0
 CLIP_LEVEL = 0.999

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.contract import QueryTranslation
-from plugins.hookspecs import hookimpl
+from soundsift import QueryTranslation, hookimpl
 
 TRANSLATOR = "marian"
 MAX_TEXTS = 5

@@ -1,7 +1,8 @@
 """The ``soundsift`` command line: index, search, classify, classify-file, serve, stats, plugins, doctor, demo.
 
-Commands live in modules beside this one (commands.py, and one module per feature); each registers itself on
-the shared typer app (app.py) when imported here.
+Commands live in modules beside this one, one per area (indexing, querying, classify_file, info, serving, and
+one module per feature: evaluate, teach, watch, transcribe); each registers itself on the shared typer app
+(app.py) when imported here.
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ import sys
 
 from indexer.errors import SoundsiftError
 from search.cli import (
-    commands,  # noqa: F401  (registers the core commands)
+    classify_file,  # noqa: F401  (classify-file)
     evaluate,  # noqa: F401  (eval, label-set)
+    indexing,  # noqa: F401  (index, check, export)
+    info,  # noqa: F401  (stats, plugins, doctor)
+    querying,  # noqa: F401  (search, classify)
+    serving,  # noqa: F401  (tag, serve, demo)
     teach,  # noqa: F401  (examples, train, probes)
+    transcribe,  # noqa: F401  (soundsift transcribe)
+    watch,  # noqa: F401  (watch, report, clips)
 )
 from search.cli.app import app, err
 

@@ -53,13 +53,27 @@ TagOpt = Annotated[
 ]
 
 
-def _filters(path_glob: str | None, tags: list[str] | None):
-    """Filters from the --path-glob and --tag options (tag syntax checked before any model loads)."""
+SaidOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--said",
+        help='only windows whose transcript says this: words, "phrases", prefix*, AND/OR/NOT '
+        "(e.g. '退款 OR 投诉'); searched as typed, never translated",
+    ),
+]
+
+
+def _filters(path_glob: str | None, tags: list[str] | None, said: str | None = None):
+    """Filters from the --path-glob, --tag and --said options (their syntax checked before any model loads)."""
     from search.filters import Filters, parse_tag_filter
 
     for text in tags or []:
         parse_tag_filter(text)
-    return Filters(path_glob=path_glob, **({"tags": list(tags)} if tags else {}))
+    if said is not None:
+        from search.core.said import parse_said
+
+        parse_said(said)
+    return Filters(path_glob=path_glob, **({"tags": list(tags)} if tags else {}), **({"said": said} if said else {}))
 
 
 def _settings(index: Path | None = None, model: str | None = None, device: str | None = None, **more) -> Settings:
@@ -108,19 +122,20 @@ def _client(index_dir: Path, server: str | None, api_key: str | None):
 
 
 def _reader(settings: Settings, server: str | None, api_key: str | None):
-    """(client, None) when a server answers for the index, else (None, the index opened read-only)."""
+    """The `IndexReader` that answers for the index: the server's client when a server does, else the index opened
+    read-only here. Either is a context manager; a command makes its one call on it."""
     from search.sound_index import SoundIndex
 
     client = _client(settings.index, server, api_key)
     if client is not None:
-        return client, None
+        return client
     try:
-        return None, SoundIndex.open(settings.index, settings=settings, read_only=True)
+        return SoundIndex.open(settings.index, settings=settings, read_only=True)
     except IndexLocked:
         client = _client(settings.index, None, api_key)  # a server took the index meanwhile: ask it
         if client is None:
             raise
-        return client, None
+        return client
 
 
 def _progress_rows(rows, enabled: bool, what: str = "rows"):
@@ -154,3 +169,13 @@ def _fmt_time(seconds: float | None) -> str:
         return "?"
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:05.2f}"
+
+
+LabelSetOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--label-set",
+        help="a TOML label set (`soundsift eval --save-label-set`): its labels, texts, template, policy, options, "
+        "thresholds",
+    ),
+]

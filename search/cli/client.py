@@ -19,6 +19,8 @@ from pathlib import Path
 
 from indexer.errors import BadInput, IndexLocked, IndexMissing, SoundsiftError
 from indexer.ownership import LOCK_NAME, describe_owner
+from search.core.requests import ClassifyArchiveOptions, ClassifyFileOptions, SearchOptions
+from search.core.results import ClassifyResponse, ClassifyRow, FileClassification, SearchResponse
 
 NDJSON = "application/x-ndjson"
 
@@ -62,6 +64,12 @@ class RemoteIndex:
         self.api_key = api_key
         self.timeout_s = timeout_s
 
+    def __enter__(self) -> RemoteIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None  # one request per call: nothing is held open between calls
+
     # -- transport ---------------------------------------------------------------------------
     def _open(
         self, path: str, body: bytes | None = None, content_type: str | None = None, accept: str = "application/json"
@@ -85,6 +93,7 @@ class RemoteIndex:
             ) from None
 
     def _http_error(self, exc: urllib.error.HTTPError) -> SoundsiftError:
+        """The one map from the server's error answers to the errors a command prints."""
         try:
             detail = json.loads(exc.read()).get("detail")
         except (ValueError, AttributeError, OSError):
@@ -93,7 +102,9 @@ class RemoteIndex:
             first = detail[0] if detail else {}
             detail = f"{'.'.join(str(x) for x in first.get('loc', [])[1:])}: {first.get('msg', '')}".strip(": ")
         if exc.code == 401:
-            return ServerError(f"the server at {self.url} needs its API key: pass --api-key or set SOUNDSIFT_API_KEY")
+            return ServerError(f"the server at {self.url} needs its API key: set SOUNDSIFT_API_KEY or pass --api-key")
+        if "/jobs/" in (exc.url or "") and exc.code in (403, 422, 429):  # outside the allowed roots, a bad path, full
+            return BadInput(f"the server refused the job: {detail}")
         if exc.code == 422:
             return BadInput(str(detail))
         if exc.code == 404 and "/check" not in (exc.url or ""):
@@ -108,66 +119,45 @@ class RemoteIndex:
             return json.loads(response.read())
 
     # -- the commands ------------------------------------------------------------------------
-    def search(
-        self,
-        queries: list[str],
-        k: int = 10,
-        filters: dict | None = None,
-        strict: bool = False,
-        prompt_template: str | None = None,
-        localize: bool = False,
-        extra: dict | None = None,
-    ):
-        """POST /search: the same SearchResponse the local index gives (``extra``: like, unlike, probe...)."""
-        from search.core.results import SearchResponse
-
-        body = {
+    def search(self, queries: list[str], *, options: SearchOptions, extra: dict | None = None) -> SearchResponse:
+        """POST /search: the same SearchResponse the local index gives (``extra``: request fields such as like,
+        unlike and probe, in the API's form)."""
+        body: dict = {
             "queries": list(queries),
-            "k": k,
-            "strict": strict,
-            "prompt_template": prompt_template,
-            "localize": localize,
+            "k": options.k,
+            "strict": bool(options.strict),
+            "prompt_template": options.prompt_template,
+            "localize": options.localize,
         }
-        if filters:
-            body["filters"] = filters
+        if options.filters is not None and not options.filters.is_empty():
+            body["filters"] = options.filters.model_dump(mode="json", exclude_defaults=True)
+        if options.fuse:
+            body["fuse"] = options.fuse
         body.update(extra or {})
         return SearchResponse.model_validate(self._json("/search", body))
 
     def iter_classify(
-        self,
-        labels: str,
-        policy: str = "softmax",
-        by: str = "window",
-        top: int | None = None,
-        threshold: float | None = None,
-        filters: dict | None = None,
-        strict: bool = False,
-        policy_options: dict | None = None,
-        prompt_template: str | None = None,
-        extra: dict | None = None,
-        label_names: list[str] | None = None,
-    ):
+        self, labels: list[str] | str, *, options: ClassifyArchiveOptions
+    ) -> tuple[ClassifyResponse, Iterator[ClassifyRow]]:
         """POST /classify streamed as NDJSON: (header, rows), the rows read line by line as they arrive."""
-        from search.core.results import ClassifyResponse, ClassifyRow
-
         body: dict = {
-            "labels": labels,
-            "policy": policy,
-            "by": by,
-            "top": top,
-            "threshold": threshold,
-            "strict": strict,
-            "prompt_template": prompt_template,
+            "labels": labels if isinstance(labels, str) else ", ".join(labels),
+            "policy": options.policy,
+            "by": options.by,
+            "top": options.top,
+            "threshold": options.threshold,
+            "strict": bool(options.strict),
+            "prompt_template": options.prompt_template,
         }
-        if policy_options:
-            body["policy_options"] = policy_options
-        if filters:
-            body["filters"] = filters
-        body.update(extra or {})
-        if body.get("probe"):  # a probe scores with its own classes
+        if options.policy_options:
+            body["policy_options"] = options.policy_options
+        if options.filters is not None and not options.filters.is_empty():
+            body["filters"] = options.filters.model_dump(mode="json", exclude_defaults=True)
+        if options.probe:  # a probe scores with its own classes
+            body["probe"] = options.probe
             body.pop("labels", None)
-        if label_names is not None:
-            body["label_names"] = label_names
+        if options.label_names is not None:
+            body["label_names"] = options.label_names
         response = self._open(
             "/classify", json.dumps(body, ensure_ascii=False).encode(), "application/json", accept=NDJSON
         )
@@ -196,31 +186,21 @@ class RemoteIndex:
         """GET /check: the server audits the index it owns (nothing is changed)."""
         return self._json("/check")
 
-    def classify_file(
-        self,
-        path: Path,
-        labels: str,
-        policy: str = "softmax",
-        policy_options: dict | None = None,
-        threshold: float | None = None,
-        prompt_template: str | None = None,
-        start: float | None = None,
-        duration: float | None = None,
-    ):
+    def classify_file(self, path: Path, labels: str, options: ClassifyFileOptions) -> FileClassification:
         """POST /classify-file with the file uploaded; paths in the answer are the local path, as locally."""
-        from search.core.results import FileClassification
-
         boundary = uuid.uuid4().hex
-        fields = {"labels": labels, "policy": policy}
-        if policy_options:
-            fields["policy_options"] = json.dumps(policy_options)
+        fields = {"labels": labels, "policy": options.policy}
+        if options.policy_options:
+            fields["policy_options"] = json.dumps(options.policy_options)
         for name, value in (
-            ("threshold", threshold),
-            ("prompt_template", prompt_template),
-            ("start", start),
-            ("duration", duration),
+            ("threshold", options.threshold),
+            ("prompt_template", options.prompt_template),
+            ("start", options.start),
+            ("duration", options.duration),
         ):
-            if value is not None:
+            if isinstance(value, (dict, list)):
+                fields[name] = json.dumps(value)
+            elif value is not None:
                 fields[name] = repr(value) if isinstance(value, float) else str(value)
         parts = []
         for name, value in fields.items():
@@ -239,3 +219,12 @@ class RemoteIndex:
         for row in [*result.windows, result.file]:
             row.path = str(path)
         return result
+
+    # -- jobs the server runs for the index it owns ----------------------------------------
+    def submit_job(self, kind: str, body: dict) -> dict:
+        """POST /jobs/{kind} (index, tag): the job document, queued."""
+        return self._json(f"/jobs/{kind}", body)
+
+    def job(self, job_id: str) -> dict:
+        """GET /jobs/{id}: the job document now."""
+        return self._json(f"/jobs/{job_id}")

@@ -57,17 +57,27 @@ def tag_index(
         ownership.release()
 
 
-def hand_off_tag(index_dir: Path, locked: IndexLocked, body: dict, wait: bool) -> tuple[str, dict]:
+def hand_off_tag(
+    index_dir: Path, locked: IndexLocked, body: dict, wait: bool, api_key: str | None = None
+) -> tuple[str, dict]:
     """POST the tag job to the server owning the index (re-raises ``locked`` when no server owns it); follow it with ``wait``."""
-    from search.cli.handoff import _call, follow, owner_url
+    return hand_off_job("tag", index_dir, locked, body, wait, api_key)
 
-    url = owner_url(index_dir)
+
+def hand_off_job(
+    kind: str, index_dir: Path, locked: IndexLocked, body: dict, wait: bool, api_key: str | None = None
+) -> tuple[str, dict]:
+    """POST /jobs/``kind`` (tag, transcribe) to the server owning the index (re-raises ``locked`` when no server
+    owns it); follow it with ``wait``."""
+    from search.cli.client import RemoteIndex, serving_owner
+    from search.cli.handoff import JOB_CALL_S, follow
+
+    url = serving_owner(index_dir)
     if not url:
         raise locked
-    url = url.rstrip("/")
-    job = _call(f"{url}/jobs/tag", "POST", body)
+    job = RemoteIndex(url, api_key, timeout_s=JOB_CALL_S).submit_job(kind, body)
     if wait:
-        job = follow(url, job["id"], show_progress=True)
+        job = follow(url, job["id"], show_progress=True, api_key=api_key)
         if job["status"] != "completed":
             raise SoundsiftError(
                 f"job {job['id']} on {url} {job['status']}: {job.get('error') or 'see GET /jobs/' + job['id']}"

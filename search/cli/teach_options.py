@@ -50,7 +50,7 @@ def like_query(like, unlike, like_file, include_self, text_weight, like_weight, 
             raise BadInput(f"no such file: {f}")
     if not (like or unlike or like_file):
         if not queries:
-            raise BadInput("give a query, --like/--like-file TARGET or --probe PROBE:CLASS")
+            raise BadInput("give a query, --said WORDS, --like/--like-file TARGET or --probe PROBE:CLASS")
         return None
     if not (like or like_file or queries):
         raise BadInput("--unlike only moves away from examples: add a query or a --like/--like-file target")

@@ -22,6 +22,8 @@ from indexer.export import export_index, read_export_meta
 from indexer.ray_pipeline import ClusterError, _unwrap, connect, node_name, require_ray
 from plugins.contract import ArchiveStats, LabelTexts
 from search.core.classify import ClassifyOptions, chunk_rows, score_chunks
+from search.core.options import DEFAULT_POLICY
+from search.core.scorers import as_numpy
 
 RESULT_META = "_soundsift_classify.json"
 
@@ -42,7 +44,6 @@ class ScoreSpec:
 
 
 def _matrix(spec: ScoreSpec):
-    import torch
 
     if spec.probe is not None:
         from search.core.probes import ProbeScorer
@@ -53,8 +54,8 @@ def _matrix(spec: ScoreSpec):
 
     return LabelMatrix(
         labels=spec.labels,
-        positive=torch.from_numpy(spec.positive),
-        negative=torch.from_numpy(spec.negative),
+        positive=spec.positive,
+        negative=spec.negative,
         negative_owner=spec.negative_owner,
         logit_scale=spec.logit_scale,
     )
@@ -138,6 +139,16 @@ def _rank_key(row: dict) -> float:
     return row["scores"].get(label, -np.inf) if label else max(row["scores"].values(), default=-np.inf)
 
 
+def _pooled_stats(sums: list[tuple[np.ndarray, np.ndarray, int]], n_labels: int) -> ArchiveStats:
+    """Archive statistics of every part together, from each part's (sum, sum of squares, count)."""
+    n = sum(s[2] for s in sums)
+    total = np.sum([s[0] for s in sums], axis=0) if sums else np.zeros(n_labels)
+    total_sq = np.sum([s[1] for s in sums], axis=0) if sums else np.zeros(n_labels)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean**2, 0.0))
+    return ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
+
+
 def classify_on_cluster(
     address: str | None,
     settings,
@@ -146,7 +157,7 @@ def classify_on_cluster(
     out_dir: Path,
     shards: Path | None = None,
     index_dir: Path | None = None,
-    policy: str = "softmax",
+    policy: str = DEFAULT_POLICY,
     by: str = "window",
     top: int | None = None,
     threshold: float | None = None,
@@ -200,12 +211,7 @@ def classify_on_cluster(
             stats = None
             if scoring.needs_archive_stats:  # over every part first, as local classify covers the whole index
                 sums = ray.get([ray.remote(**task)(part_stats).remote(spec_ref, p) for p in parts])
-                n = sum(s[2] for s in sums)
-                total = np.sum([s[0] for s in sums], axis=0) if sums else np.zeros(len(names))
-                total_sq = np.sum([s[1] for s in sums], axis=0) if sums else np.zeros(len(names))
-                mean = total / max(n, 1)
-                std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean**2, 0.0))
-                stats = ArchiveStats(mean=mean.astype(np.float32), std=std.astype(np.float32), count=n)
+                stats = _pooled_stats(sums, len(names))
             out_dir.mkdir(parents=True, exist_ok=True)
             for old in [*out_dir.glob("part-*.parquet"), out_dir / RESULT_META]:
                 old.unlink(missing_ok=True)
@@ -278,8 +284,8 @@ def _spec(matrix, policy: str, options: ClassifyOptions, settings) -> ScoreSpec:
         )
     return ScoreSpec(
         labels=matrix.labels,
-        positive=matrix.positive.cpu().numpy(),
-        negative=matrix.negative.cpu().numpy(),
+        positive=as_numpy(matrix.positive),
+        negative=as_numpy(matrix.negative),
         negative_owner=np.asarray(matrix.negative_owner),
         logit_scale=matrix.logit_scale,
         policy=policy,

@@ -1,21 +1,61 @@
-"""Cut one window (plus an optional margin) out of an archive file and encode it as WAV or Ogg for playback."""
+"""A window's audio in the archive: where it lives (only files in the index, inside their root), and cutting
+one window (plus an optional margin) out of its file, encoded as WAV or Ogg for playback."""
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 
-from indexer.decode import TARGET_RATE, DecodeLimits, mono_48k_blocks, open_audio
+from indexer.decode import DecodeLimits, read_span
 from plugins.contract import DecodeError, Decoder
+
+if TYPE_CHECKING:
+    from search.sound_index import SoundIndex
 
 MEDIA_TYPES = {"wav": "audio/wav", "ogg": "audio/ogg"}
 _FORMATS = {"wav": ("WAV", "PCM_16"), "ogg": ("OGG", "VORBIS")}
+
+
+class NotServable(Exception):
+    """The file is not (or no longer) one the index may serve; the API answers 404."""
+
+
+@dataclass
+class WindowLocation:
+    """Where a window's audio lives: an archive file that is in the index and inside its root."""
+
+    path: str
+    start: float
+    end: float
+    duration: float | None
+
+
+def window_location(sx: SoundIndex, window_id: int) -> WindowLocation:
+    """The archive file and span of a window; NotServable unless the file is indexed and really inside its root."""
+    place = sx.store.window_place(window_id)
+    if place is None:
+        raise NotServable(f"no window {window_id} in the index")
+    path, root, size, mtime, start, end, duration = place
+    roots = sx.store.roots()
+    real = os.path.realpath(path)
+    inside = any(
+        real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep)
+        for r in [root, *roots]
+        if r
+    )
+    if not inside or not os.path.isfile(real):
+        raise NotServable(f"the file of window {window_id} is no longer in the archive")
+    st = os.stat(real)
+    if st.st_size != size or st.st_mtime != mtime:
+        raise NotServable(f"the file of window {window_id} changed since it was indexed; re-index it")
+    return WindowLocation(path=path, start=float(start), end=float(end), duration=duration)
 
 
 @dataclass
@@ -26,46 +66,6 @@ class AudioClip:
     media_type: str
     start_s: float
     end_s: float
-
-
-def _read_seekable(path: Path, start_s: float, end_s: float) -> tuple[np.ndarray, int] | None:
-    """Mono samples of [start, end) at the file's own rate, seeking straight there (libsndfile formats only)."""
-    try:
-        with sf.SoundFile(str(path)) as fh:
-            if not fh.seekable():
-                return None
-            rate = int(fh.samplerate)
-            first = min(int(start_s * rate), fh.frames)
-            fh.seek(first)
-            audio = fh.read(max(0, int(end_s * rate) - first), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        return None
-    return audio.mean(axis=1, dtype=np.float32), rate
-
-
-def _read_streaming(
-    path: Path,
-    start_s: float,
-    end_s: float,
-    decoders: Mapping[str, Decoder],
-    plugin_settings: Mapping[str, Any],
-    limits: DecodeLimits,
-) -> np.ndarray:
-    """Mono 48 kHz samples of [start, end) through the decoder plugins, stopping once ``end`` is read."""
-    first, last = int(start_s * TARGET_RATE), int(end_s * TARGET_RATE)
-    pieces, seen = [], 0
-    blocks = mono_48k_blocks(open_audio(path, decoders, plugin_settings, limits), limits)
-    try:
-        for block in blocks:
-            lo, hi = max(first - seen, 0), min(last - seen, len(block))
-            if hi > lo:
-                pieces.append(block[lo:hi])
-            seen += len(block)
-            if seen >= last:
-                break
-    finally:
-        blocks.close()  # type: ignore[attr-defined]  # a generator: closing it closes the decoder
-    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
 def cut_clip(
@@ -80,11 +80,7 @@ def cut_clip(
     """The audio of ``path`` between ``start_s`` and ``end_s`` as ``fmt`` (wav or ogg); raises DecodeError."""
     if fmt not in _FORMATS:
         raise ValueError(f"format must be one of {sorted(_FORMATS)}")
-    found = _read_seekable(path, start_s, end_s)
-    if found is not None:
-        audio, rate = found
-    else:
-        audio, rate = _read_streaming(path, start_s, end_s, decoders, plugin_settings, limits), TARGET_RATE
+    audio, rate = read_span(path, start_s, end_s, decoders, plugin_settings, limits)  # a seek where the source can
     if not len(audio):
         raise DecodeError(f"no audio between {start_s:.2f} s and {end_s:.2f} s")
     audio = np.clip(np.nan_to_num(audio), -1.0, 1.0)

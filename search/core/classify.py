@@ -12,6 +12,7 @@ import numpy as np
 from indexer.errors import BadInput, UnknownPolicy
 from indexer.store import WindowChunk
 from plugins.contract import ArchiveStats, PolicyOptionError, PolicyResult, ScoringPolicy
+from search.core.prompts import PreparedQuery, combined_vectors
 from search.core.results import ClassifyRow
 from search.core.scorers import (
     LabelSetScorer,
@@ -247,3 +248,33 @@ def in_memory_chunks(vectors: np.ndarray, spans: list[tuple[float, float]]) -> l
             vectors=vectors,
         )
     ]
+
+
+def label_matrix(prepared: list[PreparedQuery], encoder) -> LabelMatrix:
+    """The label set's vectors, each label's phrasings combined, its negatives apart: numpy on the CPU (classify
+    needs no torch there), tensors on a GPU."""
+    positive = combined_vectors(encoder, [p.texts for p in prepared])
+    negatives = [(i, t) for i, p in enumerate(prepared) for t in p.negatives]
+    negative = (
+        encoder.embed_texts([t for _, t in negatives]) if negatives else np.zeros((0, positive.shape[1]), np.float32)
+    )
+    device = scoring_device(encoder)
+    if device.startswith("cpu"):
+        on_device = (np.ascontiguousarray(positive, np.float32), np.ascontiguousarray(negative, np.float32))
+    else:
+        import torch
+
+        on_device = (torch.from_numpy(positive).to(device), torch.from_numpy(negative).to(device))
+    return LabelMatrix(
+        labels=[p.as_label() for p in prepared],
+        positive=on_device[0],
+        negative=on_device[1],
+        negative_owner=np.array([i for i, _ in negatives], dtype=np.int64),
+        logit_scale=encoder.logit_scale,
+    )
+
+
+def scoring_device(encoder) -> str:
+    """Where label vectors and window chunks meet: the encoder's device, decided without torch where it can be."""
+    light = getattr(encoder, "scoring_device", None)
+    return light() if callable(light) else str(encoder.device)

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from indexer.errors import BadInput
-from search.core.classify import ClassifyOptions, check_policy_options, policy_named
+from search.core.classify import ClassifyOptions, check_policy_options, label_matrix, policy_named
 from search.core.evaluate import Variant
 from search.core.label_set import LabelSet
-from search.core.options import check_prompt_template, with_prompt_template
-from search.core.prompts import parse_labels
+from search.core.options import DEFAULT_POLICY, check_prompt_template, with_prompt_template
+from search.core.prompts import named_labels, parse_labels, prepare_all
 
 _SEPARATORS = ",，;；\n"
 
@@ -125,7 +125,7 @@ def plan_variants(
         labels=labels,
         templates=list(dict.fromkeys(chosen)),
         phrasings=phrasings,
-        policies=list(dict.fromkeys(policies or ["softmax"])),
+        policies=list(dict.fromkeys(policies or [DEFAULT_POLICY])),
         policy_options=dict(policy_options or {}),
     )
 
@@ -134,7 +134,6 @@ def label_set_variant(
     name: str, label_set: LabelSet, encoder, settings, plugins, strict: bool | None = None
 ) -> Variant:
     """A label set as a variant: its texts translated and templated as `classify` does, rows named by class."""
-    from search.sound_index import label_matrix, named_labels, prepare_all
 
     policy = policy_named(plugins.policies, label_set.policy)
     if policy.needs_archive_stats:

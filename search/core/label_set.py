@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import BadInput
-from search.core.options import check_prompt_template
+from search.core.options import DEFAULT_POLICY, check_prompt_template
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,7 +49,7 @@ class LabelSet:
     labels: list[str]
     texts: dict[str, str] = field(default_factory=dict)
     template: str = DEFAULT_TEMPLATE
-    policy: str = "softmax"
+    policy: str = DEFAULT_POLICY
     options: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
 
@@ -143,7 +143,7 @@ def parse_label_set(text: str, where: str = "label set") -> LabelSet:
     if not isinstance(template, str):
         raise BadInput(f"{where}: template must be a string with {{}} where the label goes")
     check_prompt_template(template)
-    policy = data.get("policy", "softmax")
+    policy = data.get("policy", DEFAULT_POLICY)
     if not isinstance(policy, str) or not policy:
         raise BadInput(f"{where}: policy must be the name of a scoring policy, e.g. softmax")
     return LabelSet(

@@ -8,6 +8,9 @@ from typing import Any
 
 from indexer.errors import BadInput
 
+#: The scoring policy used when none is named: softmax over the labels, as the transformers pipeline scores them.
+DEFAULT_POLICY = "softmax"
+
 MAX_TEMPLATE_CHARS = 500
 # `{}` exactly once and no other brace: the rule the HTTP schema states too (its `pattern`).
 TEMPLATE_PATTERN = r"^[^{}]*\{\}[^{}]*$"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from indexer.errors import BadInput
 from indexer.model import TextEmbedder
 from plugins.contract import LabelTexts, QueryTranslation
 from plugins.manager import PluginHost
+
+if TYPE_CHECKING:
+    from indexer.settings import Settings
 
 MAX_QUERY_CHARS = 1000
 _NEGATION_CONTINUES = ("但不是", "而不是", "不是", "但", "除了", "but not", "and not", "except", "without")
@@ -151,3 +155,25 @@ def parse_labels(raw: list[str] | str) -> list[str]:
     if not labels:
         raise BadInput('empty label list: give labels like --labels "glass breaking, dog barking"')
     return labels
+
+
+def prepare_all(
+    texts: list[str], plugins: PluginHost, settings: Settings, strict: bool | None, keep_untranslated: bool = False
+) -> list[PreparedQuery]:
+    """Each text prepared for embedding: translated (hooks), split at "but not", put in the prompt template."""
+    strict = settings.strict_translation if strict is None else strict
+    return [
+        prepare_query(t, plugins, settings.prompt_template, settings.plugin_view(), strict, keep_untranslated)
+        for t in texts
+    ]
+
+
+def named_labels(names: list[str], prepared: list[PreparedQuery], label_names: list[str] | None) -> list[str]:
+    """The rows' label names: ``label_names`` (a label set's classes, one per text) when given, else the labels."""
+    if label_names is None:
+        return names
+    if len(label_names) != len(prepared):
+        raise BadInput(f"{len(label_names)} label names for {len(prepared)} label texts")
+    for p, name in zip(prepared, label_names):
+        p.query = name
+    return list(label_names)

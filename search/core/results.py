@@ -5,6 +5,17 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, model_serializer
 
 
+class SaidHit(BaseModel):
+    """What is said in a hit's window: the transcript, where the query matches it, and the segment's own times."""
+
+    text: str
+    highlights: list[list[int]] = Field(
+        default_factory=list, description="[[start_char, end_char], ...] of the matches in `text`"
+    )
+    start: float = Field(description="the segment's start inside the window (its first word), seconds in the file")
+    end: float = Field(description="the segment's end inside the window (its last word), seconds in the file")
+
+
 class SearchHit(BaseModel):
     path: str
     start: float
@@ -15,13 +26,15 @@ class SearchHit(BaseModel):
     localized: "Localization | None" = Field(
         None, description="where inside the window the sound is (search --localize)"
     )
+    said: SaidHit | None = Field(None, description="what is said in the window (search --said)")
 
     @model_serializer(mode="wrap")
     def _omit_unlocalized(self, handler):
-        # `localized` appears only when asked for, so a plain hit keeps exactly its documented keys.
+        # `localized` and `said` appear only when asked for, so a plain hit keeps exactly its documented keys.
         data = handler(self)
-        if data.get("localized") is None:
-            data.pop("localized", None)
+        for key in ("localized", "said"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 

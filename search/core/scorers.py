@@ -81,11 +81,11 @@ class LabelSetScorer:
     to, and the model's logit scale; logits = logit_scale x cosine (what the transformers pipeline computes)."""
 
     labels: list[LabelTexts]
-    positive: torch.Tensor
-    negative: torch.Tensor
+    positive: np.ndarray | torch.Tensor  # numpy on the CPU (no torch imported: a reader classifies without it)
+    negative: np.ndarray | torch.Tensor
     negative_owner: np.ndarray  # (M,) label index
     logit_scale: float
-    scratch: torch.Tensor | None = field(default=None, repr=False)  # float32 chunk buffer reused across chunks
+    scratch: np.ndarray | torch.Tensor | None = field(default=None, repr=False)  # float32 chunk buffer, reused
 
     @property
     def classes(self) -> list[str]:
@@ -94,22 +94,46 @@ class LabelSetScorer:
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         """(n, L) float32: logit_scale x cosine of each vector with each label's text vector."""
-        v = self._on_device(vectors)
-        return (self.logit_scale * (v @ self.positive.T)).cpu().numpy()
+        return self._scaled(self._prepared(vectors), self.positive)
 
     def logits_with_negatives(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits, negative logits), both (n, L); a negative is the max over the label's "but not" texts, -inf if none."""
-        v = self._on_device(vectors)
-        logits = (self.logit_scale * (v @ self.positive.T)).cpu().numpy()
+        v = self._prepared(vectors)
+        logits = self._scaled(v, self.positive)
         if not len(self.negative_owner):
             return logits, np.broadcast_to(np.float32(-np.inf), logits.shape)  # read-only, no memory per chunk
         negative = np.full(logits.shape, -np.inf, dtype=np.float32)
-        neg_all = (self.logit_scale * (v @ self.negative.T)).cpu().numpy()
+        neg_all = self._scaled(v, self.negative)
         for j in range(logits.shape[1]):
             cols = np.flatnonzero(self.negative_owner == j)
             if len(cols):
                 negative[:, j] = neg_all[:, cols].max(axis=1)
         return logits, negative
+
+    @property
+    def on_host(self) -> bool:
+        """True when the text vectors are numpy arrays (the CPU: scoring imports no torch)."""
+        return isinstance(self.positive, np.ndarray)
+
+    def _scaled(self, v, texts) -> np.ndarray:
+        product = self.logit_scale * (v @ texts.T)
+        return product if self.on_host else product.cpu().numpy()
+
+    def _prepared(self, vectors: np.ndarray):
+        return self._on_host(vectors) if self.on_host else self._on_device(vectors)
+
+    def _on_host(self, vectors: np.ndarray) -> np.ndarray:
+        """A chunk as float32 numpy: float16 chunks (the memory-mapped matrix) widen into a buffer reused from chunk
+        to chunk (no fresh pages per chunk)."""
+        if vectors.dtype == np.float32:
+            return vectors
+        n, dim = vectors.shape
+        scratch = self.scratch
+        if not isinstance(scratch, np.ndarray) or scratch.shape[0] < n or scratch.shape[1] != dim:
+            scratch = self.scratch = np.empty((n, dim), dtype=np.float32)
+        out = scratch[:n]
+        out[...] = vectors
+        return out
 
     def _on_device(self, vectors: np.ndarray) -> torch.Tensor:
         """A chunk as float32 on the labels' device. float16 chunks (the memory-mapped matrix) travel as they are
@@ -118,6 +142,7 @@ class LabelSetScorer:
 
         import torch
 
+        assert isinstance(self.positive, torch.Tensor)  # numpy text vectors take _on_host
         device = self.positive.device
         v = (
             np.ascontiguousarray(vectors)
@@ -132,11 +157,19 @@ class LabelSetScorer:
         if host.dtype == torch.float32:
             return host
         n, dim = host.shape
-        if self.scratch is None or self.scratch.shape[0] < n or self.scratch.shape[1] != dim:
+        if not isinstance(self.scratch, torch.Tensor) or self.scratch.shape[0] < n or self.scratch.shape[1] != dim:
             self.scratch = torch.empty((n, dim), dtype=torch.float32)
         out = self.scratch[:n]
+        assert isinstance(out, torch.Tensor)
         out.copy_(host)
         return out
+
+
+def as_numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A label set's vectors as a host numpy array, whichever side they live on."""
+    if isinstance(values, np.ndarray):
+        return values
+    return values.detach().cpu().numpy()
 
 
 @dataclass

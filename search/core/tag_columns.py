@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import pyarrow as pa
-
 from indexer.store import IndexStore
-from indexer.tag_store import stored_models
+from indexer.tag_store import best_tags, stored_models
 from search.core.results import ClassifyRow
 
 BATCH = 4096
@@ -35,25 +33,10 @@ def with_tag_columns(
 def _attach(store: IndexStore, batch: list[ClassifyRow], by: str, columns) -> Iterator[tuple[ClassifyRow, dict]]:
     key = "window_id" if by == "window" else "file_id"
     ids = [getattr(r, key) for r in batch]
-    cur = store.cursor()
-    cur.register("export_ids", pa.table({"id": pa.array([int(i) for i in ids if i is not None], pa.int64())}))
-    try:
-        if by == "window":
-            sql = (
-                "SELECT t.window_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
-                "WHERE t.window_id IN (SELECT id FROM export_ids) GROUP BY t.window_id, t.model"
-            )
-        else:
-            sql = (
-                "SELECT w.file_id, t.model, arg_max(t.label, t.score), max(t.score) FROM window_tags t "
-                "JOIN windows w ON w.id = t.window_id WHERE w.file_id IN (SELECT id FROM export_ids) GROUP BY w.file_id, t.model"
-            )
-        best = {(int(i), m): (label, float(score)) for i, m, label, score in cur.execute(sql).fetchall()}
-    finally:
-        cur.unregister("export_ids")
+    best = best_tags(store.cursor(), [i for i in ids if i is not None], by)
     for row, rid in zip(batch, ids):
-        extra = {}
+        extra: dict[str, str | float | None] = {}
         for model, label_col, score_col in columns:
-            label, score = best.get((int(rid), model), (None, None)) if rid is not None else (None, None)
-            extra[label_col], extra[score_col] = label, score
+            found = best.get((int(rid), model)) if rid is not None else None
+            extra[label_col], extra[score_col] = found if found is not None else (None, None)
         yield row, extra

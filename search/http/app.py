@@ -30,11 +30,13 @@ from indexer.errors import (
     SoundsiftError,
 )
 from indexer.settings import Settings
+from search.core.delivery import deliverer_for
+from search.http.follow import follow_jobs
 from search.http.job_paths import NotUnderRoots, OutsideRoots
 from search.http.jobs import JobManager, QueueFull, ReindexScheduler
 from search.http.limits import BodySizeLimit
 from search.http.models import ErrorResponse, error_responses
-from search.http.routes import classify, evaluate, files, jobs, search, server, teach
+from search.http.routes import alerts, classify, evaluate, files, jobs, search, server, teach
 from search.http.routes.server import VERSION, WEB_DIR
 from search.http.uploads import UploadTooLong
 from search.sound_index import SoundIndex
@@ -62,6 +64,7 @@ def create_app(
     url: str | None = None,
     reindex_every_s: float | None = None,
     reindex_paths: list[str] | None = None,
+    follow_paths: list[str] | None = None,
 ) -> FastAPI:
     """The HTTP API over the index at ``settings.index``, opened in ``lifespan`` unless ``sound_index`` is given."""
 
@@ -78,9 +81,14 @@ def create_app(
             ReindexScheduler(app.state.jobs, reindex_every_s, reindex_paths) if reindex_every_s else None
         )
         app.state.upload_dir = Path(tempfile.mkdtemp(prefix="soundsift-uploads-"))
+        app.state.deliverer = deliverer_for(sx, base_url=url).start()  # the outbox, beside the jobs
+        app.state.follow = follow_jobs(app.state.jobs, follow_paths, settings) if follow_paths is not None else None
         try:
             yield
         finally:
+            if app.state.follow:
+                app.state.follow.close()
+            app.state.deliverer.stop(wait_s=settings.delivery_timeout_s)
             if app.state.scheduler:
                 app.state.scheduler.close()
             app.state.jobs.close()
@@ -136,7 +144,7 @@ def create_app(
             headers["Allow"] = allowed_methods(app, request.scope) or headers.get("Allow", "")
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
-    for area in (server, search, classify, files, jobs, evaluate, teach):
+    for area in (server, search, classify, files, jobs, evaluate, alerts, teach):
         app.include_router(area.router)
     # Swagger UI's assets come from the swagger-ui-bundle package, served here: nothing loads from a CDN.
     import swagger_ui_bundle
@@ -201,11 +209,39 @@ def truthful_openapi(app: FastAPI) -> dict:
                     "description": description,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
                 }
+    _form_fields_without_null(doc)
     sx = getattr(app.state, "sound_index", None)
     if sx is not None:
         _policy_enums(doc, sx.plugins.policies)
     app.openapi_schema = doc
     return doc
+
+
+def _form_fields_without_null(doc: dict) -> None:
+    """A form field is text or absent, never JSON null: an optional field of a multipart body is its type alone
+    (leaving it out is how a client says "none"), so no client is told to send the text "null" for a number.
+
+    A field declared as JSON text (``contentMediaType: application/json`` with a ``contentSchema``) is described
+    as the part it is: its content's schema, with the part's encoding ``application/json``."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            content = op.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+            body = schemas.get(content.get("schema", {}).get("$ref", "").rpartition("/")[2], {})
+            for name, field in body.get("properties", {}).items():
+                branches = field.get("anyOf", [])
+                kept = [b for b in branches if b.get("type") != "null"]
+                if len(kept) == 1 and len(branches) == 2:
+                    del field["anyOf"]
+                    field.update(kept[0])
+                    if field.get("default", 0) is None:
+                        del field["default"]
+                if field.get("contentMediaType") == "application/json" and "contentSchema" in field:
+                    part = {k: field[k] for k in ("title", "description") if k in field}
+                    part.update(field["contentSchema"])
+                    field.clear()
+                    field.update(part)
+                    content.setdefault("encoding", {})[name] = {"contentType": "application/json"}
 
 
 def _policy_enums(node, policies: dict, upload: bool = False) -> None:

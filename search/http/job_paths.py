@@ -34,8 +34,8 @@ def _special(real: str) -> bool:
 
 def allowed_roots(store, extra: list[str] | None = None) -> list[str]:
     """The real paths of the roots already in the index plus ``extra`` (``--allow-root``, ``allow_roots``)."""
-    rows = store.cursor().execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL").fetchall()
-    roots = {os.path.realpath(r) for (r,) in rows if r} | {
+    # store.roots() reads root_bytes too: a root whose name is not UTF-8 is the directory on disk, not its display form
+    roots = {os.path.realpath(r) for r in store.roots() if r} | {
         os.path.realpath(os.path.expanduser(str(x))) for x in extra or []
     }
     return sorted(r for r in roots if not _special(r))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from indexer import job_store
 from indexer.errors import SoundsiftError
 from indexer.report import IndexReport
 
@@ -74,6 +75,7 @@ class JobInfo(BaseModel):
     error: str | None = None
     run_id: int | None = None
     tag: dict | None = Field(None, description="a tag job's model, top_k, function_to_apply and retag")
+    transcribe: dict | None = Field(None, description="a transcribe job's model, language and retranscribe")
     train: dict | None = Field(
         None, description="a train job's probe, classes, background, c and seed; once done, `result` (the probe)"
     )
@@ -99,7 +101,7 @@ def spelled_as_indexed(store, paths: list[str]) -> list[str]:
     return [by_real.get(os.path.realpath(p), p) for p in paths]
 
 
-JOBS_TABLE = "server_jobs"
+JOBS_TABLE = job_store.JOBS_TABLE
 
 
 class JobManager:
@@ -132,11 +134,7 @@ class JobManager:
         if not self._persist:
             return
         try:
-            cur = self.sound_index.store.cursor()
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {JOBS_TABLE} (id VARCHAR PRIMARY KEY, seq BIGINT, status VARCHAR, doc VARCHAR)"
-            )
-            rows = cur.execute(f"SELECT seq, doc FROM {JOBS_TABLE} ORDER BY seq").fetchall()
+            rows = job_store.saved_jobs(self.sound_index.store.cursor())
         except Exception as exc:  # a read-only or damaged store: jobs live in memory only
             print(f"warning: jobs are not persisted ({type(exc).__name__}: {exc})", file=sys.stderr)
             self._persist = False
@@ -166,9 +164,8 @@ class JobManager:
         if not self._persist:
             return
         try:
-            self.sound_index.store.cursor().execute(
-                f"INSERT OR REPLACE INTO {JOBS_TABLE} VALUES (?, ?, ?, ?)",
-                [info.id, self._seq_of(info.id), info.status, info.model_dump_json()],
+            job_store.save_job(
+                self.sound_index.store.cursor(), info.id, self._seq_of(info.id), info.status, info.model_dump_json()
             )
         except Exception as exc:  # the job still runs; only its record after a restart is lost
             print(f"warning: cannot record job {info.id} ({type(exc).__name__}: {exc})", file=sys.stderr)
@@ -180,9 +177,7 @@ class JobManager:
     def _drop_saved(self, job_ids: list[str]) -> None:
         if self._persist and job_ids:
             try:
-                self.sound_index.store.cursor().execute(
-                    f"DELETE FROM {JOBS_TABLE} WHERE id IN ({', '.join('?' * len(job_ids))})", job_ids
-                )
+                job_store.drop_jobs(self.sound_index.store.cursor(), job_ids)
             except Exception:
                 pass
 
@@ -224,6 +219,22 @@ class JobManager:
             )
         )
 
+    def submit_transcribe(
+        self, model: str, language: str | None = None, retranscribe: bool = False, trigger: str = "api"
+    ) -> JobInfo:
+        """Queue a transcribe pass of ``model`` over the index (windows it has not transcribed yet)."""
+        return self._enqueue(
+            JobInfo(
+                id=uuid.uuid4().hex[:12],
+                kind="transcribe",
+                status="queued",
+                paths=[],
+                trigger=trigger,
+                submitted_at=time.time(),
+                transcribe={"model": model, "language": language, "retranscribe": retranscribe},
+            )
+        )
+
     def submit_train(self, spec: dict, trigger: str = "api") -> JobInfo:
         """Queue training probe ``spec["probe"]`` on the examples of ``spec["classes"]``; returns it as queued."""
         return self._enqueue(
@@ -243,11 +254,19 @@ class JobManager:
         with self._lock:
             for job_id in self._queue:
                 queued = self._jobs[job_id].info
-                if (queued.kind, sorted(queued.paths), queued.retry_failed, queued.tag, queued.train) == (
+                if (
+                    queued.kind,
+                    sorted(queued.paths),
+                    queued.retry_failed,
+                    queued.tag,
+                    queued.transcribe,
+                    queued.train,
+                ) == (
                     info.kind,
                     sorted(info.paths),
                     info.retry_failed,
                     info.tag,
+                    info.transcribe,
                     info.train,
                 ):
                     return queued.model_copy(deep=True)
@@ -362,6 +381,18 @@ class JobManager:
             return self._run_tag(job)
         if job.info.kind == "train":
             return self._run_train(job)
+        if job.info.kind == "transcribe":
+            spec = job.info.transcribe or {}
+            return self._run_tag(
+                job,
+                lambda on_progress: self.sound_index.transcribe(
+                    spec["model"],
+                    language=spec.get("language"),
+                    retranscribe=bool(spec.get("retranscribe")),
+                    progress=False,
+                    on_progress=on_progress,
+                ),
+            )
 
         import torch
 
@@ -392,15 +423,7 @@ class JobManager:
                 job.info.status = "failed"
                 job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
                 job.info.finished_at = time.time()
-                if (
-                    job.info.run_id is not None
-                    and not (
-                        sx.store.cursor()
-                        .execute("SELECT count(*) FROM runs WHERE id = ?", [job.info.run_id])
-                        .fetchone()
-                        or [0]
-                    )[0]
-                ):
+                if job.info.run_id is not None and not job_store.run_recorded(sx.store.cursor(), job.info.run_id):
                     job.info.run_id = None  # refused before its run started
                 self._save(job.info)
         else:
@@ -420,17 +443,21 @@ class JobManager:
             torch.set_num_threads(threads)
             job.done.set()
 
-    def _run_tag(self, job: _Job) -> None:
+    def _run_tag(self, job: _Job, run_pass=None) -> None:
+        """A tag pass (or, given ``run_pass(on_progress)``, another pass on the tag machinery: transcription)."""
         spec = job.info.tag or {}
         try:
-            report = self.sound_index.tag(
-                spec["model"],
-                top_k=spec.get("top_k"),
-                function_to_apply=spec.get("function_to_apply"),
-                retag=bool(spec.get("retag")),
-                progress=False,
-                on_progress=lambda p: self._progress(job, p),
-            )
+            if run_pass is not None:
+                report = run_pass(lambda p: self._progress(job, p))
+            else:
+                report = self.sound_index.tag(
+                    spec["model"],
+                    top_k=spec.get("top_k"),
+                    function_to_apply=spec.get("function_to_apply"),
+                    retag=bool(spec.get("retag")),
+                    progress=False,
+                    on_progress=lambda p: self._progress(job, p),
+                )
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
                 job.info.status = "failed"

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from search.core.label_set import NAME_PATTERN as LABEL_SET_NAME
-from search.core.options import TEMPLATE_PATTERN
+from search.core.options import DEFAULT_POLICY, TEMPLATE_PATTERN
 from search.core.prompts import MAX_QUERY_CHARS
 from search.filters import Filters
 
@@ -160,7 +160,8 @@ class SearchRequest(BaseModel):
     queries: list[QueryText] = Field(
         default_factory=list,
         max_length=MAX_QUERIES,
-        description="descriptions, e.g. ['glass breaking', '轴承异响'] (may be empty with `like` or `probe`)",
+        description="descriptions, e.g. ['glass breaking', '轴承异响'] (may be empty with `like`, `probe` or "
+        "filters.said: then ranked by the examples, the probe or what is said)",
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
     filters: RequestFilters | None = None
@@ -172,6 +173,9 @@ class SearchRequest(BaseModel):
         description="replaces the configured prompt template, e.g. 'the sound of {}'",
     )
     localize: bool = Field(False, description="add to each hit where inside its window the sound is (`localized`)")
+    fuse: Literal["rrf"] | None = Field(
+        None, description="with filters.said: fuse the sound and the said rankings (reciprocal rank fusion)"
+    )
 
     @field_validator("prompt_template")
     @classmethod
@@ -217,7 +221,7 @@ class SearchRequest(BaseModel):
 class ClassifyRequest(BaseModel):
     model_config = STRICT
     labels: (
-        list[QueryText]
+        Annotated[list[QueryText], Field(min_length=1)]
         | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})]
         | None
     ) = Field(None, description="a list of labels, or one comma-separated string (required unless `label_set`)")
@@ -241,7 +245,7 @@ class ClassifyRequest(BaseModel):
         description="score with a probe trained in the index (`soundsift train`, POST /probes/{name}/train) "
         "instead of labels",
     )
-    policy: str = Field("softmax", max_length=100, description="scoring policy (see GET /stats: policies)")
+    policy: str = Field(DEFAULT_POLICY, max_length=100, description="scoring policy (see GET /stats: policies)")
     by: Literal["window", "file"] = "window"
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="keep rows whose label scores at least this")
     # Bounds before the validator, on the integer itself: elsewhere they leave raw "ge"/"le" in the JSON schema.
@@ -313,12 +317,42 @@ class JobRequest(BaseModel):
     retry_failed: bool = Field(False, description="decode files that failed before again")
 
 
+class TranscribeJobRequest(BaseModel):
+    model_config = STRICT
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        json_schema_extra={"pattern": r"^[^\x00]+$"},  # no NUL, as for tag jobs
+        description="speech-recognition checkpoint: Hugging Face id, directory on the server, alias=id, "
+        "or a plugin's transcriber name",
+    )
+    language: str | None = Field(
+        None,
+        max_length=32,
+        json_schema_extra={"pattern": r"^[^\x00]*$"},
+        description="the language spoken, e.g. zh (Whisper is asked for it)",
+    )
+    retranscribe: bool = Field(
+        False, description="drop the model's stored transcripts and transcribe every window again"
+    )
+
+    @field_validator("model", "language")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("a model name or language cannot contain NUL")
+        return value
+
+
 class TagJobRequest(BaseModel):
     model_config = STRICT
     model: str = Field(
         ...,
         min_length=1,
         max_length=4096,
+        # No NUL: no path or model id holds one; the pattern says so in the schema, the check keeps the plain message.
+        json_schema_extra={"pattern": r"^[^\x00]+$"},
         description="audio-classification checkpoint: Hugging Face id, directory on the server, or alias=id",
     )
     top_k: Annotated[int, Field(ge=0, le=100_000, strict=False), BeforeValidator(_a_json_number)] | None = Field(
@@ -328,6 +362,13 @@ class TagJobRequest(BaseModel):
         None, description="default: the model's own"
     )
     retag: bool = Field(False, description="the model's labels or settings changed: drop its stored tags and tag again")
+
+    @field_validator("model")
+    @classmethod
+    def _no_nul(cls, model: str) -> str:
+        if "\x00" in model:
+            raise ValueError("a model name cannot contain NUL")
+        return model
 
 
 class HealthResponse(BaseModel):
@@ -369,9 +410,30 @@ class WindowInfo(BaseModel):
     label: str | None = None
 
 
+class TranscriptWord(BaseModel):
+    text: str
+    start: float = Field(description="seconds from the start of the file")
+    end: float
+
+
+class TranscriptSegment(BaseModel):
+    """What one speech model heard in one window: its text, its own start and end, and its words' times."""
+
+    window_id: int
+    start: float = Field(description="the segment's start (its first word; the window's start without word times)")
+    end: float
+    text: str
+    model: str = Field(description="the speech model's alias")
+    language: str | None = None
+    words: list[TranscriptWord] = Field(default_factory=list)
+
+
 class FileDetail(FileInfo):
     windows: list[WindowInfo] = Field(default_factory=list)
     query_texts: list[str] | None = Field(None, description="the English texts embedded for `query`")
+    transcript: list[TranscriptSegment] = Field(
+        default_factory=list, description="what is said, segment by segment in time order (`soundsift transcribe`)"
+    )
 
 
 class ErrorItem(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+import threading
 
 from indexer.errors import BadInput
 from indexer.settings import Settings
@@ -43,7 +44,9 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def run_server(settings: Settings, reindex_every: str | None = None, reindex_paths: list[str] | None = None) -> None:
+def run_server(
+    settings: Settings, reindex_every: str | None = None, reindex_paths: list[str] | None = None, follow: bool = False
+) -> None:
     """Serve the API and the web page until interrupted; re-index every ``reindex_every`` (e.g. '1h') if given."""
     import uvicorn
 
@@ -67,7 +70,16 @@ def run_server(settings: Settings, reindex_every: str | None = None, reindex_pat
     except BaseException:
         sock.close()
         raise
-    app = create_app(settings, sound_index=sound_index, url=url, reindex_every_s=interval, reindex_paths=reindex_paths)
+    # The model is loaded: write the ONNX text tower now if it is missing, beside the requests (readers then need no torch).
+    threading.Thread(target=sound_index.write_text_export, name="soundsift-text-export", daemon=True).start()
+    app = create_app(
+        settings,
+        sound_index=sound_index,
+        url=url,
+        reindex_every_s=interval,
+        reindex_paths=reindex_paths,
+        follow_paths=(reindex_paths or []) if follow else None,
+    )
     if not settings.api_key and not _is_loopback(settings.host):
         print(
             f"warning: listening on {settings.host} without an API key; set --api-key or SOUNDSIFT_API_KEY",

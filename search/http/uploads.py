@@ -8,44 +8,16 @@ arrives, so a small file that decodes to hours of audio is refused after a few s
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.errors import SoundsiftError
 from indexer.model import ClapEncoder
 from indexer.settings import Settings
 from plugins.manager import PluginHost
+from search.core.one_file import UploadCaps, UploadTooLong, classify_file
+from search.core.requests import ClassifyFileOptions
 from search.core.results import FileClassification
 
-
-class UploadTooLong(SoundsiftError):
-    """An upload holds more audio than ``max_upload_duration_s`` or needs more than ``upload_time_budget_s`` (HTTP 413)."""
-
-
-@dataclass
-class UploadCaps:
-    """Seconds of audio one upload may decode and seconds it may take; None: no cap."""
-
-    max_audio_s: float | None = None
-    budget_s: float | None = None
-    started: float = field(default_factory=time.monotonic)
-
-    def check_audio(self, seconds: float) -> None:
-        """Raise UploadTooLong when ``seconds`` of audio (from the header, or decoded so far) pass the cap."""
-        if self.max_audio_s is not None and seconds > self.max_audio_s + 1e-6:
-            raise UploadTooLong(
-                f"the upload holds {seconds:.0f} s of audio, over the limit of {self.max_audio_s:.0f} s per upload "
-                "(max_upload_duration_s); send a shorter part (start, duration) or index it with `soundsift index`"
-            )
-
-    def check_time(self) -> None:
-        """Raise UploadTooLong once the upload has taken longer than its budget."""
-        if self.budget_s is not None and time.monotonic() - self.started > self.budget_s:
-            raise UploadTooLong(
-                f"the upload took more than {self.budget_s:.0f} s to decode and classify (upload_time_budget_s); "
-                "send a shorter file, or index it with `soundsift index`"
-            )
+__all__ = ["UploadCaps", "UploadTooLong", "classify_upload"]
 
 
 def classify_upload(
@@ -54,26 +26,20 @@ def classify_upload(
     encoder: ClapEncoder,
     settings: Settings,
     plugins: PluginHost,
-    policy: str = "softmax",
-    policy_options: dict | None = None,
-    **options,
+    options: ClassifyFileOptions,
 ) -> FileClassification:
     """`search.core.one_file.classify_file` under ``settings.max_upload_duration_s`` and ``settings.upload_time_budget_s``.
 
     Raises UploadTooLong (413) past either cap, DecodeError (422) for audio that does not decode.
     """
-    from search.core.one_file import classify_file
-
     return classify_file(
         path,
         labels,
         encoder,
         settings,
         plugins,
-        policy,
-        settings.decode_timeout_s,
-        policy_options,
+        timeout_s=settings.decode_timeout_s,
         max_audio_s=settings.max_upload_duration_s,
         budget_s=settings.upload_time_budget_s,
-        **options,
+        options=options,
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plugins.builtin.translate_zh.compose import compose
-from plugins.builtin.translate_zh.segment import CJK, get_segmenter
-from plugins.contract import QueryTranslation
-from plugins.hookspecs import hookimpl
+from soundsift import QueryTranslation, hookimpl
+
+from .compose import compose
+from .segment import CJK, get_segmenter
 
 TRANSLATOR = "zh"
 

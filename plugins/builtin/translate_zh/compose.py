@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from plugins.builtin.translate_zh.segment import Token
+from .segment import Token
 
 MAX_TEXTS = 4
 MAX_NEGATIVES = 4

@@ -7,8 +7,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from plugins.builtin.translate_zh.dictionary import GeneralDictionary, get_dictionary
-from plugins.builtin.translate_zh.vocabulary import HEARD_KINDS, Vocabulary, get_vocabulary
+from .dictionary import GeneralDictionary, get_dictionary
+from .vocabulary import HEARD_KINDS, Vocabulary, get_vocabulary
 
 #: Han, kana and Hangul: text with none of these is not ours to translate.
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import tempfile
@@ -13,11 +14,12 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from indexer.errors import BadInput, DecodeError
-from search.core.catalog import check_labels
 from search.core.classify import policy_named
 from search.core.label_set import apply_label_set, stored_label_set
-from search.core.options import check_prompt_template, parse_policy_options
+from search.core.options import DEFAULT_POLICY, check_prompt_template, parse_policy_options
+from search.core.requests import ClassifyFileOptions
 from search.core.results import ClassifyResponse, FileClassification
+from search.http.catalog import check_labels
 from search.http.models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
 from search.http.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
 from search.http.uploads import classify_upload as classify_upload_file
@@ -26,6 +28,25 @@ NDJSON = "application/x-ndjson"
 UPLOAD_CHUNK = 1 << 20
 
 router = APIRouter()
+
+# A threshold part: one number, {label: number} or one number per label (JSON text in the form).
+THRESHOLD_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+            "maxProperties": MAX_LABELS,
+            "propertyNames": {"maxLength": 1000},
+        },
+        {"type": "array", "items": {"type": "number"}, "maxItems": MAX_LABELS},
+    ]
+}
+
+
+def json_part(schema: dict) -> dict:
+    """A form field holding JSON text of ``schema`` (the OpenAPI document shows it as an application/json part)."""
+    return {"contentMediaType": "application/json", "contentSchema": schema}
 
 
 @router.post(
@@ -114,7 +135,8 @@ def _classify(body: ClassifyRequest, request: Request, sx):
 async def classify_upload(
     request: Request,
     sx: IndexDep,
-    file: Annotated[UploadFile, File(description="an audio file")],
+    # An empty upload is no audio: the schema asks for at least one byte, like the check below.
+    file: Annotated[UploadFile, File(description="an audio file (not empty)", json_schema_extra={"minLength": 1})],
     labels: Annotated[
         str,
         Form(
@@ -124,13 +146,22 @@ async def classify_upload(
             description="comma-separated labels; a repeated `labels` field adds its labels",
         ),
     ],
-    policy: Annotated[str, Form(max_length=100)] = "softmax",
+    policy: Annotated[str, Form(max_length=100)] = DEFAULT_POLICY,
     policy_options: Annotated[
         str | None,
-        Form(max_length=20_000, description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}'),
+        Form(
+            max_length=20_000,
+            json_schema_extra=json_part({"type": "object"}),
+            description='the policy\'s options as a JSON object, e.g. {"min_margin": 0.2}',
+        ),
     ] = None,
     threshold: Annotated[
-        str | None, Form(max_length=4000, description='a number, or per label as JSON: {"dog": 0.3}')
+        str | None,
+        Form(
+            max_length=100_000,  # room for MAX_LABELS labels of 1000 characters with their numbers
+            json_schema_extra=json_part(THRESHOLD_SCHEMA),
+            description='a number, or per label as JSON: {"dog": 0.3} or [0.3, 0.5]',
+        ),
     ] = None,
     prompt_template: Annotated[
         str | None,
@@ -156,7 +187,8 @@ async def classify_upload(
     """
     form = await request.form()
     labels = form_labels(form.getlist("labels")) or labels
-    repeated = [name for name in form.keys() if name not in ("labels", "file") and len(form.getlist(name)) > 1]
+    # An option given twice is ambiguous; fields this route does not read are ignored, as the schema allows them.
+    repeated = [name for name in form.keys() if name in UPLOAD_OPTIONS and len(form.getlist(name)) > 1]
     if repeated:
         raise BadInput(f"give `{repeated[0]}` once")
     check_labels(labels, MAX_LABELS)
@@ -193,14 +225,7 @@ async def classify_upload(
             sx.encoder.full(),
             settings,
             sx.plugins,
-            policy,
-            options,
-            threshold=limit,
-            prompt_template=prompt_template,
-            start=start,
-            duration=duration,
-            envelope_points=envelope_points,
-            mel_width=mel_width,
+            ClassifyFileOptions(policy, options, limit, prompt_template, start, duration, envelope_points, mel_width),
         )
         result.path = file.filename
         for row in [*result.windows, result.file]:
@@ -211,6 +236,10 @@ async def classify_upload(
     finally:
         saved.unlink(missing_ok=True)
         await file.close()
+
+
+# The form fields of /classify-file read once (`labels` may repeat; `file` is the upload): its form parameters.
+UPLOAD_OPTIONS = frozenset(inspect.signature(classify_upload).parameters) - {"request", "sx", "file", "labels"}
 
 
 def form_labels(values: list) -> str:

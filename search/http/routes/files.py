@@ -11,17 +11,16 @@ from fastapi.responses import Response
 
 from indexer.decode import DecodeLimits
 from indexer.errors import BadInput
-from search.core.audio_cut import cut_clip
-from search.core.catalog import (
-    NotServable,
+from search.core.audio_cut import NotServable, cut_clip, window_location
+from search.core.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
+from search.core.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
+from search.core.options import DEFAULT_POLICY
+from search.core.results import Envelope, Localization
+from search.http.catalog import (
     check_labels,
     file_detail,
     list_files,
-    window_location,
 )
-from search.core.envelope import MAX_MEL_WIDTH, MAX_POINTS, file_envelope
-from search.core.localize import DEFAULT_HOP_S, DEFAULT_SUB_S, localize_window
-from search.core.results import Envelope, Localization
 from search.http.models import MAX_LABELS, MAX_MARGIN_S, TEMPLATE_PATTERN, FileDetail, FilesPage, error_responses
 from search.http.routes.deps import Guarded, IndexDep, parse_id, run_heavy
 
@@ -49,7 +48,7 @@ def file(
     sx: IndexDep,
     query: Annotated[str | None, Query(max_length=1000)] = None,
     labels: Annotated[str | None, Query(max_length=4000)] = None,
-    policy: Annotated[str, Query(max_length=100)] = "softmax",
+    policy: Annotated[str, Query(max_length=100)] = DEFAULT_POLICY,
 ) -> FileDetail:
     """A file with its windows and their acoustic stats; with `query` or `labels`, each window's score."""
     if labels:
@@ -95,7 +94,7 @@ def _window_audio(window_id: str, sx, format: str, margin: float) -> Response:
         format,
         sx.plugins.decoders,
         s.plugin_view(),
-        DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s),
+        DecodeLimits.of(s),
     )
     return Response(
         clip.data,
@@ -176,7 +175,7 @@ def file_envelope_route(
         Path(where.path),
         sx.plugins.decoders,
         s.plugin_view(),
-        DecodeLimits(s.min_sample_rate, s.max_sample_rate, s.max_channels, s.max_duration_s),
+        DecodeLimits.of(s),
         points=points,
         mel_width=mel_width,
         start_s=start,

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from indexer.errors import BadInput
 from search.http.job_paths import allowed_roots, resolve_job_path
 from search.http.jobs import JobInfo
-from search.http.models import JobRequest, TagJobRequest, error_responses
+from search.http.models import JobRequest, TagJobRequest, TranscribeJobRequest, error_responses
 from search.http.routes.deps import Guarded, JobsDep
 
 router = APIRouter()
@@ -46,9 +45,20 @@ def submit_index_job(body: JobRequest, jobs: JobsDep, request: Request) -> JobIn
 )
 def submit_tag_job(body: TagJobRequest, jobs: JobsDep) -> JobInfo:
     """Queue a classifier tag pass over the index: only windows without tags from that model and revision."""
-    if "\x00" in body.model:
-        raise BadInput("a model name cannot contain NUL")
     return jobs.submit_tag(body.model, top_k=body.top_k, function_to_apply=body.function_to_apply, retag=body.retag)
+
+
+@router.post(
+    "/jobs/transcribe",
+    response_model=JobInfo,
+    status_code=202,
+    dependencies=Guarded,
+    tags=["jobs"],
+    responses=error_responses(429),
+)
+def submit_transcribe_job(body: TranscribeJobRequest, jobs: JobsDep) -> JobInfo:
+    """Queue a transcribe pass over the index: only windows without a transcript from that model and revision."""
+    return jobs.submit_transcribe(body.model, language=body.language, retranscribe=body.retranscribe)
 
 
 @router.get("/jobs", response_model=list[JobInfo], dependencies=Guarded, tags=["jobs"])

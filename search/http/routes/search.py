@@ -25,6 +25,7 @@ async def search(body: SearchRequest, sx: IndexDep, request: Request) -> SearchR
         strict=body.strict or None,
         prompt_template=body.prompt_template,
         localize=body.localize,
+        fuse=body.fuse,
         like=body.like_query(),
         probe=body.probe,
     )

@@ -409,6 +409,7 @@ async function openFile(fileId, scoring = {}) {
         `${model}: ${pairs.map((p) => `${p.label} ${fmtScore(p.score)}`).join(", ")}`).join(" · ")),
       el("td", {}, playButton(w.id, label(w))), el("td", {}, where(w)))));
     $("#file-windows").hidden = false;
+    document.dispatchEvent(new CustomEvent("soundsift:file", { detail: { file: f } }));  // transcript.js and others
   });
 }
 

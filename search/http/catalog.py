@@ -1,25 +1,23 @@
-"""Files and windows of an open index as the HTTP API lists them, and the archive paths it may serve audio from."""
+"""Files and windows of an open index as the HTTP API lists them (a file's windows optionally scored)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.errors import BadInput
 from indexer.store import WindowChunk
 from indexer.tag_store import tags_of_windows
-from search.core.classify import ClassifyOptions, policy_named, score_chunks
-from search.core.prompts import combined_vectors, parse_labels
-from search.http.models import FileDetail, FileInfo, FilesPage, WindowInfo
-from search.sound_index import SoundIndex, label_matrix, prepare_all
+from search.core.classify import ClassifyOptions, label_matrix, policy_named, score_chunks
+from search.core.options import DEFAULT_POLICY
+from search.core.prompts import combined_vectors, parse_labels, prepare_all
+from search.http.models import FileDetail, FileInfo, FilesPage, TranscriptSegment, TranscriptWord, WindowInfo
+
+if TYPE_CHECKING:
+    from search.sound_index import SoundIndex
 
 _FILE_COLUMNS = "f.id, f.path, f.status, f.error, f.size, f.mtime, f.duration, f.sample_rate, f.channels, f.codec"
-
-
-class NotServable(Exception):
-    """The file is not (or no longer) one the index may serve; the API answers 404."""
 
 
 def _file_info(row) -> FileInfo:
@@ -53,7 +51,7 @@ def list_files(sx: SoundIndex, limit: int, offset: int, path_glob: str | None, s
 
 
 def file_detail(
-    sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None, policy: str = "softmax"
+    sx: SoundIndex, file_id: int, query: str | None = None, labels: str | None = None, policy: str = DEFAULT_POLICY
 ) -> FileDetail | None:
     """One file with its windows (tags = acoustic stats), optionally scored against a query or a label set."""
     _, found = sx.store.file_rows(_FILE_COLUMNS, "f.id = $id", {"id": int(file_id)}, with_window_count=False)
@@ -67,7 +65,10 @@ def file_detail(
         for i, s, e, t in zip(stored.ids, stored.starts, stored.ends, stored.tags)
     ]
     detail = FileDetail(
-        **_file_info(row).model_dump(exclude={"window_count"}), window_count=len(windows), windows=windows
+        **_file_info(row).model_dump(exclude={"window_count"}),
+        window_count=len(windows),
+        windows=windows,
+        transcript=transcript_of_file(sx, file_id),
     )
     if not windows or not (query or labels):
         return detail
@@ -105,40 +106,28 @@ def _score_labels(sx: SoundIndex, windows: list[WindowInfo], vectors: np.ndarray
         w.score = r.scores[r.label] if r.label else max(r.scores.values())
 
 
-@dataclass
-class WindowLocation:
-    """Where a window's audio lives: an archive file that is in the index and inside its root."""
-
-    path: str
-    start: float
-    end: float
-    duration: float | None
-
-
-def window_location(sx: SoundIndex, window_id: int) -> WindowLocation:
-    """The archive file and span of a window; NotServable unless the file is indexed and really inside its root."""
-    place = sx.store.window_place(window_id)
-    if place is None:
-        raise NotServable(f"no window {window_id} in the index")
-    path, root, size, mtime, start, end, duration = place
-    roots = sx.store.roots()
-    real = os.path.realpath(path)
-    inside = any(
-        real == os.path.realpath(r) or real.startswith(os.path.realpath(r).rstrip(os.sep) + os.sep)
-        for r in [root, *roots]
-        if r
-    )
-    if not inside or not os.path.isfile(real):
-        raise NotServable(f"the file of window {window_id} is no longer in the archive")
-    st = os.stat(real)
-    if st.st_size != size or st.st_mtime != mtime:
-        raise NotServable(f"the file of window {window_id} changed since it was indexed; re-index it")
-    return WindowLocation(path=path, start=float(start), end=float(end), duration=duration)
-
-
 def check_labels(labels, limit: int) -> list[str]:
     """Parsed labels, refusing more than ``limit``."""
     names = parse_labels(labels)
     if len(names) > limit:
         raise BadInput(f"at most {limit} labels")
     return names
+
+
+def transcript_of_file(sx: SoundIndex, file_id: int) -> list[TranscriptSegment]:
+    """The file's transcript segments with speech, in time order (every model's)."""
+    from indexer.transcript_store import segments_of_file
+
+    return [
+        TranscriptSegment(
+            window_id=seg.window_id,
+            start=seg.start,
+            end=seg.end,
+            text=seg.text,
+            model=seg.alias,
+            language=seg.language,
+            words=[TranscriptWord(text=w[0], start=w[1], end=w[2]) for w in seg.words],
+        )
+        for _, _, seg in segments_of_file(sx.store.cursor(), int(file_id))
+        if seg.text.strip()
+    ]
