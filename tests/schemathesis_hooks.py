@@ -21,6 +21,19 @@ LABELS_AND_POLICY = (
     r" must be a number, \{label: number\} or a list of numbers, not ",
 )
 
+# Probes and examples name what the index holds: a probe trained here and its classes, windows and files in it.
+TEACH_TARGETS = (
+    r"^no probe named ",
+    r"^probe \S+ has no class ",
+    r"^a probe filter reads ",
+    r" is not in the index",
+    r"^no window \d+ in the index",
+    r" has no window at ",
+    r" has no windows in the index",
+    r" has no stored vector",
+    r"^the examples cancel out",
+)
+
 # (method, path) -> what a 422 to a schema-valid request may say there; every entry is data the schema cannot
 # describe. Keep in step with tests/schemathesis.toml.
 DATA_DEPENDENT_422 = {
@@ -30,10 +43,13 @@ DATA_DEPENDENT_422 = {
     ("POST", "/classify"): (
         r"^cursor is not one this server handed out",
         r"^no model tagged this index as ",
+        r"^no label set named ",  # a label set stored in the index, by name
         *LABELS_AND_POLICY,
+        *TEACH_TARGETS,
     ),
-    # A MODEL:LABEL tag filter only filters by a model that tagged this index (GET /stats `tags`).
-    ("POST", "/search"): (r"^no model tagged this index as ",),
+    # A MODEL:LABEL tag filter only filters by a model that tagged this index (GET /stats `tags`); a probe, a
+    # like/unlike target (a window id, an indexed file, a time in it) only name what the index holds.
+    ("POST", "/search"): (r"^no model tagged this index as ", *TEACH_TARGETS),
 }
 
 

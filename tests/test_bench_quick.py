@@ -76,6 +76,14 @@ def test_bench_cold_start_quick(tmp_path):
     assert r["full_clap_load_s"] > 0 and r["text_export_s"] > 0 and r["search_cold_transformers_s"] > 0
 
 
+def test_bench_probe_quick(tmp_path):
+    r = run_quick("bench_probe", tmp_path)
+    assert r["train"]["examples"] == 200 and r["train"]["classes"] == 4 and 0 < r["train"]["cv_accuracy"] <= 1
+    assert r["train"]["probe_fit_with_cv_s"] > 0 and r["train"]["sklearn_fit_1thread_s"] > 0
+    assert r["score"]["windows"] == 20_000 and r["score"]["matrix_dtype"] == "float16"
+    assert r["score"]["probe_classify_top100_s"] > 0 and r["score"]["labels_classify_top100_s"] > 0
+
+
 @pytest.mark.slow
 def test_bench_scale_quick(tmp_path):
     r = run_quick("bench_scale", tmp_path)

@@ -219,7 +219,11 @@ class SearchRequest(BaseModel):
 
 
 class ClassifyRequest(BaseModel):
-    model_config = STRICT
+    # exactly one of labels, label_set and probe says what scores (the schema says so too: oneOf)
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={"oneOf": [{"required": ["labels"]}, {"required": ["label_set"]}, {"required": ["probe"]}]},
+    )
     labels: (
         Annotated[list[QueryText], Field(min_length=1)]
         | Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS * 4, json_schema_extra={"pattern": NOT_BLANK})]
