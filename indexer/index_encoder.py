@@ -57,8 +57,10 @@ class IndexEncoder:
         device: str = "auto",
         cache_size: int = 4096,
         warm: bool = False,
+        text_onnx: bool = True,
     ):
         self.store = store
+        self._use_onnx = text_onnx  # False: texts through ``full`` (an encoder the caller chose, e.g. a test's)
         self._identity = identity
         self._full = full
         self._text: "ClapTextEncoder | None" = None
@@ -100,6 +102,8 @@ class IndexEncoder:
 
     def _text_onnx(self) -> "OnnxTextEncoder | None":
         """The model's ONNX text tower, looked for once; None (and why, in ``_onnx_reason``) when unusable."""
+        if not self._use_onnx:
+            return None
         if self._onnx is None and self._onnx_reason is None:
             from indexer.text_onnx import ExportUnusable, open_export
 

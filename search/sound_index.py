@@ -220,6 +220,7 @@ class SoundIndex:
                     full=full,
                     cache_size=settings.text_cache_size,
                     warm=not ownership.shared,
+                    text_onnx=encoder is None,  # an encoder given by the caller embeds its own texts
                 )
             vectors = VectorIndex.open(store)
         except BaseException:
