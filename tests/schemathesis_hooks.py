@@ -34,6 +34,10 @@ TEACH_TARGETS = (
     r"^the examples cancel out",
 )
 
+# What is said: `filters.said` is a full-text query (words, "phrases", prefix*, AND/OR/NOT, parentheses), a grammar
+# no JSON schema expresses, and it searches the transcripts of this index (none until one is transcribed).
+SAID_QUERY = (r"^the --said query ", r"^cannot read the --said query ", r"^no transcripts in ")
+
 # (method, path) -> what a 422 to a schema-valid request may say there; every entry is data the schema cannot
 # describe. Keep in step with tests/schemathesis.toml.
 DATA_DEPENDENT_422 = {
@@ -46,10 +50,13 @@ DATA_DEPENDENT_422 = {
         r"^no label set named ",  # a label set stored in the index, by name
         *LABELS_AND_POLICY,
         *TEACH_TARGETS,
+        *SAID_QUERY,
     ),
     # A MODEL:LABEL tag filter only filters by a model that tagged this index (GET /stats `tags`); a probe, a
     # like/unlike target (a window id, an indexed file, a time in it) only name what the index holds.
-    ("POST", "/search"): (r"^no model tagged this index as ", *TEACH_TARGETS),
+    ("POST", "/search"): (r"^no model tagged this index as ", *TEACH_TARGETS, *SAID_QUERY),
+    # Alert pages: a cursor is opaque, only the ones this server handed out name a page.
+    ("GET", "/alerts"): (r"^cursor is not one this server handed out",),
 }
 
 
