@@ -207,45 +207,31 @@ class JobManager:
         trigger: str = "api",
     ) -> JobInfo:
         """Queue a tag pass of ``model`` over the index (windows it has not tagged yet); returns it as queued."""
-        return self._enqueue(
-            JobInfo(
-                id=uuid.uuid4().hex[:12],
-                kind="tag",
-                status="queued",
-                paths=[],
-                trigger=trigger,
-                submitted_at=time.time(),
-                tag={"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag},
-            )
-        )
+        spec = {"model": model, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag}
+        return self._submit_pass("tag", trigger, tag=spec)
 
     def submit_transcribe(
         self, model: str, language: str | None = None, retranscribe: bool = False, trigger: str = "api"
     ) -> JobInfo:
         """Queue a transcribe pass of ``model`` over the index (windows it has not transcribed yet)."""
-        return self._enqueue(
-            JobInfo(
-                id=uuid.uuid4().hex[:12],
-                kind="transcribe",
-                status="queued",
-                paths=[],
-                trigger=trigger,
-                submitted_at=time.time(),
-                transcribe={"model": model, "language": language, "retranscribe": retranscribe},
-            )
-        )
+        spec = {"model": model, "language": language, "retranscribe": retranscribe}
+        return self._submit_pass("transcribe", trigger, transcribe=spec)
 
     def submit_train(self, spec: dict, trigger: str = "api") -> JobInfo:
         """Queue training probe ``spec["probe"]`` on the examples of ``spec["classes"]``; returns it as queued."""
+        return self._submit_pass("train", trigger, train=dict(spec))
+
+    def _submit_pass(self, kind: str, trigger: str, **spec: dict) -> JobInfo:
+        """Queue a job of ``kind`` over the whole index (no paths), its options in the field named after it."""
         return self._enqueue(
             JobInfo(
                 id=uuid.uuid4().hex[:12],
-                kind="train",
+                kind=kind,
                 status="queued",
                 paths=[],
                 trigger=trigger,
                 submitted_at=time.time(),
-                train=dict(spec),
+                **spec,
             )
         )
 
