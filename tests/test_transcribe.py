@@ -232,9 +232,9 @@ def test_hybrid_said_filters_by_what_is_said_and_ranks_by_sound(said_index):
 
 
 def test_file_view_and_export_column_carry_the_transcript(said_index, tmp_path):
-    from search.core.catalog import file_detail
     from search.core.transcript_column import export_columns
     from search.core.writers import write_rows
+    from search.http.catalog import file_detail
 
     fid = next(f for f, p in said_index.store.indexed_paths().items() if p.endswith("long300.wav"))
     detail = file_detail(said_index, fid)

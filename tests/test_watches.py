@@ -17,6 +17,9 @@ from search.core.watches import WatchSpec, add_watch, run_watch_test
 from search.demo_audio import synthesize, write_audio
 from tests.webhook_receiver import Receiver, verifies
 
+# The tests build on one index in order (watches added, then their alerts read): one worker runs them all.
+pytestmark = pytest.mark.xdist_group("watches")
+
 
 def _write(path: Path, kind: str, seconds: float, seed: int, rate: int = 16_000) -> Path:
     return write_audio(path, synthesize(kind, seconds, rate, seed), rate)

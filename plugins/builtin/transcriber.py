@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from plugins.builtin.tag_classifier import default_alias, directory_revision, parse_model_ref, resolve_device
-from plugins.contract import SpeechTranscriber, SpokenWord, Transcriber, TranscriberLoadError, WindowTranscript
-from plugins.hookspecs import hookimpl
+from soundsift import SpeechTranscriber, SpokenWord, Transcriber, TranscriberLoadError, WindowTranscript, hookimpl
+
+from .tag_classifier import default_alias, directory_revision, parse_model_ref, resolve_device
 
 NAME = "transcriber"
 DEFAULT_BATCH = 8

@@ -182,18 +182,13 @@ class SearchRequest(BaseModel):
     def _template(cls, value):
         return _check_template(value)
 
-    @field_validator("queries")
-    @classmethod
-    def _some_query(cls, queries, info):
-        # `like` and `probe` come first in the model, so they are validated (and seen here) before `queries`
-        if not queries and not info.data.get("like") and not info.data.get("probe"):
-            raise ValueError("give at least 1 query (or `like` targets, or a `probe` 'PROBE:CLASS')")
-        return queries
-
     @model_validator(mode="after")
     def _something_to_search(self):
-        if not (self.queries or self.like or self.probe):  # `queries` left out altogether
-            raise ValueError("give at least 1 query (or `like` targets, or a `probe` 'PROBE:CLASS')")
+        said = self.filters is not None and bool(self.filters.said)
+        if not (self.queries or self.like or self.probe or said):
+            raise ValueError(
+                "give at least 1 query (or `like` targets, a `probe` 'PROBE:CLASS', or filters.said: what is said)"
+            )
         if self.probe is not None and (self.queries or self.like or self.unlike):
             raise ValueError("`probe` ranks by the probe alone: give it without queries, like or unlike")
         return self
