@@ -34,6 +34,22 @@ TEACH_TARGETS = (
     r"^the examples cancel out",
 )
 
+# Which fields go together: a probe ranks alone (no queries or examples beside it), `label_names` name the texts
+# given as `labels`, something must be searched for. Each field alone matches the schema; the combination rule
+# is in the fields' descriptions, which a fuzzer does not read.
+FIELD_COMBINATIONS = (
+    r"`probe` ranks by the probe alone",
+    r"give `probe` alone",
+    r"`label_names` goes with `labels`",
+    r"give `labels` or `label_set`",
+    r"give at least 1 query",
+    r"^\d+ label names for \d+ label texts",
+)
+
+# `strict: true` asks for a refusal when part of a query has no English translation: which words the translators
+# know is their vocabulary, not something a schema can state.
+STRICT_TRANSLATION = (r"^no English found for: ",)
+
 # What is said: `filters.said` is a full-text query (words, "phrases", prefix*, AND/OR/NOT, parentheses), a grammar
 # no JSON schema expresses, and it searches the transcripts of this index (none until one is transcribed).
 SAID_QUERY = (r"^the --said query ", r"^cannot read the --said query ", r"^no transcripts in ")
@@ -51,10 +67,18 @@ DATA_DEPENDENT_422 = {
         *LABELS_AND_POLICY,
         *TEACH_TARGETS,
         *SAID_QUERY,
+        *FIELD_COMBINATIONS,
+        *STRICT_TRANSLATION,
     ),
     # A MODEL:LABEL tag filter only filters by a model that tagged this index (GET /stats `tags`); a probe, a
     # like/unlike target (a window id, an indexed file, a time in it) only name what the index holds.
-    ("POST", "/search"): (r"^no model tagged this index as ", *TEACH_TARGETS, *SAID_QUERY),
+    ("POST", "/search"): (
+        r"^no model tagged this index as ",
+        *TEACH_TARGETS,
+        *SAID_QUERY,
+        *FIELD_COMBINATIONS,
+        *STRICT_TRANSLATION,
+    ),
     # Alert pages: a cursor is opaque, only the ones this server handed out name a page.
     ("GET", "/alerts"): (r"^cursor is not one this server handed out",),
 }

@@ -140,7 +140,8 @@ class LikeWeights(BaseModel):
     unlike: float = Field(0.5, ge=-100, le=100)
 
 
-Target = Annotated[int, Field(ge=0, le=2**62)] | WindowTarget
+# Window ids as JSON's safe integers: a client's doubles carry them exactly (ids count up from 0).
+Target = Annotated[int, Field(ge=0, le=2**53 - 1, strict=False), BeforeValidator(_a_json_number)] | WindowTarget
 
 
 class SearchRequest(BaseModel):
