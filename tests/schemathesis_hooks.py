@@ -35,7 +35,7 @@ TEACH_TARGETS = (
 )
 
 # Which fields go together: a probe ranks alone (no queries or examples beside it), `label_names` name the texts
-# given as `labels`, something must be searched for. Each field alone matches the schema; the combination rule
+# given as `labels`, `fuse` fuses with `filters.said`, something must be searched for. Each field alone matches the schema; the combination rule
 # is in the fields' descriptions, which a fuzzer does not read.
 FIELD_COMBINATIONS = (
     r"`probe` ranks by the probe alone",
@@ -44,6 +44,7 @@ FIELD_COMBINATIONS = (
     r"give `labels` or `label_set`",
     r"give at least 1 query",
     r"^\d+ label names for \d+ label texts",
+    r"fuses the sound ranking with what is said",
 )
 
 # `strict: true` asks for a refusal when part of a query has no English translation: which words the translators

@@ -144,6 +144,9 @@ class LikeWeights(BaseModel):
 Target = Annotated[int, Field(ge=0, le=2**53 - 1, strict=False), BeforeValidator(_a_json_number)] | WindowTarget
 
 
+NOTHING_TO_SEARCH = "give at least 1 query (or `like` targets, a `probe` 'PROBE:CLASS', or filters.said: what is said)"
+
+
 class SearchRequest(BaseModel):
     model_config = STRICT
     like: list[Target] = Field(
@@ -158,6 +161,7 @@ class SearchRequest(BaseModel):
         json_schema_extra={"pattern": r"^[A-Za-z0-9_.\-]{1,64}:.+$"},
         description="rank windows by a probe's probability of a class: 'PROBE:CLASS'",
     )
+    filters: RequestFilters | None = None
     queries: list[QueryText] = Field(
         default_factory=list,
         max_length=MAX_QUERIES,
@@ -165,7 +169,6 @@ class SearchRequest(BaseModel):
         "filters.said: then ranked by the examples, the probe or what is said)",
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="hits per query")
-    filters: RequestFilters | None = None
     strict: bool = Field(False, description="fail when part of a query has no English translation")
     prompt_template: str | None = Field(
         None,
@@ -183,13 +186,22 @@ class SearchRequest(BaseModel):
     def _template(cls, value):
         return _check_template(value)
 
+    @field_validator("queries")
+    @classmethod
+    def _some_query(cls, queries, info):
+        # `like`, `probe` and `filters` come first in the model, so they are validated (and seen here) before
+        # `queries`: an empty list is refused as the field's own error, beside any other field's.
+        filters = info.data.get("filters")
+        said = filters is not None and bool(filters.said)
+        if not queries and not info.data.get("like") and not info.data.get("probe") and not said:
+            raise ValueError(NOTHING_TO_SEARCH)
+        return queries
+
     @model_validator(mode="after")
     def _something_to_search(self):
         said = self.filters is not None and bool(self.filters.said)
-        if not (self.queries or self.like or self.probe or said):
-            raise ValueError(
-                "give at least 1 query (or `like` targets, a `probe` 'PROBE:CLASS', or filters.said: what is said)"
-            )
+        if not (self.queries or self.like or self.probe or said):  # `queries` left out altogether
+            raise ValueError(NOTHING_TO_SEARCH)
         if self.probe is not None and (self.queries or self.like or self.unlike):
             raise ValueError("`probe` ranks by the probe alone: give it without queries, like or unlike")
         return self
