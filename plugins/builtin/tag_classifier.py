@@ -13,67 +13,29 @@ or ``{id = ..., alias = ..., revision = ...}``), ``top_k`` (default 5, 0 = every
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from soundsift import ClassifierLoadError, WindowTagger, hookimpl
 
+from . import hf_checkpoint
+from .hf_checkpoint import (
+    checkpoint_revision,
+    default_alias,
+    load_checked_config,
+    one_line,
+    parse_model_ref,
+    resample_to,
+    resolve_device,
+)
+
 NAME = "classifier"
 DEFAULT_TOP_K = 5
 DEFAULT_BATCH = 8
 FUNCTIONS = ("softmax", "sigmoid", "none")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".pt", ".msgpack", ".h5")
-
-
-def resolve_device(name: str | None) -> str:
-    """``auto`` (or nothing) is CUDA when present, else CPU, as for CLAP; anything else as given."""
-    if not name or name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(name)
-
-
-def default_alias(model_id: str) -> str:
-    """The last part of a hub id or directory: 'superb/wav2vec2-base-superb-er' -> 'wav2vec2-base-superb-er'."""
-    return Path(str(model_id).rstrip("/\\")).name or str(model_id)
-
-
-def parse_model_ref(entry: Any) -> tuple[str, str | None, str | None]:
-    """(model id, alias or None, revision or None) from a settings entry: 'id', 'alias=id' or {id, alias, revision}."""
-    if isinstance(entry, Mapping):
-        model_id = str(entry.get("id") or entry.get("model") or "")
-        alias, revision = entry.get("alias"), entry.get("revision")
-    else:
-        text = str(entry).strip()
-        alias, sep, rest = text.partition("=")
-        model_id, alias = (rest.strip(), alias.strip()) if sep else (text, None)
-        revision = None
-    if not model_id:
-        raise ClassifierLoadError(f"a classifier model entry names no model: {entry!r} (use 'id' or 'alias=id')")
-    return model_id, (str(alias) if alias else None), (str(revision) if revision else None)
-
-
-def directory_revision(path: Path) -> str:
-    """A content hash of a local checkpoint's config and weights: the revision tags are stored under."""
-    digest = hashlib.sha256()
-    for item in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES):
-        digest.update(item.name.encode() + b"\0")
-        with open(item, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class TransformersClassifier:
@@ -112,43 +74,21 @@ class TransformersClassifier:
             "multi_label_classification": "sigmoid",
         }.get(str(problem), "softmax")
         self.sample_rate = int(self.feature_extractor.sampling_rate)
-        local = Path(self.model_id)
-        self.revision = revision or (
-            directory_revision(local)
-            if local.is_dir()
-            else getattr(self.model.config, "_commit_hash", None) or "unknown"
-        )
+        self.revision = checkpoint_revision(self.model_id, self.model.config, revision)
 
     # -- loading -------------------------------------------------------------------------------
     def _load_config(self, revision: str | None):
-        from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
 
-        local = Path(self.model_id)
-        looks_local = local.is_absolute() or self.model_id.startswith(".") or self.model_id.count("/") > 1
-        if looks_local and not local.is_dir():
-            raise ClassifierLoadError(
-                f"no model directory at {self.model_id}: give a local checkpoint directory or a Hugging Face id"
-            )
-        try:
-            config = AutoConfig.from_pretrained(self.model_id, revision=revision)
-        except (OSError, ValueError) as exc:
-            offline = (
-                " (HF_HUB_OFFLINE is set: only the local cache is searched)" if os.environ.get("HF_HUB_OFFLINE") else ""
-            )
-            raise ClassifierLoadError(
-                f"model {self.model_id} not found locally or in the Hugging Face cache{offline}: "
-                f"download it with `huggingface-cli download {self.model_id}` or give a local directory ({_one_line(exc)})"
-            ) from None
-        wanted = MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES.get(getattr(config, "model_type", ""))
-        architectures = list(getattr(config, "architectures", None) or [])
-        if wanted is None or (architectures and wanted not in architectures):
-            what = ", ".join(architectures) or getattr(config, "model_type", "unknown")
-            raise ClassifierLoadError(
-                f"{self.model_id} is not an audio-classification checkpoint ({what}); "
-                "give one transformers' audio-classification pipeline runs (e.g. an AST, wav2vec2 or HuBERT fine-tune)"
-            )
-        return config
+        return load_checked_config(
+            self.model_id,
+            revision,
+            error=ClassifierLoadError,
+            noun="model",
+            architectures_by_type=MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES,
+            refusal="an audio-classification checkpoint ({what}); give one transformers' audio-classification "
+            "pipeline runs (e.g. an AST, wav2vec2 or HuBERT fine-tune)",
+        )
 
     def _load_model(self, revision: str | None, config) -> None:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
@@ -161,18 +101,13 @@ class TransformersClassifier:
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_id, revision=revision)
             model = AutoModelForAudioClassification.from_pretrained(self.model_id, revision=revision, config=config)
         except (OSError, ValueError) as exc:
-            raise ClassifierLoadError(f"cannot load the audio classifier {self.model_id}: {_one_line(exc)}") from None
+            raise ClassifierLoadError(f"cannot load the audio classifier {self.model_id}: {one_line(exc)}") from None
         self.model = model.to(self.device).eval()
 
     # -- running -------------------------------------------------------------------------------
     def prepare(self, window: np.ndarray, sample_rate: int) -> np.ndarray:
         """One window as this model's pipeline takes it: mono float32 at the extractor's sampling rate (soxr HQ)."""
-        import soxr
-
-        x = np.ascontiguousarray(window, dtype=np.float32)
-        if sample_rate != self.sample_rate:
-            x = soxr.resample(x, sample_rate, self.sample_rate, quality="HQ").astype(np.float32, copy=False)
-        return x
+        return resample_to(window, sample_rate, self.sample_rate)
 
     def scores(self, windows: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
         """(n, labels) scores after ``function_to_apply``, for windows of one length, in batches."""
@@ -214,13 +149,7 @@ class TransformersClassifier:
 
 def model_entries(settings: Mapping[str, Any]) -> list:
     """The ``classifier.models`` entries of the plugin settings view, as a list (a JSON list in an env variable too)."""
-    entries = settings.get(f"{NAME}.models") or []
-    if isinstance(entries, str) and entries.strip().startswith("["):
-        try:
-            entries = json.loads(entries)
-        except ValueError:
-            raise ClassifierLoadError(f"cannot read classifier.models {entries!r}: give a list of model ids") from None
-    return [entries] if isinstance(entries, (str, Mapping)) else list(entries)
+    return hf_checkpoint.model_entries(settings, f"{NAME}.models", ClassifierLoadError)
 
 
 def load_classifiers(settings: Mapping[str, Any]) -> list[TransformersClassifier]:
@@ -231,7 +160,7 @@ def load_classifiers(settings: Mapping[str, Any]) -> list[TransformersClassifier
     batch = settings.get(f"{NAME}.batch_size", DEFAULT_BATCH)
     models = []
     for entry in entries:
-        model_id, alias, revision = parse_model_ref(entry)
+        model_id, alias, revision = parse_model_ref(entry, ClassifierLoadError)
         models.append(
             TransformersClassifier(
                 model_id,

@@ -16,25 +16,27 @@ no text, without running the model). transformers is imported only when a model 
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from soundsift import SpeechTranscriber, SpokenWord, Transcriber, TranscriberLoadError, WindowTranscript, hookimpl
 
-from .tag_classifier import default_alias, directory_revision, parse_model_ref, resolve_device
+from . import hf_checkpoint
+from .hf_checkpoint import (
+    checkpoint_revision,
+    default_alias,
+    load_checked_config,
+    one_line,
+    parse_model_ref,
+    resample_to,
+    resolve_device,
+)
 
 NAME = "transcriber"
 DEFAULT_BATCH = 8
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def asr_architectures() -> dict[str, str]:
@@ -76,40 +78,19 @@ class TransformersTranscriber:
         self.is_seq2seq = getattr(config, "is_encoder_decoder", False)
         self.sample_rate = int(self.pipe.feature_extractor.sampling_rate)
         self.timestamps: str | None = "word" if word_timestamps and self._has_word_times(config) else None
-        local = Path(self.model_id)
-        self.revision = revision or (
-            directory_revision(local) if local.is_dir() else getattr(config, "_commit_hash", None) or "unknown"
-        )
+        self.revision = checkpoint_revision(self.model_id, config, revision)
 
     # -- loading -------------------------------------------------------------------------------
     def _check_config(self, revision: str | None):
-        from transformers import AutoConfig
-
-        local = Path(self.model_id)
-        looks_local = local.is_absolute() or self.model_id.startswith(".") or self.model_id.count("/") > 1
-        if looks_local and not local.is_dir():
-            raise TranscriberLoadError(
-                f"no model directory at {self.model_id}: give a local checkpoint directory or a Hugging Face id"
-            )
-        try:
-            config = AutoConfig.from_pretrained(self.model_id, revision=revision)
-        except (OSError, ValueError) as exc:
-            offline = (
-                " (HF_HUB_OFFLINE is set: only the local cache is searched)" if os.environ.get("HF_HUB_OFFLINE") else ""
-            )
-            raise TranscriberLoadError(
-                f"speech model {self.model_id} not found locally or in the Hugging Face cache{offline}: "
-                f"download it with `huggingface-cli download {self.model_id}` or give a local directory ({_one_line(exc)})"
-            ) from None
-        wanted = asr_architectures().get(getattr(config, "model_type", ""))
-        architectures = list(getattr(config, "architectures", None) or [])
-        if wanted is None or (architectures and wanted not in architectures):
-            what = ", ".join(architectures) or getattr(config, "model_type", "unknown")
-            raise TranscriberLoadError(
-                f"{self.model_id} is not a speech-recognition checkpoint ({what}); give one transformers' "
-                "automatic-speech-recognition pipeline runs (a Whisper model or a wav2vec2/HuBERT CTC fine-tune)"
-            )
-        return config
+        return load_checked_config(
+            self.model_id,
+            revision,
+            error=TranscriberLoadError,
+            noun="speech model",
+            architectures_by_type=asr_architectures(),
+            refusal="a speech-recognition checkpoint ({what}); give one transformers' automatic-speech-recognition "
+            "pipeline runs (a Whisper model or a wav2vec2/HuBERT CTC fine-tune)",
+        )
 
     def _load(self, revision: str | None) -> None:
         from transformers import pipeline
@@ -122,7 +103,7 @@ class TransformersTranscriber:
                 "automatic-speech-recognition", model=self.model_id, revision=revision, device=self.device
             )
         except (OSError, ValueError, KeyError) as exc:
-            raise TranscriberLoadError(f"cannot load the speech model {self.model_id}: {_one_line(exc)}") from None
+            raise TranscriberLoadError(f"cannot load the speech model {self.model_id}: {one_line(exc)}") from None
 
     def _has_word_times(self, config) -> bool:
         if not self.is_seq2seq:
@@ -133,12 +114,7 @@ class TransformersTranscriber:
     # -- running -------------------------------------------------------------------------------
     def prepare(self, window: np.ndarray, sample_rate: int) -> np.ndarray:
         """One window as the pipeline takes it: mono float32 at the extractor's sampling rate (soxr HQ)."""
-        import soxr
-
-        x = np.ascontiguousarray(window, dtype=np.float32)
-        if sample_rate != self.sample_rate:
-            x = soxr.resample(x, sample_rate, self.sample_rate, quality="HQ").astype(np.float32, copy=False)
-        return x
+        return resample_to(window, sample_rate, self.sample_rate)
 
     def call_options(self) -> dict[str, Any]:
         """The keyword arguments given to the pipeline (language and token limit for sequence-to-sequence models)."""
@@ -191,15 +167,7 @@ class TransformersTranscriber:
 
 def model_entries(settings: Mapping[str, Any]) -> list:
     """The ``transcriber.models`` entries of the plugin settings view, as a list (a JSON list in an env variable too)."""
-    entries = settings.get(f"{NAME}.models") or []
-    if isinstance(entries, str) and entries.strip().startswith("["):
-        try:
-            entries = json.loads(entries)
-        except ValueError:
-            raise TranscriberLoadError(
-                f"cannot read transcriber.models {entries!r}: give a list of model ids"
-            ) from None
-    return [entries] if isinstance(entries, (str, Mapping)) else list(entries)
+    return hf_checkpoint.model_entries(settings, f"{NAME}.models", TranscriberLoadError)
 
 
 def load_transcribers(settings: Mapping[str, Any]) -> list[SpeechTranscriber]:
@@ -207,10 +175,7 @@ def load_transcribers(settings: Mapping[str, Any]) -> list[SpeechTranscriber]:
     models: list[SpeechTranscriber] = []
     gate = settings.get(f"{NAME}.speech_gate_db")
     for entry in model_entries(settings):
-        try:
-            model_id, alias, revision = parse_model_ref(entry)
-        except ValueError as exc:
-            raise TranscriberLoadError(str(exc).replace("classifier", "transcriber")) from None
+        model_id, alias, revision = parse_model_ref(entry, TranscriberLoadError, kind="transcriber")
         models.append(
             TransformersTranscriber(
                 model_id,
