@@ -217,24 +217,6 @@ def classify(
             raise BadInput("--label-set is not supported with --ray yet: give the labels with --labels")
     else:
         policy, policy_options, label_names = policy or DEFAULT_POLICY, _policy_options(policy_option), None
-    if ray is not None or shards is not None:
-        _classify_on_cluster(
-            settings,
-            labels,
-            ray,
-            shards,
-            out_path,
-            policy,
-            by,
-            top,
-            threshold,
-            policy_options,
-            path_glob or tag or said,
-            strict,
-            json_out,
-            probe,
-        )
-        return
     options = ClassifyArchiveOptions(
         policy,
         by,
@@ -247,6 +229,11 @@ def classify(
         probe=probe,
         label_names=label_names,
     )
+    if ray is not None or shards is not None:
+        _classify_on_cluster(
+            settings, labels, options, ray, shards, out_path, json_out, filtered=bool(path_glob or tag or said)
+        )
+        return
     with _reader(settings, server, api_key) as reader, _policy_option_errors():
         header, rows = reader.iter_classify(labels or [], options=options)
         rows = _progress_rows(rows, _show_progress(json_out))
@@ -284,28 +271,17 @@ def _write_classified(out_path, header, rows, store, by, policy, json_out) -> No
 
 
 def _classify_on_cluster(
-    settings,
-    labels,
-    ray,
-    shards,
-    out_path,
-    policy,
-    by,
-    top,
-    threshold,
-    policy_options,
-    path_glob,
-    strict,
-    json_out,
-    probe=None,
+    settings, labels, options: ClassifyArchiveOptions, ray, shards, out_path, json_out, filtered: bool
 ) -> None:
     """`classify --ray`: score exported Parquet parts on the cluster, results as Parquet parts in --out DIR."""
     from search.cluster.classify import classify_on_cluster
 
     if out_path is None:
         raise BadInput("classify --ray writes Parquet parts: give --out DIR")
-    if path_glob:
+    if filtered:
         raise BadInput("--path-glob, --tag and --said are not available with --ray; filter the Parquet results instead")
+    if options.prompt_template is not None:
+        raise BadInput("--prompt-template is not supported with --ray yet: give the prompts themselves with --labels")
     with _policy_option_errors():
         doc = classify_on_cluster(
             ray or settings.ray,
@@ -314,13 +290,13 @@ def _classify_on_cluster(
             out_dir=out_path,
             shards=shards,
             index_dir=None if shards else settings.index,
-            policy=policy,
-            by=by,
-            top=top,
-            threshold=threshold,
-            policy_options=policy_options,
-            strict=strict or None,
-            probe=probe,
+            policy=options.policy,
+            by=options.by,
+            top=options.top,
+            threshold=options.threshold,
+            policy_options=options.policy_options,
+            strict=options.strict,
+            probe=options.probe,
         )
     if json_out:
         _emit_json(doc)

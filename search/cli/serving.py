@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from indexer.errors import IndexLocked
 from search.cli.app import (
     ApiKeyOpt,
     DeviceOpt,
@@ -15,10 +14,8 @@ from search.cli.app import (
     JsonOpt,
     ModelOpt,
     RayOpt,
-    _emit_json,
     _settings,
     app,
-    out,
 )
 
 
@@ -53,37 +50,20 @@ def tag(
     api_key: ApiKeyOpt = None,
 ):
     """Tag the windows of an index with a fixed-label audio classifier (only windows it has not tagged yet)."""
-    from search.cli.tagging import hand_off_tag, model_ref, report_lines, tag_index
+    from search.cli.tagging import model_ref, report_lines, run_here_or_hand_off, tag_index
 
     settings = _settings(index, None, device, batch_size=batch_size, decode_workers=workers)
     ref = model_ref(model, alias)
-    try:
-        doc = tag_index(settings, ref, top_k=top_k, function_to_apply=function_to_apply, retag=retag).document()
-    except IndexLocked as locked:  # a running server owns it: the job goes to the server
-        url, job = hand_off_tag(
-            settings.index,
-            locked,
-            {"model": ref, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag},
-            wait,
-            api_key,
-        )
-        if json_out:
-            _emit_json({"handed_off": True, "server": url, "job": job})
-        elif not wait:
-            out.print(
-                f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}`",
-                markup=False,
-                highlight=False,
-            )
-        elif job.get("report"):
-            for line in report_lines(job["report"]):
-                out.print(line, markup=False, highlight=False)
-        return
-    if json_out:
-        _emit_json(doc)
-        return
-    for line in report_lines(doc):
-        out.print(line, markup=False, highlight=False)
+    run_here_or_hand_off(
+        "tag",
+        settings,
+        lambda: tag_index(settings, ref, top_k=top_k, function_to_apply=function_to_apply, retag=retag),
+        {"model": ref, "top_k": top_k, "function_to_apply": function_to_apply, "retag": retag},
+        report_lines,
+        wait=wait,
+        json_out=json_out,
+        api_key=api_key,
+    )
 
 
 @app.command()

@@ -1,8 +1,12 @@
-"""`soundsift tag`: a classifier pass over an existing index, run here as its owner or handed to the server that owns it."""
+"""Passes over an existing index (`soundsift tag`, `soundsift transcribe`): run here as its owner or handed to the server
+that owns it."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from indexer.errors import IndexLocked, IndexMissing, SoundsiftError
 from indexer.settings import Settings
@@ -21,6 +25,25 @@ def model_ref(model: str, alias: str | None) -> str:
     return f"{alias}={model}" if alias else model
 
 
+def run_as_owner(settings: Settings, role: str, run_pass: Callable[[Any], Any]):
+    """Own the index (one owner, as for `soundsift index`) and return ``run_pass(store)``; no CLAP is loaded."""
+    from indexer.ownership import IndexOwnership
+    from indexer.store import DB_NAME, IndexStore
+
+    index_dir = Path(settings.index)
+    if not (index_dir / DB_NAME).exists():
+        raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
+    ownership = IndexOwnership(index_dir, role=role)
+    try:
+        store = IndexStore.open(index_dir, None, create=False)
+        try:
+            return run_pass(store)
+        finally:
+            store.close()
+    finally:
+        ownership.release()
+
+
 def tag_index(
     settings: Settings,
     model: str,
@@ -29,39 +52,67 @@ def tag_index(
     retag: bool = False,
     progress: bool | None = None,
 ) -> TagReport:
-    """Own the index (one owner, as for `soundsift index`) and run the tag pass; no CLAP is loaded."""
-    from indexer.ownership import IndexOwnership
-    from indexer.store import DB_NAME, IndexStore
+    """Own the index and run the tag pass."""
     from plugins.manager import default_plugins
 
-    index_dir = Path(settings.index)
-    if not (index_dir / DB_NAME).exists():
-        raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
-    ownership = IndexOwnership(index_dir, role="tag")
+    return run_as_owner(
+        settings,
+        "tag",
+        lambda store: run_tag_pass(
+            store,
+            default_plugins(),
+            settings,
+            model,
+            top_k=top_k,
+            function_to_apply=function_to_apply,
+            retag=retag,
+            progress=progress,
+        ),
+    )
+
+
+def run_here_or_hand_off(
+    kind: str,
+    settings: Settings,
+    run_here: Callable[[], Any],
+    body: dict,
+    report_lines: Callable[[dict], list[str]],
+    *,
+    wait: bool,
+    json_out: bool,
+    api_key: str | None,
+) -> None:
+    """A pass's command body: run it here as the index's owner, or, when a server owns the index, as its job ``kind``;
+    print the report (``report_lines``) or its JSON document; a report's note goes to stderr either way."""
+    from search.cli.app import _emit_json, out
+
+    def print_report(doc: dict) -> None:
+        for line in report_lines(doc):
+            out.print(line, markup=False, highlight=False)
+        if doc.get("note"):
+            sys.stderr.write(f"note: {doc['note']}\n")
+
     try:
-        store = IndexStore.open(index_dir, None, create=False)
-        try:
-            return run_tag_pass(
-                store,
-                default_plugins(),
-                settings,
-                model,
-                top_k=top_k,
-                function_to_apply=function_to_apply,
-                retag=retag,
-                progress=progress,
+        doc = run_here().document()
+    except IndexLocked as locked:  # a running server owns it: the job goes to the server
+        url, job = hand_off_job(kind, settings.index, locked, body, wait, api_key)
+        if json_out:
+            _emit_json({"handed_off": True, "server": url, "job": job})
+        elif not wait:
+            out.print(
+                f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}`",
+                markup=False,
+                highlight=False,
             )
-        finally:
-            store.close()
-    finally:
-        ownership.release()
-
-
-def hand_off_tag(
-    index_dir: Path, locked: IndexLocked, body: dict, wait: bool, api_key: str | None = None
-) -> tuple[str, dict]:
-    """POST the tag job to the server owning the index (re-raises ``locked`` when no server owns it); follow it with ``wait``."""
-    return hand_off_job("tag", index_dir, locked, body, wait, api_key)
+        elif job.get("report"):
+            print_report(job["report"])
+        return
+    if json_out:
+        _emit_json(doc)
+        if doc.get("note"):
+            sys.stderr.write(f"note: {doc['note']}\n")
+    else:
+        print_report(doc)
 
 
 def hand_off_job(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from indexer.errors import IndexLocked, IndexMissing
 from indexer.settings import Settings
-from search.cli.app import ApiKeyOpt, DeviceOpt, IndexOpt, JsonOpt, _emit_json, _settings, app, out
+from search.cli.app import ApiKeyOpt, DeviceOpt, IndexOpt, JsonOpt, _settings, app
 
 
 def transcribe_index(
@@ -20,41 +17,24 @@ def transcribe_index(
     retranscribe: bool = False,
     progress: bool | None = None,
 ):
-    """Own the index (one owner, as for `soundsift tag`) and run the transcribe pass; no CLAP is loaded."""
-    from indexer.ownership import IndexOwnership
-    from indexer.store import DB_NAME, IndexStore
+    """Own the index and run the transcribe pass (no CLAP is loaded)."""
     from indexer.transcribe_pass import run_transcribe_pass
     from plugins.manager import default_plugins
+    from search.cli.tagging import run_as_owner
 
-    index_dir = Path(settings.index)
-    if not (index_dir / DB_NAME).exists():
-        raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
-    ownership = IndexOwnership(index_dir, role="transcribe")
-    try:
-        store = IndexStore.open(index_dir, None, create=False)
-        try:
-            return run_transcribe_pass(
-                store,
-                default_plugins(),
-                settings,
-                model,
-                language=language,
-                retranscribe=retranscribe,
-                progress=progress,
-            )
-        finally:
-            store.close()
-    finally:
-        ownership.release()
-
-
-def hand_off_transcribe(
-    index_dir: Path, locked: IndexLocked, body: dict, wait: bool, api_key: str | None = None
-) -> tuple[str, dict]:
-    """POST /jobs/transcribe to the server owning the index (re-raises ``locked`` when none does); follow it with ``wait``."""
-    from search.cli.tagging import hand_off_job
-
-    return hand_off_job("transcribe", index_dir, locked, body, wait, api_key)
+    return run_as_owner(
+        settings,
+        "transcribe",
+        lambda store: run_transcribe_pass(
+            store,
+            default_plugins(),
+            settings,
+            model,
+            language=language,
+            retranscribe=retranscribe,
+            progress=progress,
+        ),
+    )
 
 
 def report_lines(doc: dict) -> list[str]:
@@ -69,13 +49,6 @@ def report_lines(doc: dict) -> list[str]:
     ]
     lines += [f"  failed: {e['path']}: {e['error']}" for e in doc.get("errors", [])]
     return lines
-
-
-def _print(doc: dict) -> None:
-    for line in report_lines(doc):
-        out.print(line, markup=False, highlight=False)
-    if doc.get("note"):
-        sys.stderr.write(f"note: {doc['note']}\n")
 
 
 @app.command()
@@ -111,29 +84,17 @@ def transcribe(
     api_key: ApiKeyOpt = None,
 ):
     """Transcribe the windows of an index with a speech-recognition model (only windows it has not transcribed yet)."""
-    from search.cli.tagging import model_ref
+    from search.cli.tagging import model_ref, run_here_or_hand_off
 
     settings = _settings(index, None, device, batch_size=batch_size, decode_workers=workers)
     ref = model_ref(model, alias)
-    try:
-        doc = transcribe_index(settings, ref, language=language, retranscribe=retranscribe).document()
-    except IndexLocked as locked:  # a running server owns it: the job goes to the server
-        body = {"model": ref, "language": language, "retranscribe": retranscribe}
-        url, job = hand_off_transcribe(settings.index, locked, body, wait, api_key)
-        if json_out:
-            _emit_json({"handed_off": True, "server": url, "job": job})
-        elif not wait:
-            out.print(
-                f"job {job['id']} queued on {url}; follow it with `curl {url}/jobs/{job['id']}`",
-                markup=False,
-                highlight=False,
-            )
-        elif job.get("report"):
-            _print(job["report"])
-        return
-    if json_out:
-        _emit_json(doc)
-        if doc.get("note"):
-            sys.stderr.write(f"note: {doc['note']}\n")
-        return
-    _print(doc)
+    run_here_or_hand_off(
+        "transcribe",
+        settings,
+        lambda: transcribe_index(settings, ref, language=language, retranscribe=retranscribe),
+        {"model": ref, "language": language, "retranscribe": retranscribe},
+        report_lines,
+        wait=wait,
+        json_out=json_out,
+        api_key=api_key,
+    )
