@@ -382,6 +382,10 @@ def test_server_transcribe_job_file_view_and_said_search(tmp_path, tiny_model_di
             detail = http.get(f"/files/{fid}").json()
             assert [s["text"] for s in detail["transcript"]] == ["客户投诉 说 要求 退款"]
             assert http.get("/stats").json()["transcripts"][0]["windows_with_speech"] == 2
+        # a finished pass's job, report included, is still there after the server restarts
+        with LiveServer(create_app(settings)) as server, server.client() as http:
+            again = http.get(f"/jobs/{job.json()['id']}").json()
+            assert again["status"] == "completed" and again["report"] == info["report"]
     finally:
         reset_default_plugins()
 

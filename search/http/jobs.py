@@ -12,7 +12,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -69,8 +69,12 @@ class JobInfo(BaseModel):
     finished_at: float | None = None
     progress: JobProgress = Field(default_factory=JobProgress)
     retry_failed: bool = False
-    report: IndexReport | None = Field(
-        None, description="the run's report: the document `soundsift index --json` prints"
+    # An index job's report is an IndexReport; a tag or transcribe job's is its pass's document (tried in that order,
+    # so a restored job gets back what it was saved with).
+    report: IndexReport | dict[str, Any] | None = Field(
+        None,
+        union_mode="left_to_right",
+        description="the run's report: the document `soundsift index --json` (or `tag --json`, `transcribe --json`) prints",
     )
     error: str | None = None
     run_id: int | None = None
@@ -406,9 +410,7 @@ class JobManager:
             report = runner.run(paths, retry_failed=job.info.retry_failed)
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
-                job.info.status = "failed"
-                job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
-                job.info.finished_at = time.time()
+                self._failed(job, exc)
                 if job.info.run_id is not None and not job_store.run_recorded(sx.store.cursor(), job.info.run_id):
                     job.info.run_id = None  # refused before its run started
                 self._save(job.info)
@@ -418,12 +420,10 @@ class JobManager:
                 job.info.finished_at = time.time()
                 job.info.run_id = report.run_id
                 job.info.report = report.model_copy(deep=True)
-                p = job.info.progress  # the final numbers (callbacks come per decoded file, before the last batch)
-                p.files_done = report.files_indexed + report.files_failed
-                p.files_total = max(p.files_total or 0, p.files_done)
-                p.windows = report.windows
-                p.windows_per_s = round(report.windows_per_s, 3)
-                p.eta_s = 0.0
+                # the final numbers (callbacks come per decoded file, before the last batch)
+                self._final_progress(
+                    job, report.files_indexed + report.files_failed, report.windows, report.windows_per_s
+                )
                 self._save(job.info)
         finally:
             torch.set_num_threads(threads)
@@ -446,20 +446,15 @@ class JobManager:
                 )
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
-                job.info.status = "failed"
-                job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
-                job.info.finished_at = time.time()
+                self._failed(job, exc)
         else:
             with self._lock:
                 job.info.status = "completed"
                 job.info.finished_at = time.time()
                 job.info.report = report.document()
-                p = job.info.progress
-                p.files_done = report.files_tagged + report.files_failed
-                p.files_total = max(p.files_total or 0, p.files_done)
-                p.windows = report.windows_tagged
-                p.windows_per_s = round(report.windows_per_s, 3)
-                p.eta_s = 0.0
+                self._final_progress(
+                    job, report.files_tagged + report.files_failed, report.windows_tagged, report.windows_per_s
+                )
         finally:
             self._save(job.info)
             job.done.set()
@@ -482,9 +477,7 @@ class JobManager:
             )
         except Exception as exc:  # a job's failure is reported on the job; the server goes on
             with self._lock:
-                job.info.status = "failed"
-                job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
-                job.info.finished_at = time.time()
+                self._failed(job, exc)
         else:
             with self._lock:
                 job.info.status = "completed"
@@ -493,6 +486,23 @@ class JobManager:
         finally:
             self._save(job.info)
             job.done.set()
+
+    @staticmethod
+    def _failed(job: _Job, exc: Exception) -> None:
+        """A job's failure, reported on the job (the server goes on); called under the lock."""
+        job.info.status = "failed"
+        job.info.error = str(exc) if isinstance(exc, SoundsiftError) else f"{type(exc).__name__}: {exc}"
+        job.info.finished_at = time.time()
+
+    @staticmethod
+    def _final_progress(job: _Job, files_done: int, windows: int, windows_per_s: float) -> None:
+        """A finished job's progress: the report's numbers, nothing left; called under the lock."""
+        p = job.info.progress
+        p.files_done = files_done
+        p.files_total = max(p.files_total or 0, files_done)
+        p.windows = windows
+        p.windows_per_s = round(windows_per_s, 3)
+        p.eta_s = 0.0
 
     def _progress(self, job: _Job, update: dict) -> None:
         with self._lock:

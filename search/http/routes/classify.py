@@ -5,9 +5,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -23,9 +21,9 @@ from search.http.catalog import check_labels
 from search.http.models import MAX_LABELS, NOT_BLANK, TEMPLATE_PATTERN, ClassifyRequest, error_responses
 from search.http.routes.deps import Guarded, IndexDep, decode_cursor, encode_cursor, run_heavy
 from search.http.uploads import classify_upload as classify_upload_file
+from search.http.uploads import saved_upload
 
 NDJSON = "application/x-ndjson"
-UPLOAD_CHUNK = 1 << 20
 
 router = APIRouter()
 
@@ -207,35 +205,26 @@ async def classify_upload(
         settings = settings.model_copy(
             update={"plugin": {**settings.plugin, "pcm": {**settings.plugin.get("pcm", {}), **pcm}}}
         )
-    suffix = Path(file.filename or "").suffix.lower()
-    suffix = suffix if suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 9 else ""
-    with tempfile.NamedTemporaryFile(dir=request.app.state.upload_dir, suffix=suffix, delete=False) as fh:
-        saved = Path(fh.name)
-    try:
-        with open(saved, "wb") as out:
-            while chunk := await file.read(UPLOAD_CHUNK):
-                out.write(chunk)
-        if saved.stat().st_size == 0:
-            raise BadInput("the upload is empty")
-        result = await run_heavy(
-            request,
-            classify_upload_file,
-            saved,
-            labels,
-            sx.encoder.full(),
-            settings,
-            sx.plugins,
-            ClassifyFileOptions(policy, options, limit, prompt_template, start, duration, envelope_points, mel_width),
-        )
-        result.path = file.filename
-        for row in [*result.windows, result.file]:
-            row.path = file.filename or "upload"
-        return result
-    except DecodeError as exc:
-        raise DecodeError(str(exc).replace(str(saved), file.filename or "upload")) from None
-    finally:
-        saved.unlink(missing_ok=True)
-        await file.close()
+    async with saved_upload(file, request.app.state.upload_dir) as saved:
+        try:
+            result = await run_heavy(
+                request,
+                classify_upload_file,
+                saved,
+                labels,
+                sx.encoder.full(),
+                settings,
+                sx.plugins,
+                ClassifyFileOptions(
+                    policy, options, limit, prompt_template, start, duration, envelope_points, mel_width
+                ),
+            )
+        except DecodeError as exc:
+            raise DecodeError(str(exc).replace(str(saved), file.filename or "upload")) from None
+    result.path = file.filename
+    for row in [*result.windows, result.file]:
+        row.path = file.filename or "upload"
+    return result
 
 
 # The form fields of /classify-file read once (`labels` may repeat; `file` is the upload): its form parameters.

@@ -16,9 +16,9 @@ from search.core.results import SearchResponse
 from search.http.jobs import JobInfo
 from search.http.models import MAX_K, MAX_QUERIES, PROBE_NAME, Target, error_responses
 from search.http.routes.deps import Guarded, IndexDep, JobsDep, run_heavy
+from search.http.uploads import saved_upload
 
 router = APIRouter()
-UPLOAD_CHUNK = 1 << 20
 
 
 class ExamplesRequest(BaseModel):
@@ -190,19 +190,6 @@ async def search_like_file(
             raise BadInput("`queries` is a JSON list of strings")
         if len(texts) > MAX_QUERIES:
             raise BadInput(f"at most {MAX_QUERIES} queries")
-    suffix = Path(file.filename or "").suffix.lower()
-    suffix = suffix if suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 9 else ""
-    with tempfile.NamedTemporaryFile(dir=request.app.state.upload_dir, suffix=suffix, delete=False) as fh:
-        saved = Path(fh.name)
-    try:
-        with open(saved, "wb") as out:
-            while chunk := await file.read(UPLOAD_CHUNK):
-                out.write(chunk)
-        if saved.stat().st_size == 0:
-            raise BadInput("the upload is empty")
+    async with saved_upload(file, request.app.state.upload_dir) as saved:
         vector = await run_heavy(request, embed_clip, saved, sx.encoder.full(), sx.settings, sx.plugins)
-        query = LikeQuery(like_vectors=[vector])
-        return await run_in_threadpool(sx.search, texts, k=k, like=query)
-    finally:
-        saved.unlink(missing_ok=True)
-        await file.close()
+    return await run_in_threadpool(sx.search, texts, k=k, like=LikeQuery(like_vectors=[vector]))
