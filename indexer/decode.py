@@ -5,7 +5,7 @@ This module never imports torch: it runs inside decode worker processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,20 +178,26 @@ def read_span(
                 _close_quietly(source)
         _close_quietly(source)  # the seek failed: read it again from the start
         opened = open_audio(path, decoders, settings, limits)
-    first, last = int(start_s * TARGET_RATE), int(end_s * TARGET_RATE)
-    pieces, seen = [], 0
     blocks = mono_48k_blocks(opened, limits)
     try:
-        for block in blocks:
-            lo, hi = max(first - seen, 0), min(last - seen, len(block))
-            if hi > lo:
-                pieces.append(block[lo:hi])
-            seen += len(block)
-            if seen >= last:
-                break
+        pieces = frames_between(blocks, int(start_s * TARGET_RATE), int(end_s * TARGET_RATE))
     finally:
         blocks.close()  # type: ignore[attr-defined]  # a generator: closing it closes the decoder
     return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), TARGET_RATE
+
+
+def frames_between(blocks: Iterable[np.ndarray], first: int, last: int) -> list[np.ndarray]:
+    """The frames [``first``, ``last``) of a stream of blocks, counted from its start, in pieces; reads no block past
+    ``last``."""
+    pieces, seen = [], 0
+    for block in blocks:
+        lo, hi = max(first - seen, 0), min(last - seen, len(block))
+        if hi > lo:
+            pieces.append(block[lo:hi])
+        seen += len(block)
+        if seen >= last:
+            break
+    return pieces
 
 
 def _read_after_seek(source: AudioSource, at_s: float, start_s: float, end_s: float) -> np.ndarray:

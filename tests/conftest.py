@@ -91,6 +91,20 @@ def open_index(tmp_path, make_settings, tiny_encoder):
         sx.close()
 
 
+def build_three_file_index(root: Path, tiny_model_dir: Path, tiny_encoder) -> Path:
+    """A small closed index of the tiny CLAP under ``root`` (tone, noise and bell, 12 s each: six windows)."""
+    from indexer.settings import load_settings
+    from search.demo_audio import synthesize, write_audio
+    from search.sound_index import SoundIndex
+
+    for i, kind in enumerate(["tone", "noise", "bell"]):
+        write_audio(root / "archive" / f"{kind}.wav", synthesize(kind, 12.0, 48_000, seed=i), 48_000)
+    settings = load_settings(index=root / "index", model=str(tiny_model_dir), device="cpu", decode_workers=1)
+    with SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder) as sx:
+        sx.index([root / "archive"], progress=False)
+    return root / "index"
+
+
 def cli_env(tiny_model_dir: Path) -> dict:
     env = dict(os.environ)
     env.update(

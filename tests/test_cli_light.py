@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, cli_env
+from conftest import REPO, build_three_file_index, cli_env
 
 # Runs the real CLI entry point, then reports which heavy packages ended up imported (stdout's last line).
 PROBE = """
@@ -46,17 +46,7 @@ def probe(args: list[str], tiny_model_dir: Path, env: dict | None = None) -> tup
 @pytest.fixture(scope="module")
 def built_index(tmp_path_factory, tiny_model_dir, tiny_encoder):
     """A small index built in-process (the tiny CLAP), closed: ready for CLI readers."""
-    from indexer.settings import load_settings
-    from search.demo_audio import synthesize, write_audio
-    from search.sound_index import SoundIndex
-
-    root = tmp_path_factory.mktemp("light")
-    for i, kind in enumerate(["tone", "noise", "bell"]):
-        write_audio(root / "archive" / f"{kind}.wav", synthesize(kind, 12.0, 48_000, seed=i), 48_000)
-    settings = load_settings(index=root / "index", model=str(tiny_model_dir), device="cpu", decode_workers=1)
-    with SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder) as sx:
-        sx.index([root / "archive"], progress=False)
-    return root / "index"
+    return build_three_file_index(tmp_path_factory.mktemp("light"), tiny_model_dir, tiny_encoder)
 
 
 def test_light_commands_import_neither_torch_nor_transformers(built_index, tiny_model_dir):

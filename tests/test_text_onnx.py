@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, cli_env
+from conftest import REPO, build_three_file_index, cli_env
 
 PROBE = """
 import json, sys
@@ -92,17 +92,7 @@ def exported(tiny_encoder, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built_index(tmp_path_factory, tiny_model_dir, tiny_encoder):
     """A small closed index of the tiny CLAP (three files, six windows)."""
-    from indexer.settings import load_settings
-    from search.demo_audio import synthesize, write_audio
-    from search.sound_index import SoundIndex
-
-    root = tmp_path_factory.mktemp("onnx-index")
-    for i, kind in enumerate(["tone", "noise", "bell"]):
-        write_audio(root / "archive" / f"{kind}.wav", synthesize(kind, 12.0, 48_000, seed=i), 48_000)
-    settings = load_settings(index=root / "index", model=str(tiny_model_dir), device="cpu", decode_workers=1)
-    with SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder) as sx:
-        sx.index([root / "archive"], progress=False)
-    return root / "index"
+    return build_three_file_index(tmp_path_factory.mktemp("onnx-index"), tiny_model_dir, tiny_encoder)
 
 
 def transformers_vectors(encoder, texts: list[str]) -> np.ndarray:

@@ -114,28 +114,20 @@ def _exactly_once(receiver: Receiver, expected: set[int]) -> None:
     assert sorted(ids) == sorted(expected), (sorted(ids), sorted(expected))  # each window once, none missing
 
 
+def _watch_every_window(env, index, url: str, *extra: str) -> None:
+    """A watch named ``all`` that every window matches (any score), delivered to the webhook at ``url``."""
+    _cli(
+        env, "watch", "add", "all", "--query", "a tone", "--min-score", "-1", "--webhook", url, *extra, "--index", index
+    )
+
+
 @pytest.mark.slow
 def test_exactly_once_across_kill9_of_the_indexer(tmp_path, env):
     arch, index = tmp_path / "arch", tmp_path / "idx"
     _write(arch / "seed.wav", "tone", 6, 0)
     _cli(env, "index", arch, "--index", index)
     with Receiver() as receiver:
-        _cli(
-            env,
-            "watch",
-            "add",
-            "all",
-            "--query",
-            "a tone",
-            "--min-score",
-            "-1",
-            "--webhook",
-            receiver.url,
-            "--secret",
-            "k",
-            "--index",
-            index,
-        )
+        _watch_every_window(env, index, receiver.url, "--secret", "k")
         _cli(
             env,
             "watch",
@@ -181,20 +173,7 @@ def test_exactly_once_across_kill9_of_the_server(tmp_path, env):
     _write(arch / "seed.wav", "tone", 6, 0)
     _cli(env, "index", arch, "--index", index)
     with Receiver() as receiver:
-        _cli(
-            env,
-            "watch",
-            "add",
-            "all",
-            "--query",
-            "a tone",
-            "--min-score",
-            "-1",
-            "--webhook",
-            receiver.url,
-            "--index",
-            index,
-        )
+        _watch_every_window(env, index, receiver.url)
         names = [f"s{i}.wav" for i in range(3)]
         for i, name in enumerate(names):
             _write(arch / name, "chirp", 11, i + 7)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from indexer.decode import DecodeLimits, open_audio
+from indexer.decode import DecodeLimits, frames_between, open_audio
 from indexer.errors import BadInput
 from plugins.contract import DecodeError
 
@@ -38,17 +38,9 @@ def cut_native(path: Path, start_s: float, end_s: float, decoders, plugin_settin
     source = opened.source
     rate, channels = int(source.sample_rate), int(source.channels)
     first, last = int(round(start_s * rate)), int(round(end_s * rate))
-    pieces, seen = [], 0
     try:
-        for block in source.blocks():
-            block = np.asarray(block, dtype=np.float32)
-            block = block[:, None] if block.ndim == 1 else block
-            lo, hi = max(first - seen, 0), min(last - seen, len(block))
-            if hi > lo:
-                pieces.append(block[lo:hi])
-            seen += len(block)
-            if seen >= last:
-                break
+        frames = (np.asarray(b, dtype=np.float32) for b in source.blocks())
+        pieces = frames_between((b[:, None] if b.ndim == 1 else b for b in frames), first, last)
     finally:
         source.close()
     audio = np.concatenate(pieces) if pieces else np.zeros((0, channels), np.float32)
