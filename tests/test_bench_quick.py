@@ -74,6 +74,7 @@ def test_bench_cold_start_quick(tmp_path):
     assert r["search_cached_loaded_transformers"] is False  # a remembered text loads no model
     assert r["windows"] == r["pipeline_windows"] == 4 and r["index_classify_vs_pipeline"] > 0
     assert r["full_clap_load_s"] > 0 and r["text_export_s"] > 0 and r["search_cold_transformers_s"] > 0
+    assert r["help_s"] > 0 and r["classify_remembered_s"] > 0 and r["index_classify_remembered_vs_pipeline"] > 0
 
 
 def test_bench_probe_quick(tmp_path):
