@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 from collections import Counter
 from collections.abc import Iterator
@@ -312,6 +313,25 @@ def _unwrap(exc: BaseException) -> SoundsiftError | None:
             message = str(e.args[0] if e.args else e).strip()
             return cls(message.splitlines()[0] if message else cls.__name__)  # Ray Data appends its retry advice
         stack.extend([cause, e.__cause__, e.__context__])
+    return _from_message(exc)
+
+
+# "indexer.ray_pipeline.ClusterError: plugin x ... missing on Ray worker ..." in a traceback Ray formatted as text
+_RAISED_LINE = re.compile(r"^\s*((?:indexer|search|plugins)(?:\.\w+)+)\.(\w+): (.+)$", re.MULTILINE)
+
+
+def _from_message(exc: BaseException) -> SoundsiftError | None:
+    """The SoundsiftError named in the text of Ray's error: an actor whose ``__init__`` raised reaches the owner as an
+    ActorDiedError that keeps only the worker's traceback as text, not the exception."""
+    import importlib
+
+    for module_name, class_name, message in reversed(_RAISED_LINE.findall(str(exc))):
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, SoundsiftError):
+            return cls(message.strip())
     return None
 
 

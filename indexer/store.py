@@ -317,12 +317,21 @@ class IndexStore(StoreQueries):
         rows = self.cursor().execute("SELECT path, id, size, mtime, hash, status, path_bytes FROM files").fetchall()
         return {real_path(r[0], r[6]): FileState(*r[1:6]) for r in rows}
 
-    def iter_vectors(self, chunk: int, where: str = "", params: dict | None = None) -> Iterator[WindowChunk]:
-        """Stored windows with their vectors, ``chunk`` at a time, in id order (memory stays flat)."""
-        sql = (
-            'SELECT w.id, w.file_id, w.start, w."end", w.embedding FROM windows w JOIN files f ON f.id = w.file_id '
-            f"{('WHERE ' + where) if where else ''} ORDER BY w.id"
-        )
+    def iter_vectors(
+        self, chunk: int, where: str = "", params: dict | None = None, ordered: bool = True
+    ) -> Iterator[WindowChunk]:
+        """Stored windows with their vectors, ``chunk`` at a time, in id order (memory stays flat).
+
+        ``ordered=False`` (every window, no ``where``) reads the table as stored, with no sort: a sort of every
+        vector would hold them all in memory at once, which a FAISS rebuild of millions of windows cannot afford.
+        """
+        if not ordered and not where:
+            sql = 'SELECT w.id, w.file_id, w.start, w."end", w.embedding FROM windows w'
+        else:
+            sql = (
+                'SELECT w.id, w.file_id, w.start, w."end", w.embedding FROM windows w JOIN files f ON f.id = w.file_id '
+                f"{('WHERE ' + where) if where else ''} ORDER BY w.id"
+            )
         dim = self.embedding_dim
         cur = self.cursor()  # held by this generator for as long as the reader lives
         reader = cur.sql(sql, params=params or {}).to_arrow_reader(chunk)

@@ -119,6 +119,8 @@ class VectorIndex:
 
                 rebuilt = outgrown(index)  # past the flat-index size (or its IVF lists): rebuild as the size's type
         if vectors is None or rebuilt:
+            # the outgrown index goes before its successor is built: two in memory at once is the peak otherwise
+            index = vectors = None
             vectors, added, removed, rebuilt = cls.rebuild(store), None, None, True
         vectors.seq = seq
         dirty = rebuilt or added or removed or path is None or file_seq != seq
@@ -144,7 +146,8 @@ class VectorIndex:
         """A fresh FAISS index from every finite vector in DuckDB, its type chosen by size (indexer/faiss_factory.py)."""
         from indexer.faiss_factory import build_index
 
-        chunks = lambda: ((c.ids.astype(np.int64), c.vectors) for c in store.iter_vectors(REBUILD_CHUNK))
+        # In stored order, unsorted: three passes over every vector (sample, add, tuning) without holding them all.
+        chunks = lambda: ((c.ids.astype(np.int64), c.vectors) for c in store.iter_vectors(REBUILD_CHUNK, ordered=False))
         index, _ = build_index(store.embedding_dim, store.window_count(), chunks)
         return cls(store.index_dir, index, store.commit_seq())
 
