@@ -350,16 +350,17 @@ class IndexStore(StoreQueries):
         """window id -> (path, start, end, file_id) for the given ids."""
         if not len(ids):
             return {}
-        table = pa.table({"wid": pa.array([int(i) for i in ids], pa.int64())})
-        cur = self.cursor()
-        cur.register("wanted_ids", table)
-        try:
-            rows = cur.execute(
-                'SELECT w.id, f.path, w.start, w."end", w.file_id FROM wanted_ids q '
-                "JOIN windows w ON w.id = q.wid JOIN files f ON f.id = w.file_id"
-            ).fetchall()
-        finally:
-            cur.unregister("wanted_ids")
+        # A list parameter, not a registered Arrow table: building one from Python values makes pyarrow import
+        # pandas, a fifth of a second of every cold search.
+        rows = (
+            self.cursor()
+            .execute(
+                'SELECT w.id, f.path, w.start, w."end", w.file_id FROM (SELECT unnest(?::BIGINT[]) AS wid) q '
+                "JOIN windows w ON w.id = q.wid JOIN files f ON f.id = w.file_id",
+                [[int(i) for i in ids]],
+            )
+            .fetchall()
+        )
         return {r[0]: WindowRow(*r[1:]) for r in rows}
 
     def window_count(self) -> int:
@@ -601,16 +602,11 @@ class IndexStore(StoreQueries):
                     "SELECT text, vector FROM text_vectors WHERE fingerprint = ?", [fingerprint]
                 ).fetchall()
             else:
-                table = pa.table({"t": pa.array(sorted(wanted), pa.string())})
-                cur.register("wanted_texts", table)
-                try:
-                    rows = cur.execute(
-                        "SELECT text, vector FROM text_vectors WHERE fingerprint = ? "
-                        "AND text IN (SELECT t FROM wanted_texts)",
-                        [fingerprint],
-                    ).fetchall()
-                finally:
-                    cur.unregister("wanted_texts")
+                rows = cur.execute(  # a list parameter: see window_rows
+                    "SELECT text, vector FROM text_vectors WHERE fingerprint = ? "
+                    "AND text IN (SELECT unnest(?::VARCHAR[]))",
+                    [fingerprint, sorted(wanted)],
+                ).fetchall()
         except duckdb.CatalogException:  # an index written before texts were remembered, opened read-only
             rows = []
         for text, vector in rows:
@@ -645,19 +641,13 @@ class IndexStore(StoreQueries):
             except OSError:
                 pass  # a read-only file system: texts are embedded again next time, nothing is lost
             return
-        table = pa.table(
-            {"t": pa.array(list(texts), pa.string()), "v": pa.array(list(vectors), pa.list_(pa.float32()))}
-        )
-        with self.transaction() as cur:
-            cur.register("new_texts", table)
-            try:
-                cur.execute(
-                    "INSERT INTO text_vectors SELECT DISTINCT ON (t) ?, t, v FROM new_texts "
-                    "WHERE t NOT IN (SELECT text FROM text_vectors WHERE fingerprint = ?)",
-                    [fingerprint, fingerprint],
-                )
-            finally:
-                cur.unregister("new_texts")
+        with self.transaction() as cur:  # list parameters, not an Arrow table: see window_rows
+            cur.execute(
+                "INSERT INTO text_vectors SELECT DISTINCT ON (t) ?, t, v::FLOAT[] FROM "
+                "(SELECT unnest(?::VARCHAR[]) AS t, unnest(?::FLOAT[][]) AS v) "
+                "WHERE t NOT IN (SELECT text FROM text_vectors WHERE fingerprint = ?)",
+                [fingerprint, list(texts), np.asarray(vectors, dtype=np.float32).tolist(), fingerprint],
+            )
 
     def _side_files(self) -> list[Path]:
         side = self.index_dir / TEXT_SIDE_DIR
