@@ -162,18 +162,29 @@ class SoundIndex:
         settings: Settings,
         encoder: IndexEncoder,
         store: IndexStore,
-        vectors: VectorIndex,
+        vectors: VectorIndex | None,
         plugins: PluginHost,
         ownership: IndexOwnership,
     ):
         self.settings = settings
         self.encoder = encoder
         self.store = store
-        self.vectors = vectors
+        self._vectors = vectors  # None: a reader's FAISS index, read on first use (classify never needs it)
+        self._vectors_lock = threading.Lock()
+        self._lock = vectors.lock if vectors is not None else threading.RLock()  # the writers' lock
         self.plugins = plugins
         self._ownership = ownership
         self._matrix: WindowMatrix | None = None
         self._paths: tuple[int, FilePaths] | None = None
+
+    @property
+    def vectors(self) -> VectorIndex:
+        """The FAISS index, brought up to the store's last commit; a reader reads it on first use."""
+        if self._vectors is None:
+            with self._vectors_lock:
+                if self._vectors is None:
+                    self._vectors = VectorIndex.open(self.store)
+        return self._vectors
 
     @classmethod
     def open(
@@ -222,7 +233,8 @@ class SoundIndex:
                     warm=not ownership.shared,
                     text_onnx=encoder is None,  # an encoder given by the caller embeds its own texts
                 )
-            vectors = VectorIndex.open(store)
+            # An owner brings FAISS up to date now (its crash recovery); a reader reads it when it first searches.
+            vectors = None if ownership.shared else VectorIndex.open(store)
         except BaseException:
             if store is not None:
                 store.close()
@@ -548,7 +560,7 @@ class SoundIndex:
         """The memory-mapped window matrix of the last commit (written here when missing or stale)."""
         m = self._matrix
         if m is None or m.seq != self.store.commit_seq():
-            m = self._matrix = WindowMatrix.current(self.store, self.vectors.lock)
+            m = self._matrix = WindowMatrix.current(self.store, self._lock)
         return m
 
     def vectors_exact(self) -> bool:
