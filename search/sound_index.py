@@ -170,8 +170,8 @@ class SoundIndex:
         self.encoder = encoder
         self.store = store
         self._vectors = vectors  # None: a reader's FAISS index, read on first use (classify never needs it)
-        self._vectors_lock = threading.Lock()
-        self._lock = vectors.lock if vectors is not None else threading.RLock()  # the writers' lock
+        # The writers' lock: an owner's is its FAISS index's; a reader's guards the first read of FAISS.
+        self._lock = vectors.lock if vectors is not None else threading.RLock()
         self.plugins = plugins
         self._ownership = ownership
         self._matrix: WindowMatrix | None = None
@@ -181,7 +181,7 @@ class SoundIndex:
     def vectors(self) -> VectorIndex:
         """The FAISS index, brought up to the store's last commit; a reader reads it on first use."""
         if self._vectors is None:
-            with self._vectors_lock:
+            with self._lock:
                 if self._vectors is None:
                     self._vectors = VectorIndex.open(self.store)
         return self._vectors

@@ -90,6 +90,16 @@ def test_bad_files_are_recorded_and_skipped(tmp_path, write_sound, run_cli):
             ("index", "{tmp}/a.wav", "--index", "{tmp}/i", "--window", "20", "--hop", "20"),
             "error: --window 20 s is longer than the model accepts: the maximum is 10 s",
         ),
+        (  # refused before any cluster is reached (the address is never dialled)
+            ("classify", "--index", "{tmp}/i", "--labels", "a, b", "--ray", "127.0.0.1:9", "--out", "{tmp}/o")
+            + ("--path-glob", "*/a.wav"),
+            "error: --path-glob, --tag and --said are not available with --ray",
+        ),
+        (
+            ("classify", "--index", "{tmp}/i", "--labels", "a, b", "--ray", "127.0.0.1:9", "--out", "{tmp}/o")
+            + ("--prompt-template", "the sound of {{}}"),
+            "error: --prompt-template is not supported with --ray yet",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path, write_sound, run_cli, args, message):

@@ -230,9 +230,7 @@ def classify(
         label_names=label_names,
     )
     if ray is not None or shards is not None:
-        _classify_on_cluster(
-            settings, labels, options, ray, shards, out_path, json_out, filtered=bool(path_glob or tag or said)
-        )
+        _classify_on_cluster(settings, labels, options, ray, shards, out_path, json_out)
         return
     with _reader(settings, server, api_key) as reader, _policy_option_errors():
         header, rows = reader.iter_classify(labels or [], options=options)
@@ -270,15 +268,13 @@ def _write_classified(out_path, header, rows, store, by, policy, json_out) -> No
         out.print(f"wrote {count} rows to {out_path}")
 
 
-def _classify_on_cluster(
-    settings, labels, options: ClassifyArchiveOptions, ray, shards, out_path, json_out, filtered: bool
-) -> None:
+def _classify_on_cluster(settings, labels, options: ClassifyArchiveOptions, ray, shards, out_path, json_out) -> None:
     """`classify --ray`: score exported Parquet parts on the cluster, results as Parquet parts in --out DIR."""
     from search.cluster.classify import classify_on_cluster
 
     if out_path is None:
         raise BadInput("classify --ray writes Parquet parts: give --out DIR")
-    if filtered:
+    if options.filters is not None and not options.filters.is_empty():
         raise BadInput("--path-glob, --tag and --said are not available with --ray; filter the Parquet results instead")
     if options.prompt_template is not None:
         raise BadInput("--prompt-template is not supported with --ray yet: give the prompts themselves with --labels")

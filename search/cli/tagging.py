@@ -86,9 +86,12 @@ def run_here_or_hand_off(
     print the report (``report_lines``) or its JSON document; a report's note goes to stderr either way."""
     from search.cli.app import _emit_json, out
 
-    def print_report(doc: dict) -> None:
-        for line in report_lines(doc):
-            out.print(line, markup=False, highlight=False)
+    def print_report(doc: dict, as_json: bool = False) -> None:
+        if as_json:
+            _emit_json(doc)
+        else:
+            for line in report_lines(doc):
+                out.print(line, markup=False, highlight=False)
         if doc.get("note"):
             sys.stderr.write(f"note: {doc['note']}\n")
 
@@ -107,12 +110,7 @@ def run_here_or_hand_off(
         elif job.get("report"):
             print_report(job["report"])
         return
-    if json_out:
-        _emit_json(doc)
-        if doc.get("note"):
-            sys.stderr.write(f"note: {doc['note']}\n")
-    else:
-        print_report(doc)
+    print_report(doc, as_json=json_out)
 
 
 def hand_off_job(
