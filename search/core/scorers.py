@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from plugins.contract import ArchiveStats, LabelTexts, PolicyResult, ScoringPolicy
+from search.core.half_products import HalfProducts
 
 if TYPE_CHECKING:  # torch is imported where a label set is put on a device
     import torch
@@ -85,7 +86,9 @@ class LabelSetScorer:
     negative: np.ndarray | torch.Tensor
     negative_owner: np.ndarray  # (M,) label index
     logit_scale: float
-    scratch: np.ndarray | torch.Tensor | None = field(default=None, repr=False)  # float32 chunk buffer, reused
+    scratch: torch.Tensor | None = field(default=None, repr=False)  # float32 chunk buffer on the CPU device, reused
+    host_products: HalfProducts = field(default_factory=HalfProducts, repr=False)
+    _both: np.ndarray | None = field(default=None, repr=False)  # positive then negative texts, for one product
 
     @property
     def classes(self) -> list[str]:
@@ -94,17 +97,25 @@ class LabelSetScorer:
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         """(n, L) float32: logit_scale x cosine of each vector with each label's text vector."""
-        return self._scaled(self._prepared(vectors), self.positive)
+        if self.on_host:
+            assert isinstance(self.positive, np.ndarray)
+            return self.logit_scale * self.host_products(vectors, self.positive)
+        return self._scaled(self._on_device(vectors), self.positive)
 
     def logits_with_negatives(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits, negative logits), both (n, L); a negative is the max over the label's "but not" texts, -inf if none."""
-        v = self._prepared(vectors)
-        logits = self._scaled(v, self.positive)
         if not len(self.negative_owner):
+            logits = self.logits(vectors)
             return logits, np.broadcast_to(np.float32(-np.inf), logits.shape)  # read-only, no memory per chunk
+        width = len(self.labels)
+        if self.on_host:  # one pass over the chunk for the label and the "but not" texts together
+            both = self.logit_scale * self.host_products(vectors, self._host_texts())
+            logits, neg_all = both[:, :width], both[:, width:]
+        else:
+            v = self._on_device(vectors)
+            logits, neg_all = self._scaled(v, self.positive), self._scaled(v, self.negative)
         negative = np.full(logits.shape, -np.inf, dtype=np.float32)
-        neg_all = self._scaled(v, self.negative)
-        for j in range(logits.shape[1]):
+        for j in range(width):
             cols = np.flatnonzero(self.negative_owner == j)
             if len(cols):
                 negative[:, j] = neg_all[:, cols].max(axis=1)
@@ -115,25 +126,13 @@ class LabelSetScorer:
         """True when the text vectors are numpy arrays (the CPU: scoring imports no torch)."""
         return isinstance(self.positive, np.ndarray)
 
+    def _host_texts(self) -> np.ndarray:
+        if self._both is None:
+            self._both = np.concatenate([as_numpy(self.positive), as_numpy(self.negative)]).astype(np.float32)
+        return self._both
+
     def _scaled(self, v, texts) -> np.ndarray:
-        product = self.logit_scale * (v @ texts.T)
-        return product if self.on_host else product.cpu().numpy()
-
-    def _prepared(self, vectors: np.ndarray):
-        return self._on_host(vectors) if self.on_host else self._on_device(vectors)
-
-    def _on_host(self, vectors: np.ndarray) -> np.ndarray:
-        """A chunk as float32 numpy: float16 chunks (the memory-mapped matrix) widen into a buffer reused from chunk
-        to chunk (no fresh pages per chunk)."""
-        if vectors.dtype == np.float32:
-            return vectors
-        n, dim = vectors.shape
-        scratch = self.scratch
-        if not isinstance(scratch, np.ndarray) or scratch.shape[0] < n or scratch.shape[1] != dim:
-            scratch = self.scratch = np.empty((n, dim), dtype=np.float32)
-        out = scratch[:n]
-        out[...] = vectors
-        return out
+        return (self.logit_scale * (v @ texts.T)).cpu().numpy()
 
     def _on_device(self, vectors: np.ndarray) -> torch.Tensor:
         """A chunk as float32 on the labels' device. float16 chunks (the memory-mapped matrix) travel as they are
@@ -142,7 +141,7 @@ class LabelSetScorer:
 
         import torch
 
-        assert isinstance(self.positive, torch.Tensor)  # numpy text vectors take _on_host
+        assert isinstance(self.positive, torch.Tensor)  # numpy text vectors take host_products
         device = self.positive.device
         v = (
             np.ascontiguousarray(vectors)
@@ -220,7 +219,7 @@ class ProbeScorer:
         self.bias = np.ascontiguousarray(record.bias, np.float32)
         self.labels = [LabelTexts(c, (f"probe {record.name}",)) for c in self.classes]
         self.logit_scale = 1.0  # the logits are the classifier's own; no cosine scale applies
-        self._t: tuple | None = None
+        self._products = HalfProducts()
 
     @property
     def key(self) -> str:
@@ -230,26 +229,8 @@ class ProbeScorer:
         return digest.hexdigest()
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, classes) float32 logits of a chunk of vectors (float16 or float32): one matrix product.
-
-        float16 chunks (the memory-mapped matrix) widen into a buffer reused from chunk to chunk."""
-        import warnings
-
-        import torch
-
-        if self._t is None:
-            self._t = (torch.from_numpy(self.weights.T.copy()), torch.from_numpy(self.bias), None)
-        w, b, scratch = self._t
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
-            host = torch.from_numpy(np.ascontiguousarray(vectors))
-        if host.dtype != torch.float32:
-            n, dim = host.shape
-            if scratch is None or scratch.shape[0] < n or scratch.shape[1] != dim:
-                scratch = torch.empty((n, dim), dtype=torch.float32)
-                self._t = (w, b, scratch)
-            host = scratch[:n].copy_(host)
-        return torch.addmm(b, host, w).numpy()
+        """(n, classes) float32 logits of a chunk of vectors (float16 or float32): one matrix product, no torch."""
+        return self._products(vectors, self.weights) + self.bias
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """softmax of the logits: the classifier's predict_proba."""
