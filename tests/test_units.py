@@ -227,3 +227,44 @@ def test_cut_clip_takes_the_span_from_seekable_and_streamed_files(tmp_path):
     assert streamed.media_type == "audio/ogg" and streamed.end_s == pytest.approx(1.5, abs=1e-3)
     with pytest.raises(DecodeError, match="no audio between 5.00 s and 6.00 s"):
         cut_clip(wav, 5.0, 6.0, "wav", decoders, {}, DecodeLimits())
+
+
+def test_the_kept_half_products_graph_is_what_onnx_helper_builds():
+    import onnx
+
+    from search.core.half_products import GRAPH, half_products_graph
+
+    kept = onnx.load_from_string(GRAPH)
+    onnx.checker.check_model(kept)
+    assert kept == half_products_graph()
+
+
+@pytest.mark.parametrize("negatives", [0, 3])
+def test_float16_chunks_score_as_their_float32_widening_does(negatives):
+    from plugins.contract import LabelTexts
+    from search.core import half_products
+    from search.core.scorers import LabelSetScorer
+
+    rng = np.random.default_rng(7)
+    unit = rng.normal(size=(5000, 64)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    texts = unit[:4] + 0.1
+    negative = unit[4 : 4 + negatives]
+    owner = np.array([0, 2, 2][:negatives], dtype=np.int64)
+    labels = [LabelTexts(f"l{i}", (f"t{i}",), ()) for i in range(4)]
+    chunk = unit.astype(np.float16)
+    wide = chunk.astype(np.float32)
+
+    def scorer():
+        return LabelSetScorer(labels, texts, negative, owner, 30.0)
+
+    assert half_products._onnx_session() is not None  # onnxruntime is a dependency: the graph runs
+    got, got_negative = scorer().logits_with_negatives(chunk)
+    want, want_negative = scorer().logits_with_negatives(wide)
+    assert got.dtype == np.float32 and got.shape == (5000, 4)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(got_negative, want_negative, atol=1e-4)
+    np.testing.assert_allclose(want, 30.0 * wide @ texts.T, atol=1e-4)
+    if negatives:
+        np.testing.assert_allclose(want_negative[:, 2], 30.0 * (wide @ negative[1:].T).max(axis=1), atol=1e-4)
+        assert np.isneginf(want_negative[:, 1]).all()
