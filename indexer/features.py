@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from indexer.log_mel import repeat_pad
+
 
 class LogMelFeatures:
     """Turns (batch, <=window) 48 kHz waveforms into CLAP's (batch, 4, frames, mels) fusion input."""
@@ -32,13 +34,7 @@ class LogMelFeatures:
 
     def repeat_pad(self, waveform: np.ndarray) -> np.ndarray:
         """ClapFeatureExtractor's ``repeatpad``: tile a short clip whole times, then zero-pad to the window."""
-        n = len(waveform)
-        if n >= self.window_samples:
-            return waveform[: self.window_samples]
-        if n == 0:
-            return np.zeros(self.window_samples, dtype=np.float32)
-        tiled = np.tile(waveform, self.window_samples // n)
-        return np.pad(tiled, (0, self.window_samples - len(tiled)))
+        return repeat_pad(waveform, self.window_samples)
 
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, window_samples) float waveforms on any device -> (batch, 4, frames, mels) float32 on ours."""

@@ -21,6 +21,7 @@ from indexer.errors import ModelMismatch
 from indexer.model import ModelIdentity
 
 if TYPE_CHECKING:
+    from indexer.audio_onnx import OnnxAudioEncoder
     from indexer.model import ClapEncoder, ClapTextEncoder
     from indexer.store import IndexStore
     from indexer.text_onnx import OnnxTextEncoder
@@ -58,8 +59,10 @@ class IndexEncoder:
         cache_size: int = 4096,
         warm: bool = False,
         text_onnx: bool = True,
+        audio: "OnnxAudioEncoder | None" = None,
     ):
         self.store = store
+        self._audio = audio  # an owner's ONNX Runtime audio tower (indexing without torch), when it chose one
         self._use_onnx = text_onnx  # False: texts through ``full`` (an encoder the caller chose, e.g. a test's)
         self._identity = identity
         self._full = full
@@ -83,6 +86,19 @@ class IndexEncoder:
     @property
     def audio_tower_loaded(self) -> bool:
         return self._full is not None
+
+    @property
+    def audio_onnx_loaded(self) -> bool:
+        """True when windows are embedded by the ONNX audio export (the whole CLAP not loaded)."""
+        return self._audio is not None and self._full is None
+
+    def audio_encoder(self):
+        """What embeds windows: the owner's ONNX Runtime audio tower when it has one (it hands over to the whole CLAP
+        on a long run where torch is faster here), else the whole CLAP."""
+        with self._lock:
+            if self._audio is not None and self._full is None:
+                return self._audio
+        return self.full()
 
     def full(self) -> "ClapEncoder":
         """The whole CLAP (both towers), loaded now if it was not; checked against what wrote the index."""
@@ -145,7 +161,9 @@ class IndexEncoder:
     # -- what a reader asks of it ------------------------------------------------------------
     @property
     def identity(self) -> ModelIdentity:
-        return self._full.identity if self._full is not None else self._identity
+        if self._full is not None:
+            return self._full.identity
+        return self._audio.identity if self._audio is not None else self._identity
 
     @property
     def embedding_dim(self) -> int:
@@ -155,6 +173,8 @@ class IndexEncoder:
     def logit_scale(self) -> float:
         if self._full is not None:
             return self._full.logit_scale
+        if self._audio is not None:
+            return self._audio.logit_scale
         if self._identity.logit_scale is not None:
             return float(self._identity.logit_scale)
         return self._text_encoder().logit_scale  # an index from before the scale was recorded

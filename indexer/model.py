@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,7 @@ class ClapEncoder(TextTower):
         self.sample_rate = int(extractor.sampling_rate)
         self.logit_scale = float(model.logit_scale_a.exp().item())
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.load_s = 0.0  # seconds ``load_clap`` took, imports included (recorded in the audio export)
 
     @property
     def embedding_dim(self) -> int:
@@ -160,10 +162,12 @@ class ClapEncoder(TextTower):
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
-    def embed_waveforms(self, waveforms: "torch.Tensor") -> np.ndarray:
+    def embed_waveforms(self, waveforms: "np.ndarray | torch.Tensor") -> np.ndarray:
         """(batch, window_samples) 48 kHz mono (already repeat-padded) -> (batch, dim) float32 unit vectors."""
         import torch
 
+        if isinstance(waveforms, np.ndarray):
+            waveforms = torch.from_numpy(waveforms)
         with torch.inference_mode():
             if self.device.type == "cuda" and not waveforms.is_cuda:
                 waveforms = waveforms.pin_memory()  # page-locked: the copy to the GPU is asynchronous (non_blocking)
@@ -324,7 +328,10 @@ def load_clap(
     """Load any CLAP checkpoint transformers reads (both towers): a local directory, the HF cache, or the hub where reachable.
 
     Weights are memory-mapped from safetensors onto meta-initialised modules (no random init, no second copy).
+    The checkpoint's identity is remembered (`indexer.audio_onnx.remember_checkpoint`), so an owner that finds the
+    model's ONNX exports later needs no load at all.
     """
+    started = time.perf_counter()  # imports included: what a fresh process pays for torch (the audio hand-over)
     from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
     _quiet_transformers()
@@ -352,7 +359,12 @@ def load_clap(
         feature_config=feature_config_of(extractor, window_s, hop_s),
         logit_scale=float(clap.logit_scale_a.exp().item()),
     )
-    return ClapEncoder(clap, tokenizer, extractor, identity, dev, precision, cache_size)
+    encoder = ClapEncoder(clap, tokenizer, extractor, identity, dev, precision, cache_size)
+    encoder.load_s = time.perf_counter() - started
+    from indexer.audio_onnx import remember_checkpoint
+
+    remember_checkpoint(model, revision, identity)
+    return encoder
 
 
 def load_clap_text(

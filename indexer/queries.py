@@ -293,25 +293,29 @@ class StoreQueries:
         return self.iter_vectors(chunk, INDEXED)  # type: ignore[attr-defined]
 
 
-def stored_meta(index_dir: Path, key: str) -> str | None:
-    """One metadata value of the index at ``index_dir``, read without taking ownership (None: no index,
-    locked by its owner, or unreadable; opening the store proper reports those)."""
+def stored_meta_rows(index_dir: Path) -> dict[str, str]:
+    """The metadata of the index at ``index_dir``, read without taking ownership (empty: no index, locked by its
+    owner, or unreadable; opening the store proper reports those)."""
     import duckdb
 
     db = Path(index_dir) / DB_NAME
     if not db.exists():
-        return None
+        return {}
     try:
         con = duckdb.connect(str(db), read_only=True)
     except Exception:
-        return None
+        return {}
     try:
-        row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return row[0] if row else None
+        return dict(con.execute("SELECT key, value FROM meta").fetchall())
     except Exception:
-        return None
+        return {}
     finally:
         con.close()
+
+
+def stored_meta(index_dir: Path, key: str) -> str | None:
+    """One metadata value of the index at ``index_dir``, read without taking ownership (None when absent)."""
+    return stored_meta_rows(index_dir).get(key)
 
 
 def stored_model_id(index_dir: Path) -> str | None:

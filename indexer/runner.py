@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from indexer import crashpoints
 from indexer.changes import Candidate, ChangeSet, known_files, plan_changes, refuse_unmounted
@@ -86,14 +85,16 @@ def auto_batch_size(encoder: ClapEncoder) -> int:
     On the CPU the full-size tower ran at 0.099, 0.094, 0.091, 0.119 and 0.34 s per window at batch
     1, 2, 4, 8 and 12 (2-core AVX-512, benchmarks/bench_index.py's tower_rate): past 4 its activations
     leave the caches and the allocator's reused memory."""
-    if encoder.device.type != "cuda":
+    if getattr(encoder.device, "type", encoder.device) != "cuda":
         return 4
+    import torch
+
     free, _ = torch.cuda.mem_get_info(encoder.device)
     # About 100 MB of activations per window for the full-size HTSAT tower under bf16/fp16 autocast; half the free memory.
     return int(min(512, max(16, (free // 2) // (100 * 2**20) // 16 * 16)))
 
 
-def check_window(window_s: float, encoder: ClapEncoder) -> None:
+def check_window(window_s: float, encoder: object) -> None:
     """Refuse a window longer than the model's input (it would be cut, and windows of mixed length cannot batch)."""
     max_samples = int(getattr(encoder, "window_samples", 0) or 0)
     if max_samples and int(round(window_s * TARGET_RATE)) > max_samples:
@@ -383,7 +384,7 @@ class IndexRunner:
         audio = np.stack([row[3] if row[2] >= self.window else features.repeat_pad(row[3][: row[2]]) for row in rows])
         tags = tag_windows(self.plugins.taggers.values(), rows, self.window)
         labelled = self._classify(rows)
-        vectors = self.encoder.embed_waveforms(torch.from_numpy(audio))
+        vectors = self.encoder.embed_waveforms(audio)
         crashpoints.reached("embed")
         for (file_idx, start, length, _), vector, tag, pairs in zip(rows, vectors, tags, labelled):
             w = work[file_idx]

@@ -265,7 +265,7 @@ def _export_locked(encoder: "TextTower", identity: "ModelIdentity") -> Path:
                 opset_version=17,
                 dynamo=False,
             )
-        _weights_beside_graph(staging)
+        weights_beside_graph(staging)
         meta = {
             "export_version": EXPORT_VERSION,
             "fingerprint": identity.fingerprint,
@@ -301,20 +301,20 @@ def _export_locked(encoder: "TextTower", identity: "ModelIdentity") -> Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _weights_beside_graph(staging: Path) -> None:
-    """Rewrite the exported graph with its weights in one external-data file beside it (what version 2 holds)."""
+def weights_beside_graph(staging: Path, model_file: str = MODEL_FILE, weights_file: str = WEIGHTS_FILE) -> None:
+    """Rewrite an exported graph with its weights in one external-data file beside it (what version 2 holds)."""
     import onnx
 
-    graph = onnx.load(str(staging / MODEL_FILE))
+    graph = onnx.load(str(staging / model_file))
     onnx.save_model(
         graph,
-        str(staging / MODEL_FILE),
+        str(staging / model_file),
         save_as_external_data=True,
         all_tensors_to_one_file=True,
-        location=WEIGHTS_FILE,
+        location=weights_file,
         size_threshold=1024,
     )
-    (staging / WEIGHTS_FILE).chmod(0o644)  # onnx writes it 0600: a shared cache's readers need it too
+    (staging / weights_file).chmod(0o644)  # onnx writes it 0600: a shared cache's readers need it too
 
 
 def ensure_text_export(encoder: "TextTower", identity: "ModelIdentity", force: bool = False) -> Path | None:

@@ -6,6 +6,7 @@ The top-k algorithm itself lives in ``search.core.topk``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from indexer.audio_onnx import pick_onnx_audio
 from indexer.errors import BadInput
 from indexer.index_encoder import IndexEncoder, identity_from_meta
 from indexer.matrix import WindowMatrix
 from indexer.model import ClapEncoder, load_clap, load_clap_text
 from indexer.ownership import IndexOwnership
-from indexer.queries import stored_model_id
+from indexer.queries import stored_meta_rows, stored_model_id
 from indexer.settings import DEFAULT_MODEL, Settings, load_settings
 from indexer.store import DB_NAME, IndexStore
 from indexer.tiny_clap import is_tiny
@@ -79,13 +81,28 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
     return encoder
 
 
-def write_model_text_export(settings: Settings) -> str:
-    """Load the model settings name and write its ONNX text tower unless a sound one is there; says which."""
+def write_model_exports(settings: Settings) -> tuple[str, str]:
+    """Load the model settings name and write its ONNX text and audio towers unless sound ones are there; says which
+    of each (the audio line says why when there is none: exports off, or a model not on the CPU)."""
+    from indexer.audio_onnx import ExportUnusable, audio_mode, export_audio_tower, open_audio_export
     from indexer.text_onnx import check_or_write_export
 
     encoder = load_encoder(settings)
     where, written = check_or_write_export(encoder, encoder.identity)
-    return f"{where} ({'written' if written else 'already there, checked'}) for {encoder.identity.describe()}"
+    text = f"{where} ({'written' if written else 'already there, checked'}) for {encoder.identity.describe()}"
+    if audio_mode() == "off":
+        return text, "not written (SOUNDSIFT_AUDIO_ONNX=0)"
+    if encoder.device.type != "cpu":
+        return text, f"not written (the model is on {encoder.device}; the audio export serves CPU indexing)"
+    try:
+        audio_where = open_audio_export(encoder.identity).where
+        audio = f"{audio_where} (already there, checked)"
+    except ExportUnusable:
+        try:
+            audio = f"{export_audio_tower(encoder)} (written)"
+        except Exception as exc:  # noqa: BLE001 - the exporter's own errors, in one line
+            raise ExportUnusable(f"the audio tower could not be exported ({str(exc).splitlines()[0][:200]})") from None
+    return text, audio
 
 
 def _model_source(model: str) -> str:
@@ -98,6 +115,24 @@ def _other_model(settings: Settings, index_dir: Path) -> bool:
     if not settings.model:
         return False
     return _model_source(settings.model) != stored_model_id(index_dir)
+
+
+def _owner_identity(settings: Settings, index_dir: Path):
+    """The identity an owner's model will have, known without loading it: the index's record of it (with these
+    settings' window and hop), or the record of the checkpoint's last full load; None when neither is at hand."""
+    from indexer.audio_onnx import audio_mode, remembered_identity
+
+    if audio_mode() == "off":
+        return None
+    if (index_dir / DB_NAME).exists() and not _other_model(settings, index_dir):
+        meta = stored_meta_rows(index_dir)
+        if not meta.get("model_fingerprint"):
+            return None
+        stored = identity_from_meta(meta)
+        features = {**stored.feature_config, "window_s": float(settings.window_s), "hop_s": float(settings.hop_s)}
+        return dataclasses.replace(stored, feature_config=features)
+    model = settings.model or DEFAULT_MODEL
+    return remembered_identity(model, settings.model_revision, settings.window_s, settings.hop_s)
 
 
 def reader_encoder(settings: Settings, store: IndexStore) -> IndexEncoder:
@@ -219,20 +254,30 @@ class SoundIndex:
                 store = IndexStore.open(index_dir, None, create=False, read_only=True)
                 wrapped = reader_encoder(settings, store)
             else:
-                full = encoder or load_encoder(settings, index_dir)
+                # An owner on a CPU with the model's ONNX exports embeds without torch (indexer/audio_onnx.py).
+                audio = None if encoder is not None else pick_onnx_audio(settings, _owner_identity(settings, index_dir))
+                full = encoder or (None if audio is not None else load_encoder(settings, index_dir))
+                loaded = full or audio
+                assert loaded is not None
+                if audio is not None:
+                    warn_if_tiny(audio)
                 if create:  # before the index is created with a window the model cannot take
                     from indexer.runner import check_window
 
-                    check_window(settings.window_s, full)
-                store = IndexStore.open(index_dir, full.identity, create=create, read_only=ownership.shared)
+                    check_window(settings.window_s, loaded)
+                store = IndexStore.open(index_dir, loaded.identity, create=create, read_only=ownership.shared)
                 wrapped = IndexEncoder(
                     store,
                     identity_from_meta(store.identity_meta() or {}),
                     full=full,
+                    load_full=lambda: load_encoder(settings, index_dir),
                     cache_size=settings.text_cache_size,
                     warm=not ownership.shared,
                     text_onnx=encoder is None,  # an encoder given by the caller embeds its own texts
+                    audio=audio,
                 )
+                if audio is not None:
+                    audio.allow_hand_over(wrapped.full)
             # An owner brings FAISS up to date now (its crash recovery); a reader reads it when it first searches.
             vectors = None if ownership.shared else VectorIndex.open(store)
         except BaseException:
@@ -274,24 +319,28 @@ class SoundIndex:
         from indexer.ray_pipeline import cluster_for
         from indexer.runner import IndexRunner
 
-        full = self.encoder.full()
+        embedder = self.encoder.audio_encoder()
         runner = IndexRunner(
             self.store,
             self.vectors,
-            full,
+            embedder,
             self.settings,
             self.plugins,
             progress,
             on_progress,
-            cluster=cluster_for(self.settings, full, self.plugins),
+            cluster=cluster_for(self.settings, embedder, self.plugins),
         )
-        report = runner.run(
-            [str(p) for p in paths],
-            retry_failed=retry_failed,
-            verify_content=verify_content,
-            allow_empty_root=allow_empty_root,
-        )
-        self.write_text_export()  # torch and the model are loaded anyway: readers after this need neither
+        try:
+            report = runner.run(
+                [str(p) for p in paths],
+                retry_failed=retry_failed,
+                verify_content=verify_content,
+                allow_empty_root=allow_empty_root,
+            )
+        finally:
+            getattr(embedder, "finish", lambda: None)()
+        if self.encoder.audio_tower_loaded:  # torch and the model are loaded anyway: readers after this need neither
+            self.write_text_export()
         return report
 
     def write_text_export(self, force: bool = False) -> Path | None:
@@ -299,12 +348,15 @@ class SoundIndex:
 
         Loads the whole CLAP if it is not loaded. None when exports are off or it could not be written (a warning).
         """
+        from indexer.audio_onnx import ensure_audio_export
         from indexer.text_onnx import ensure_text_export
 
         full = self.encoder.full()
         where = ensure_text_export(full, full.identity, force=force)
         if where is not None:
             self.encoder.retry_text_onnx()
+            if full.device.type == "cpu" and full.identity.model_id:
+                ensure_audio_export(full, force=force)  # the next owner on this CPU indexes without torch
         return where
 
     def tag(

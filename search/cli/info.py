@@ -169,9 +169,11 @@ def doctor(
     settings = _settings(None, model, device)
     out.print(f"python {sys.version.split()[0]}, torch {installed('torch')}, transformers {installed('transformers')}")
     if export:
-        from search.sound_index import write_model_text_export
+        from search.sound_index import write_model_exports
 
-        out.print(f"text tower (ONNX): {write_model_text_export(settings)}", markup=False, highlight=False)
+        text, audio = write_model_exports(settings)
+        out.print(f"text tower (ONNX): {text}", markup=False, highlight=False)
+        out.print(f"audio tower (ONNX): {audio}", markup=False, highlight=False)
     if model_check:
         import torch
 

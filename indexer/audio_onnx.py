@@ -1,0 +1,473 @@
+"""The CLAP audio tower as an ONNX Runtime session fed numpy log-mel features: a CPU index that starts at once.
+
+A cold ``soundsift index`` on a CPU spent most of its start importing torch, transformers and their CLAP code
+(about 4 s of a 32-window run on two cores, `benchmarks/profile_index_start.py`). With this export an owner
+embeds windows without either: what ``ClapEncoder.embed_waveforms`` computes (the fused HTSAT tower with
+``is_longer=True``, the audio projection, L2 normalisation) is traced once per model and machine into
+``<cache>/<fingerprint>.audio/`` (the cache of ``indexer/text_onnx.py``) beside the checkpoint's mel filter
+bank, a probe vector, and how fast each tower ran here on the same windows.
+
+Per window ONNX Runtime may be slower than torch on a given CPU (0.93x on the 2-core AVX-512 Xeon this was
+measured on, 1.15x faster on an AVX2 EPYC; docs/performance.md). So the export records both rates and what
+loading torch cost, and a run that starts on ONNX Runtime hands over to torch once it has embedded enough
+windows for torch's faster rate to repay its load (`OnnxAudioEncoder.hand_over_after`): short runs never pay
+for torch, long ones pay once. ``SOUNDSIFT_AUDIO_ONNX=0`` keeps every window on torch; ``=1`` never hands over.
+
+A new index learns which export is its model's from the checkpoint record: every full load of a checkpoint
+remembers its identity keyed by the checkpoint's path and the sizes and times of its files
+(`remember_checkpoint`), so the next owner knows the fingerprint without loading anything.
+Importing this module loads neither torch nor transformers nor ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from indexer.log_mel import NumpyLogMel
+from indexer.text_onnx import ExportUnusable, cache_root, export_dir, export_looks_whole, weights_beside_graph
+
+if TYPE_CHECKING:
+    from indexer.model import ClapEncoder, ModelIdentity
+
+EXPORT_VERSION = 1
+MODEL_FILE = "audio_tower.onnx"
+WEIGHTS_FILE = "audio_tower.weights"
+FILTERS_FILE = "mel_filters.npy"
+META_FILE = "export.json"
+#: ONNX Runtime's vectors against torch's for the probe window; the towers agree within 4e-7 in practice.
+PARITY_TOLERANCE = 1e-4
+ENABLED_ENV = "SOUNDSIFT_AUDIO_ONNX"
+TIMING_BATCH = 4
+
+
+def audio_mode() -> str:
+    """``off`` (``SOUNDSIFT_AUDIO_ONNX=0``), ``always`` (``=1``: never hand over to torch) or ``auto``."""
+    value = os.environ.get(ENABLED_ENV, "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    if value in ("1", "true", "yes", "on", "always"):
+        return "always"
+    return "auto"
+
+
+def audio_export_dir(fingerprint: str) -> Path:
+    """The audio export directory of the model with ``fingerprint``."""
+    text_dir = export_dir(fingerprint)  # validates the fingerprint
+    return text_dir.with_name(f"{text_dir.name}.audio")
+
+
+def _probe_waveform(window_samples: int) -> np.ndarray:
+    """A fixed, deterministic window (noise and a tone) every probe check feeds both towers."""
+    t = np.arange(window_samples) / 48_000.0
+    noise = np.random.default_rng(20261203).standard_normal(window_samples)
+    return (0.1 * noise + 0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)[None]
+
+
+def _read_meta(where: Path) -> dict:
+    try:
+        meta = json.loads((where / META_FILE).read_text())
+    except FileNotFoundError:
+        raise ExportUnusable(f"no audio export at {where}") from None
+    except (OSError, ValueError) as exc:
+        raise ExportUnusable(f"{where / META_FILE} is unreadable ({exc})") from None
+    if meta.get("export_version") != EXPORT_VERSION:
+        raise ExportUnusable(
+            f"{where} is an audio export of version {meta.get('export_version')}, not {EXPORT_VERSION}"
+        )
+    for name, size_key in (
+        (MODEL_FILE, "model_bytes"),
+        (WEIGHTS_FILE, "weights_bytes"),
+        (FILTERS_FILE, "filters_bytes"),
+    ):
+        try:
+            size = (where / name).stat().st_size
+        except OSError:
+            raise ExportUnusable(f"{where / name} is missing") from None
+        if size != meta.get(size_key):
+            raise ExportUnusable(f"{where / name} has {size} bytes, the export wrote {meta.get(size_key)}")
+    return meta
+
+
+def audio_export_looks_whole(fingerprint: str) -> bool:
+    """A cheap check (no session): the files are there, of this version and of the sizes written."""
+    try:
+        _read_meta(audio_export_dir(fingerprint))
+        return True
+    except ExportUnusable:
+        return False
+
+
+class OnnxAudioEncoder:
+    """Unit window vectors from an exported audio tower; hands over to torch on a long run where torch is faster.
+
+    Offers what the indexer asks of an encoder: ``identity``, ``embedding_dim``, ``device``, ``features``
+    (``repeat_pad``), ``window_samples``, ``sample_rate``, ``logit_scale``, ``embed_waveforms``, ``embed_windows``.
+    """
+
+    device = "cpu"
+
+    def __init__(self, where: Path, identity: "ModelIdentity"):
+        import onnxruntime as ort
+
+        meta = _read_meta(where)
+        if meta.get("fingerprint") != identity.fingerprint:
+            raise ExportUnusable(
+                f"{where} holds the audio export of {meta.get('fingerprint', '?')[:12]}, not this model"
+            )
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(where / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+            filters = np.load(where / FILTERS_FILE)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for a damaged file
+            raise ExportUnusable(f"{where} does not load ({str(exc).splitlines()[0][:160]})") from None
+        self.where = where
+        self.identity = identity
+        self.meta = meta
+        self.window_samples = int(meta["window_samples"])
+        self.sample_rate = int(meta["sample_rate"])
+        self.logit_scale = float(identity.logit_scale if identity.logit_scale is not None else meta["logit_scale"])
+        self.features = NumpyLogMel(filters, meta["n_fft"], meta["hop_length"], self.window_samples)
+        self._lock = threading.Lock()
+        self._torch: ClapEncoder | None = None
+        self._loader: threading.Thread | None = None
+        self._load_torch: Callable[[], ClapEncoder] | None = None
+        self.hand_over_after: int | None = None
+        self.embedded = 0
+        probe = self._run(self.features(_probe_waveform(self.window_samples)))[0]
+        expected = np.asarray(meta.get("probe_vector", []), dtype=np.float32)
+        if expected.shape != probe.shape or not np.all(np.abs(probe - expected) <= PARITY_TOLERANCE):
+            raise ExportUnusable(f"{where} does not compute the vectors torch computed for this model")
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.identity.embedding_dim)
+
+    @property
+    def handed_over(self) -> bool:
+        """True once windows go through torch (a long run on a CPU where torch is faster)."""
+        return self._torch is not None
+
+    def allow_hand_over(self, load_torch: Callable[[], "ClapEncoder"]) -> None:
+        """Let a long run move to torch: ``load_torch`` (run in a thread) gives the whole CLAP of this model.
+
+        When is decided by the rates the export measured on this machine: never when ONNX Runtime was at least as
+        fast, else after the windows whose extra time equals what loading torch cost."""
+        onnx_s, torch_s = float(self.meta.get("onnx_s_per_window", 0)), float(self.meta.get("torch_s_per_window", 0))
+        start_s = float(self.meta.get("torch_start_s", 0))
+        if audio_mode() == "always" or not (onnx_s > torch_s > 0):
+            return
+        self._load_torch = load_torch
+        self.hand_over_after = max(1, math.ceil(start_s / (onnx_s - torch_s)))
+
+    def _run(self, features: np.ndarray) -> np.ndarray:
+        is_longer = np.ones((features.shape[0], 1), dtype=bool)
+        (vectors,) = self.session.run(None, {"input_features": features, "is_longer": is_longer})
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _start_torch_load(self) -> None:
+        """Past the hand-over point: load the whole CLAP in a thread; windows go on through ONNX Runtime meanwhile."""
+        load = self._load_torch
+        if load is None or self._loader is not None or self.hand_over_after is None:
+            return
+        if self.embedded < self.hand_over_after:
+            return
+
+        def load_in_background() -> None:
+            try:
+                encoder = load()
+            except Exception as exc:  # noqa: BLE001 - the run goes on on ONNX Runtime, which computes the same
+                print(
+                    f"note: staying on ONNX Runtime for the audio tower ({str(exc).splitlines()[0]})", file=sys.stderr
+                )
+                return
+            if encoder.identity.fingerprint == self.identity.fingerprint:
+                self._torch = encoder
+
+        self._loader = threading.Thread(target=load_in_background, name="soundsift-torch-load", daemon=True)
+        self._loader.start()
+
+    def embed_waveforms(self, waveforms) -> np.ndarray:
+        """(batch, window_samples) 48 kHz mono (already repeat-padded) -> (batch, dim) float32 unit vectors."""
+        audio = np.asarray(waveforms, dtype=np.float32)
+        if self._torch is not None:
+            return self._torch.embed_waveforms(audio)
+        with self._lock:
+            vectors = self._run(self.features(audio))
+            self.embedded += len(audio)
+        self._start_torch_load()
+        return vectors
+
+    def embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        """Embed windows of at most window_samples each (short ones are repeat-padded)."""
+        padded = np.stack([self.features.repeat_pad(np.asarray(w, dtype=np.float32)) for w in windows])
+        return self.embed_waveforms(padded)
+
+    def finish(self) -> None:
+        """Wait for a torch load still under way (so a closing process does not exit in the middle of an import)."""
+        if self._loader is not None:
+            self._loader.join()
+
+
+def open_audio_export(identity: "ModelIdentity") -> OnnxAudioEncoder:
+    """The checked audio export of ``identity``'s model; ExportUnusable (a damaged export removed) otherwise."""
+    where = audio_export_dir(identity.fingerprint)
+    try:
+        return OnnxAudioEncoder(where, identity)
+    except ExportUnusable:
+        if (where / META_FILE).exists():
+            shutil.rmtree(where, ignore_errors=True)  # the next owner with torch loaded writes it again
+        raise
+    except ImportError as exc:
+        raise ExportUnusable(f"ONNX Runtime is not installed ({exc})") from None
+
+
+# -- which model a new index names, without loading it -------------------------------------------------------
+def _checkpoint_dir(model: str, revision: str | None) -> Path | None:
+    target = Path(model).expanduser()
+    if target.is_dir():
+        return target.resolve()
+    if model.startswith((".", "/", "~")):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - not a hub id, or no cache: the model is loaded the ordinary way
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _stamp(where: Path) -> list:
+    """The checkpoint's files as (name, size, mtime_ns): a changed or replaced checkpoint has another stamp."""
+    out = []
+    for path in sorted(where.iterdir()):
+        if path.suffix in (".json", ".safetensors", ".bin", ".txt", ".model") and path.is_file():
+            st = path.stat()
+            out.append([path.name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _record_path(model: str, revision: str | None) -> Path:
+    key = hashlib.sha256(json.dumps([model, revision or ""]).encode()).hexdigest()[:32]
+    return cache_root() / "checkpoints" / f"{key}.json"
+
+
+def remember_checkpoint(model: str, revision: str | None, identity: "ModelIdentity") -> None:
+    """Record ``identity`` for the checkpoint ``model`` names (as typed), keyed by its files' sizes and times."""
+    if audio_mode() == "off":
+        return
+    try:
+        where = _checkpoint_dir(model, revision)
+        if where is None:
+            return
+        record = {
+            "model": model,
+            "revision": revision or "",
+            "stamp": _stamp(where),
+            "identity": {
+                "model_id": identity.model_id,
+                "revision": identity.revision,
+                "fingerprint": identity.fingerprint,
+                "embedding_dim": identity.embedding_dim,
+                "feature_config": identity.feature_config,
+                "logit_scale": identity.logit_scale,
+            },
+        }
+        path = _record_path(model, revision)
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()) == record:
+                return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: the next owner loads the model the ordinary way
+
+
+def remembered_identity(model: str, revision: str | None, window_s: float, hop_s: float) -> "ModelIdentity | None":
+    """The identity a full load of ``model`` gave, when its checkpoint files are unchanged since; else None."""
+    from indexer.model import ModelIdentity
+
+    try:
+        record = json.loads(_record_path(model, revision).read_text())
+        where = _checkpoint_dir(model, revision)
+        if where is None or record.get("stamp") != _stamp(where):
+            return None
+        ident = record["identity"]
+        features = {**ident["feature_config"], "window_s": float(window_s), "hop_s": float(hop_s)}
+        return ModelIdentity(
+            ident["model_id"],
+            ident["revision"],
+            ident["fingerprint"],
+            int(ident["embedding_dim"]),
+            features,
+            ident["logit_scale"],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def pick_onnx_audio(settings, identity: "ModelIdentity | None") -> OnnxAudioEncoder | None:
+    """The audio export an owner indexes with, or None for torch: on a CPU, fp32, no cluster, both exports sound.
+
+    The text export is asked for too: an owner without it loads torch anyway, to write it."""
+    from indexer.model import light_device_name
+    from indexer.text_onnx import onnx_enabled
+
+    if identity is None or audio_mode() == "off" or not onnx_enabled():
+        return None
+    if settings.precision not in ("auto", "fp32") or getattr(settings, "ray", None):
+        return None
+    if light_device_name(settings.device) != "cpu" or not identity.fingerprint:
+        return None
+    if not export_looks_whole(identity.fingerprint) or not audio_export_looks_whole(identity.fingerprint):
+        return None
+    try:
+        return open_audio_export(identity)
+    except ExportUnusable as exc:
+        print(f"warning: ONNX audio tower unusable ({exc}); indexing with torch.", file=sys.stderr)
+        return None
+
+
+# -- writing the export (torch and the model loaded) ---------------------------------------------------------
+class _AudioTowerForExport:
+    @staticmethod
+    def build(model):
+        import torch
+
+        class Tower(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.audio_model, self.projection = model.audio_model, model.audio_projection
+
+            def forward(self, input_features, is_longer):
+                pooled = self.audio_model(input_features=input_features, is_longer=is_longer).pooler_output
+                return torch.nn.functional.normalize(self.projection(pooled).float(), dim=-1)
+
+        return Tower().eval()
+
+
+def _best_per_window(run: Callable[[], object], windows: int, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t)
+    return best / windows
+
+
+def export_audio_tower(encoder: "ClapEncoder") -> Path:
+    """Write the audio export of ``encoder``'s model atomically (a temporary directory renamed); checked first."""
+    with encoder._lock:  # no forward of this model while it is traced
+        return _export_locked(encoder)
+
+
+def _export_locked(encoder: "ClapEncoder") -> Path:
+    import warnings
+
+    import torch
+
+    from indexer.features import LogMelFeatures
+
+    identity = encoder.identity
+    where = audio_export_dir(identity.fingerprint)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tower = _AudioTowerForExport.build(encoder.model)
+    if next(tower.parameters()).device.type != "cpu":
+        import copy
+
+        tower = copy.deepcopy(tower).to("cpu")
+    extractor = encoder.extractor
+    cpu_features = LogMelFeatures.from_extractor(extractor, torch.device("cpu"))
+    window = int(extractor.nb_max_samples)
+    probe_audio = _probe_waveform(window)
+    batch_audio = np.concatenate([probe_audio] * TIMING_BATCH)
+    with torch.inference_mode():
+        probe_features = cpu_features(torch.from_numpy(probe_audio))
+        probe = tower(probe_features, torch.ones((1, 1), dtype=torch.bool))[0].numpy()
+        batch_features = cpu_features(torch.from_numpy(batch_audio))
+        batch_longer = torch.ones((TIMING_BATCH, 1), dtype=torch.bool)
+        torch_s = _best_per_window(lambda: tower(batch_features, batch_longer), TIMING_BATCH)
+    staging = Path(tempfile.mkdtemp(prefix=f".{identity.fingerprint[:12]}-audio-", dir=where.parent))
+    try:
+        staging.chmod(0o755)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes fixed for one window size
+            torch.onnx.export(
+                tower,
+                (batch_features[:2], batch_longer[:2]),
+                str(staging / MODEL_FILE),
+                input_names=["input_features", "is_longer"],
+                output_names=["vector"],
+                dynamic_axes={"input_features": {0: "batch"}, "is_longer": {0: "batch"}, "vector": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        weights_beside_graph(staging, MODEL_FILE, WEIGHTS_FILE)
+        np.save(staging / FILTERS_FILE, np.asarray(extractor.mel_filters, dtype=np.float64))
+        meta = {
+            "export_version": EXPORT_VERSION,
+            "fingerprint": identity.fingerprint,
+            "model_id": identity.model_id,
+            "embedding_dim": int(identity.embedding_dim),
+            "logit_scale": identity.logit_scale,
+            "window_samples": window,
+            "sample_rate": int(extractor.sampling_rate),
+            "n_fft": int(extractor.fft_window_size),
+            "hop_length": int(extractor.hop_length),
+            "torch": torch.__version__,
+            "model_bytes": (staging / MODEL_FILE).stat().st_size,
+            "weights_bytes": (staging / WEIGHTS_FILE).stat().st_size,
+            "filters_bytes": (staging / FILTERS_FILE).stat().st_size,
+            "probe_vector": [float(x) for x in probe],
+            "torch_s_per_window": torch_s,
+            "torch_start_s": float(getattr(encoder, "load_s", 0.0) or 0.0),
+        }
+        (staging / META_FILE).write_text(json.dumps(meta))
+        check = OnnxAudioEncoder(staging, identity)  # loads and matches the probe, or raises before publishing
+        features = check.features(batch_audio)
+        meta["onnx_s_per_window"] = _best_per_window(lambda: check._run(features), TIMING_BATCH)
+        (staging / META_FILE).write_text(json.dumps(meta))
+        check.session = None  # the published directory is opened afresh by readers
+        for name in (MODEL_FILE, WEIGHTS_FILE, FILTERS_FILE, META_FILE):
+            with open(staging / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        if where.exists():
+            shutil.rmtree(where, ignore_errors=True)
+        try:
+            os.rename(staging, where)
+        except OSError:
+            if not audio_export_looks_whole(identity.fingerprint):
+                raise
+        return where
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_audio_export(encoder: "ClapEncoder", force: bool = False) -> Path | None:
+    """Write the audio export when absent or damaged (or ``force``) on a CPU-capable model; a failure is a warning."""
+    if audio_mode() == "off":
+        return None
+    try:
+        if not force and audio_export_looks_whole(encoder.identity.fingerprint):
+            return audio_export_dir(encoder.identity.fingerprint)
+        return export_audio_tower(encoder)
+    except Exception as exc:  # noqa: BLE001 - an optimisation: the command's own work stands
+        print(f"warning: ONNX audio tower not written ({str(exc).splitlines()[0][:200]})", file=sys.stderr)
+        return None
