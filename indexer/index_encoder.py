@@ -60,8 +60,10 @@ class IndexEncoder:
         warm: bool = False,
         text_onnx: bool = True,
         audio: "OnnxAudioEncoder | None" = None,
+        long_lived: bool = False,
     ):
         self.store = store
+        self._long_lived = long_lived  # a server: the ONNX text session is opened for many texts
         self._audio = audio  # an owner's ONNX Runtime audio tower (indexing without torch), when it chose one
         self._use_onnx = text_onnx  # False: texts through ``full`` (an encoder the caller chose, e.g. a test's)
         self._identity = identity
@@ -116,15 +118,18 @@ class IndexEncoder:
         """True once texts are embedded by the ONNX export (no torch, no transformers)."""
         return self._onnx is not None
 
-    def _text_onnx(self) -> "OnnxTextEncoder | None":
-        """The model's ONNX text tower, looked for once; None (and why, in ``_onnx_reason``) when unusable."""
+    def _text_onnx(self, expected: int = 1) -> "OnnxTextEncoder | None":
+        """The model's ONNX text tower, looked for once; None (and why, in ``_onnx_reason``) when unusable.
+
+        ``expected``: how many texts the caller is about to embed (a command with few opens it unpacked)."""
         if not self._use_onnx:
             return None
         if self._onnx is None and self._onnx_reason is None:
-            from indexer.text_onnx import ExportUnusable, open_export
+            from indexer.text_onnx import UNPACKED_UP_TO, ExportUnusable, open_export
 
+            prepack = self._long_lived or expected > UNPACKED_UP_TO
             try:
-                self._onnx = open_export(self._identity, self._cache_size)
+                self._onnx = open_export(self._identity, self._cache_size, prepack=prepack)
             except ExportUnusable as exc:
                 self._onnx_reason = str(exc)
         return self._onnx
@@ -135,9 +140,9 @@ class IndexEncoder:
             if self._onnx is None:
                 self._onnx_reason = None
 
-    def _text_encoder(self):
+    def _text_encoder(self, expected: int = 1):
         with self._lock:
-            onnx = self._text_onnx()
+            onnx = self._text_onnx(expected)
             if onnx is not None:
                 return onnx
             if self._full is not None:
@@ -217,7 +222,7 @@ class IndexEncoder:
             found = self.store.text_vectors(self._identity.fingerprint, missing)
             todo = [t for t in missing if t not in found]
             if todo:
-                vectors = self._text_encoder().embed_texts(todo)
+                vectors = self._text_encoder(len(todo)).embed_texts(todo)
                 found.update(zip(todo, vectors))
                 try:
                     self.store.put_text_vectors(self._identity.fingerprint, todo, vectors)

@@ -29,6 +29,7 @@ MATRIX_RE = re.compile(r"^vectors-(\d+)\.matrix\.npy$")
 ROW_DTYPE = np.dtype([("id", "<i8"), ("file_id", "<i8"), ("start", "<f8"), ("end", "<f8")])
 BUILD_CHUNK = 65_536
 FLOAT16_FROM = 200_000
+MADV_POPULATE_READ = 22  # <linux/mman.h>; Python's mmap module names it from 3.13 only
 
 
 def matrix_paths(index_dir: Path, seq: int) -> tuple[Path, Path]:
@@ -46,6 +47,7 @@ class WindowMatrix:
         self.rows = rows
         self._cache: OrderedDict = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._populated = False
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -158,6 +160,8 @@ class WindowMatrix:
     def chunks(self, chunk: int, positions: np.ndarray | None = None) -> Iterator[WindowChunk]:
         """WindowChunks of ``chunk`` rows (vectors as stored in the matrix), all rows or the given positions, in id order."""
         n = len(self.rows) if positions is None else len(positions)
+        if positions is None:
+            self._populate()
         for at in range(0, n, chunk):
             if positions is None:
                 sl = slice(at, min(n, at + chunk))
@@ -176,6 +180,18 @@ class WindowMatrix:
                 ends=np.asarray(rows["end"]),
                 vectors=vectors,
             )
+
+    def _populate(self) -> None:
+        """Map every page of a memory-mapped matrix in one call before a full pass (Linux 5.14+): a million windows
+        took 30 ms this way against 0.05 to 0.2 s of page faults spread over the pass. Elsewhere, nothing."""
+        mapping = getattr(self.vectors, "_mmap", None)
+        if mapping is None or self._populated:
+            return
+        self._populated = True
+        try:
+            mapping.madvise(MADV_POPULATE_READ)
+        except (OSError, ValueError, AttributeError):
+            pass  # an older kernel (EINVAL) or no madvise: the pass faults the pages in as it goes
 
     def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, ascending; their vectors) for window ids; unknown ids are skipped."""

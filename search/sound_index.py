@@ -135,7 +135,7 @@ def _owner_identity(settings: Settings, index_dir: Path):
     return remembered_identity(model, settings.model_revision, settings.window_s, settings.hop_s)
 
 
-def reader_encoder(settings: Settings, store: IndexStore) -> IndexEncoder:
+def reader_encoder(settings: Settings, store: IndexStore, long_lived: bool = False) -> IndexEncoder:
     """The encoder of a read-only open: nothing loaded until a text the index does not remember is asked for."""
     identity = identity_from_meta(store.identity_meta() or {})
     model = settings.model or identity.model_id or DEFAULT_MODEL
@@ -161,6 +161,7 @@ def reader_encoder(settings: Settings, store: IndexStore) -> IndexEncoder:
         load_text=load_text,
         device=settings.device,
         cache_size=settings.text_cache_size,
+        long_lived=long_lived,
     )
 
 
@@ -252,7 +253,7 @@ class SoundIndex:
                 # A reader: no model yet. The text tower loads on the first text the index does not remember,
                 # the audio tower only if audio is embedded.
                 store = IndexStore.open(index_dir, None, create=False, read_only=True)
-                wrapped = reader_encoder(settings, store)
+                wrapped = reader_encoder(settings, store, long_lived=role == "serve")
             else:
                 # An owner on a CPU with the model's ONNX exports embeds without torch (indexer/audio_onnx.py).
                 audio = None if encoder is not None else pick_onnx_audio(settings, _owner_identity(settings, index_dir))
@@ -275,6 +276,7 @@ class SoundIndex:
                     warm=not ownership.shared,
                     text_onnx=encoder is None,  # an encoder given by the caller embeds its own texts
                     audio=audio,
+                    long_lived=role == "serve",
                 )
                 if audio is not None:
                     audio.allow_hand_over(wrapped.full)

@@ -109,13 +109,14 @@ def transformers_vectors(encoder, texts: list[str]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def test_onnx_vectors_equal_transformers_for_every_test_text(exported, tiny_encoder, monkeypatch):
+@pytest.mark.parametrize("prepack", [True, False], ids=["packed", "unpacked"])
+def test_onnx_vectors_equal_transformers_for_every_test_text(exported, tiny_encoder, monkeypatch, prepack):
     from indexer.text_onnx import OnnxTextEncoder, open_export
 
     monkeypatch.setenv("SOUNDSIFT_ONNX_CACHE", str(exported))
     texts = test_set_texts()
     assert len(texts) > 500 and any("bearing" in t for t in texts)  # the Chinese queries' translations are in
-    onnx = open_export(tiny_encoder.identity)
+    onnx = open_export(tiny_encoder.identity, prepack=prepack)  # a server's session, and a short command's
     assert isinstance(onnx, OnnxTextEncoder)
     got, want = onnx.embed_texts(texts), transformers_vectors(tiny_encoder, texts)
     assert got.shape == want.shape == (len(texts), 512) and got.dtype == np.float32
@@ -302,8 +303,9 @@ def test_doctor_export_writes_once_and_checks_after(tiny_model_dir, tiny_encoder
     first = run_cli("doctor", "--export", env={"SOUNDSIFT_ONNX_CACHE": str(cache)})
     where = cache / tiny_encoder.identity.fingerprint
     assert f"text tower (ONNX): {where} (written)" in first.stdout.replace("\n", "")
+    assert f"audio tower (ONNX): {where}.audio (written)" in first.stdout.replace("\n", "")
     second = run_cli("doctor", "--export", "--model", tiny_model_dir, env={"SOUNDSIFT_ONNX_CACHE": str(cache)})
-    assert "(already there, checked)" in second.stdout
+    assert second.stdout.count("(already there, checked)") == 2
 
 
 def test_help_imports_no_torch(tiny_model_dir, tmp_path):
