@@ -13,8 +13,8 @@ loading torch cost, and a run that starts on ONNX Runtime hands over to torch on
 windows for torch's faster rate to repay its load (`OnnxAudioEncoder.hand_over_after`): short runs never pay
 for torch, long ones pay once. ``SOUNDSIFT_AUDIO_ONNX=0`` keeps every window on torch; ``=1`` never hands over.
 
-A new index learns which export is its model's from the checkpoint record: every full load of a checkpoint
-remembers its identity keyed by the checkpoint's path and the sizes and times of its files
+A new index learns which export is its model's from the checkpoint record: every full load of a checkpoint by an
+owner (``search.sound_index.load_encoder``) remembers its identity keyed by the checkpoint's path and the sizes and times of its files
 (`remember_checkpoint`), so the next owner knows the fingerprint without loading anything.
 Importing this module loads neither torch nor transformers nor ONNX Runtime.
 """
@@ -119,6 +119,7 @@ class OnnxAudioEncoder:
     """
 
     device = "cpu"
+    takes_numpy = True  # the runner hands it numpy batches (no torch here)
 
     def __init__(self, where: Path, identity: "ModelIdentity"):
         import onnxruntime as ort
@@ -372,6 +373,33 @@ def _best_per_window(run: Callable[[], object], windows: int, repeats: int = 3) 
     return best / windows
 
 
+_START = (
+    "import sys, time; t = time.perf_counter(); from indexer.model import load_clap; "
+    "load_clap(sys.argv[1], sys.argv[2] or None, 'cpu'); print(time.perf_counter() - t)"
+)
+
+
+def _torch_start_s(encoder: "ClapEncoder") -> float:
+    """What a fresh process pays to import torch and transformers and load this model: measured in one, since the
+    exporting process had some of it imported already; the exporter's own load time if that process fails."""
+    import subprocess
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH", "")]))}
+    revision = "" if encoder.identity.revision in ("local", "main") else encoder.identity.revision
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _START, encoder.identity.model_id, revision],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        return float(done.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return float(getattr(encoder, "load_s", 0.0) or 0.0)
+
+
 def export_audio_tower(encoder: "ClapEncoder") -> Path:
     """Write the audio export of ``encoder``'s model atomically (a temporary directory renamed); checked first."""
     with encoder._lock:  # no forward of this model while it is traced
@@ -437,7 +465,7 @@ def _export_locked(encoder: "ClapEncoder") -> Path:
             "filters_bytes": (staging / FILTERS_FILE).stat().st_size,
             "probe_vector": [float(x) for x in probe],
             "torch_s_per_window": torch_s,
-            "torch_start_s": float(getattr(encoder, "load_s", 0.0) or 0.0),
+            "torch_start_s": _torch_start_s(encoder),
         }
         (staging / META_FILE).write_text(json.dumps(meta))
         check = OnnxAudioEncoder(staging, identity)  # loads and matches the probe, or raises before publishing

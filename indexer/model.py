@@ -328,8 +328,6 @@ def load_clap(
     """Load any CLAP checkpoint transformers reads (both towers): a local directory, the HF cache, or the hub where reachable.
 
     Weights are memory-mapped from safetensors onto meta-initialised modules (no random init, no second copy).
-    The checkpoint's identity is remembered (`indexer.audio_onnx.remember_checkpoint`), so an owner that finds the
-    model's ONNX exports later needs no load at all.
     """
     started = time.perf_counter()  # imports included: what a fresh process pays for torch (the audio hand-over)
     from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
@@ -361,9 +359,6 @@ def load_clap(
     )
     encoder = ClapEncoder(clap, tokenizer, extractor, identity, dev, precision, cache_size)
     encoder.load_s = time.perf_counter() - started
-    from indexer.audio_onnx import remember_checkpoint
-
-    remember_checkpoint(model, revision, identity)
     return encoder
 
 

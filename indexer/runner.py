@@ -384,7 +384,7 @@ class IndexRunner:
         audio = np.stack([row[3] if row[2] >= self.window else features.repeat_pad(row[3][: row[2]]) for row in rows])
         tags = tag_windows(self.plugins.taggers.values(), rows, self.window)
         labelled = self._classify(rows)
-        vectors = self.encoder.embed_waveforms(audio)
+        vectors = self.encoder.embed_waveforms(audio if getattr(self.encoder, "takes_numpy", False) else _tensor(audio))
         crashpoints.reached("embed")
         for (file_idx, start, length, _), vector, tag, pairs in zip(rows, vectors, tags, labelled):
             w = work[file_idx]
@@ -561,6 +561,13 @@ def tag_windows(taggers, rows, window: int) -> list[dict]:
                     value = column[j]
                     tags[idx][name] = value.item() if isinstance(value, np.generic) else value
     return tags
+
+
+def _tensor(audio: np.ndarray):
+    """The batch as a torch tensor: what an encoder given by the caller (the Python API's ``encoder=``) is handed."""
+    import torch
+
+    return torch.from_numpy(audio)
 
 
 def _source(c: Candidate) -> FileRecord:

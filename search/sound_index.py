@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from indexer.audio_onnx import pick_onnx_audio
+from indexer.audio_onnx import pick_onnx_audio, remember_checkpoint
 from indexer.errors import BadInput
 from indexer.index_encoder import IndexEncoder, identity_from_meta
 from indexer.matrix import WindowMatrix
@@ -78,6 +78,8 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
         settings.text_cache_size,
     )
     warn_if_tiny(encoder)
+    # Remembered by the checkpoint's files, so that an owner that finds this model's ONNX exports later loads nothing.
+    remember_checkpoint(model, settings.model_revision, encoder.identity)
     return encoder
 
 
