@@ -21,6 +21,7 @@ Importing this module loads neither torch nor transformers nor ONNX Runtime.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -116,25 +117,23 @@ class OnnxAudioEncoder:
 
     Offers what the indexer asks of an encoder: ``identity``, ``embedding_dim``, ``device``, ``features``
     (``repeat_pad``), ``window_samples``, ``sample_rate``, ``logit_scale``, ``embed_waveforms``, ``embed_windows``.
+    With ``background=True`` the session opens (and passes its probe) in a thread while the owner opens the
+    store, scans and starts its decoders; the first window waits for it, and an export that fails then is
+    removed and the run goes on with torch (one warning line).
     """
 
     device = "cpu"
     takes_numpy = True  # the runner hands it numpy batches (no torch here)
 
-    def __init__(self, where: Path, identity: "ModelIdentity"):
-        import onnxruntime as ort
-
+    def __init__(self, where: Path, identity: "ModelIdentity", background: bool = False):
         meta = _read_meta(where)
         if meta.get("fingerprint") != identity.fingerprint:
             raise ExportUnusable(
                 f"{where} holds the audio export of {meta.get('fingerprint', '?')[:12]}, not this model"
             )
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(where / MODEL_FILE), options, providers=["CPUExecutionProvider"])
             filters = np.load(where / FILTERS_FILE)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for a damaged file
+        except Exception as exc:  # noqa: BLE001 - a damaged file: numpy's own errors
             raise ExportUnusable(f"{where} does not load ({str(exc).splitlines()[0][:160]})") from None
         self.where = where
         self.identity = identity
@@ -143,16 +142,45 @@ class OnnxAudioEncoder:
         self.sample_rate = int(meta["sample_rate"])
         self.logit_scale = float(identity.logit_scale if identity.logit_scale is not None else meta["logit_scale"])
         self.features = NumpyLogMel(filters, meta["n_fft"], meta["hop_length"], self.window_samples)
+        self.session = None
         self._lock = threading.Lock()
         self._torch: ClapEncoder | None = None
         self._loader: threading.Thread | None = None
         self._load_torch: Callable[[], ClapEncoder] | None = None
         self.hand_over_after: int | None = None
         self.embedded = 0
-        probe = self._run(self.features(_probe_waveform(self.window_samples)))[0]
-        expected = np.asarray(meta.get("probe_vector", []), dtype=np.float32)
-        if expected.shape != probe.shape or not np.all(np.abs(probe - expected) <= PARITY_TOLERANCE):
-            raise ExportUnusable(f"{where} does not compute the vectors torch computed for this model")
+        self._problem: str | None = None
+        self._opened = threading.Event()
+        if background:
+            threading.Thread(target=self._open, name="soundsift-audio-session", daemon=True).start()
+            # A process that exits (an error, a finished command) while ONNX Runtime is still opening the session
+            # would tear its thread down mid-call ("terminate called without an active exception").
+            atexit.register(self._opened.wait)
+        else:
+            self._open()
+            if self._problem is not None:
+                raise ExportUnusable(self._problem)
+
+    def _open(self) -> None:
+        """The session, checked against the probe vector torch gave at export; a failure is kept in ``_problem``."""
+        try:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            self.session = ort.InferenceSession(
+                str(self.where / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            )
+            probe = self._run(self.features(_probe_waveform(self.window_samples)))[0]
+            expected = np.asarray(self.meta.get("probe_vector", []), dtype=np.float32)
+            if expected.shape != probe.shape or not np.all(np.abs(probe - expected) <= PARITY_TOLERANCE):
+                self._problem = f"{self.where} does not compute the vectors torch computed for this model"
+        except ImportError as exc:
+            self._problem = f"ONNX Runtime is not installed ({exc})"
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for a damaged file
+            self._problem = f"{self.where} does not load ({str(exc).splitlines()[0][:160]})"
+        finally:
+            self._opened.set()
 
     @property
     def embedding_dim(self) -> int:
@@ -160,22 +188,24 @@ class OnnxAudioEncoder:
 
     @property
     def handed_over(self) -> bool:
-        """True once windows go through torch (a long run on a CPU where torch is faster)."""
+        """True once windows go through torch (a long run on a CPU where torch is faster, or a failed export)."""
         return self._torch is not None
 
     def allow_hand_over(self, load_torch: Callable[[], "ClapEncoder"]) -> None:
-        """Let a long run move to torch: ``load_torch`` (run in a thread) gives the whole CLAP of this model.
+        """Let the run move to torch: ``load_torch`` gives the whole CLAP of this model.
 
-        When is decided by the rates the export measured on this machine: never when ONNX Runtime was at least as
-        fast, else after the windows whose extra time equals what loading torch cost."""
+        On a long run it is called in a thread, when the rates the export measured on this machine say so:
+        never when ONNX Runtime was at least as fast, else after the windows whose extra time equals what loading
+        torch cost. It is also what a background open that fails falls back to."""
+        self._load_torch = load_torch
         onnx_s, torch_s = float(self.meta.get("onnx_s_per_window", 0)), float(self.meta.get("torch_s_per_window", 0))
         start_s = float(self.meta.get("torch_start_s", 0))
         if audio_mode() == "always" or not (onnx_s > torch_s > 0):
             return
-        self._load_torch = load_torch
         self.hand_over_after = max(1, math.ceil(start_s / (onnx_s - torch_s)))
 
     def _run(self, features: np.ndarray) -> np.ndarray:
+        assert self.session is not None
         is_longer = np.ones((features.shape[0], 1), dtype=bool)
         (vectors,) = self.session.run(None, {"input_features": features, "is_longer": is_longer})
         return np.asarray(vectors, dtype=np.float32)
@@ -202,11 +232,25 @@ class OnnxAudioEncoder:
         self._loader = threading.Thread(target=load_in_background, name="soundsift-torch-load", daemon=True)
         self._loader.start()
 
+    def _fall_back(self) -> "ClapEncoder":
+        """The session failed to open in the background: out of the way (the next owner writes it again), torch now."""
+        if self._torch is None:
+            print(f"warning: ONNX audio tower unusable ({self._problem}); indexing with torch.", file=sys.stderr)
+            shutil.rmtree(self.where, ignore_errors=True)
+            if self._load_torch is None:
+                raise ExportUnusable(str(self._problem))
+            self._torch = self._load_torch()
+        return self._torch
+
     def embed_waveforms(self, waveforms) -> np.ndarray:
         """(batch, window_samples) 48 kHz mono (already repeat-padded) -> (batch, dim) float32 unit vectors."""
         audio = np.asarray(waveforms, dtype=np.float32)
-        if self._torch is not None:
-            return self._torch.embed_waveforms(audio)
+        if self._torch is None:
+            self._opened.wait()
+        if self._torch is not None or self._problem is not None:
+            with self._lock:
+                torch_encoder = self._torch or self._fall_back()
+            return torch_encoder.embed_waveforms(audio)
         with self._lock:
             vectors = self._run(self.features(audio))
             self.embedded += len(audio)
@@ -219,16 +263,20 @@ class OnnxAudioEncoder:
         return self.embed_waveforms(padded)
 
     def finish(self) -> None:
-        """Wait for a torch load still under way (so a closing process does not exit in the middle of an import)."""
+        """Wait for what still runs in threads (the session's open, a torch load), so that a closing process does not
+        exit in the middle of either."""
+        self._opened.wait()
         if self._loader is not None:
             self._loader.join()
 
 
-def open_audio_export(identity: "ModelIdentity") -> OnnxAudioEncoder:
-    """The checked audio export of ``identity``'s model; ExportUnusable (a damaged export removed) otherwise."""
+def open_audio_export(identity: "ModelIdentity", background: bool = False) -> OnnxAudioEncoder:
+    """The checked audio export of ``identity``'s model; ExportUnusable (a damaged export removed) otherwise.
+
+    ``background``: the session opens in a thread and is checked when the first window needs it."""
     where = audio_export_dir(identity.fingerprint)
     try:
-        return OnnxAudioEncoder(where, identity)
+        return OnnxAudioEncoder(where, identity, background=background)
     except ExportUnusable:
         if (where / META_FILE).exists():
             shutil.rmtree(where, ignore_errors=True)  # the next owner with torch loaded writes it again
@@ -340,7 +388,7 @@ def pick_onnx_audio(settings, identity: "ModelIdentity | None") -> OnnxAudioEnco
     if not export_looks_whole(identity.fingerprint) or not audio_export_looks_whole(identity.fingerprint):
         return None
     try:
-        return open_audio_export(identity)
+        return open_audio_export(identity, background=True)
     except ExportUnusable as exc:
         print(f"warning: ONNX audio tower unusable ({exc}); indexing with torch.", file=sys.stderr)
         return None

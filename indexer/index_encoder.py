@@ -102,6 +102,11 @@ class IndexEncoder:
                 return self._audio
         return self.full()
 
+    def finish(self) -> None:
+        """Wait for the ONNX audio tower's threads (its session's open, a torch load) before the process closes."""
+        if self._audio is not None:
+            self._audio.finish()
+
     def full(self) -> "ClapEncoder":
         """The whole CLAP (both towers), loaded now if it was not; checked against what wrote the index."""
         with self._lock:

@@ -250,6 +250,7 @@ class SoundIndex:
             raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
         ownership = IndexOwnership(index_dir, role=role, url=url, shared=read_only and not create)
         store = None
+        audio = None
         try:
             if encoder is None and ownership.shared and not _other_model(settings, index_dir):
                 # A reader: no model yet. The text tower loads on the first text the index does not remember,
@@ -285,6 +286,8 @@ class SoundIndex:
             # An owner brings FAISS up to date now (its crash recovery); a reader reads it when it first searches.
             vectors = None if ownership.shared else VectorIndex.open(store)
         except BaseException:
+            if audio is not None:
+                audio.finish()  # its session may still be opening in a thread
             if store is not None:
                 store.close()
             ownership.release()
@@ -295,6 +298,7 @@ class SoundIndex:
 
     def close(self) -> None:
         try:
+            self.encoder.finish()
             self.store.close()
         finally:
             self._ownership.release()
@@ -342,7 +346,7 @@ class SoundIndex:
                 allow_empty_root=allow_empty_root,
             )
         finally:
-            getattr(embedder, "finish", lambda: None)()
+            self.encoder.finish()
         if self.encoder.audio_tower_loaded:  # torch and the model are loaded anyway: readers after this need neither
             self.write_text_export()
         return report
