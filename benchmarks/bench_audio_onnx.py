@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench_index import machine, matmul_peak_gflops
     from torch.utils.flop_counter import FlopCounterMode
 
+    from indexer.audio_onnx import audio_tower_module
     from indexer.model import load_clap
 
     work = Path(tempfile.mkdtemp(prefix="bench-audio-onnx-"))
@@ -68,23 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
         seconds, batch = args.seconds, args.batch
     load0 = os.getloadavg()[0]
     encoder = load_clap(str(model_dir), device="cpu")
-    model = encoder.model
     rng = np.random.default_rng(0)
     waves = torch.from_numpy((0.1 * rng.standard_normal((batch, encoder.window_samples))).astype(np.float32))
     with torch.inference_mode():
         feats = encoder.features(waves)
     longer = torch.ones((batch, 1), dtype=torch.bool)
 
-    class Tower(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.audio_model, self.projection = model.audio_model, model.audio_projection
-
-        def forward(self, input_features, is_longer):
-            pooled = self.audio_model(input_features=input_features, is_longer=is_longer).pooler_output
-            return torch.nn.functional.normalize(self.projection(pooled), dim=-1)
-
-    tower = Tower().eval()
+    tower = audio_tower_module(encoder.model)  # the module the indexer's audio export traces
     path = work / "audio_tower.onnx"
     t = time.perf_counter()
     import warnings

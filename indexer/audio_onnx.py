@@ -21,7 +21,6 @@ Importing this module loads neither torch nor transformers nor ONNX Runtime.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import json
@@ -39,7 +38,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer.log_mel import NumpyLogMel
-from indexer.text_onnx import ExportUnusable, cache_root, export_dir, export_looks_whole, weights_beside_graph
+from indexer.text_onnx import (
+    ExportUnusable,
+    cache_root,
+    export_dir,
+    export_looks_whole,
+    publish_export,
+    read_export_meta,
+    weights_beside_graph,
+)
 
 if TYPE_CHECKING:
     from indexer.model import ClapEncoder, ModelIdentity
@@ -48,7 +55,7 @@ EXPORT_VERSION = 1
 MODEL_FILE = "audio_tower.onnx"
 WEIGHTS_FILE = "audio_tower.weights"
 FILTERS_FILE = "mel_filters.npy"
-META_FILE = "export.json"
+META_FILE = "export.json"  # the same name as the text export's (read_export_meta reads it)
 #: ONNX Runtime's vectors against torch's for the probe window; the towers agree within 4e-7 in practice.
 PARITY_TOLERANCE = 1e-4
 ENABLED_ENV = "SOUNDSIFT_AUDIO_ONNX"
@@ -78,29 +85,11 @@ def _probe_waveform(window_samples: int) -> np.ndarray:
     return (0.1 * noise + 0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)[None]
 
 
+_FILES = [(MODEL_FILE, "model_bytes"), (WEIGHTS_FILE, "weights_bytes"), (FILTERS_FILE, "filters_bytes")]
+
+
 def _read_meta(where: Path) -> dict:
-    try:
-        meta = json.loads((where / META_FILE).read_text())
-    except FileNotFoundError:
-        raise ExportUnusable(f"no audio export at {where}") from None
-    except (OSError, ValueError) as exc:
-        raise ExportUnusable(f"{where / META_FILE} is unreadable ({exc})") from None
-    if meta.get("export_version") != EXPORT_VERSION:
-        raise ExportUnusable(
-            f"{where} is an audio export of version {meta.get('export_version')}, not {EXPORT_VERSION}"
-        )
-    for name, size_key in (
-        (MODEL_FILE, "model_bytes"),
-        (WEIGHTS_FILE, "weights_bytes"),
-        (FILTERS_FILE, "filters_bytes"),
-    ):
-        try:
-            size = (where / name).stat().st_size
-        except OSError:
-            raise ExportUnusable(f"{where / name} is missing") from None
-        if size != meta.get(size_key):
-            raise ExportUnusable(f"{where / name} has {size} bytes, the export wrote {meta.get(size_key)}")
-    return meta
+    return read_export_meta(where, (EXPORT_VERSION,), lambda version: _FILES, "audio export")
 
 
 def audio_export_looks_whole(fingerprint: str) -> bool:
@@ -152,10 +141,10 @@ class OnnxAudioEncoder:
         self._problem: str | None = None
         self._opened = threading.Event()
         if background:
-            threading.Thread(target=self._open, name="soundsift-audio-session", daemon=True).start()
-            # A process that exits (an error, a finished command) while ONNX Runtime is still opening the session
-            # would tear its thread down mid-call ("terminate called without an active exception").
-            atexit.register(self._opened.wait)
+            # Not a daemon: a process that exits (an error, a finished command) while ONNX Runtime is still opening the
+            # session waits for it, instead of tearing the thread down mid-call ("terminate called without an
+            # active exception").
+            threading.Thread(target=self._open, name="soundsift-audio-session").start()
         else:
             self._open()
             if self._problem is not None:
@@ -232,7 +221,7 @@ class OnnxAudioEncoder:
             if encoder.identity.fingerprint == self.identity.fingerprint:
                 self._torch = encoder
 
-        self._loader = threading.Thread(target=load_in_background, name="soundsift-torch-load", daemon=True)
+        self._loader = threading.Thread(target=load_in_background, name="soundsift-torch-load")  # joined at exit
         self._loader.start()
 
     def _fall_back(self) -> "ClapEncoder":
@@ -266,8 +255,7 @@ class OnnxAudioEncoder:
         return self.embed_waveforms(padded)
 
     def finish(self) -> None:
-        """Wait for what still runs in threads (the session's open, a torch load), so that a closing process does not
-        exit in the middle of either."""
+        """Wait for what still runs in threads (the session's open, a torch load started by the hand-over)."""
         self._opened.wait()
         if self._loader is not None:
             self._loader.join()
@@ -284,8 +272,6 @@ def open_audio_export(identity: "ModelIdentity", background: bool = False) -> On
         if (where / META_FILE).exists():
             shutil.rmtree(where, ignore_errors=True)  # the next owner with torch loaded writes it again
         raise
-    except ImportError as exc:
-        raise ExportUnusable(f"ONNX Runtime is not installed ({exc})") from None
 
 
 # -- which model a new index names, without loading it -------------------------------------------------------
@@ -375,18 +361,20 @@ def remembered_identity(model: str, revision: str | None, window_s: float, hop_s
         return None
 
 
-def pick_onnx_audio(settings, identity: "ModelIdentity | None") -> OnnxAudioEncoder | None:
+def pick_onnx_audio(settings, identity_of: Callable[[], "ModelIdentity | None"]) -> OnnxAudioEncoder | None:
     """The audio export an owner indexes with, or None for torch: on a CPU, fp32, no cluster, both exports sound.
 
+    The settings are looked at first; only then ``identity_of()`` (it reads the index or the checkpoint record).
     The text export is asked for too: an owner without it loads torch anyway, to write it."""
     from indexer.model import light_device_name
     from indexer.text_onnx import onnx_enabled
 
-    if identity is None or audio_mode() == "off" or not onnx_enabled():
+    if audio_mode() == "off" or not onnx_enabled() or settings.precision not in ("auto", "fp32") or settings.ray:
         return None
-    if settings.precision not in ("auto", "fp32") or getattr(settings, "ray", None):
+    if light_device_name(settings.device) != "cpu":
         return None
-    if light_device_name(settings.device) != "cpu" or not identity.fingerprint:
+    identity = identity_of()
+    if identity is None or not identity.fingerprint:
         return None
     if not export_looks_whole(identity.fingerprint) or not audio_export_looks_whole(identity.fingerprint):
         return None
@@ -398,21 +386,21 @@ def pick_onnx_audio(settings, identity: "ModelIdentity | None") -> OnnxAudioEnco
 
 
 # -- writing the export (torch and the model loaded) ---------------------------------------------------------
-class _AudioTowerForExport:
-    @staticmethod
-    def build(model):
-        import torch
+def audio_tower_module(model):
+    """What is exported (and what `benchmarks/bench_audio_onnx.py` times): log-mel features and ``is_longer`` in,
+    the unit vector ``ClapEncoder.embed_waveforms`` gives out. Shares the loaded model's modules."""
+    import torch
 
-        class Tower(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.audio_model, self.projection = model.audio_model, model.audio_projection
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.audio_model, self.projection = model.audio_model, model.audio_projection
 
-            def forward(self, input_features, is_longer):
-                pooled = self.audio_model(input_features=input_features, is_longer=is_longer).pooler_output
-                return torch.nn.functional.normalize(self.projection(pooled).float(), dim=-1)
+        def forward(self, input_features, is_longer):
+            pooled = self.audio_model(input_features=input_features, is_longer=is_longer).pooler_output
+            return torch.nn.functional.normalize(self.projection(pooled).float(), dim=-1)
 
-        return Tower().eval()
+    return Tower().eval()
 
 
 def _best_per_window(run: Callable[[], object], windows: int, repeats: int = 3) -> float:
@@ -467,7 +455,7 @@ def _export_locked(encoder: "ClapEncoder") -> Path:
     identity = encoder.identity
     where = audio_export_dir(identity.fingerprint)
     where.parent.mkdir(parents=True, exist_ok=True)
-    tower = _AudioTowerForExport.build(encoder.model)
+    tower = audio_tower_module(encoder.model)
     if next(tower.parameters()).device.type != "cpu":
         import copy
 
@@ -523,20 +511,28 @@ def _export_locked(encoder: "ClapEncoder") -> Path:
         features = check.features(batch_audio)
         meta["onnx_s_per_window"] = _best_per_window(lambda: check._run(features), TIMING_BATCH)
         (staging / META_FILE).write_text(json.dumps(meta))
-        check.session = None  # the published directory is opened afresh by readers
-        for name in (MODEL_FILE, WEIGHTS_FILE, FILTERS_FILE, META_FILE):
-            with open(staging / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        if where.exists():
-            shutil.rmtree(where, ignore_errors=True)
-        try:
-            os.rename(staging, where)
-        except OSError:
-            if not audio_export_looks_whole(identity.fingerprint):
-                raise
+        publish_export(
+            staging,
+            where,
+            (MODEL_FILE, WEIGHTS_FILE, FILTERS_FILE, META_FILE),
+            lambda: audio_export_looks_whole(identity.fingerprint),
+        )
         return where
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_or_write_audio_export(encoder: "ClapEncoder") -> tuple[Path, bool]:
+    """(the audio export's directory, True when written now): one that passes the full check (its session loads and
+    reproduces the probe) is kept, any other is written again. Raises ExportUnusable when it cannot be written."""
+    try:
+        return open_audio_export(encoder.identity).where, False
+    except ExportUnusable:
+        pass
+    try:
+        return export_audio_tower(encoder), True
+    except Exception as exc:  # noqa: BLE001 - the exporter's own errors, in one line
+        raise ExportUnusable(f"the audio tower could not be exported ({str(exc).splitlines()[0][:200]})") from None
 
 
 def ensure_audio_export(encoder: "ClapEncoder", force: bool = False) -> Path | None:

@@ -89,11 +89,6 @@ class IndexEncoder:
     def audio_tower_loaded(self) -> bool:
         return self._full is not None
 
-    @property
-    def audio_onnx_loaded(self) -> bool:
-        """True when windows are embedded by the ONNX audio export (the whole CLAP not loaded)."""
-        return self._audio is not None and self._full is None
-
     def audio_encoder(self):
         """What embeds windows: the owner's ONNX Runtime audio tower when it has one (it hands over to the whole CLAP
         on a long run where torch is faster here), else the whole CLAP."""
@@ -101,11 +96,6 @@ class IndexEncoder:
             if self._audio is not None and self._full is None:
                 return self._audio
         return self.full()
-
-    def finish(self) -> None:
-        """Wait for the ONNX audio tower's threads (its session's open, a torch load) before the process closes."""
-        if self._audio is not None:
-            self._audio.finish()
 
     def full(self) -> "ClapEncoder":
         """The whole CLAP (both towers), loaded now if it was not; checked against what wrote the index."""

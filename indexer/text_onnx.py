@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,19 +74,21 @@ def export_dir(fingerprint: str) -> Path:
     return cache_root() / fingerprint
 
 
-def _read_meta(where: Path, versions: tuple[int, ...] = READABLE_VERSIONS) -> dict:
+def read_export_meta(
+    where: Path, versions: tuple[int, ...], files: Callable[[int], list[tuple[str, str]]], kind: str = "export"
+) -> dict:
+    """An export's ``export.json``; ExportUnusable unless it is of one of ``versions`` and every file
+    ``files(version)`` names as (file, size key) is there with the size the export wrote. Shared by the text and
+    the audio exports."""
     try:
         meta = json.loads((where / META_FILE).read_text())
     except FileNotFoundError:
-        raise ExportUnusable(f"no export at {where}") from None
+        raise ExportUnusable(f"no {kind} at {where}") from None
     except (OSError, ValueError) as exc:
         raise ExportUnusable(f"{where / META_FILE} is unreadable ({exc})") from None
     if meta.get("export_version") not in versions:
-        raise ExportUnusable(f"{where} is an export of version {meta.get('export_version')}, not {EXPORT_VERSION}")
-    files = [(MODEL_FILE, "model_bytes"), (TOKENIZER_FILE, "tokenizer_bytes")]
-    if meta["export_version"] >= 2:
-        files.append((WEIGHTS_FILE, "weights_bytes"))
-    for name, size_key in files:
+        raise ExportUnusable(f"{where} is an {kind} of version {meta.get('export_version')}, not {max(versions)}")
+    for name, size_key in files(meta["export_version"]):
         try:
             size = (where / name).stat().st_size
         except OSError:
@@ -93,6 +96,15 @@ def _read_meta(where: Path, versions: tuple[int, ...] = READABLE_VERSIONS) -> di
         if size != meta.get(size_key):
             raise ExportUnusable(f"{where / name} has {size} bytes, the export wrote {meta.get(size_key)}")
     return meta
+
+
+def _text_files(version: int) -> list[tuple[str, str]]:
+    files = [(MODEL_FILE, "model_bytes"), (TOKENIZER_FILE, "tokenizer_bytes")]
+    return files + [(WEIGHTS_FILE, "weights_bytes")] if version >= 2 else files
+
+
+def _read_meta(where: Path, versions: tuple[int, ...] = READABLE_VERSIONS) -> dict:
+    return read_export_meta(where, versions, _text_files)
 
 
 def export_looks_whole(fingerprint: str) -> bool:
@@ -292,24 +304,35 @@ def _export_locked(encoder: "TextTower", identity: "ModelIdentity") -> Path:
         }
         (staging / META_FILE).write_text(json.dumps(meta))
         OnnxTextEncoder(staging, identity)  # loads and matches the probe, or raises before anything is published
-        for name in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE, META_FILE):
-            with open(staging / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        if where.exists():
-            shutil.rmtree(where, ignore_errors=True)
-        try:
-            os.rename(staging, where)
-        except OSError:
-            if not export_looks_whole(identity.fingerprint):  # not another process's export won the race
-                raise
-        dir_fd = os.open(where.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        publish_export(
+            staging,
+            where,
+            (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE, META_FILE),
+            lambda: export_looks_whole(identity.fingerprint),
+        )
         return where
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_export(staging: Path, where: Path, names: Sequence[str], looks_whole: Callable[[], bool]) -> None:
+    """Make a checked staging directory the export at ``where``: its files fsynced, renamed over any old export, and
+    the rename made durable. Two owners racing leave one whole export (``looks_whole`` says whether the other won)."""
+    for name in names:
+        with open(staging / name, "rb") as fh:
+            os.fsync(fh.fileno())
+    if where.exists():
+        shutil.rmtree(where, ignore_errors=True)
+    try:
+        os.rename(staging, where)
+    except OSError:
+        if not looks_whole():  # not another process's export won the race
+            raise
+    dir_fd = os.open(where.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def weights_beside_graph(staging: Path, model_file: str = MODEL_FILE, weights_file: str = WEIGHTS_FILE) -> None:

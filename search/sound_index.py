@@ -86,7 +86,7 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
 def write_model_exports(settings: Settings) -> tuple[str, str]:
     """Load the model settings name and write its ONNX text and audio towers unless sound ones are there; says which
     of each (the audio line says why when there is none: exports off, or a model not on the CPU)."""
-    from indexer.audio_onnx import ExportUnusable, audio_mode, export_audio_tower, open_audio_export
+    from indexer.audio_onnx import audio_mode, check_or_write_audio_export
     from indexer.text_onnx import check_or_write_export
 
     encoder = load_encoder(settings)
@@ -96,15 +96,8 @@ def write_model_exports(settings: Settings) -> tuple[str, str]:
         return text, "not written (SOUNDSIFT_AUDIO_ONNX=0)"
     if encoder.device.type != "cpu":
         return text, f"not written (the model is on {encoder.device}; the audio export serves CPU indexing)"
-    try:
-        audio_where = open_audio_export(encoder.identity).where
-        audio = f"{audio_where} (already there, checked)"
-    except ExportUnusable:
-        try:
-            audio = f"{export_audio_tower(encoder)} (written)"
-        except Exception as exc:  # noqa: BLE001 - the exporter's own errors, in one line
-            raise ExportUnusable(f"the audio tower could not be exported ({str(exc).splitlines()[0][:200]})") from None
-    return text, audio
+    audio_where, audio_written = check_or_write_audio_export(encoder)
+    return text, f"{audio_where} ({'written' if audio_written else 'already there, checked'})"
 
 
 def _model_source(model: str) -> str:
@@ -122,12 +115,10 @@ def _other_model(settings: Settings, index_dir: Path) -> bool:
 def _owner_identity(settings: Settings, index_dir: Path):
     """The identity an owner's model will have, known without loading it: the index's record of it (with these
     settings' window and hop), or the record of the checkpoint's last full load; None when neither is at hand."""
-    from indexer.audio_onnx import audio_mode, remembered_identity
+    from indexer.audio_onnx import remembered_identity
 
-    if audio_mode() == "off":
-        return None
-    if (index_dir / DB_NAME).exists() and not _other_model(settings, index_dir):
-        meta = stored_meta_rows(index_dir)
+    meta = stored_meta_rows(index_dir)  # one read: empty for a new index
+    if meta and not (settings.model and _model_source(settings.model) != meta.get("model_id")):
         if not meta.get("model_fingerprint"):
             return None
         stored = identity_from_meta(meta)
@@ -259,7 +250,8 @@ class SoundIndex:
                 wrapped = reader_encoder(settings, store, long_lived=role == "serve")
             else:
                 # An owner on a CPU with the model's ONNX exports embeds without torch (indexer/audio_onnx.py).
-                audio = None if encoder is not None else pick_onnx_audio(settings, _owner_identity(settings, index_dir))
+                if encoder is None:
+                    audio = pick_onnx_audio(settings, lambda: _owner_identity(settings, index_dir))
                 full = encoder or (None if audio is not None else load_encoder(settings, index_dir))
                 loaded = full or audio
                 assert loaded is not None
@@ -286,8 +278,6 @@ class SoundIndex:
             # An owner brings FAISS up to date now (its crash recovery); a reader reads it when it first searches.
             vectors = None if ownership.shared else VectorIndex.open(store)
         except BaseException:
-            if audio is not None:
-                audio.finish()  # its session may still be opening in a thread
             if store is not None:
                 store.close()
             ownership.release()
@@ -298,7 +288,6 @@ class SoundIndex:
 
     def close(self) -> None:
         try:
-            self.encoder.finish()
             self.store.close()
         finally:
             self._ownership.release()
@@ -338,24 +327,20 @@ class SoundIndex:
             on_progress,
             cluster=cluster_for(self.settings, embedder, self.plugins),
         )
-        try:
-            report = runner.run(
-                [str(p) for p in paths],
-                retry_failed=retry_failed,
-                verify_content=verify_content,
-                allow_empty_root=allow_empty_root,
-            )
-        finally:
-            self.encoder.finish()
+        report = runner.run(
+            [str(p) for p in paths],
+            retry_failed=retry_failed,
+            verify_content=verify_content,
+            allow_empty_root=allow_empty_root,
+        )
         if self.encoder.audio_tower_loaded:  # torch and the model are loaded anyway: readers after this need neither
-            self.write_text_export()
+            self.write_exports()
         return report
 
-    def write_text_export(self, force: bool = False) -> Path | None:
-        """Write the model's ONNX text tower (once per model and machine) when absent or damaged; its directory.
-
-        Loads the whole CLAP if it is not loaded. None when exports are off or it could not be written (a warning).
-        """
+    def write_exports(self, force: bool = False) -> Path | None:
+        """Write the model's ONNX text tower and, on a CPU, its audio tower (once per model and machine) when absent or
+        damaged; the text export's directory. Loads the whole CLAP if it is not loaded. None when exports are off or
+        the text export could not be written (a warning)."""
         from indexer.audio_onnx import ensure_audio_export
         from indexer.text_onnx import ensure_text_export
 
@@ -366,6 +351,8 @@ class SoundIndex:
             if full.device.type == "cpu" and full.identity.model_id:
                 ensure_audio_export(full, force=force)  # the next owner on this CPU indexes without torch
         return where
+
+    write_text_export = write_exports  # the name before the audio export existed
 
     def tag(
         self,

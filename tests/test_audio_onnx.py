@@ -82,7 +82,9 @@ def test_the_session_gives_the_torch_tower_vectors(exports, tiny_encoder):
         np.testing.assert_allclose(got, want, atol=1e-5)
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     meta = json.loads((exports[1] / "export.json").read_text())
-    assert meta["torch_s_per_window"] > 0 and meta["onnx_s_per_window"] > 0 and meta["torch_start_s"] >= 0
+    assert (
+        meta["torch_s_per_window"] > 0 and meta["onnx_s_per_window"] > 0 and meta["torch_start_s"] > 0
+    )  # measured in a fresh process
 
 
 def test_an_owner_indexes_without_torch_and_stores_the_torch_vectors(exports, tmp_path, tiny_model_dir, monkeypatch):

@@ -71,7 +71,7 @@ def run_server(
         sock.close()
         raise
     # The model is loaded: write the ONNX text tower now if it is missing, beside the requests (readers then need no torch).
-    threading.Thread(target=sound_index.write_text_export, name="soundsift-text-export", daemon=True).start()
+    threading.Thread(target=sound_index.write_exports, name="soundsift-exports", daemon=True).start()
     app = create_app(
         settings,
         sound_index=sound_index,
