@@ -175,9 +175,18 @@ def build_index(
     return index, info
 
 
-def outgrown(index: faiss.Index, flat_max: int | None = None) -> bool:
-    """True when a flat index has grown past ``flat_max`` (or an IVF one holds 4x what its lists were sized for)."""
+def flat_contents(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) a flat ``IndexIDMap2`` holds: views of its own arrays, no copy (valid while it lives)."""
+    sub = inner_index(index)
+    n, d = int(index.ntotal), int(index.d)
+    vectors = faiss.rev_swig_ptr(sub.get_xb(), n * d).reshape(n, d) if n else np.zeros((0, d), np.float32)
+    return faiss.vector_to_array(index.id_map).astype(np.int64), vectors
+
+
+def outgrown(index: faiss.Index, flat_max: int | None = None, lists_growth: int = 4) -> bool:
+    """True when a flat index has grown past ``flat_max``, or an IVF one's size calls for ``lists_growth`` times
+    its lists (4: 16x the vectors they were sized for; an owner growing its index as it commits asks for 2)."""
     sub = inner_index(index)
     if isinstance(sub, faiss.IndexIVF):
-        return plan_for(int(index.ntotal), flat_max).nlist >= 4 * sub.nlist
+        return plan_for(int(index.ntotal), flat_max).nlist >= lists_growth * sub.nlist
     return int(index.ntotal) >= (FLAT_MAX_VECTORS if flat_max is None else flat_max)

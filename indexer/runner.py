@@ -319,6 +319,9 @@ class IndexRunner:
             self.vectors.remove(removed, seq)
             if plan.windows is not None and len(plan.windows):
                 self.vectors.add(plan.windows.ids, plan.windows.vectors, seq)
+                grown = self.vectors.grow(self.store)
+                if grown is not None:
+                    report.timings["faiss_grow_s"] = report.timings.get("faiss_grow_s", 0.0) + grown["seconds"]
         report.windows += len(plan.windows) if plan.windows is not None else 0
         report.windows_removed += len(removed)
 

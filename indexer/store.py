@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -69,6 +70,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     10: transcript_store.TRANSCRIPT_TABLES,  # speech transcripts: transcript_models, window_transcripts
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+DB_MEMORY_SHARE = 0.1  # of the machine's RAM, for DuckDB's buffer pool (at least DB_MEMORY_MIN_GB)
+DB_MEMORY_MIN_GB = 1.0
 TEXT_SIDE_DIR = "text_vectors"  # new text vectors a read-only reader embedded, folded into DuckDB by the next owner
 
 WINDOWS_SCHEMA = """
@@ -85,6 +88,23 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(s in text for s in ("no space left", "disk quota", "file too large", "not enough space"))
+
+
+def memory_limit() -> str:
+    """DuckDB's ``memory_limit`` for an index: ``SOUNDSIFT_DB_MEMORY_LIMIT`` (e.g. ``4GB``), else a tenth of the RAM.
+
+    DuckDB's own default, 80 % of the RAM, lets its buffer pool keep every vector it ever wrote or read: an owner
+    committing 1M windows grew to 3.9 GB that way (2.3 GB and faster commits at 2 GB), and at 10M it would starve
+    FAISS and the window matrix. Nothing the index asks of DuckDB needs more: sorts and joins beyond it spill.
+    """
+    chosen = os.environ.get("SOUNDSIFT_DB_MEMORY_LIMIT", "").strip()
+    if chosen:
+        return chosen
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return "2GB"
+    return f"{max(DB_MEMORY_MIN_GB, DB_MEMORY_SHARE * ram / 2**30):.1f}GiB"
 
 
 class IndexStore(StoreQueries):
@@ -113,7 +133,7 @@ class IndexStore(StoreQueries):
         if not path.exists() and not create:
             raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": memory_limit()})
         except duckdb.Error as exc:
             raise open_error(index_dir, exc) from None
         store = cls(index_dir, con)
@@ -322,16 +342,15 @@ class IndexStore(StoreQueries):
     ) -> Iterator[WindowChunk]:
         """Stored windows with their vectors, ``chunk`` at a time, in id order (memory stays flat).
 
-        ``ordered=False`` (every window, no ``where``) reads the table as stored, with no sort: a sort of every
-        vector would hold them all in memory at once, which a FAISS rebuild of millions of windows cannot afford.
+        ``ordered=False`` reads the table as stored, with no sort: a sort of every vector would hold them all in
+        memory at once, which a FAISS rebuild or a window matrix of millions of windows cannot afford.
         """
+        select = 'SELECT w.id, w.file_id, w.start, w."end", w.embedding FROM windows w'
         if not ordered and not where:
-            sql = 'SELECT w.id, w.file_id, w.start, w."end", w.embedding FROM windows w'
+            sql = select
         else:
-            sql = (
-                'SELECT w.id, w.file_id, w.start, w."end", w.embedding FROM windows w JOIN files f ON f.id = w.file_id '
-                f"{('WHERE ' + where) if where else ''} ORDER BY w.id"
-            )
+            sql = f"{select} JOIN files f ON f.id = w.file_id {('WHERE ' + where) if where else ''}"
+            sql += " ORDER BY w.id" if ordered else ""
         dim = self.embedding_dim
         cur = self.cursor()  # held by this generator for as long as the reader lives
         reader = cur.sql(sql, params=params or {}).to_arrow_reader(chunk)

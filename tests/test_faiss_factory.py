@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_index import synthetic_commit, synthetic_store
 
 from indexer import faiss_factory
 from indexer.faiss_factory import build_index, describe, exact_top_k, plan_for, recall_at_k, tuning_queries
@@ -124,3 +125,56 @@ def test_ivf_keeps_window_ids_through_removals_and_additions():
     assert found[:, 0].tolist() == [1100, 3000, 9003]
     held = faiss_ids(index)
     assert len(held) == 3995 and 1015 not in held and {1009, 1020, 9004} <= set(held.tolist())
+
+
+def test_an_owner_grows_its_index_as_it_commits_flat_to_ivf_then_more_lists_from_duckdb(tmp_path, monkeypatch):
+    """A large first run never holds a flat index of every vector, and the next open has nothing to rebuild."""
+    monkeypatch.setattr(faiss_factory, "FLAT_MAX_VECTORS", 50)
+    store = synthetic_store(tmp_path / "index")
+    vectors = VectorIndex.open(store)
+    x = clustered(400, 64, 8, seed=3)
+    kinds = []
+    for at in range(0, 400, 100):
+        ids = np.arange(at + 1, at + 101, dtype=np.int64)
+        grew = synthetic_commit(store, vectors, ids, x[at : at + 100])
+        kinds.append((grew is not None, describe(vectors._index)))
+    ivf = "IndexIVFScalarQuantizer"
+    # 100 windows: flat past 50 -> IVF of min(16, 100 // 39) = 2 lists; then rebuilt from DuckDB whenever the plan
+    # wants twice the lists: 200 -> 5 (>= 2 x 2), 300 -> 7 (< 2 x 5, kept), 400 -> 10 (>= 2 x 5)
+    assert [(g, d["type"], d.get("nlist"), d["ntotal"]) for g, d in kinds] == [
+        (True, ivf, 2, 100),
+        (True, ivf, 5, 200),
+        (False, ivf, 5, 300),
+        (True, ivf, 10, 400),
+    ]
+    assert np.array_equal(vectors.ids(), store.window_ids())
+    faiss_factory.inner_index(vectors._index).nprobe = 10  # every list: the codes, not the probing, are checked
+    scores, found = vectors.search(x[:5], 400)
+    for q, row_ids, row_scores in zip(x[:5], found, scores):
+        exact = x[row_ids - 1] @ q
+        assert sorted(row_ids.tolist()) == list(range(1, 401))  # k past the index: every window once
+        assert np.abs(row_scores - exact).max() < 0.02  # 8-bit codes
+    vectors.save()
+    store.close()
+    store = synthetic_store(tmp_path / "index")
+    reopened = VectorIndex.open(store)
+    assert reopened.recovery["rebuilt"] is False and describe(reopened._index)["nlist"] == 10
+    store.close()
+
+
+def test_a_run_past_the_flat_limit_ends_with_ivf_and_reports_the_growth(
+    tmp_path, make_settings, tiny_encoder, write_sound, monkeypatch
+):
+    for name, kind, seconds in (("bell.wav", "bell", 35.0), ("bark.wav", "bark", 25.0)):
+        write_sound(tmp_path / "archive" / name, kind, seconds)
+    monkeypatch.setattr(faiss_factory, "FLAT_MAX_VECTORS", 4)
+    settings = make_settings(tmp_path / "index")
+    sx = SoundIndex.open(settings.index, settings=settings, create=True, encoder=tiny_encoder)
+    report = sx.index([tmp_path / "archive"], progress=False)
+    assert describe(sx.vectors._index)["type"] == "IndexIVFScalarQuantizer"  # during the run, not at the next open
+    assert report.timings["faiss_grow_s"] > 0
+    assert np.array_equal(sx.vectors.ids(), sx.store.window_ids())
+    sx.close()
+    sx = SoundIndex.open(settings.index, settings=settings, encoder=tiny_encoder)
+    assert sx.vectors.recovery["rebuilt"] is False
+    sx.close()

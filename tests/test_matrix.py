@@ -122,3 +122,29 @@ def test_archive_statistics_are_computed_once_per_label_set_and_commit(sx):
     assert dict(wm._cache) == cached  # statistics are over the whole index, whatever the filter
     sx.classify(["dog barking"], policy="archive")
     assert len(wm._cache) == 2  # another label set is computed once more
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_matrix_rows_follow_window_ids_when_the_table_stores_them_out_of_order(tmp_path, read_only):
+    """The matrix is filled from DuckDB in stored order (no sort of every vector) and must still be in id order."""
+    from synthetic_index import synthetic_commit, synthetic_store
+
+    from indexer.store import IndexStore
+    from indexer.vectors import VectorIndex
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    store = synthetic_store(tmp_path / "index")
+    vectors = VectorIndex.open(store)
+    for block in (np.arange(201, 301), np.arange(1, 101), np.arange(101, 201)[::-1]):  # stored: 201.., 1.., 200..101
+        synthetic_commit(store, vectors, block.astype(np.int64), x[block - 1])
+    if read_only:
+        store.close()
+        store = IndexStore.open(tmp_path / "index", None, create=False, read_only=True)
+    wm = WindowMatrix.build(store, store.commit_seq())
+    assert wm.ids.tolist() == list(range(1, 301))
+    assert np.array_equal(np.asarray(wm.vectors), x)
+    assert wm.rows["file_id"].tolist() == [(i - 1) // 10 + 1 for i in range(1, 301)]
+    assert wm.rows["start"].tolist() == [((i - 1) % 10) * 10.0 for i in range(1, 301)]
+    store.close()
