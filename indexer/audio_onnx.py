@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indexer.audio_openvino import BLOB_FILE, chosen_runtime, compiled_tower, openvino_installed, write_blob
 from indexer.log_mel import NumpyLogMel
 from indexer.text_onnx import (
     ExportUnusable,
@@ -60,6 +61,8 @@ META_FILE = "export.json"  # the same name as the text export's (read_export_met
 PARITY_TOLERANCE = 1e-4
 ENABLED_ENV = "SOUNDSIFT_AUDIO_ONNX"
 TIMING_BATCH = 4
+#: where the export records each runtime's seconds per window, measured on this machine at export
+RATE_KEYS = {"onnxruntime": "onnx_s_per_window", "openvino": "openvino_s_per_window"}
 
 
 def audio_mode() -> str:
@@ -88,8 +91,13 @@ def _probe_waveform(window_samples: int) -> np.ndarray:
 _FILES = [(MODEL_FILE, "model_bytes"), (WEIGHTS_FILE, "weights_bytes"), (FILTERS_FILE, "filters_bytes")]
 
 
+def _files(meta: dict) -> list[tuple[str, str]]:
+    """The files an audio export must hold at their written sizes: the compiled OpenVINO model where it kept one."""
+    return _FILES + [(BLOB_FILE, "openvino_blob_bytes")] if "openvino_blob_bytes" in meta else _FILES
+
+
 def _read_meta(where: Path) -> dict:
-    return read_export_meta(where, (EXPORT_VERSION,), lambda version: _FILES, "audio export")
+    return read_export_meta(where, (EXPORT_VERSION,), _files, "audio export")
 
 
 def audio_export_looks_whole(fingerprint: str) -> bool:
@@ -101,8 +109,37 @@ def audio_export_looks_whole(fingerprint: str) -> bool:
         return False
 
 
+def measured_every_runtime(meta: dict) -> bool:
+    """False when OpenVINO is installed but the export was written without it (an owner then writes it again)."""
+    return not openvino_installed() or RATE_KEYS["openvino"] in meta
+
+
+def planned_runtime(meta: dict) -> str:
+    """Which runtime runs the export: ``SOUNDSIFT_AUDIO_RUNTIME`` where it names an installed one, else OpenVINO
+    where the export measured it at least as fast as ONNX Runtime on this machine, else ONNX Runtime."""
+    forced = chosen_runtime()
+    if forced == "onnxruntime" or not openvino_installed():
+        return "onnxruntime"
+    if forced == "openvino":
+        return "openvino"
+    ov_s, ort_s = meta.get(RATE_KEYS["openvino"]), meta.get(RATE_KEYS["onnxruntime"])
+    return "openvino" if ov_s and (not ort_s or float(ov_s) <= float(ort_s)) else "onnxruntime"
+
+
+def hand_over_point(meta: dict, runtime: str) -> int | None:
+    """Windows after which a run on ``runtime`` moves to torch by the export's rates, or None (never)."""
+    run_s = float(meta.get(RATE_KEYS[runtime]) or 0)
+    torch_s = float(meta.get("torch_s_per_window") or 0)
+    if audio_mode() == "always" or not (run_s > torch_s > 0):
+        return None
+    return max(1, math.ceil(float(meta.get("torch_start_s") or 0) / (run_s - torch_s)))
+
+
 class OnnxAudioEncoder:
     """Unit window vectors from an exported audio tower; hands over to torch on a long run where torch is faster.
+
+    The export runs on OpenVINO or ONNX Runtime, whichever measured faster here (``planned_runtime``); an
+    OpenVINO that fails to compile it costs a note and the run goes on on ONNX Runtime.
 
     Offers what the indexer asks of an encoder: ``identity``, ``embedding_dim``, ``device``, ``features``
     (``repeat_pad``), ``window_samples``, ``sample_rate``, ``logit_scale``, ``embed_waveforms``, ``embed_windows``.
@@ -114,7 +151,7 @@ class OnnxAudioEncoder:
     device = "cpu"
     takes_numpy = True  # the runner hands it numpy batches (no torch here)
 
-    def __init__(self, where: Path, identity: "ModelIdentity", background: bool = False):
+    def __init__(self, where: Path, identity: "ModelIdentity", background: bool = False, runtime: str | None = None):
         meta = _read_meta(where)
         if meta.get("fingerprint") != identity.fingerprint:
             raise ExportUnusable(
@@ -131,12 +168,12 @@ class OnnxAudioEncoder:
         self.sample_rate = int(meta["sample_rate"])
         self.logit_scale = float(identity.logit_scale if identity.logit_scale is not None else meta["logit_scale"])
         self.features = NumpyLogMel(filters, meta["n_fft"], meta["hop_length"], self.window_samples)
-        self.session = None
+        self.runtime = runtime or planned_runtime(meta)
+        self._forward: Callable[[np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()
         self._torch: ClapEncoder | None = None
         self._loader: threading.Thread | None = None
         self._load_torch: Callable[[], ClapEncoder] | None = None
-        self.hand_over_after: int | None = None
         self.embedded = 0
         self._problem: str | None = None
         self._opened = threading.Event()
@@ -151,18 +188,21 @@ class OnnxAudioEncoder:
                 raise ExportUnusable(self._problem)
 
     def _open(self) -> None:
-        """The session, checked against the probe vector torch gave at export; a failure is kept in ``_problem``."""
+        """The runtime's session, checked against the probe vector torch gave at export; a failure is kept in
+        ``_problem``."""
         try:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            # The decode workers share the cores: ORT's threads spinning between batches only take CPU from them
-            # (32 windows: 10.2-10.5 CPU s and 6.6-6.7 s wall without spinning, 11.2 and 6.7-7.5 s with it).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.session = ort.InferenceSession(
-                str(self.where / MODEL_FILE), options, providers=["CPUExecutionProvider"]
-            )
+            if self.runtime == "openvino":
+                try:
+                    self._forward = compiled_tower(self.where, MODEL_FILE, self.meta)
+                except Exception as exc:  # noqa: BLE001 - OpenVINO's own errors: ONNX Runtime runs the same graph
+                    print(
+                        f"note: OpenVINO did not compile the audio tower ({str(exc).splitlines()[0][:160]}); "
+                        "using ONNX Runtime",
+                        file=sys.stderr,
+                    )
+                    self.runtime = "onnxruntime"
+            if self._forward is None:
+                self._forward = onnxruntime_tower(self.where)
             probe = self._run(self.features(_probe_waveform(self.window_samples)))[0]
             expected = np.asarray(self.meta.get("probe_vector", []), dtype=np.float32)
             if expected.shape != probe.shape or not np.all(np.abs(probe - expected) <= PARITY_TOLERANCE):
@@ -186,28 +226,24 @@ class OnnxAudioEncoder:
     def allow_hand_over(self, load_torch: Callable[[], "ClapEncoder"]) -> None:
         """Let the run move to torch: ``load_torch`` gives the whole CLAP of this model.
 
-        On a long run it is called in a thread, when the rates the export measured on this machine say so:
-        never when ONNX Runtime was at least as fast, else after the windows whose extra time equals what loading
-        torch cost. It is also what a background open that fails falls back to."""
+        On a long run it is called in a thread, when the rates the export measured on this machine say so
+        (``hand_over_after``). It is also what a background open that fails falls back to."""
         self._load_torch = load_torch
-        onnx_s, torch_s = float(self.meta.get("onnx_s_per_window", 0)), float(self.meta.get("torch_s_per_window", 0))
-        start_s = float(self.meta.get("torch_start_s", 0))
-        if audio_mode() == "always" or not (onnx_s > torch_s > 0):
-            return
-        self.hand_over_after = max(1, math.ceil(start_s / (onnx_s - torch_s)))
+
+    @property
+    def hand_over_after(self) -> int | None:
+        """Windows after which a run moves to torch: never where the runtime in use measured at least as fast as
+        torch, else once its extra time per window has added up to what loading torch costs."""
+        return None if self._load_torch is None else hand_over_point(self.meta, self.runtime)
 
     def _run(self, features: np.ndarray) -> np.ndarray:
-        assert self.session is not None
-        is_longer = np.ones((features.shape[0], 1), dtype=bool)
-        (vectors,) = self.session.run(None, {"input_features": features, "is_longer": is_longer})
-        return np.asarray(vectors, dtype=np.float32)
+        assert self._forward is not None
+        return self._forward(features)
 
     def _start_torch_load(self) -> None:
         """Past the hand-over point: load the whole CLAP in a thread; windows go on through ONNX Runtime meanwhile."""
-        load = self._load_torch
-        if load is None or self._loader is not None or self.hand_over_after is None:
-            return
-        if self.embedded < self.hand_over_after:
+        load, after = self._load_torch, self.hand_over_after
+        if load is None or self._loader is not None or after is None or self.embedded < after:
             return
 
         def load_in_background() -> None:
@@ -259,6 +295,25 @@ class OnnxAudioEncoder:
         self._opened.wait()
         if self._loader is not None:
             self._loader.join()
+
+
+def onnxruntime_tower(where: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A function (features -> unit vectors) running the export at ``where`` in an ONNX Runtime session."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # The decode workers share the cores: ORT's threads spinning between batches only take CPU from them
+    # (32 windows: 10.2-10.5 CPU s and 6.6-6.7 s wall without spinning, 11.2 and 6.7-7.5 s with it).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(where / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+
+    def run(features: np.ndarray) -> np.ndarray:
+        is_longer = np.ones((features.shape[0], 1), dtype=bool)
+        (vectors,) = session.run(None, {"input_features": features, "is_longer": is_longer})
+        return np.asarray(vectors, dtype=np.float32)
+
+    return run
 
 
 def open_audio_export(identity: "ModelIdentity", background: bool = False) -> OnnxAudioEncoder:
@@ -507,26 +562,57 @@ def _export_locked(encoder: "ClapEncoder") -> Path:
             "torch_start_s": _torch_start_s(encoder),
         }
         (staging / META_FILE).write_text(json.dumps(meta))
-        check = OnnxAudioEncoder(staging, identity)  # loads and matches the probe, or raises before publishing
+        check = OnnxAudioEncoder(staging, identity, runtime="onnxruntime")  # matches the probe, or raises
         features = check.features(batch_audio)
-        meta["onnx_s_per_window"] = _best_per_window(lambda: check._run(features), TIMING_BATCH)
+        meta[RATE_KEYS["onnxruntime"]] = _best_per_window(lambda: check._run(features), TIMING_BATCH)
+        names = [MODEL_FILE, WEIGHTS_FILE, FILTERS_FILE, META_FILE]
+        if openvino_installed():
+            names += _measure_openvino(staging, identity, meta, features)
         (staging / META_FILE).write_text(json.dumps(meta))
-        publish_export(
-            staging,
-            where,
-            (MODEL_FILE, WEIGHTS_FILE, FILTERS_FILE, META_FILE),
-            lambda: audio_export_looks_whole(identity.fingerprint),
-        )
+        publish_export(staging, where, names, lambda: audio_export_looks_whole(identity.fingerprint))
         return where
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _measure_openvino(staging: Path, identity: "ModelIdentity", meta: dict, features: np.ndarray) -> list[str]:
+    """Compile the staged export with OpenVINO, keep the compiled model, check it against the probe and time it on
+    the windows ONNX Runtime was timed on; the files to publish. A failure is a note: ONNX Runtime stays."""
+    try:
+        meta.update(write_blob(staging, MODEL_FILE))
+        (staging / META_FILE).write_text(json.dumps(meta))
+        check = OnnxAudioEncoder(staging, identity, runtime="openvino")
+        if check.runtime != "openvino":
+            raise ExportUnusable("it fell back to ONNX Runtime")
+        meta[RATE_KEYS["openvino"]] = _best_per_window(lambda: check._run(features), TIMING_BATCH)
+        return [BLOB_FILE]
+    except Exception as exc:  # noqa: BLE001 - OpenVINO is an optimisation: the export stands without it
+        print(f"note: OpenVINO left out of the audio export ({str(exc).splitlines()[0][:200]})", file=sys.stderr)
+        for key in ("openvino_blob", "openvino_blob_bytes"):
+            meta.pop(key, None)
+        (staging / BLOB_FILE).unlink(missing_ok=True)
+        meta[RATE_KEYS["openvino"]] = None  # measured: unusable here (no rewrite for it on every run)
+        return []
+
+
+def rates_line(where: Path) -> str:
+    """What the export at ``where`` measured here and what an owner will run it on, in one line (for doctor)."""
+    meta = _read_meta(where)
+    names = {"torch_s_per_window": "torch", RATE_KEYS["onnxruntime"]: "ONNX Runtime", RATE_KEYS["openvino"]: "OpenVINO"}
+    rates = ", ".join(f"{name} {float(meta[key]):.3f} s" for key, name in names.items() if meta.get(key))
+    runtime = planned_runtime(meta)
+    after = hand_over_point(meta, runtime)
+    then = "" if after is None else f", then torch after {after} windows"
+    return f"per window here: {rates}; an owner on the CPU indexes with {names[RATE_KEYS[runtime]]}{then}"
 
 
 def check_or_write_audio_export(encoder: "ClapEncoder") -> tuple[Path, bool]:
     """(the audio export's directory, True when written now): one that passes the full check (its session loads and
     reproduces the probe) is kept, any other is written again. Raises ExportUnusable when it cannot be written."""
     try:
-        return open_audio_export(encoder.identity).where, False
+        opened = open_audio_export(encoder.identity)
+        if measured_every_runtime(opened.meta):
+            return opened.where, False
     except ExportUnusable:
         pass
     try:
@@ -540,8 +626,13 @@ def ensure_audio_export(encoder: "ClapEncoder", force: bool = False) -> Path | N
     if audio_mode() == "off":
         return None
     try:
-        if not force and audio_export_looks_whole(encoder.identity.fingerprint):
-            return audio_export_dir(encoder.identity.fingerprint)
+        where = audio_export_dir(encoder.identity.fingerprint)
+        if (
+            not force
+            and audio_export_looks_whole(encoder.identity.fingerprint)
+            and measured_every_runtime(_read_meta(where))
+        ):
+            return where
         return export_audio_tower(encoder)
     except Exception as exc:  # noqa: BLE001 - an optimisation: the command's own work stands
         print(f"warning: ONNX audio tower not written ({str(exc).splitlines()[0][:200]})", file=sys.stderr)

@@ -75,10 +75,10 @@ def export_dir(fingerprint: str) -> Path:
 
 
 def read_export_meta(
-    where: Path, versions: tuple[int, ...], files: Callable[[int], list[tuple[str, str]]], kind: str = "export"
+    where: Path, versions: tuple[int, ...], files: Callable[[dict], list[tuple[str, str]]], kind: str = "export"
 ) -> dict:
     """An export's ``export.json``; ExportUnusable unless it is of one of ``versions`` and every file
-    ``files(version)`` names as (file, size key) is there with the size the export wrote. Shared by the text and
+    ``files(meta)`` names as (file, size key) is there with the size the export wrote. Shared by the text and
     the audio exports."""
     try:
         meta = json.loads((where / META_FILE).read_text())
@@ -88,7 +88,7 @@ def read_export_meta(
         raise ExportUnusable(f"{where / META_FILE} is unreadable ({exc})") from None
     if meta.get("export_version") not in versions:
         raise ExportUnusable(f"{where} is an {kind} of version {meta.get('export_version')}, not {max(versions)}")
-    for name, size_key in files(meta["export_version"]):
+    for name, size_key in files(meta):
         try:
             size = (where / name).stat().st_size
         except OSError:
@@ -98,9 +98,9 @@ def read_export_meta(
     return meta
 
 
-def _text_files(version: int) -> list[tuple[str, str]]:
+def _text_files(meta: dict) -> list[tuple[str, str]]:
     files = [(MODEL_FILE, "model_bytes"), (TOKENIZER_FILE, "tokenizer_bytes")]
-    return files + [(WEIGHTS_FILE, "weights_bytes")] if version >= 2 else files
+    return files + [(WEIGHTS_FILE, "weights_bytes")] if meta["export_version"] >= 2 else files
 
 
 def _read_meta(where: Path, versions: tuple[int, ...] = READABLE_VERSIONS) -> dict:

@@ -86,7 +86,7 @@ def load_encoder(settings: Settings, index_dir: Path | None = None) -> ClapEncod
 def write_model_exports(settings: Settings) -> tuple[str, str]:
     """Load the model settings name and write its ONNX text and audio towers unless sound ones are there; says which
     of each (the audio line says why when there is none: exports off, or a model not on the CPU)."""
-    from indexer.audio_onnx import audio_mode, check_or_write_audio_export
+    from indexer.audio_onnx import audio_mode, check_or_write_audio_export, rates_line
     from indexer.text_onnx import check_or_write_export
 
     encoder = load_encoder(settings)
@@ -97,7 +97,8 @@ def write_model_exports(settings: Settings) -> tuple[str, str]:
     if encoder.device.type != "cpu":
         return text, f"not written (the model is on {encoder.device}; the audio export serves CPU indexing)"
     audio_where, audio_written = check_or_write_audio_export(encoder)
-    return text, f"{audio_where} ({'written' if audio_written else 'already there, checked'})"
+    state = "written" if audio_written else "already there, checked"
+    return text, f"{audio_where} ({state}; {rates_line(audio_where)})"
 
 
 def _model_source(model: str) -> str:

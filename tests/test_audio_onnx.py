@@ -129,13 +129,24 @@ def test_audio_onnx_off_or_a_changed_checkpoint_index_with_torch(exports, tmp_pa
     assert third["code"] == 0 and third["heavy"] == ["torch", "transformers"], err
 
 
-def test_a_damaged_audio_export_falls_back_once_and_the_owner_writes_it_again(exports, tmp_path, tiny_model_dir):
+def garble(path: Path) -> None:
+    """The file's bytes replaced by noise of the same size (what a size check cannot see)."""
+    size = path.stat().st_size
+    path.write_bytes(np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_damaged_audio_export_falls_back_once_and_the_owner_writes_it_again(
+    exports, tmp_path, tiny_model_dir, monkeypatch, runtime
+):
+    """Garbage weights of the right size: the probe check catches them, the run goes on with torch (one warning),
+    and that owner writes the export again. OpenVINO is made to compile the graph (its kept model is garbled too)."""
     cache, where = exports
-    weights = where / "audio_tower.weights"
-    size = weights.stat().st_size
-    weights.write_bytes(
-        np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8).tobytes()
-    )  # right size, garbage
+    monkeypatch.setenv("SOUNDSIFT_AUDIO_RUNTIME", runtime)
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+        garble(where / "audio_tower.openvino")  # does not import: OpenVINO compiles the (garbled) graph instead
+    garble(where / "audio_tower.weights")
     audio = archive(tmp_path / "audio", seconds=(4.0,))
     fell_back, _, err = probe(["index", audio, "--index", tmp_path / "a"], tiny_model_dir, cache)
     assert fell_back["code"] == 0 and fell_back["heavy"] == ["torch", "transformers"]
@@ -146,11 +157,43 @@ def test_a_damaged_audio_export_falls_back_once_and_the_owner_writes_it_again(ex
     assert light["code"] == 0 and light["heavy"] == [], err
 
 
+def test_openvino_runs_the_export_and_a_truncated_compiled_model_is_written_again(
+    exports, tmp_path, tiny_model_dir, tiny_encoder
+):
+    """With OpenVINO installed the export keeps a compiled model and both runtimes' rates; OpenVINO's vectors are
+    torch's; a compiled model cut short fails the cheap check, so the owner indexes with torch and rewrites it."""
+    pytest.importorskip("openvino")
+    from indexer.audio_onnx import RATE_KEYS, open_audio_export
+
+    cache, where = exports
+    meta = json.loads((where / "export.json").read_text())
+    assert meta[RATE_KEYS["openvino"]] > 0 and meta[RATE_KEYS["onnxruntime"]] > 0
+    assert (where / "audio_tower.openvino").stat().st_size == meta["openvino_blob_bytes"] > 0
+    for runtime in ("openvino", "onnxruntime"):
+        encoder = open_audio_export(tiny_encoder.identity)
+        encoder.runtime = runtime
+        encoder._forward = None
+        encoder._open()
+        assert encoder.runtime == runtime and encoder._problem is None
+        windows = [(0.2 * np.random.default_rng(11).standard_normal(n)).astype(np.float32) for n in (480_000, 9_000)]
+        np.testing.assert_allclose(encoder.embed_windows(windows), tiny_encoder.embed_windows(windows), atol=1e-5)
+    blob = where / "audio_tower.openvino"
+    blob.write_bytes(blob.read_bytes()[:1000])
+    audio = archive(tmp_path / "audio", seconds=(4.0,))
+    heavy, _, err = probe(["index", audio, "--index", tmp_path / "a"], tiny_model_dir, cache)
+    assert heavy["code"] == 0 and heavy["heavy"] == ["torch", "transformers"], err
+    assert "warning" not in err  # nothing was wrong with the run: the export was only not whole
+    assert blob.stat().st_size == json.loads((where / "export.json").read_text())["openvino_blob_bytes"]
+    light, _, err = probe(["index", audio, "--index", tmp_path / "b"], tiny_model_dir, cache)
+    assert light["code"] == 0 and light["heavy"] == [], err
+
+
 def test_a_long_run_hands_over_to_torch_where_torch_measured_faster(exports, tiny_encoder, monkeypatch):
-    from indexer.audio_onnx import open_audio_export
+    from indexer.audio_onnx import RATE_KEYS, open_audio_export
 
     encoder = open_audio_export(tiny_encoder.identity)
-    encoder.meta.update(onnx_s_per_window=0.2, torch_s_per_window=0.1, torch_start_s=0.25)  # repaid after 3 windows
+    rate = RATE_KEYS[encoder.runtime]  # the runtime in use: OpenVINO where installed and measured faster
+    encoder.meta.update({rate: 0.2, "torch_s_per_window": 0.1, "torch_start_s": 0.25})  # repaid after 3 windows
     loads = []
 
     def load_torch():
@@ -169,6 +212,6 @@ def test_a_long_run_hands_over_to_torch_where_torch_measured_faster(exports, tin
     np.testing.assert_allclose(encoder.embed_windows(windows), first, atol=1e-5)
     monkeypatch.setenv("SOUNDSIFT_AUDIO_ONNX", "1")  # "always": never hands over
     pinned = open_audio_export(tiny_encoder.identity)
-    pinned.meta.update(onnx_s_per_window=0.2, torch_s_per_window=0.1, torch_start_s=0.25)
+    pinned.meta.update({RATE_KEYS[pinned.runtime]: 0.2, "torch_s_per_window": 0.1, "torch_start_s": 0.25})
     pinned.allow_hand_over(load_torch)
     assert pinned.hand_over_after is None

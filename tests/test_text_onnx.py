@@ -3,6 +3,7 @@ and an export that is written by whoever has the model loaded and replaced when 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -303,9 +304,11 @@ def test_doctor_export_writes_once_and_checks_after(tiny_model_dir, tiny_encoder
     first = run_cli("doctor", "--export", env={"SOUNDSIFT_ONNX_CACHE": str(cache)})
     where = cache / tiny_encoder.identity.fingerprint
     assert f"text tower (ONNX): {where} (written)" in first.stdout.replace("\n", "")
-    assert f"audio tower (ONNX): {where}.audio (written)" in first.stdout.replace("\n", "")
+    flat = first.stdout.replace("\n", "")
+    assert f"audio tower (ONNX): {where}.audio (written; per window here: torch " in flat
+    assert ("OpenVINO " in flat) == (importlib.util.find_spec("openvino") is not None), flat  # measured where installed
     second = run_cli("doctor", "--export", "--model", tiny_model_dir, env={"SOUNDSIFT_ONNX_CACHE": str(cache)})
-    assert second.stdout.count("(already there, checked)") == 2
+    assert second.stdout.replace("\n", "").count("(already there, checked") == 2
 
 
 def test_help_imports_no_torch(tiny_model_dir, tmp_path):
