@@ -1,4 +1,5 @@
-"""The CLAP audio tower as an ONNX Runtime session fed numpy log-mel features: a CPU index that starts at once.
+"""The CLAP audio tower exported to ONNX, run by OpenVINO or ONNX Runtime on numpy log-mel features: a CPU index
+that starts at once.
 
 A cold ``soundsift index`` on a CPU spent most of its start importing torch, transformers and their CLAP code
 (about 4 s of a 32-window run on two cores, `benchmarks/profile_index_start.py`). With this export an owner
@@ -7,16 +8,19 @@ embeds windows without either: what ``ClapEncoder.embed_waveforms`` computes (th
 ``<cache>/<fingerprint>.audio/`` (the cache of ``indexer/text_onnx.py``) beside the checkpoint's mel filter
 bank, a probe vector, and how fast each tower ran here on the same windows.
 
-Per window ONNX Runtime may be slower than torch on a given CPU (0.93x on the 2-core AVX-512 Xeon this was
-measured on, 1.15x faster on an AVX2 EPYC; docs/performance.md). So the export records both rates and what
-loading torch cost, and a run that starts on ONNX Runtime hands over to torch once it has embedded enough
-windows for torch's faster rate to repay its load (`OnnxAudioEncoder.hand_over_after`): short runs never pay
-for torch, long ones pay once. ``SOUNDSIFT_AUDIO_ONNX=0`` keeps every window on torch; ``=1`` never hands over.
+The export is run by OpenVINO where it is installed and measured at least as fast as ONNX Runtime here
+(`indexer/audio_openvino.py`), else by ONNX Runtime. Per window a runtime may be slower than torch on a given
+CPU (ONNX Runtime: 0.93x on the 2-core AVX-512 Xeon this was measured on, 1.15x faster on an AVX2 EPYC;
+docs/performance.md). So the export records every rate and what loading torch cost, and a run whose runtime is
+slower hands over to torch once it has embedded enough windows for torch's faster rate to repay its load
+(`OnnxAudioEncoder.hand_over_after`): short runs never pay for torch, long ones pay once.
+``SOUNDSIFT_AUDIO_ONNX=0`` keeps every window on torch; ``=1`` never hands over; ``SOUNDSIFT_AUDIO_RUNTIME``
+(``openvino`` or ``onnxruntime``) picks the runtime.
 
 A new index learns which export is its model's from the checkpoint record: every full load of a checkpoint by an
 owner (``search.sound_index.load_encoder``) remembers its identity keyed by the checkpoint's path and the sizes and times of its files
 (`remember_checkpoint`), so the next owner knows the fingerprint without loading anything.
-Importing this module loads neither torch nor transformers nor ONNX Runtime.
+Importing this module loads neither torch nor transformers nor either runtime.
 """
 
 from __future__ import annotations
@@ -189,30 +193,34 @@ class OnnxAudioEncoder:
 
     def _open(self) -> None:
         """The runtime's session, checked against the probe vector torch gave at export; a failure is kept in
-        ``_problem``."""
+        ``_problem``. OpenVINO failing to compile the export, or computing other vectors, costs a note: ONNX
+        Runtime runs the same graph, and only where it fails too is the export unusable."""
         try:
             if self.runtime == "openvino":
                 try:
                     self._forward = compiled_tower(self.where, MODEL_FILE, self.meta)
-                except Exception as exc:  # noqa: BLE001 - OpenVINO's own errors: ONNX Runtime runs the same graph
-                    print(
-                        f"note: OpenVINO did not compile the audio tower ({str(exc).splitlines()[0][:160]}); "
-                        "using ONNX Runtime",
-                        file=sys.stderr,
-                    )
-                    self.runtime = "onnxruntime"
+                    failure = None if self._matches_probe() else "it computes other vectors than torch"
+                except Exception as exc:  # noqa: BLE001 - OpenVINO's own errors for a file it cannot compile
+                    failure = str(exc).splitlines()[0][:160]
+                if failure is not None:
+                    print(f"note: OpenVINO cannot run the audio tower ({failure}); using ONNX Runtime", file=sys.stderr)
+                    self.runtime, self._forward = "onnxruntime", None
             if self._forward is None:
                 self._forward = onnxruntime_tower(self.where)
-            probe = self._run(self.features(_probe_waveform(self.window_samples)))[0]
-            expected = np.asarray(self.meta.get("probe_vector", []), dtype=np.float32)
-            if expected.shape != probe.shape or not np.all(np.abs(probe - expected) <= PARITY_TOLERANCE):
-                self._problem = f"{self.where} does not compute the vectors torch computed for this model"
+                if not self._matches_probe():
+                    self._problem = f"{self.where} does not compute the vectors torch computed for this model"
         except ImportError as exc:
             self._problem = f"ONNX Runtime is not installed ({exc})"
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for a damaged file
             self._problem = f"{self.where} does not load ({str(exc).splitlines()[0][:160]})"
         finally:
             self._opened.set()
+
+    def _matches_probe(self) -> bool:
+        """The forward in use gives the probe window the vector torch gave it at export (within 1e-4)."""
+        probe = self._run(self.features(_probe_waveform(self.window_samples)))[0]
+        expected = np.asarray(self.meta.get("probe_vector", []), dtype=np.float32)
+        return expected.shape == probe.shape and bool(np.all(np.abs(probe - expected) <= PARITY_TOLERANCE))
 
     @property
     def embedding_dim(self) -> int:
