@@ -133,7 +133,10 @@ class IndexStore(StoreQueries):
         if not path.exists() and not create:
             raise IndexMissing(f"no index at {index_dir}: build one with `soundsift index PATH --index {index_dir}`")
         try:
-            con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": memory_limit()})
+            con = duckdb.connect(str(path), read_only=read_only)
+            # SET, not connect(config=...): another connection to the same file in this process (a user's script,
+            # stored_meta_rows) opened without that config would otherwise be refused.
+            con.execute(f"SET memory_limit = '{memory_limit()}'")
         except duckdb.Error as exc:
             raise open_error(index_dir, exc) from None
         store = cls(index_dir, con)
