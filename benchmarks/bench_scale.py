@@ -9,7 +9,7 @@ For each size, in a fresh index directory:
   ``VectorIndex.grow`` (the runner's path), 100 files x 360 windows per commit; the baseline beside it is the
   first million's rate;
 - FAISS build and nprobe tuning: the owner grows its index as it commits (flat -> IVF past 200,000 windows,
-  more lists from DuckDB every 16x: when and how long is reported); the first owner open after the commits
+  more lists from DuckDB every 4x: when and how long is reported); the first owner open after the commits
   then only rebuilds when the index is outgrown anyway (indexer/faiss_factory.py); a fresh process;
 - open: a fresh process opening the index (DuckDB, FAISS file, window matrix) after a clean close, and again
   after ``kill -9`` of an owner in the middle of its commits (WAL replay and the FAISS catch-up);
@@ -88,7 +88,7 @@ def build(index_dir: Path, n: int, ident, seed: int = 0) -> dict:
         with vectors.lock:
             seq, removed = store.commit(CommitPlan(files=files, windows=batch), run_id)
             vectors.add(ids, x, seq)
-            grown = vectors.grow(store)  # as the runner does: flat -> IVF, and more lists every 16x
+            grown = vectors.grow(store)  # as the runner does: flat -> IVF, and more lists every 4x
         commit_s += time.perf_counter() - t
         if grown is not None:
             grew.append({"at_windows": int(at + len(x)), **grown, "seconds": round(grown["seconds"], 1)})

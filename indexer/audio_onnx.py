@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.audio_openvino import BLOB_FILE, chosen_runtime, compiled_tower, openvino_installed, write_blob
+from indexer.audio_openvino import BLOB_FILE, blob_key, chosen_runtime, compiled_tower, openvino_installed, write_blob
 from indexer.log_mel import NumpyLogMel
 from indexer.text_onnx import (
     ExportUnusable,
@@ -114,8 +114,13 @@ def audio_export_looks_whole(fingerprint: str) -> bool:
 
 
 def measured_every_runtime(meta: dict) -> bool:
-    """False when OpenVINO is installed but the export was written without it (an owner then writes it again)."""
-    return not openvino_installed() or RATE_KEYS["openvino"] in meta
+    """False when OpenVINO is installed but the export was written without it, or its compiled model was made by
+    another OpenVINO version or CPU (an owner with torch loaded then writes the export again)."""
+    if not openvino_installed():
+        return True
+    if RATE_KEYS["openvino"] not in meta:
+        return False
+    return meta[RATE_KEYS["openvino"]] is None or meta.get("openvino_blob") == blob_key()  # None: unusable here
 
 
 def planned_runtime(meta: dict) -> str:

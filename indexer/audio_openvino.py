@@ -62,7 +62,7 @@ def compiled_tower(where: Path, graph: str, meta: dict) -> Callable[[np.ndarray]
     core = ov.Core()
     blob = where / BLOB_FILE
     compiled = None
-    if blob.exists() and meta.get("openvino_blob") == blob_key(ov.__version__):
+    if blob.exists() and meta.get("openvino_blob") == blob_key():
         try:
             compiled = core.import_model(blob.read_bytes(), "CPU", CONFIG)
         except Exception:  # noqa: BLE001 - a stale or damaged blob: compile the graph instead
@@ -80,9 +80,12 @@ def compiled_tower(where: Path, graph: str, meta: dict) -> Callable[[np.ndarray]
     return run
 
 
-def blob_key(version: str) -> str:
-    """What a kept compiled model is valid for: this OpenVINO version on this CPU."""
-    return f"{version}|{cpu_signature()}"
+def blob_key() -> str:
+    """What a kept compiled model is valid for: the installed OpenVINO's version on this CPU (read without
+    importing OpenVINO)."""
+    from importlib.metadata import version
+
+    return f"{version('openvino')}|{cpu_signature()}"
 
 
 def write_blob(staging: Path, graph: str) -> dict:
@@ -95,4 +98,4 @@ def write_blob(staging: Path, graph: str) -> dict:
     stream = io.BytesIO()
     compiled.export_model(stream)
     (staging / BLOB_FILE).write_bytes(stream.getvalue())
-    return {"openvino_blob": blob_key(ov.__version__), "openvino_blob_bytes": len(stream.getvalue())}
+    return {"openvino_blob": blob_key(), "openvino_blob_bytes": len(stream.getvalue())}

@@ -205,7 +205,7 @@ def indexed_ids(store: IndexStore) -> np.ndarray:
 
 
 def fill_in_id_order(store: IndexStore, order: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
-    """Write every indexed window into ``vectors`` and ``rows`` (``len(ids)`` rows each) in id order, from one pass
+    """Write every indexed window into ``vectors`` and ``rows`` (``len(order)`` rows each) in id order, from one pass
     over DuckDB in stored order: an ORDER BY would sort every vector inside DuckDB (20 GB at 10M windows).
 
     ``order`` is ``indexed_ids(store)``; raises RuntimeError when the windows changed meanwhile (the caller holds
@@ -215,7 +215,7 @@ def fill_in_id_order(store: IndexStore, order: np.ndarray, vectors: np.ndarray, 
     written = 0
     for c in store.iter_vectors(BUILD_CHUNK, INDEXED, ordered=False):
         pos = np.searchsorted(order, c.ids)
-        if len(pos) and (pos[-1] >= len(order) or not np.array_equal(order[np.minimum(pos, len(order) - 1)], c.ids)):
+        if len(pos) and (not len(order) or not np.array_equal(order[np.minimum(pos, len(order) - 1)], c.ids)):
             raise RuntimeError("the windows changed while the matrix was being built")
         at: slice | np.ndarray = pos
         if len(pos) and pos[-1] - pos[0] == len(pos) - 1 and bool(np.all(pos[1:] > pos[:-1])):

@@ -6,7 +6,6 @@ Every SQL statement the indexer runs lives in indexer/store.py or here; other mo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -287,10 +286,6 @@ class StoreQueries:
             {**params, **({} if limit is None else {"limit": limit, "offset": offset})},
         ).fetchall()
         return total, rows
-
-    def iter_indexed_vectors(self, chunk: int) -> Iterator[Any]:
-        """Windows of indexed files with their vectors, ``chunk`` at a time, in id order."""
-        return self.iter_vectors(chunk, INDEXED)  # type: ignore[attr-defined]
 
 
 def stored_meta_rows(index_dir: Path) -> dict[str, str]:

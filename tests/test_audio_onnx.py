@@ -177,6 +177,17 @@ def test_openvino_runs_the_export_and_a_truncated_compiled_model_is_written_agai
         assert encoder.runtime == runtime and encoder._problem is None
         windows = [(0.2 * np.random.default_rng(11).standard_normal(n)).astype(np.float32) for n in (480_000, 9_000)]
         np.testing.assert_allclose(encoder.embed_windows(windows), tiny_encoder.embed_windows(windows), atol=1e-5)
+    # a compiled model of another OpenVINO version: readers compile the graph, the next owner with torch rewrites it
+    from indexer.audio_onnx import check_or_write_audio_export
+    from indexer.audio_openvino import blob_key
+
+    meta["openvino_blob"] = "2024.0.0|0123456789abcdef"
+    (where / "export.json").write_text(json.dumps(meta))
+    stale = open_audio_export(tiny_encoder.identity)
+    stale.embed_windows([np.zeros(480_000, np.float32)])
+    assert stale.runtime == "openvino" and stale._problem is None
+    assert check_or_write_audio_export(tiny_encoder)[1] is True  # written again
+    assert json.loads((where / "export.json").read_text())["openvino_blob"] == blob_key()
     blob = where / "audio_tower.openvino"
     blob.write_bytes(blob.read_bytes()[:1000])
     audio = archive(tmp_path / "audio", seconds=(4.0,))
