@@ -26,6 +26,7 @@ Importing this module loads neither torch nor transformers nor either runtime.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -254,7 +255,7 @@ class OnnxAudioEncoder:
         return self._forward(features)
 
     def _start_torch_load(self) -> None:
-        """Past the hand-over point: load the whole CLAP in a thread; windows go on through ONNX Runtime meanwhile."""
+        """Past the hand-over point: load the whole CLAP in a thread; windows go on through the runtime meanwhile."""
         load, after = self._load_torch, self.hand_over_after
         if load is None or self._loader is not None or after is None or self.embedded < after:
             return
@@ -264,7 +265,7 @@ class OnnxAudioEncoder:
                 encoder = load()
             except Exception as exc:  # noqa: BLE001 - the run goes on on ONNX Runtime, which computes the same
                 print(
-                    f"note: staying on ONNX Runtime for the audio tower ({str(exc).splitlines()[0]})", file=sys.stderr
+                    f"note: staying on {self.runtime} for the audio tower ({str(exc).splitlines()[0]})", file=sys.stderr
                 )
                 return
             if encoder.identity.fingerprint == self.identity.fingerprint:
@@ -385,14 +386,7 @@ def remember_checkpoint(model: str, revision: str | None, identity: "ModelIdenti
             "model": model,
             "revision": revision or "",
             "stamp": _stamp(where),
-            "identity": {
-                "model_id": identity.model_id,
-                "revision": identity.revision,
-                "fingerprint": identity.fingerprint,
-                "embedding_dim": identity.embedding_dim,
-                "feature_config": identity.feature_config,
-                "logit_scale": identity.logit_scale,
-            },
+            "identity": dataclasses.asdict(identity),
         }
         path = _record_path(model, revision)
         with contextlib.suppress(OSError, ValueError):
@@ -406,8 +400,9 @@ def remember_checkpoint(model: str, revision: str | None, identity: "ModelIdenti
         pass  # a read-only cache: the next owner loads the model the ordinary way
 
 
-def remembered_identity(model: str, revision: str | None, window_s: float, hop_s: float) -> "ModelIdentity | None":
-    """The identity a full load of ``model`` gave, when its checkpoint files are unchanged since; else None."""
+def remembered_identity(model: str, revision: str | None) -> "ModelIdentity | None":
+    """The identity a full load of ``model`` gave (its window settings as loaded then), when its checkpoint files are
+    unchanged since; else None."""
     from indexer.model import ModelIdentity
 
     try:
@@ -415,16 +410,7 @@ def remembered_identity(model: str, revision: str | None, window_s: float, hop_s
         where = _checkpoint_dir(model, revision)
         if where is None or record.get("stamp") != _stamp(where):
             return None
-        ident = record["identity"]
-        features = {**ident["feature_config"], "window_s": float(window_s), "hop_s": float(hop_s)}
-        return ModelIdentity(
-            ident["model_id"],
-            ident["revision"],
-            ident["fingerprint"],
-            int(ident["embedding_dim"]),
-            features,
-            ident["logit_scale"],
-        )
+        return ModelIdentity(**record["identity"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -640,12 +626,9 @@ def ensure_audio_export(encoder: "ClapEncoder", force: bool = False) -> Path | N
         return None
     try:
         where = audio_export_dir(encoder.identity.fingerprint)
-        if (
-            not force
-            and audio_export_looks_whole(encoder.identity.fingerprint)
-            and measured_every_runtime(_read_meta(where))
-        ):
-            return where
+        with contextlib.suppress(ExportUnusable):  # absent or not whole: written below
+            if not force and measured_every_runtime(_read_meta(where)):
+                return where
         return export_audio_tower(encoder)
     except Exception as exc:  # noqa: BLE001 - an optimisation: the command's own work stands
         print(f"warning: ONNX audio tower not written ({str(exc).splitlines()[0][:200]})", file=sys.stderr)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indexer.durable import fsync_path
 from indexer.errors import SoundsiftError
 
 if TYPE_CHECKING:
@@ -319,8 +320,7 @@ def publish_export(staging: Path, where: Path, names: Sequence[str], looks_whole
     """Make a checked staging directory the export at ``where``: its files fsynced, renamed over any old export, and
     the rename made durable. Two owners racing leave one whole export (``looks_whole`` says whether the other won)."""
     for name in names:
-        with open(staging / name, "rb") as fh:
-            os.fsync(fh.fileno())
+        fsync_path(staging / name)
     if where.exists():
         shutil.rmtree(where, ignore_errors=True)
     try:
@@ -328,11 +328,7 @@ def publish_export(staging: Path, where: Path, names: Sequence[str], looks_whole
     except OSError:
         if not looks_whole():  # not another process's export won the race
             raise
-    dir_fd = os.open(where.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_path(where.parent)
 
 
 def weights_beside_graph(staging: Path, model_file: str = MODEL_FILE, weights_file: str = WEIGHTS_FILE) -> None:

@@ -120,13 +120,13 @@ def _owner_identity(settings: Settings, index_dir: Path):
 
     meta = stored_meta_rows(index_dir)  # one read: empty for a new index
     if meta and not (settings.model and _model_source(settings.model) != meta.get("model_id")):
-        if not meta.get("model_fingerprint"):
-            return None
-        stored = identity_from_meta(meta)
-        features = {**stored.feature_config, "window_s": float(settings.window_s), "hop_s": float(settings.hop_s)}
-        return dataclasses.replace(stored, feature_config=features)
-    model = settings.model or DEFAULT_MODEL
-    return remembered_identity(model, settings.model_revision, settings.window_s, settings.hop_s)
+        known = identity_from_meta(meta) if meta.get("model_fingerprint") else None
+    else:
+        known = remembered_identity(settings.model or DEFAULT_MODEL, settings.model_revision)
+    if known is None:
+        return None
+    features = {**known.feature_config, "window_s": float(settings.window_s), "hop_s": float(settings.hop_s)}
+    return dataclasses.replace(known, feature_config=features)
 
 
 def reader_encoder(settings: Settings, store: IndexStore, long_lived: bool = False) -> IndexEncoder:

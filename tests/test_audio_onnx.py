@@ -163,18 +163,15 @@ def test_openvino_runs_the_export_and_a_truncated_compiled_model_is_written_agai
     """With OpenVINO installed the export keeps a compiled model and both runtimes' rates; OpenVINO's vectors are
     torch's; a compiled model cut short fails the cheap check, so the owner indexes with torch and rewrites it."""
     pytest.importorskip("openvino")
-    from indexer.audio_onnx import RATE_KEYS, open_audio_export
+    from indexer.audio_onnx import RATE_KEYS, OnnxAudioEncoder, open_audio_export
 
     cache, where = exports
     meta = json.loads((where / "export.json").read_text())
     assert meta[RATE_KEYS["openvino"]] > 0 and meta[RATE_KEYS["onnxruntime"]] > 0
     assert (where / "audio_tower.openvino").stat().st_size == meta["openvino_blob_bytes"] > 0
     for runtime in ("openvino", "onnxruntime"):
-        encoder = open_audio_export(tiny_encoder.identity)
-        encoder.runtime = runtime
-        encoder._forward = None
-        encoder._open()
-        assert encoder.runtime == runtime and encoder._problem is None
+        encoder = OnnxAudioEncoder(where, tiny_encoder.identity, runtime=runtime)  # raises if the probe fails
+        assert encoder.runtime == runtime  # no fallback to the other runtime
         windows = [(0.2 * np.random.default_rng(11).standard_normal(n)).astype(np.float32) for n in (480_000, 9_000)]
         np.testing.assert_allclose(encoder.embed_windows(windows), tiny_encoder.embed_windows(windows), atol=1e-5)
     # a compiled model of another OpenVINO version: readers compile the graph, the next owner with torch rewrites it
