@@ -187,46 +187,75 @@ class OnnxAudioEncoder:
         self.embedded = 0
         self._problem: str | None = None
         self._opened = threading.Event()
+        self._unchecked = False  # opened, its probe check still to come (with the first batch)
         if background:
             # Not a daemon: a process that exits (an error, a finished command) while ONNX Runtime is still opening the
             # session waits for it, instead of tearing the thread down mid-call ("terminate called without an
-            # active exception").
-            threading.Thread(target=self._open, name="soundsift-audio-session").start()
+            # active exception"). The probe goes with the first batch: one forward instead of two at the start.
+            threading.Thread(target=self._open, args=(False,), name="soundsift-audio-session").start()
         else:
             self._open()
             if self._problem is not None:
                 raise ExportUnusable(self._problem)
 
-    def _open(self) -> None:
-        """The runtime's session, checked against the probe vector torch gave at export; a failure is kept in
-        ``_problem``. OpenVINO failing to compile the export, or computing other vectors, costs a note: ONNX
-        Runtime runs the same graph, and only where it fails too is the export unusable."""
+    def _open(self, check: bool = True) -> None:
+        """The runtime's session, checked against the probe vector torch gave at export now or (``check`` False)
+        with the first batch; a failure is kept in ``_problem``. OpenVINO failing to compile the export costs a
+        note: ONNX Runtime runs the same graph."""
         try:
             if self.runtime == "openvino":
                 try:
                     self._forward = compiled_tower(self.where, MODEL_FILE, self.meta)
-                    failure = None if self._matches_probe() else "it computes other vectors than torch"
                 except Exception as exc:  # noqa: BLE001 - OpenVINO's own errors for a file it cannot compile
-                    failure = str(exc).splitlines()[0][:160]
-                if failure is not None:
-                    print(f"note: OpenVINO cannot run the audio tower ({failure}); using ONNX Runtime", file=sys.stderr)
-                    self.runtime, self._forward = "onnxruntime", None
+                    self._leave_openvino(str(exc).splitlines()[0][:160])
             if self._forward is None:
                 self._forward = onnxruntime_tower(self.where)
-                if not self._matches_probe():
-                    self._problem = f"{self.where} does not compute the vectors torch computed for this model"
-        except ImportError as exc:
-            self._problem = f"ONNX Runtime is not installed ({exc})"
+            self._unchecked = True
+            if check:
+                self._check(self._run(self.features(_probe_waveform(self.window_samples)))[0])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for a damaged file
-            self._problem = f"{self.where} does not load ({str(exc).splitlines()[0][:160]})"
+            self._problem = self._load_problem(exc)
         finally:
             self._opened.set()
 
-    def _matches_probe(self) -> bool:
-        """The forward in use gives the probe window the vector torch gave it at export (within 1e-4)."""
-        probe = self._run(self.features(_probe_waveform(self.window_samples)))[0]
+    def _load_problem(self, exc: Exception) -> str:
+        if isinstance(exc, ImportError):
+            return f"ONNX Runtime is not installed ({exc})"
+        return f"{self.where} does not load ({str(exc).splitlines()[0][:160]})"
+
+    def _leave_openvino(self, why: str) -> None:
+        print(f"note: OpenVINO cannot run the audio tower ({why}); using ONNX Runtime", file=sys.stderr)
+        self.runtime, self._forward = "onnxruntime", None
+
+    def _check(self, probe_vector: np.ndarray) -> None:
+        """Keep the forward in use if it gave the probe window torch's vector (within 1e-4). OpenVINO computing
+        other vectors costs a note and ONNX Runtime is checked instead; where that fails too the export is
+        unusable (``_problem``). Raises what ONNX Runtime raises opening a damaged file."""
+        self._unchecked = False
+        if self._matches_probe(probe_vector):
+            return
+        if self.runtime == "openvino":
+            self._leave_openvino("it computes other vectors than torch")
+            self._forward = onnxruntime_tower(self.where)
+            if self._matches_probe(self._run(self.features(_probe_waveform(self.window_samples)))[0]):
+                return
+        self._problem = f"{self.where} does not compute the vectors torch computed for this model"
+
+    def _matches_probe(self, probe: np.ndarray) -> bool:
+        """``probe`` is the vector torch gave the probe window at export (within 1e-4)."""
         expected = np.asarray(self.meta.get("probe_vector", []), dtype=np.float32)
         return expected.shape == probe.shape and bool(np.all(np.abs(probe - expected) <= PARITY_TOLERANCE))
+
+    def _checked_batch(self, audio: np.ndarray) -> np.ndarray | None:
+        """The first batch's vectors, computed with the probe window beside it and checked by it; None when the
+        check moved the run to another runtime or found the export unusable (the caller goes on from there)."""
+        runtime = self.runtime
+        try:
+            vectors = self._run(self.features(np.concatenate([audio, _probe_waveform(self.window_samples)])))
+            self._check(vectors[-1])
+        except Exception as exc:  # noqa: BLE001 - as in _open: the runtime's own errors
+            self._problem = self._load_problem(exc)
+        return vectors[:-1] if self._problem is None and self.runtime == runtime else None
 
     @property
     def embedding_dim(self) -> int:
@@ -289,12 +318,18 @@ class OnnxAudioEncoder:
         audio = np.asarray(waveforms, dtype=np.float32)
         if self._torch is None:
             self._opened.wait()
-        if self._torch is not None or self._problem is not None:
+        vectors = None
+        if self._unchecked and self._torch is None and self._problem is None:
+            with self._lock:
+                if self._unchecked:
+                    vectors = self._checked_batch(audio)
+        if vectors is None and (self._torch is not None or self._problem is not None):
             with self._lock:
                 torch_encoder = self._torch or self._fall_back()
             return torch_encoder.embed_waveforms(audio)
         with self._lock:
-            vectors = self._run(self.features(audio))
+            if vectors is None:
+                vectors = self._run(self.features(audio))
             self.embedded += len(audio)
         self._start_torch_load()
         return vectors

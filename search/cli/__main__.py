@@ -1,5 +1,5 @@
 """`python -m search.cli`: the soundsift command line."""
 
-from search.cli import main
+from search.cli import run
 
-main()
+run()
