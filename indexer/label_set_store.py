@@ -14,6 +14,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from indexer.arrow_columns import column
+from indexer.arrow_columns import table as arrow_table
+
 LABEL_SET_TABLES = (  # the store's migration 7
     "CREATE TABLE IF NOT EXISTS label_sets (name VARCHAR PRIMARY KEY, body VARCHAR NOT NULL, "
     "updated_at TIMESTAMP DEFAULT current_timestamp)",
@@ -93,14 +96,14 @@ class LabelSetStore:
         """The cached vectors of those ``keys`` the index holds."""
         if not keys:
             return {}
-        wanted = pa.table(
+        wanted = arrow_table(
             {
-                "fingerprint": [k.fingerprint for k in keys],
-                "hash": [k.hash for k in keys],
-                "start": [float(k.start) for k in keys],
-                "end": [OPEN_END if k.end is None else float(k.end) for k in keys],
-                "window_s": [float(k.window_s) for k in keys],
-                "hop_s": [float(k.hop_s) for k in keys],
+                "fingerprint": column([k.fingerprint for k in keys], pa.string()),
+                "hash": column([k.hash for k in keys], pa.string()),
+                "start": column([float(k.start) for k in keys], pa.float64()),
+                "end": column([OPEN_END if k.end is None else float(k.end) for k in keys], pa.float64()),
+                "window_s": column([float(k.window_s) for k in keys], pa.float64()),
+                "hop_s": column([float(k.hop_s) for k in keys], pa.float64()),
             }
         )
         cur = self.store.cursor()
@@ -142,9 +145,8 @@ class LabelSetStore:
                 cols["ws"].append(float(ws))
                 cols["we"].append(float(we))
                 cols["v"].append(np.asarray(vec, dtype=np.float32))
-        table = pa.table(
-            {**{k: v for k, v in cols.items() if k != "v"}, "v": pa.array(cols["v"], pa.list_(pa.float32()))}
-        )
+        types = {"fingerprint": pa.string(), "hash": pa.string(), "position": pa.int64(), "v": pa.list_(pa.float32())}
+        table = arrow_table({k: column(v, types.get(k, pa.float64())) for k, v in cols.items()})
         with self.store.transaction() as cur:
             cur.register("new_clips", table)
             try:

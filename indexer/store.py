@@ -28,6 +28,8 @@ else:
     pa = _Arrow()
 
 from indexer import crashpoints, job_store, label_set_store, tag_store, teach_store, transcript_store, watch_store
+from indexer.arrow_columns import column, id_table, numpy_of, vector_column
+from indexer.arrow_columns import table as arrow_table
 from indexer.errors import DiskFull, IndexCorrupt, IndexLocked, IndexMissing, ModelMismatch
 from indexer.model import ModelIdentity
 from indexer.paths import display_path, path_bytes, real_path
@@ -288,7 +290,7 @@ class IndexStore(StoreQueries):
         """(ids, vectors) for the given window ids, ``chunk`` at a time."""
         dim = self.embedding_dim
         for i in range(0, len(ids), chunk):
-            table = pa.table({"wid": pa.array(np.asarray(ids[i : i + chunk], dtype=np.int64), pa.int64())})
+            table = id_table("wid", np.asarray(ids[i : i + chunk], dtype=np.int64))
             cur = self.cursor()
             cur.register("wanted_ids", table)
             try:
@@ -361,11 +363,11 @@ class IndexStore(StoreQueries):
             if batch.num_rows == 0:
                 continue
             yield WindowChunk(
-                ids=batch.column(0).to_numpy(),
-                file_ids=batch.column(1).to_numpy(),
-                starts=batch.column(2).to_numpy(),
-                ends=batch.column(3).to_numpy(),
-                vectors=batch.column(4).flatten().to_numpy().reshape(-1, dim),
+                ids=numpy_of(batch.column(0)),
+                file_ids=numpy_of(batch.column(1)),
+                starts=numpy_of(batch.column(2)),
+                ends=numpy_of(batch.column(3)),
+                vectors=numpy_of(batch.column(4)).reshape(-1, dim),
             )
 
     def window_rows(self, ids: Sequence[int]) -> dict[int, WindowRow]:
@@ -427,10 +429,10 @@ class IndexStore(StoreQueries):
         # Rows to drop: explicit removals, plus any other row holding a path we are about to (re)write
         # (the same name on disk: two names that differ only in bytes that are not UTF-8 share a display form).
         written = [f.path for f in plan.files] + [r.path for r in plan.relinks]
-        paths = pa.table(
+        paths = arrow_table(
             {
-                "p": pa.array([display_path(p) for p in written], pa.string()),
-                "b": pa.array([path_bytes(p) for p in written], pa.binary()),
+                "p": column([display_path(p) for p in written], pa.string()),
+                "b": column([path_bytes(p) for p in written], pa.binary()),
             }
         )
         cur.register("written_paths", paths)
@@ -446,7 +448,7 @@ class IndexStore(StoreQueries):
         doomed = sorted({int(i) for i in doomed if int(i) not in relinked} | {int(i) for i in plan.remove_file_ids})
         removed = np.zeros(0, dtype=np.int64)
         if doomed:
-            ids = pa.table({"fid": pa.array(doomed, pa.int64())})
+            ids = id_table("fid", doomed)
             cur.register("doomed_files", ids)
             try:
                 removed = np.asarray(
@@ -506,16 +508,14 @@ class IndexStore(StoreQueries):
         windows = plan.windows
         if windows is not None and len(windows):
             dim = windows.vectors.shape[1]
-            table = pa.table(
+            table = arrow_table(
                 {
-                    "id": pa.array(windows.ids, pa.int64()),
-                    "file_id": pa.array(windows.file_ids, pa.int64()),
-                    "start": pa.array(windows.starts, pa.float64()),
-                    "end": pa.array(windows.ends, pa.float64()),
-                    "tags": pa.array(windows.tags, pa.string()),
-                    "embedding": pa.FixedSizeListArray.from_arrays(
-                        pa.array(windows.vectors.astype(np.float32).ravel()), dim
-                    ),
+                    "id": column(windows.ids, pa.int64()),
+                    "file_id": column(windows.file_ids, pa.int64()),
+                    "start": column(windows.starts, pa.float64()),
+                    "end": column(windows.ends, pa.float64()),
+                    "tags": column(windows.tags, pa.string()),
+                    "embedding": vector_column(windows.vectors.reshape(-1, dim)),
                 }
             )
             cur.register("new_windows", table)
@@ -554,7 +554,7 @@ class IndexStore(StoreQueries):
     ) -> tuple[int, np.ndarray]:
         """Drop the given windows (audit repair). With ``fail_files_reason`` their files are marked failed and
         lose all their windows, so `soundsift index --retry-failed` embeds them again whole."""
-        ids = pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())})
+        ids = id_table("wid", [int(i) for i in window_ids])
         with self.transaction() as cur:
             cur.register("bad_windows", ids)
             try:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from indexer.arrow_columns import column, id_table
+from indexer.arrow_columns import table as arrow_table
+
 TAG_TABLES = (  # the store's migration 3
     "CREATE TABLE IF NOT EXISTS tag_models (model VARCHAR NOT NULL, revision VARCHAR NOT NULL, alias VARCHAR NOT NULL, "
     "labels JSON NOT NULL, top_k INTEGER NOT NULL, function_to_apply VARCHAR NOT NULL, sample_rate INTEGER, "
@@ -125,11 +128,11 @@ def insert_rows(cur, rows: TagRows) -> None:
     """Replace the tags ``rows.model`` holds for these windows (any older revision's too) with ``rows``."""
     if not len(rows):
         return
-    table = pa.table(
+    table = arrow_table(
         {
-            "window_id": pa.array(rows.window_ids, pa.int64()),
-            "label": pa.array(rows.labels, pa.string()),
-            "score": pa.array(rows.scores, pa.float32()),
+            "window_id": column(rows.window_ids, pa.int64()),
+            "label": column(rows.labels, pa.string()),
+            "score": column(rows.scores, pa.float32()),
         }
     )
     cur.register("new_window_tags", table)
@@ -150,7 +153,7 @@ def delete_for_windows(cur, window_ids: np.ndarray) -> None:
     """Drop the tags of windows leaving the index (same transaction as the windows)."""
     if not len(window_ids):
         return
-    cur.register("gone_window_ids", pa.table({"wid": pa.array(np.asarray(window_ids, dtype=np.int64), pa.int64())}))
+    cur.register("gone_window_ids", id_table("wid", np.asarray(window_ids, dtype=np.int64)))
     try:
         cur.execute("DELETE FROM window_tags WHERE window_id IN (SELECT wid FROM gone_window_ids)")
     finally:
@@ -161,7 +164,7 @@ def rows_of_windows(cur, window_ids: np.ndarray) -> list[tuple[int, str, str, st
     """(window id, model, revision, label, score) stored for these windows (to copy onto identical content)."""
     if not len(window_ids) or not has_tag_tables(cur):
         return []
-    cur.register("wanted_window_ids", pa.table({"wid": pa.array(np.asarray(window_ids, dtype=np.int64), pa.int64())}))
+    cur.register("wanted_window_ids", id_table("wid", np.asarray(window_ids, dtype=np.int64)))
     try:
         return cur.execute(
             "SELECT window_id, model, revision, label, score FROM window_tags "
@@ -204,7 +207,7 @@ def tags_of_windows(cur, window_ids: Sequence[int]) -> dict[int, dict[str, list[
     """window id -> {alias: [{label, score}, ...] best first}, for the file view and the API."""
     if not len(window_ids) or not has_tag_tables(cur):
         return {}
-    cur.register("shown_window_ids", pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())}))
+    cur.register("shown_window_ids", id_table("wid", [int(i) for i in window_ids]))
     try:
         rows = cur.execute(
             "SELECT t.window_id, coalesce(m.alias, t.model), t.label, t.score FROM window_tags t "
@@ -224,7 +227,7 @@ def best_tags(cur, ids: Sequence[int], by: str) -> dict[tuple[int, str], tuple[s
 
     ``by`` is "window" or "file"; the ids are window ids or file ids accordingly.
     """
-    cur.register("export_ids", pa.table({"id": pa.array([int(i) for i in ids], pa.int64())}))
+    cur.register("export_ids", id_table("id", [int(i) for i in ids]))
     try:
         if by == "window":
             sql = (

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from indexer.arrow_columns import column, id_table
+from indexer.arrow_columns import table as arrow_table
+
 TRANSCRIPT_TABLES = (  # the store's migration 10
     "CREATE TABLE IF NOT EXISTS transcript_models (model VARCHAR NOT NULL, revision VARCHAR NOT NULL, "
     "alias VARCHAR NOT NULL, language VARCHAR, sample_rate INTEGER, updated_at TIMESTAMP DEFAULT current_timestamp)",
@@ -147,14 +150,14 @@ def insert_rows(cur, rows: TranscriptRows) -> None:
     if not len(rows):
         return
     seq = int(cur.execute("SELECT coalesce(max(seq), 0) + 1 FROM window_transcripts").fetchall()[0][0])
-    table = pa.table(
+    table = arrow_table(
         {
-            "window_id": pa.array(rows.window_ids, pa.int64()),
-            "language": pa.array(rows.languages, pa.string()),
-            "text": pa.array(rows.texts, pa.string()),
-            "words": pa.array(rows.words, pa.string()),
-            "seg_start": pa.array(rows.starts, pa.float64()),
-            "seg_end": pa.array(rows.ends, pa.float64()),
+            "window_id": column(rows.window_ids, pa.int64()),
+            "language": column(rows.languages, pa.string()),
+            "text": column(rows.texts, pa.string()),
+            "words": column(rows.words, pa.string()),
+            "seg_start": column(rows.starts, pa.float64()),
+            "seg_end": column(rows.ends, pa.float64()),
         }
     )
     cur.register("new_window_transcripts", table)
@@ -177,7 +180,7 @@ def delete_for_windows(cur, window_ids: np.ndarray) -> None:
     """Drop the transcripts of windows leaving the index (same transaction as the windows)."""
     if not len(window_ids) or not has_transcript_tables(cur):
         return
-    cur.register("gone_transcript_ids", pa.table({"wid": pa.array(np.asarray(window_ids, np.int64), pa.int64())}))
+    cur.register("gone_transcript_ids", id_table("wid", np.asarray(window_ids, np.int64)))
     try:
         cur.execute("DELETE FROM window_transcripts WHERE window_id IN (SELECT wid FROM gone_transcript_ids)")
     finally:
@@ -220,7 +223,7 @@ def segments_of_windows(cur, window_ids: Sequence[int]) -> list[Segment]:
     """The stored transcripts of these windows (every model), by window and model."""
     if not len(window_ids) or not has_transcript_tables(cur):
         return []
-    cur.register("said_window_ids", pa.table({"wid": pa.array([int(i) for i in window_ids], pa.int64())}))
+    cur.register("said_window_ids", id_table("wid", [int(i) for i in window_ids]))
     try:
         rows = cur.execute(
             f"SELECT {_SEGMENT_COLUMNS} WHERE t.window_id IN (SELECT wid FROM said_window_ids) "

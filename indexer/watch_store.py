@@ -21,6 +21,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from indexer.arrow_columns import column, id_table, numpy_column
+from indexer.arrow_columns import table as arrow_table
 from indexer.watch_eval import CompiledWatch, evaluate_all
 
 WATCH_TABLES = (  # the store's migration 9
@@ -227,49 +229,58 @@ def alerts_for_commit(
     if not alerts["id"]:
         return 0
     n = sum(len(a) for a in alerts["id"])
-    table = pa.table(
+    _insert(cur, "alerts", _alert_table(alerts, n, run_id, now, fired_by))
+    if deliveries["alert_id"]:
+        _insert(cur, "deliveries", _delivery_table(deliveries))
+    return n
+
+
+def _insert(cur, table_name: str, rows) -> None:
+    cur.register(f"new_{table_name}", rows)
+    try:
+        cur.execute(f"INSERT INTO {table_name} SELECT * FROM new_{table_name}")
+    finally:
+        cur.unregister(f"new_{table_name}")
+
+
+def _alert_table(alerts: dict[str, list], n: int, run_id: int | None, now: float, fired_by: str):
+    """The alerts rows, in the table's column order (numbers joined from their per-watch arrays)."""
+    joined = {k: np.concatenate(alerts[k]) for k in ("id", "watch_id", "window_id", "file_id", "start", "end", "score")}
+    return arrow_table(
         {
-            "id": np.concatenate(alerts["id"]),
-            "watch_id": np.concatenate(alerts["watch_id"]),
-            "watch": pa.array(alerts["watch"], pa.string()),
-            "window_id": np.concatenate(alerts["window_id"]),
-            "file_id": np.concatenate(alerts["file_id"]),
-            "path": pa.array(alerts["path"], pa.string()),
-            "start": np.concatenate(alerts["start"]),
-            "end": np.concatenate(alerts["end"]),
-            "score": np.concatenate(alerts["score"]),
-            "label": pa.array(alerts["label"], pa.string()),
-            "run_id": pa.array([run_id] * n, pa.int64()),
-            "created_at": np.full(n, now),
-            "delivery_id": pa.array(alerts["delivery_id"], pa.string()),
-            "fired_by": pa.array([fired_by] * n, pa.string()),
+            "id": numpy_column(joined["id"]),
+            "watch_id": numpy_column(joined["watch_id"]),
+            "watch": column(alerts["watch"], pa.string()),
+            "window_id": numpy_column(joined["window_id"]),
+            "file_id": numpy_column(joined["file_id"]),
+            "path": column(alerts["path"], pa.string()),
+            "start": numpy_column(joined["start"]),
+            "end": numpy_column(joined["end"]),
+            "score": numpy_column(joined["score"]),
+            "label": column(alerts["label"], pa.string()),
+            "run_id": column([run_id] * n, pa.int64()),  # None for `watch test --fire`
+            "created_at": column(np.full(n, now, np.float64), pa.float64()),
+            "delivery_id": column(alerts["delivery_id"], pa.string()),
+            "fired_by": column([fired_by] * n, pa.string()),
         }
     )
-    cur.register("new_alerts", table)
-    try:
-        cur.execute("INSERT INTO alerts SELECT * FROM new_alerts")
-    finally:
-        cur.unregister("new_alerts")
-    if deliveries["alert_id"]:
-        m = len(deliveries["target"])
-        rows = pa.table(
-            {
-                "alert_id": np.concatenate(deliveries["alert_id"]),
-                "watch_id": np.concatenate(deliveries["watch_id"]),
-                "target": pa.array(deliveries["target"], pa.string()),
-                "status": pa.array(["pending"] * m, pa.string()),
-                "attempts": np.zeros(m, np.int32),
-                "last_error": pa.nulls(m, pa.string()),
-                "next_at": np.zeros(m),
-                "delivered_at": pa.nulls(m, pa.float64()),
-            }
-        )
-        cur.register("new_deliveries", rows)
-        try:
-            cur.execute("INSERT INTO deliveries SELECT * FROM new_deliveries")
-        finally:
-            cur.unregister("new_deliveries")
-    return n
+
+
+def _delivery_table(deliveries: dict[str, list]):
+    """One pending delivery row per alert and target."""
+    m = len(deliveries["target"])
+    return arrow_table(
+        {
+            "alert_id": numpy_column(np.concatenate(deliveries["alert_id"])),
+            "watch_id": numpy_column(np.concatenate(deliveries["watch_id"])),
+            "target": column(deliveries["target"], pa.string()),
+            "status": column(["pending"] * m, pa.string()),
+            "attempts": column(np.zeros(m, np.int32), pa.int32()),
+            "last_error": column([None] * m, pa.string()),
+            "next_at": column(np.zeros(m), pa.float64()),
+            "delivered_at": column([None] * m, pa.float64()),
+        }
+    )
 
 
 def alerted_windows(cur, watch_id: int) -> np.ndarray:
@@ -280,7 +291,7 @@ def alerted_windows(cur, watch_id: int) -> np.ndarray:
 
 def window_paths(cur, ids: np.ndarray) -> dict[int, str]:
     """file id -> path of the files holding these windows."""
-    table = pa.table({"wid": pa.array(np.asarray(ids, dtype=np.int64), pa.int64())})
+    table = id_table("wid", np.asarray(ids, dtype=np.int64))
     cur.register("alert_wids", table)
     try:
         rows = cur.execute(
