@@ -75,11 +75,10 @@ def numpy_column(values: np.ndarray) -> "pa.Array":
     """A numpy array of numbers as a column of its own type (int64 stays int64, float32 stays float32)."""
     import pyarrow as pa
 
-    types = {np.dtype(np.int64): pa.int64(), np.dtype(np.int32): pa.int32(), np.dtype(np.float64): pa.float64()}
-    types.update({np.dtype(np.float32): pa.float32(), np.dtype(np.bool_): pa.bool_()})
-    if values.dtype not in types:
+    name = next((k for k, v in _NUMPY.items() if np.dtype(v) == values.dtype), None)
+    if name is None:
         raise TypeError(f"no buffer-built Arrow column for numpy {values.dtype}")
-    return column(values, types[values.dtype])
+    return column(values, pa.type_for_alias(name))
 
 
 def numpy_of(array: "pa.Array") -> np.ndarray:

@@ -44,10 +44,10 @@ class NumpyLogMel:
         out = np.empty((len(waveforms), 4, frame_count, self._filters.shape[1]), dtype=np.float32)
         # One BLAS thread: OpenBLAS's helper threads spin for a while after a product, on the cores the tower's
         # runtime is about to use (OpenVINO's next batch of 4 ran at 0.068 s a window after a threaded product,
-        # 0.052 after a single-threaded one; the product itself takes 6 ms either way).
+        # 0.052 after a single-threaded one; a batch's product takes 5 to 7 ms either way).
         with threadpool_limits(1, user_api="blas"):
-            # A window at a time: its few-MB temporaries are reused from the heap, where a batch's 33 MB ones are
-            # mapped and faulted in afresh each call (8 batches of 4: 0.26 s against 0.36 s).
+            # A window at a time: 8 batches of 4 took 0.31 to 0.36 s against 0.45 to 0.62 s as whole batches,
+            # most of the difference system time spent on a batch's 33 MB temporaries.
             for i, waveform in enumerate(waveforms):
                 x = np.pad(waveform.astype(np.float64), (half, half), mode="reflect")
                 frames = np.lib.stride_tricks.sliding_window_view(x, self.n_fft)[:: self.hop_length]

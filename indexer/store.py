@@ -290,7 +290,7 @@ class IndexStore(StoreQueries):
         """(ids, vectors) for the given window ids, ``chunk`` at a time."""
         dim = self.embedding_dim
         for i in range(0, len(ids), chunk):
-            table = id_table("wid", np.asarray(ids[i : i + chunk], dtype=np.int64))
+            table = id_table("wid", ids[i : i + chunk])
             cur = self.cursor()
             cur.register("wanted_ids", table)
             try:
@@ -554,7 +554,7 @@ class IndexStore(StoreQueries):
     ) -> tuple[int, np.ndarray]:
         """Drop the given windows (audit repair). With ``fail_files_reason`` their files are marked failed and
         lose all their windows, so `soundsift index --retry-failed` embeds them again whole."""
-        ids = id_table("wid", [int(i) for i in window_ids])
+        ids = id_table("wid", window_ids)
         with self.transaction() as cur:
             cur.register("bad_windows", ids)
             try:

@@ -153,7 +153,7 @@ def delete_for_windows(cur, window_ids: np.ndarray) -> None:
     """Drop the tags of windows leaving the index (same transaction as the windows)."""
     if not len(window_ids):
         return
-    cur.register("gone_window_ids", id_table("wid", np.asarray(window_ids, dtype=np.int64)))
+    cur.register("gone_window_ids", id_table("wid", window_ids))
     try:
         cur.execute("DELETE FROM window_tags WHERE window_id IN (SELECT wid FROM gone_window_ids)")
     finally:
@@ -164,7 +164,7 @@ def rows_of_windows(cur, window_ids: np.ndarray) -> list[tuple[int, str, str, st
     """(window id, model, revision, label, score) stored for these windows (to copy onto identical content)."""
     if not len(window_ids) or not has_tag_tables(cur):
         return []
-    cur.register("wanted_window_ids", id_table("wid", np.asarray(window_ids, dtype=np.int64)))
+    cur.register("wanted_window_ids", id_table("wid", window_ids))
     try:
         return cur.execute(
             "SELECT window_id, model, revision, label, score FROM window_tags "
@@ -207,7 +207,7 @@ def tags_of_windows(cur, window_ids: Sequence[int]) -> dict[int, dict[str, list[
     """window id -> {alias: [{label, score}, ...] best first}, for the file view and the API."""
     if not len(window_ids) or not has_tag_tables(cur):
         return {}
-    cur.register("shown_window_ids", id_table("wid", [int(i) for i in window_ids]))
+    cur.register("shown_window_ids", id_table("wid", window_ids))
     try:
         rows = cur.execute(
             "SELECT t.window_id, coalesce(m.alias, t.model), t.label, t.score FROM window_tags t "
@@ -227,7 +227,7 @@ def best_tags(cur, ids: Sequence[int], by: str) -> dict[tuple[int, str], tuple[s
 
     ``by`` is "window" or "file"; the ids are window ids or file ids accordingly.
     """
-    cur.register("export_ids", id_table("id", [int(i) for i in ids]))
+    cur.register("export_ids", id_table("id", ids))
     try:
         if by == "window":
             sql = (

@@ -180,7 +180,7 @@ def delete_for_windows(cur, window_ids: np.ndarray) -> None:
     """Drop the transcripts of windows leaving the index (same transaction as the windows)."""
     if not len(window_ids) or not has_transcript_tables(cur):
         return
-    cur.register("gone_transcript_ids", id_table("wid", np.asarray(window_ids, np.int64)))
+    cur.register("gone_transcript_ids", id_table("wid", window_ids))
     try:
         cur.execute("DELETE FROM window_transcripts WHERE window_id IN (SELECT wid FROM gone_transcript_ids)")
     finally:
@@ -223,7 +223,7 @@ def segments_of_windows(cur, window_ids: Sequence[int]) -> list[Segment]:
     """The stored transcripts of these windows (every model), by window and model."""
     if not len(window_ids) or not has_transcript_tables(cur):
         return []
-    cur.register("said_window_ids", id_table("wid", [int(i) for i in window_ids]))
+    cur.register("said_window_ids", id_table("wid", window_ids))
     try:
         rows = cur.execute(
             f"SELECT {_SEGMENT_COLUMNS} WHERE t.window_id IN (SELECT wid FROM said_window_ids) "

@@ -291,7 +291,7 @@ def alerted_windows(cur, watch_id: int) -> np.ndarray:
 
 def window_paths(cur, ids: np.ndarray) -> dict[int, str]:
     """file id -> path of the files holding these windows."""
-    table = id_table("wid", np.asarray(ids, dtype=np.int64))
+    table = id_table("wid", ids)
     cur.register("alert_wids", table)
     try:
         rows = cur.execute(

@@ -66,7 +66,7 @@ def run() -> None:
     """The program's entry point (``soundsift``, ``python -m search.cli``): `main`, then a quick exit.
 
     Python's own shutdown tears down every imported module one by one, OpenVINO's plugins and DuckDB's among
-    them: 0.2 s of a cold `index` or `search` spent after its output was written. So the program finishes what
+    them: 0.2 s of a cold `index` spent after its output was written. So the program finishes what
     still matters (threads still working, the atexit handlers: logging, multiprocessing's children, finalizers),
     flushes its output and ends the process. ``main`` alone (called in a process that goes on) exits as usual.
     """
